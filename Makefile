@@ -1,0 +1,50 @@
+# Tandem. `make demo` runs the console on SQLite + the filesystem broker; `make test` runs the suite.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements-dev.lock | cksum | cut -d' ' -f1)
+
+.PHONY: help install demo test lint format typecheck migrations-check deploy-check lock clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP): requirements-dev.lock
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Tandem needs Python 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-dev.lock
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the locked dependencies
+
+demo: install  ## migrate, seed demo users and data, serve on http://127.0.0.1:8000 with a worker
+	DEBUG=1 TANDEM_DEMO_MODE=1 $(BIN)/python manage.py demo
+
+test: install  ## run the whole suite (PostgreSQL/Redis when they answer, else SQLite/filesystem)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install  ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install  ## apply ruff formatting and safe fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: install  ## mypy with django-stubs
+	$(BIN)/mypy q2c masterdata orchestration exceptions
+
+migrations-check: install  ## fail if a model change has no migration
+	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
+
+deploy-check: install  ## Django's deployment checklist under production settings
+	DEBUG=0 SECRET_KEY=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))') \
+	  ALLOWED_HOSTS=tandem.example.com $(BIN)/python manage.py check --deploy --fail-level WARNING
+
+lock:  ## re-resolve the lock files from pyproject.toml (needs uv)
+	uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -o requirements.lock
+	uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements-dev.lock
+
+clean:  ## remove the virtualenv and local state (database, broker folders)
+	rm -rf $(VENV) var

@@ -1,0 +1,1 @@
+"""The exception queue and replays (built on the workflow runs in orchestration)."""

@@ -1,0 +1,19 @@
+"""Row locks, always taken in primary-key order so two workers never deadlock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from q2c.models import Contract, Invoice, Order
+
+
+def lock_orders(ids: Iterable[int]) -> list[Order]:
+    return list(Order.objects.select_for_update().filter(pk__in=list(ids)).order_by("pk"))
+
+
+def lock_contract(contract_id: int) -> Contract:
+    return Contract.objects.select_for_update().get(pk=contract_id)
+
+
+def lock_invoice(invoice_id: int) -> Invoice:
+    return Invoice.objects.select_for_update().get(pk=invoice_id)

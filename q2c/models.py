@@ -1,0 +1,696 @@
+"""The canonical commercial records: quotes, orders, contracts, invoices, payments, usage.
+
+State machines live here (django-fsm-2). A transition method only changes fields; services
+call transitions inside a transaction and write the audit trail. State fields are protected
+(no direct assignment) and ConcurrentTransitionMixin makes a racing stale copy fail with
+``ConcurrentTransition`` instead of overwriting the winner.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import F, Q
+from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
+
+from masterdata.models import Account, LegalEntity, Product
+from q2c.audit import AuditedHistory
+from q2c.identifiers import IdentifierCounter  # noqa: F401  (model registration)
+from q2c.money import AmountField, CurrencyField, Money, currency_check
+from q2c.records import BillingPeriod, LineKind, StatefulRecord
+
+
+class WorkerHeartbeat(models.Model):
+    """The last time each worker answered the beat; the console shows it as worker health."""
+
+    hostname = models.CharField(max_length=255, unique=True)
+    seen_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.hostname} @ {self.seen_at:%Y-%m-%d %H:%M:%S}"
+
+
+def _line_checks(prefix: str) -> list[models.BaseConstraint]:
+    return [
+        models.CheckConstraint(
+            condition=Q(quantity__gte=0), name=f"{prefix}_quantity_non_negative"
+        ),
+        models.CheckConstraint(
+            condition=Q(unit_price__gte=0), name=f"{prefix}_unit_price_non_negative"
+        ),
+        models.CheckConstraint(
+            condition=Q(discount_percent__gte=0) & Q(discount_percent__lte=100),
+            name=f"{prefix}_discount_in_range",
+        ),
+        models.CheckConstraint(
+            condition=Q(term_end__isnull=True)
+            | Q(term_start__isnull=True)
+            | Q(term_end__gte=F("term_start")),
+            name=f"{prefix}_term_ordered",
+        ),
+    ]
+
+
+class CommercialLine(models.Model):
+    """What quote, order and contract lines share: a product, a kind, a price and a term."""
+
+    line_no = models.PositiveIntegerField()
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, null=True, blank=True)
+    product_code = models.CharField(max_length=64, help_text="The product code as received")
+    description = models.CharField(max_length=255, blank=True)
+    kind = models.CharField(max_length=20, choices=LineKind.choices)
+    quantity = models.DecimalField(max_digits=18, decimal_places=4)
+    unit_price = AmountField()
+    discount_percent = models.DecimalField(max_digits=7, decimal_places=4, default=Decimal("0"))
+    billing_period = models.CharField(
+        max_length=10, choices=BillingPeriod.choices, blank=True, default=BillingPeriod.NONE
+    )
+    term_start = models.DateField(null=True, blank=True)
+    term_end = models.DateField(null=True, blank=True)
+    amount = AmountField(help_text="quantity x unit price less discount, per billing period")
+
+    class Meta:
+        abstract = True
+        ordering = ["line_no"]
+
+    def __str__(self) -> str:
+        return f"line {self.line_no} {self.product_code}"
+
+    def computed_amount(self) -> Decimal:
+        gross = self.quantity * self.unit_price
+        return gross - gross * self.discount_percent / Decimal(100)
+
+
+# --- Quote --------------------------------------------------------------------------------
+
+
+class QuoteState(models.TextChoices):
+    APPROVED = "approved", "Approved in CPQ"
+    CONVERTED = "converted", "Converted to an order"
+    REJECTED = "rejected", "Rejected"
+
+
+class Quote(ConcurrentTransitionMixin, StatefulRecord):
+    cpq_quote_id = models.CharField(max_length=64, unique=True)
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="quotes")
+    legal_entity = models.ForeignKey(LegalEntity, on_delete=models.PROTECT, related_name="quotes")
+    currency = CurrencyField()
+    approved_at = models.DateTimeField()
+    valid_until = models.DateField(null=True, blank=True)
+    total_amount = AmountField()
+    state = FSMField(default=QuoteState.APPROVED, choices=QuoteState.choices, protected=True)
+    rejection_reason = models.TextField(blank=True)
+
+    history = AuditedHistory()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [currency_check("currency", "quote_currency_iso")]
+        indexes = [models.Index(fields=["state", "state_changed_at"])]
+
+    @property
+    def total(self) -> Money:
+        return Money(self.total_amount, self.currency)
+
+    @transition(field=state, source=QuoteState.APPROVED, target=QuoteState.CONVERTED)
+    def convert(self) -> None:
+        self._entered_state()
+
+    @transition(field=state, source=QuoteState.APPROVED, target=QuoteState.REJECTED)
+    def reject(self, *, reason_text: str) -> None:
+        self.rejection_reason = reason_text
+        self._entered_state()
+
+
+class QuoteLine(CommercialLine):
+    quote = models.ForeignKey(Quote, on_delete=models.CASCADE, related_name="lines")
+
+    history = AuditedHistory()
+
+    class Meta(CommercialLine.Meta):
+        constraints = [
+            *_line_checks("quoteline"),
+            models.UniqueConstraint(fields=["quote", "line_no"], name="quoteline_unique_no"),
+        ]
+
+
+# --- Order --------------------------------------------------------------------------------
+
+
+class OrderState(models.TextChoices):
+    RECEIVED = "received", "Received"
+    VALIDATED = "validated", "Validated"
+    SUBMITTED_TO_ERP = "submitted_to_erp", "Submitted to ERP"
+    ACCEPTED = "accepted", "Financially accepted"
+    PROVISIONING = "provisioning", "Provisioning"
+    ACTIVE = "active", "Active"
+    FULFILLED = "fulfilled", "Fulfilled"
+    ON_HOLD = "on_hold", "On hold"
+    REJECTED = "rejected", "Rejected"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ORDER_PRE_ACTIVE = [
+    OrderState.RECEIVED,
+    OrderState.VALIDATED,
+    OrderState.SUBMITTED_TO_ERP,
+    OrderState.ACCEPTED,
+    OrderState.PROVISIONING,
+]
+ORDER_FINAL = [OrderState.FULFILLED, OrderState.REJECTED, OrderState.CANCELLED]
+
+
+def _order_has_lines(order: Order) -> bool:
+    """needs at least one line"""
+    return order.pk is not None and order.lines.exists()
+
+
+def _order_has_account(order: Order) -> bool:
+    """needs an account and a legal entity"""
+    return order.account_id is not None and order.legal_entity_id is not None
+
+
+class Order(ConcurrentTransitionMixin, StatefulRecord):
+    quote = models.OneToOneField(
+        Quote, on_delete=models.PROTECT, null=True, blank=True, related_name="order"
+    )
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="orders")
+    legal_entity = models.ForeignKey(LegalEntity, on_delete=models.PROTECT, related_name="orders")
+    currency = CurrencyField()
+    total_amount = AmountField()
+    state = FSMField(default=OrderState.RECEIVED, choices=OrderState.choices, protected=True)
+    held_from_state = models.CharField(max_length=20, blank=True, choices=OrderState.choices)
+    hold_reason = models.TextField(blank=True)
+    rejection_reason = models.TextField(blank=True)
+    cancellation_reason = models.TextField(blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+
+    history = AuditedHistory()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            currency_check("currency", "order_currency_iso"),
+            models.CheckConstraint(
+                condition=Q(total_amount__gte=0), name="order_total_non_negative"
+            ),
+            models.CheckConstraint(
+                condition=~Q(state=OrderState.ON_HOLD) | ~Q(held_from_state=""),
+                name="order_hold_remembers_state",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["state", "state_changed_at"]),
+            models.Index(fields=["legal_entity", "state"]),
+            models.Index(fields=["account", "state"]),
+        ]
+        permissions = [
+            ("hold_order", "Can put an order on hold and release it"),
+            ("cancel_order", "Can cancel an order"),
+        ]
+
+    @property
+    def total(self) -> Money:
+        return Money(self.total_amount, self.currency)
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in ORDER_FINAL
+
+    @transition(
+        field=state,
+        source=OrderState.RECEIVED,
+        target=OrderState.VALIDATED,
+        conditions=[_order_has_lines, _order_has_account],
+    )
+    def validate(self) -> None:
+        self._entered_state()
+
+    @transition(field=state, source=OrderState.VALIDATED, target=OrderState.SUBMITTED_TO_ERP)
+    def submit_to_erp(self) -> None:
+        self._entered_state()
+
+    @transition(field=state, source=OrderState.SUBMITTED_TO_ERP, target=OrderState.ACCEPTED)
+    def accept(self, *, accepted_at: object) -> None:
+        self.accepted_at = accepted_at
+        self._entered_state()
+
+    @transition(field=state, source=OrderState.ACCEPTED, target=OrderState.PROVISIONING)
+    def start_provisioning(self) -> None:
+        self._entered_state()
+
+    @transition(field=state, source=OrderState.PROVISIONING, target=OrderState.ACTIVE)
+    def activate(self, *, activated_at: object) -> None:
+        self.activated_at = activated_at
+        self._entered_state()
+
+    @transition(field=state, source=OrderState.ACTIVE, target=OrderState.FULFILLED)
+    def fulfil(self) -> None:
+        self._entered_state()
+
+    @transition(
+        field=state, source=ORDER_PRE_ACTIVE, target=OrderState.ON_HOLD, permission="q2c.hold_order"
+    )
+    def hold(self, *, reason_text: str) -> None:
+        self.held_from_state = self.state
+        self.hold_reason = reason_text
+        self._entered_state()
+
+    @transition(
+        field=state,
+        source=OrderState.ON_HOLD,
+        target=RETURN_VALUE(*ORDER_PRE_ACTIVE),
+        permission="q2c.hold_order",
+    )
+    def release(self) -> str:
+        previous = self.held_from_state
+        self.held_from_state = ""
+        self.hold_reason = ""
+        self._entered_state()
+        return previous
+
+    @transition(
+        field=state,
+        source=[OrderState.RECEIVED, OrderState.VALIDATED, OrderState.SUBMITTED_TO_ERP],
+        target=OrderState.REJECTED,
+    )
+    def reject(self, *, reason_text: str) -> None:
+        self.rejection_reason = reason_text
+        self._entered_state()
+
+    @transition(
+        field=state,
+        source=[*ORDER_PRE_ACTIVE, OrderState.ON_HOLD],
+        target=OrderState.CANCELLED,
+        permission="q2c.cancel_order",
+    )
+    def cancel(self, *, reason_text: str) -> None:
+        self.cancellation_reason = reason_text
+        self.held_from_state = ""
+        self._entered_state()
+
+
+class OrderLine(CommercialLine):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+
+    history = AuditedHistory()
+
+    class Meta(CommercialLine.Meta):
+        constraints = [
+            *_line_checks("orderline"),
+            models.UniqueConstraint(fields=["order", "line_no"], name="orderline_unique_no"),
+        ]
+
+
+# --- Contract -----------------------------------------------------------------------------
+
+
+class ContractState(models.TextChoices):
+    PENDING_ACTIVATION = "pending_activation", "Pending activation"
+    ACTIVE = "active", "Active"
+    RENEWED = "renewed", "Renewal pending"
+    EXPIRED = "expired", "Expired"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Contract(ConcurrentTransitionMixin, StatefulRecord):
+    """A subscription contract; every amendment, renewal and cancellation is a new version."""
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="contracts")
+    legal_entity = models.ForeignKey(
+        LegalEntity, on_delete=models.PROTECT, related_name="contracts"
+    )
+    order = models.ForeignKey(
+        Order, on_delete=models.PROTECT, related_name="contracts", null=True, blank=True
+    )
+    currency = CurrencyField()
+    start_date = models.DateField()
+    end_date = models.DateField()
+    state = FSMField(
+        default=ContractState.PENDING_ACTIVATION, choices=ContractState.choices, protected=True
+    )
+    activated_at = models.DateTimeField(null=True, blank=True)
+    cancellation_reason = models.TextField(blank=True)
+
+    history = AuditedHistory()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            currency_check("currency", "contract_currency_iso"),
+            models.CheckConstraint(
+                condition=Q(end_date__gte=F("start_date")), name="contract_term_ordered"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["state", "state_changed_at"]),
+            models.Index(fields=["legal_entity", "state"]),
+            models.Index(fields=["account", "state"]),
+            models.Index(fields=["state", "end_date"]),
+        ]
+        permissions = [("cancel_contract", "Can cancel a contract")]
+
+    @transition(field=state, source=ContractState.PENDING_ACTIVATION, target=ContractState.ACTIVE)
+    def activate(self, *, activated_at: object) -> None:
+        self.activated_at = activated_at
+        self._entered_state()
+
+    @transition(field=state, source=ContractState.ACTIVE, target=ContractState.RENEWED)
+    def renew(self, *, new_end_date: object) -> None:
+        self.end_date = new_end_date
+        self._entered_state()
+
+    @transition(field=state, source=ContractState.RENEWED, target=ContractState.ACTIVE)
+    def start_renewal_term(self) -> None:
+        self._entered_state()
+
+    @transition(field=state, source=ContractState.ACTIVE, target=ContractState.EXPIRED)
+    def expire(self) -> None:
+        self._entered_state()
+
+    @transition(
+        field=state,
+        source=[ContractState.PENDING_ACTIVATION, ContractState.ACTIVE, ContractState.RENEWED],
+        target=ContractState.CANCELLED,
+        permission="q2c.cancel_contract",
+    )
+    def cancel(self, *, reason_text: str) -> None:
+        self.cancellation_reason = reason_text
+        self._entered_state()
+
+
+class VersionKind(models.TextChoices):
+    INITIAL = "initial", "Initial"
+    AMENDMENT = "amendment", "Amendment"
+    RENEWAL = "renewal", "Renewal"
+    CANCELLATION = "cancellation", "Cancellation"
+
+
+class VersionState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    ACTIVE = "active", "Active"
+    SUPERSEDED = "superseded", "Superseded"
+
+
+class ContractVersion(ConcurrentTransitionMixin, models.Model):
+    contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    kind = models.CharField(max_length=20, choices=VersionKind.choices)
+    effective_date = models.DateField()
+    order = models.ForeignKey(
+        Order, on_delete=models.PROTECT, null=True, blank=True, related_name="contract_versions"
+    )
+    state = FSMField(default=VersionState.PENDING, choices=VersionState.choices, protected=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    history = AuditedHistory()
+
+    class Meta:
+        ordering = ["contract", "number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["contract", "number"], name="contractversion_unique_no"
+            ),
+            models.UniqueConstraint(
+                fields=["contract"],
+                condition=Q(state=VersionState.ACTIVE),
+                name="contractversion_one_active",
+            ),
+            models.CheckConstraint(condition=Q(number__gte=1), name="contractversion_number_pos"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.contract_id} v{self.number} ({self.kind})"
+
+    @transition(field=state, source=VersionState.PENDING, target=VersionState.ACTIVE)
+    def activate(self) -> None:
+        pass
+
+    @transition(field=state, source=VersionState.ACTIVE, target=VersionState.SUPERSEDED)
+    def supersede(self) -> None:
+        pass
+
+
+class ContractLine(CommercialLine):
+    version = models.ForeignKey(ContractVersion, on_delete=models.CASCADE, related_name="lines")
+
+    history = AuditedHistory()
+
+    class Meta(CommercialLine.Meta):
+        constraints = [
+            *_line_checks("contractline"),
+            models.UniqueConstraint(fields=["version", "line_no"], name="contractline_unique_no"),
+        ]
+
+
+# --- Invoice, credit note, payment --------------------------------------------------------
+
+
+class InvoiceState(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    POSTED = "posted", "Posted"
+    PARTIALLY_PAID = "partially_paid", "Partially paid"
+    PAID = "paid", "Paid"
+    VOID = "void", "Void"
+
+
+def _invoice_has_lines(invoice: Invoice) -> bool:
+    """needs at least one line"""
+    return invoice.pk is not None and invoice.lines.exists()
+
+
+class Invoice(ConcurrentTransitionMixin, StatefulRecord):
+    number = models.CharField(
+        max_length=64, blank=True, db_index=True, help_text="The billing system's invoice number"
+    )
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="invoices")
+    legal_entity = models.ForeignKey(LegalEntity, on_delete=models.PROTECT, related_name="invoices")
+    contract = models.ForeignKey(
+        Contract, on_delete=models.PROTECT, null=True, blank=True, related_name="invoices"
+    )
+    order = models.ForeignKey(
+        Order, on_delete=models.PROTECT, null=True, blank=True, related_name="invoices"
+    )
+    currency = CurrencyField()
+    issue_date = models.DateField(null=True, blank=True)
+    due_date = models.DateField(null=True, blank=True)
+    total_amount = AmountField()
+    tax_amount = AmountField()
+    amount_paid = AmountField()
+    state = FSMField(default=InvoiceState.DRAFT, choices=InvoiceState.choices, protected=True)
+    posted_at = models.DateTimeField(null=True, blank=True)
+    void_reason = models.TextField(blank=True)
+
+    history = AuditedHistory()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            currency_check("currency", "invoice_currency_iso"),
+            models.CheckConstraint(condition=Q(total_amount__gte=0), name="invoice_total_non_neg"),
+            models.CheckConstraint(condition=Q(amount_paid__gte=0), name="invoice_paid_non_neg"),
+            models.CheckConstraint(
+                condition=Q(amount_paid__lte=F("total_amount")), name="invoice_not_overpaid"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["state", "state_changed_at"]),
+            models.Index(fields=["legal_entity", "state"]),
+            models.Index(fields=["account", "state"]),
+        ]
+        permissions = [("void_invoice", "Can void an invoice")]
+
+    @property
+    def total(self) -> Money:
+        return Money(self.total_amount, self.currency)
+
+    @property
+    def balance(self) -> Money:
+        return Money(self.total_amount - self.amount_paid, self.currency)
+
+    @transition(
+        field=state,
+        source=InvoiceState.DRAFT,
+        target=InvoiceState.POSTED,
+        conditions=[_invoice_has_lines],
+    )
+    def post(self, *, posted_at: object) -> None:
+        self.posted_at = posted_at
+        self._entered_state()
+
+    @transition(
+        field=state,
+        source=[InvoiceState.POSTED, InvoiceState.PARTIALLY_PAID],
+        target=RETURN_VALUE(InvoiceState.PARTIALLY_PAID, InvoiceState.PAID),
+    )
+    def apply_payment(self, *, amount: Decimal) -> str:
+        if amount <= 0:
+            raise ValueError("a payment applies a positive amount")
+        if self.amount_paid + amount > self.total_amount:
+            raise ValueError(
+                f"payment of {amount} exceeds the open balance "
+                f"{self.total_amount - self.amount_paid}"
+            )
+        self.amount_paid += amount
+        self._entered_state()
+        if self.amount_paid == self.total_amount:
+            return InvoiceState.PAID
+        return InvoiceState.PARTIALLY_PAID
+
+    @transition(
+        field=state,
+        source=[InvoiceState.DRAFT, InvoiceState.POSTED],
+        target=InvoiceState.VOID,
+        permission="q2c.void_invoice",
+    )
+    def void(self, *, reason_text: str) -> None:
+        self.void_reason = reason_text
+        self._entered_state()
+
+
+class InvoiceLine(models.Model):
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    line_no = models.PositiveIntegerField()
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, null=True, blank=True)
+    description = models.CharField(max_length=255)
+    quantity = models.DecimalField(max_digits=18, decimal_places=4)
+    unit_price = AmountField()
+    amount = AmountField()
+    period_start = models.DateField(null=True, blank=True)
+    period_end = models.DateField(null=True, blank=True)
+
+    history = AuditedHistory()
+
+    class Meta:
+        ordering = ["line_no"]
+        constraints = [
+            models.UniqueConstraint(fields=["invoice", "line_no"], name="invoiceline_unique_no"),
+            models.CheckConstraint(condition=Q(quantity__gte=0), name="invoiceline_qty_non_neg"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.invoice_id} line {self.line_no}"
+
+
+class CreditNoteState(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    ISSUED = "issued", "Issued"
+    VOID = "void", "Void"
+
+
+class CreditNote(ConcurrentTransitionMixin, StatefulRecord):
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="credit_notes")
+    currency = CurrencyField()
+    amount = AmountField()
+    reason = models.TextField()
+    state = FSMField(default=CreditNoteState.DRAFT, choices=CreditNoteState.choices, protected=True)
+
+    history = AuditedHistory()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            currency_check("currency", "creditnote_currency_iso"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="creditnote_amount_positive"),
+        ]
+
+    @transition(field=state, source=CreditNoteState.DRAFT, target=CreditNoteState.ISSUED)
+    def issue(self) -> None:
+        self._entered_state()
+
+    @transition(field=state, source=CreditNoteState.DRAFT, target=CreditNoteState.VOID)
+    def void(self) -> None:
+        self._entered_state()
+
+
+class PaymentState(models.TextChoices):
+    RECEIVED = "received", "Received"
+    APPLIED = "applied", "Applied to an invoice"
+    FAILED = "failed", "Failed"
+    REFUNDED = "refunded", "Refunded"
+
+
+class Payment(ConcurrentTransitionMixin, StatefulRecord):
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="payments")
+    invoice = models.ForeignKey(
+        Invoice, on_delete=models.PROTECT, null=True, blank=True, related_name="payments"
+    )
+    currency = CurrencyField()
+    amount = AmountField()
+    received_at = models.DateTimeField()
+    method = models.CharField(max_length=40, blank=True)
+    state = FSMField(default=PaymentState.RECEIVED, choices=PaymentState.choices, protected=True)
+    failure_reason = models.TextField(blank=True)
+
+    history = AuditedHistory()
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [
+            currency_check("currency", "payment_currency_iso"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
+        ]
+        indexes = [models.Index(fields=["state", "state_changed_at"])]
+
+    @property
+    def money(self) -> Money:
+        return Money(self.amount, self.currency)
+
+    @transition(field=state, source=PaymentState.RECEIVED, target=PaymentState.APPLIED)
+    def apply(self, *, invoice: Invoice) -> None:
+        self.invoice = invoice
+        self._entered_state()
+
+    @transition(field=state, source=PaymentState.RECEIVED, target=PaymentState.FAILED)
+    def fail(self, *, reason_text: str) -> None:
+        self.failure_reason = reason_text
+        self._entered_state()
+
+    @transition(field=state, source=PaymentState.APPLIED, target=PaymentState.REFUNDED)
+    def refund(self) -> None:
+        self._entered_state()
+
+
+class UsageState(models.TextChoices):
+    RECEIVED = "received", "Received"
+    RATED = "rated", "Rated"
+    BILLED = "billed", "Billed"
+    REJECTED = "rejected", "Rejected"
+
+
+class UsageRecord(ConcurrentTransitionMixin, StatefulRecord):
+    contract = models.ForeignKey(Contract, on_delete=models.PROTECT, related_name="usage_records")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="usage_records")
+    quantity = models.DecimalField(max_digits=18, decimal_places=4)
+    occurred_at = models.DateTimeField()
+    source_system = models.CharField(max_length=20)
+    source_event_id = models.CharField(max_length=128)
+    state = FSMField(default=UsageState.RECEIVED, choices=UsageState.choices, protected=True)
+    rejection_reason = models.TextField(blank=True)
+
+    history = AuditedHistory()
+
+    class Meta:
+        ordering = ["-occurred_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gte=0), name="usage_quantity_non_neg"),
+            models.UniqueConstraint(
+                fields=["source_system", "source_event_id"], name="usage_unique_source_event"
+            ),
+        ]
+
+    @transition(field=state, source=UsageState.RECEIVED, target=UsageState.RATED)
+    def rate(self) -> None:
+        self._entered_state()
+
+    @transition(field=state, source=UsageState.RATED, target=UsageState.BILLED)
+    def bill(self) -> None:
+        self._entered_state()
+
+    @transition(field=state, source=UsageState.RECEIVED, target=UsageState.REJECTED)
+    def reject(self, *, reason_text: str) -> None:
+        self.rejection_reason = reason_text
+        self._entered_state()

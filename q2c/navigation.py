@@ -1,0 +1,32 @@
+"""The console's pages and the permission each needs: one table, read by the navigation,
+the views' checks and the permission-matrix tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Page:
+    url_name: str
+    title: str
+    permission: str  # "" means any signed-in user with a role
+
+
+PAGES = [
+    Page("home", "Home", ""),
+    Page("order-list", "Orders", "q2c.view_order"),
+    Page("contract-list", "Contracts", "q2c.view_contract"),
+    Page("invoice-list", "Invoices", "q2c.view_invoice"),
+    Page("account-list", "Accounts", "masterdata.view_account"),
+]
+PAGE_BY_NAME = {page.url_name: page for page in PAGES}
+
+
+def may_see(user: Any, page: Page) -> bool:
+    return bool(user.is_authenticated) and (not page.permission or user.has_perm(page.permission))
+
+
+def visible_pages(user: Any) -> list[Page]:
+    return [page for page in PAGES if may_see(user, page)]

@@ -1,0 +1,89 @@
+"""The console's roles and what each may do. Groups are created by a data migration.
+
+A permission is ``app_label.codename``; ``app_label.view_*`` means every view permission of
+that app. Admins are staff superusers, not a group. Keep this table the one place that says
+who may do what: views and API actions check these permissions on the server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+OWN_APPS = ["q2c", "masterdata", "orchestration", "exceptions"]
+
+_COMMERCIAL_VIEW = [
+    "q2c.view_quote", "q2c.view_quoteline", "q2c.view_order", "q2c.view_orderline",
+    "q2c.view_contract", "q2c.view_contractversion", "q2c.view_contractline",
+]  # fmt: skip
+_FINANCE_VIEW = [
+    "q2c.view_invoice", "q2c.view_invoiceline", "q2c.view_creditnote", "q2c.view_payment",
+    "q2c.view_usagerecord",
+]  # fmt: skip
+_MASTER_VIEW = [
+    "masterdata.view_account", "masterdata.view_legalentity", "masterdata.view_product",
+    "masterdata.view_externalid",
+]  # fmt: skip
+
+ROLES: dict[str, list[str]] = {
+    "sales_ops": [*_COMMERCIAL_VIEW, *_MASTER_VIEW, "q2c.hold_order", "q2c.cancel_order"],
+    "finance_ops": [
+        *_COMMERCIAL_VIEW,
+        *_FINANCE_VIEW,
+        *_MASTER_VIEW,
+        "q2c.void_invoice",
+        "q2c.cancel_contract",
+    ],
+    "data_steward": [
+        *_MASTER_VIEW,
+        "masterdata.view_accountalias",
+        "masterdata.view_productmapping",
+        "masterdata.change_account",
+        "masterdata.merge_account",
+        "masterdata.add_externalid",
+        "masterdata.change_externalid",
+        "masterdata.change_product",
+        "masterdata.add_productmapping",
+        "masterdata.change_productmapping",
+    ],
+    "integration_support": [*_COMMERCIAL_VIEW, *_FINANCE_VIEW, *_MASTER_VIEW],
+    "auditor": [f"{app}.view_*" for app in OWN_APPS],
+}
+ROLE_NAMES = list(ROLES)
+
+
+def role_of(user: Any) -> str:
+    """The role a user acts in: 'admin', one of ROLES, or '' for none."""
+    if getattr(user, "is_superuser", False):
+        return "admin"
+    names = {group.name for group in user.groups.all()} if user.is_authenticated else set()
+    for name in ROLE_NAMES:
+        if name in names:
+            return name
+    return ""
+
+
+def roles_sync(apps: Any) -> None:
+    """Create the role groups and set exactly their permissions (used by data migrations)."""
+    from django.contrib.auth.management import create_permissions
+
+    for app_config in apps.get_app_configs():
+        app_config.models_module = True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = None
+
+    group_model = apps.get_model("auth", "Group")
+    permission_model = apps.get_model("auth", "Permission")
+    for role, perms in ROLES.items():
+        wanted = []
+        for perm in perms:
+            app_label, codename = perm.split(".", 1)
+            qs = permission_model.objects.filter(content_type__app_label=app_label)
+            if codename.endswith("*"):
+                found = list(qs.filter(codename__startswith=codename[:-1]))
+            else:
+                found = list(qs.filter(codename=codename))
+                if not found:
+                    raise LookupError(f"role {role}: permission {perm} does not exist")
+            wanted.extend(found)
+        group, _ = group_model.objects.get_or_create(name=role)
+        group.permissions.set(wanted)

@@ -1,0 +1,573 @@
+"""Writes to the canonical commercial records. Keyword-only, one transaction each, audited.
+
+Every service takes the ``actor`` (a person or a system actor) and a ``reason``; the history
+rows it writes carry both. State changes go through ``transition_apply``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from masterdata.models import Account, LegalEntity, Product
+from q2c.audit import Actor, audit_context
+from q2c.errors import ReasonRequired
+from q2c.identifiers import PREFIXES, identifier_allocate
+from q2c.locks import lock_contract, lock_invoice
+from q2c.models import (
+    CommercialLine,
+    Contract,
+    ContractLine,
+    ContractState,
+    ContractVersion,
+    Invoice,
+    InvoiceLine,
+    Order,
+    OrderLine,
+    Payment,
+    Quote,
+    QuoteLine,
+    VersionKind,
+    VersionState,
+)
+from q2c.money import Money, validate_currency
+from q2c.records import BillingPeriod, LineKind, record_full_clean
+from q2c.transitions import transition_apply
+
+
+@dataclass(frozen=True)
+class LineInput:
+    """One commercial line as received (from CPQ, an amendment, the admin)."""
+
+    product_code: str
+    kind: str
+    quantity: Decimal
+    unit_price: Decimal
+    description: str = ""
+    discount_percent: Decimal = Decimal("0")
+    billing_period: str = BillingPeriod.NONE
+    term_start: dt.date | None = None
+    term_end: dt.date | None = None
+    product: Product | None = field(default=None, compare=False)
+
+
+def _require_reason(reason: str) -> None:
+    if not reason or not reason.strip():
+        raise ReasonRequired("a reason is required for this change")
+
+
+def _check_lines(lines: list[LineInput]) -> None:
+    if not lines:
+        raise ValidationError("at least one line is required")
+    for number, line in enumerate(lines, start=1):
+        for name in ("quantity", "unit_price", "discount_percent"):
+            value = getattr(line, name)
+            if isinstance(value, float) or not isinstance(value, Decimal):
+                raise ValidationError(f"line {number}: {name} must be a Decimal, got {value!r}")
+        if line.quantity < 0:
+            raise ValidationError(f"line {number}: quantity must not be negative")
+        if line.unit_price < 0:
+            raise ValidationError(f"line {number}: unit price must not be negative")
+        if not Decimal(0) <= line.discount_percent <= Decimal(100):
+            raise ValidationError(f"line {number}: discount must be between 0 and 100 percent")
+        if line.kind not in LineKind.values:
+            raise ValidationError(f"line {number}: unknown line kind {line.kind!r}")
+        if line.term_start and line.term_end and line.term_end < line.term_start:
+            raise ValidationError(f"line {number}: the term ends before it starts")
+
+
+def _line_fields(number: int, line: LineInput) -> dict[str, object]:
+    product = line.product
+    if product is None:
+        product = Product.objects.filter(sku=line.product_code).first()
+    values: dict[str, object] = {
+        "line_no": number,
+        "product": product,
+        "product_code": line.product_code,
+        "description": line.description or (product.name if product else ""),
+        "kind": line.kind,
+        "quantity": line.quantity,
+        "unit_price": line.unit_price,
+        "discount_percent": line.discount_percent,
+        "billing_period": line.billing_period,
+        "term_start": line.term_start,
+        "term_end": line.term_end,
+    }
+    return values
+
+
+def _create_lines(
+    model: type[CommercialLine], parent: dict[str, object], lines: list[LineInput]
+) -> Decimal:
+    total = Decimal("0")
+    for number, line in enumerate(lines, start=1):
+        row = model(**parent, **_line_fields(number, line))
+        row.amount = row.computed_amount()
+        record_full_clean(row, exclude=[*parent.keys()])
+        row.save()
+        total += row.amount
+    return total
+
+
+# --- Quotes and orders ----------------------------------------------------------------------
+
+
+def quote_create(
+    *,
+    cpq_quote_id: str,
+    account: Account,
+    legal_entity: LegalEntity,
+    currency: str,
+    approved_at: dt.datetime,
+    lines: list[LineInput],
+    valid_until: dt.date | None = None,
+    actor: Actor,
+    reason: str,
+) -> Quote:
+    _require_reason(reason)
+    validate_currency(currency)
+    _check_lines(lines)
+    if timezone.is_naive(approved_at):
+        raise ValidationError("approved_at must be timezone-aware")
+    with transaction.atomic(), audit_context(actor=actor, reason=reason):
+        quote = Quote(
+            enterprise_id=identifier_allocate(prefix=PREFIXES["quote"]),
+            cpq_quote_id=cpq_quote_id,
+            account=account,
+            legal_entity=legal_entity,
+            currency=currency,
+            approved_at=approved_at,
+            valid_until=valid_until,
+        )
+        record_full_clean(quote, exclude=["enterprise_id"])
+        quote.save()
+        quote.total_amount = _create_lines(QuoteLine, {"quote": quote}, lines)
+        quote.save(update_fields=["total_amount", "updated_at"])
+    return quote
+
+
+def order_create(
+    *,
+    account: Account,
+    legal_entity: LegalEntity,
+    currency: str,
+    lines: list[LineInput],
+    quote: Quote | None = None,
+    actor: Actor,
+    reason: str,
+) -> Order:
+    """Create an order in ``received`` with its lines and its total."""
+    _require_reason(reason)
+    validate_currency(currency)
+    _check_lines(lines)
+    with transaction.atomic(), audit_context(actor=actor, reason=reason):
+        order = Order(
+            enterprise_id=identifier_allocate(prefix=PREFIXES["order"]),
+            quote=quote,
+            account=account,
+            legal_entity=legal_entity,
+            currency=currency,
+        )
+        record_full_clean(order, exclude=["enterprise_id", "quote"])
+        order.save()
+        order.total_amount = _create_lines(OrderLine, {"order": order}, lines)
+        order.save(update_fields=["total_amount", "updated_at"])
+    return order
+
+
+def quote_convert_to_order(*, quote: Quote, actor: Actor, reason: str) -> Order:
+    """Turn an approved quote into an order carrying the same lines (once)."""
+    with transaction.atomic():
+        lines = [
+            LineInput(
+                product_code=line.product_code,
+                product=line.product,
+                kind=line.kind,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                description=line.description,
+                discount_percent=line.discount_percent,
+                billing_period=line.billing_period,
+                term_start=line.term_start,
+                term_end=line.term_end,
+            )
+            for line in quote.lines.all()
+        ]
+        order = order_create(
+            account=quote.account,
+            legal_entity=quote.legal_entity,
+            currency=quote.currency,
+            lines=lines,
+            quote=quote,
+            actor=actor,
+            reason=reason,
+        )
+        transition_apply(quote, "convert", actor=actor, reason=reason)
+    return order
+
+
+def order_validate(*, order: Order, actor: Actor, reason: str) -> Order:
+    return transition_apply(order, "validate", actor=actor, reason=reason)
+
+
+def order_submit_to_erp(*, order: Order, actor: Actor, reason: str) -> Order:
+    return transition_apply(order, "submit_to_erp", actor=actor, reason=reason)
+
+
+def order_accept(
+    *, order: Order, actor: Actor, reason: str, accepted_at: dt.datetime | None = None
+) -> Order:
+    return transition_apply(
+        order, "accept", actor=actor, reason=reason, accepted_at=accepted_at or timezone.now()
+    )
+
+
+def order_start_provisioning(*, order: Order, actor: Actor, reason: str) -> Order:
+    return transition_apply(order, "start_provisioning", actor=actor, reason=reason)
+
+
+def order_activate(*, order: Order, actor: Actor, reason: str) -> Order:
+    return transition_apply(
+        order, "activate", actor=actor, reason=reason, activated_at=timezone.now()
+    )
+
+
+def order_fulfil(*, order: Order, actor: Actor, reason: str) -> Order:
+    return transition_apply(order, "fulfil", actor=actor, reason=reason)
+
+
+def order_hold(*, order: Order, actor: Actor, reason: str) -> Order:
+    return transition_apply(order, "hold", actor=actor, reason=reason, reason_text=reason)
+
+
+def order_release(*, order: Order, actor: Actor, reason: str) -> Order:
+    return transition_apply(order, "release", actor=actor, reason=reason)
+
+
+def order_reject(*, order: Order, actor: Actor, reason: str) -> Order:
+    return transition_apply(order, "reject", actor=actor, reason=reason, reason_text=reason)
+
+
+def order_cancel(*, order: Order, actor: Actor, reason: str) -> Order:
+    return transition_apply(order, "cancel", actor=actor, reason=reason, reason_text=reason)
+
+
+# --- Contracts ------------------------------------------------------------------------------
+
+
+def _add_version(
+    *,
+    contract: Contract,
+    kind: str,
+    effective_date: dt.date,
+    lines: list[LineInput],
+    order: Order | None,
+) -> ContractVersion:
+    last = contract.versions.order_by("-number").values_list("number", flat=True).first() or 0
+    version = ContractVersion.objects.create(
+        contract=contract, number=last + 1, kind=kind, effective_date=effective_date, order=order
+    )
+    _create_lines(ContractLine, {"version": version}, lines)
+    return version
+
+
+def contract_create(
+    *,
+    account: Account,
+    legal_entity: LegalEntity,
+    currency: str,
+    start_date: dt.date,
+    end_date: dt.date,
+    lines: list[LineInput],
+    order: Order | None = None,
+    actor: Actor,
+    reason: str,
+) -> Contract:
+    """A contract pending activation, with version 1 holding its recurring lines."""
+    _require_reason(reason)
+    validate_currency(currency)
+    _check_lines(lines)
+    if end_date < start_date:
+        raise ValidationError("the contract ends before it starts")
+    with transaction.atomic(), audit_context(actor=actor, reason=reason):
+        contract = Contract(
+            enterprise_id=identifier_allocate(prefix=PREFIXES["contract"]),
+            account=account,
+            legal_entity=legal_entity,
+            order=order,
+            currency=currency,
+            start_date=start_date,
+            end_date=end_date,
+        )
+        record_full_clean(contract, exclude=["enterprise_id", "order"])
+        contract.save()
+        _add_version(
+            contract=contract,
+            kind=VersionKind.INITIAL,
+            effective_date=start_date,
+            lines=lines,
+            order=order,
+        )
+    return contract
+
+
+def contract_active_version(*, contract: Contract) -> ContractVersion | None:
+    return contract.versions.filter(state=VersionState.ACTIVE).first()
+
+
+def _version_take_effect(*, contract: Contract, version: ContractVersion) -> None:
+    current = contract_active_version(contract=contract)
+    if current is not None:
+        current.supersede()
+        current.save()
+    version.activate()
+    version.save()
+
+
+def contract_activate(*, contract: Contract, actor: Actor, reason: str) -> Contract:
+    """Activate the contract and its first pending version (after financial validation)."""
+    with transaction.atomic(), audit_context(actor=actor, reason=reason):
+        transition_apply(
+            contract, "activate", actor=actor, reason=reason, activated_at=timezone.now()
+        )
+        version = contract.versions.filter(state=VersionState.PENDING).order_by("number").first()
+        if version is not None:
+            _version_take_effect(contract=contract, version=version)
+    return contract
+
+
+def contract_amend(
+    *,
+    contract: Contract,
+    effective_date: dt.date,
+    lines: list[LineInput],
+    order: Order | None = None,
+    actor: Actor,
+    reason: str,
+) -> ContractVersion:
+    """Record an amendment as a new version that takes effect at once."""
+    _require_reason(reason)
+    _check_lines(lines)
+    with transaction.atomic(), audit_context(actor=actor, reason=reason):
+        contract = lock_contract(contract.pk)
+        if contract.state != ContractState.ACTIVE:
+            from q2c.errors import TransitionRefused
+
+            raise TransitionRefused(
+                record=contract, transition="amend", state=contract.state, allowed=["active"]
+            )
+        if not contract.start_date <= effective_date <= contract.end_date:
+            raise ValidationError("an amendment takes effect within the contract term")
+        version = _add_version(
+            contract=contract,
+            kind=VersionKind.AMENDMENT,
+            effective_date=effective_date,
+            lines=lines,
+            order=order,
+        )
+        _version_take_effect(contract=contract, version=version)
+        contract.save(update_fields=["updated_at"])
+    return version
+
+
+def contract_renew(
+    *,
+    contract: Contract,
+    new_end_date: dt.date,
+    lines: list[LineInput],
+    order: Order | None = None,
+    actor: Actor,
+    reason: str,
+) -> ContractVersion:
+    """Extend the term: a renewal version, pending until the renewal term starts."""
+    _check_lines(lines)
+    if new_end_date <= contract.end_date:
+        raise ValidationError("a renewal must end after the current term")
+    with transaction.atomic(), audit_context(actor=actor, reason=reason):
+        renewal_start = contract.end_date + dt.timedelta(days=1)
+        transition_apply(contract, "renew", actor=actor, reason=reason, new_end_date=new_end_date)
+        return _add_version(
+            contract=contract,
+            kind=VersionKind.RENEWAL,
+            effective_date=renewal_start,
+            lines=lines,
+            order=order,
+        )
+
+
+def contract_start_renewal_term(*, contract: Contract, actor: Actor, reason: str) -> Contract:
+    with transaction.atomic(), audit_context(actor=actor, reason=reason):
+        transition_apply(contract, "start_renewal_term", actor=actor, reason=reason)
+        version = (
+            contract.versions.filter(state=VersionState.PENDING, kind=VersionKind.RENEWAL)
+            .order_by("number")
+            .first()
+        )
+        if version is not None:
+            _version_take_effect(contract=contract, version=version)
+    return contract
+
+
+def contract_cancel(
+    *, contract: Contract, effective_date: dt.date, actor: Actor, reason: str
+) -> Contract:
+    """Cancel: a cancellation version (no lines) records when and why."""
+    with transaction.atomic(), audit_context(actor=actor, reason=reason):
+        transition_apply(contract, "cancel", actor=actor, reason=reason, reason_text=reason)
+        last = contract.versions.order_by("-number").values_list("number", flat=True).first() or 0
+        version = ContractVersion.objects.create(
+            contract=contract,
+            number=last + 1,
+            kind=VersionKind.CANCELLATION,
+            effective_date=effective_date,
+        )
+        _version_take_effect(contract=contract, version=version)
+    return contract
+
+
+def contracts_expire_ended(*, today: dt.date) -> int:
+    """Expire active contracts whose term ended before ``today``; returns how many."""
+    actor = Actor.system("worker")
+    expired = 0
+    ids = list(
+        Contract.objects.filter(state=ContractState.ACTIVE, end_date__lt=today).values_list(
+            "pk", flat=True
+        )
+    )
+    for pk in ids:
+        with transaction.atomic():
+            contract = lock_contract(pk)
+            if contract.state != ContractState.ACTIVE or contract.end_date >= today:
+                continue
+            transition_apply(
+                contract, "expire", actor=actor, reason=f"term ended on {contract.end_date}"
+            )
+            expired += 1
+    return expired
+
+
+# --- Invoices and payments ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InvoiceLineInput:
+    description: str
+    quantity: Decimal
+    unit_price: Decimal
+    product: Product | None = None
+    period_start: dt.date | None = None
+    period_end: dt.date | None = None
+
+
+def invoice_create(
+    *,
+    account: Account,
+    legal_entity: LegalEntity,
+    currency: str,
+    lines: list[InvoiceLineInput],
+    contract: Contract | None = None,
+    order: Order | None = None,
+    number: str = "",
+    issue_date: dt.date | None = None,
+    due_date: dt.date | None = None,
+    tax_amount: Decimal = Decimal("0"),
+    actor: Actor,
+    reason: str,
+) -> Invoice:
+    _require_reason(reason)
+    validate_currency(currency)
+    if not lines:
+        raise ValidationError("an invoice needs at least one line")
+    for line in lines:
+        if isinstance(line.quantity, float) or isinstance(line.unit_price, float):
+            raise ValidationError("invoice amounts are Decimal, never float")
+        if line.quantity < 0:
+            raise ValidationError("an invoice line quantity must not be negative")
+    with transaction.atomic(), audit_context(actor=actor, reason=reason):
+        invoice = Invoice.objects.create(
+            enterprise_id=identifier_allocate(prefix=PREFIXES["invoice"]),
+            account=account,
+            legal_entity=legal_entity,
+            contract=contract,
+            order=order,
+            currency=currency,
+            number=number,
+            issue_date=issue_date,
+            due_date=due_date,
+            tax_amount=tax_amount,
+        )
+        total = Decimal("0")
+        for number_, line in enumerate(lines, start=1):
+            amount = line.quantity * line.unit_price
+            InvoiceLine.objects.create(
+                invoice=invoice,
+                line_no=number_,
+                product=line.product,
+                description=line.description,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                amount=amount,
+                period_start=line.period_start,
+                period_end=line.period_end,
+            )
+            total += amount
+        invoice.total_amount = total + tax_amount
+        invoice.save(update_fields=["total_amount", "updated_at"])
+    return invoice
+
+
+def invoice_post(*, invoice: Invoice, actor: Actor, reason: str) -> Invoice:
+    return transition_apply(invoice, "post", actor=actor, reason=reason, posted_at=timezone.now())
+
+
+def invoice_void(*, invoice: Invoice, actor: Actor, reason: str) -> Invoice:
+    return transition_apply(invoice, "void", actor=actor, reason=reason, reason_text=reason)
+
+
+def payment_record(
+    *,
+    account: Account,
+    amount: Money,
+    received_at: dt.datetime,
+    method: str = "",
+    actor: Actor,
+    reason: str,
+) -> Payment:
+    _require_reason(reason)
+    if amount.amount <= 0:
+        raise ValidationError("a payment amount must be positive")
+    if timezone.is_naive(received_at):
+        raise ValidationError("received_at must be timezone-aware")
+    with transaction.atomic(), audit_context(actor=actor, reason=reason):
+        return Payment.objects.create(
+            enterprise_id=identifier_allocate(prefix=PREFIXES["payment"]),
+            account=account,
+            currency=amount.currency,
+            amount=amount.amount,
+            received_at=received_at,
+            method=method,
+        )
+
+
+def payment_apply(*, payment: Payment, invoice: Invoice, actor: Actor, reason: str) -> Invoice:
+    """Apply a payment to an invoice: partially paid or paid, never overpaid."""
+    if payment.currency != invoice.currency:
+        raise ValidationError(
+            f"a {payment.currency} payment cannot pay a {invoice.currency} invoice"
+        )
+    with transaction.atomic(), audit_context(actor=actor, reason=reason):
+        locked = lock_invoice(invoice.pk)
+        balance = locked.total_amount - locked.amount_paid
+        if payment.amount > balance:
+            raise ValidationError(
+                f"payment {payment.amount} {payment.currency} exceeds the open balance "
+                f"{balance} {locked.currency} of {locked.enterprise_id}"
+            )
+        transition_apply(locked, "apply_payment", actor=actor, reason=reason, amount=payment.amount)
+        transition_apply(payment, "apply", actor=actor, reason=reason, invoice=locked)
+    return locked

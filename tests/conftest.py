@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+
+from q2c.audit import Actor
+
+
+def pytest_report_header(config: Any) -> list[str]:
+    db = settings.DATABASES["default"]
+    broker = settings.CELERY_BROKER_URL.split("@")[-1]
+    return [f"tandem backends: database={db['ENGINE'].rsplit('.', 1)[-1]} broker={broker}"]
+
+
+@pytest.fixture
+def system_actor(db: Any) -> Actor:
+    return Actor.system("worker")
+
+
+@pytest.fixture
+def make_user(db: Any):  # type: ignore[no-untyped-def]
+    def make(username: str, role: str | None = None, **extra: Any) -> Any:
+        user = get_user_model().objects.create_user(username=username, password="pw", **extra)
+        if role:
+            user.groups.add(Group.objects.get(name=role))
+        return user
+
+    return make
