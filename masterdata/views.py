@@ -1,15 +1,15 @@
 from __future__ import annotations
 
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 
 from masterdata.models import Account
-from q2c.views import PAGE_SIZE, page_permission
+from q2c.views import PAGE_SIZE, HtmxHttpRequest, page_permission
 
 
 @page_permission("account-list")
-def account_list(request: HttpRequest) -> HttpResponse:
+def account_list(request: HtmxHttpRequest) -> HttpResponse:
     query = (request.GET.get("q") or "").strip()
     qs = Account.objects.select_related("legal_entity", "merged_into").order_by("enterprise_id")
     if query:

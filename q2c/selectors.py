@@ -9,11 +9,10 @@ from q2c.models import Contract, Invoice, Order
 
 def counts_by_state(model: type[Order] | type[Contract] | type[Invoice]) -> list[dict[str, object]]:
     """[{state, label, count}] for every state of ``model``, zeros included, in state order."""
-    field = model._meta.get_field("state")
+    choices = model._meta.get_field("state").choices or []
     found = dict(model.objects.values_list("state").annotate(n=Count("pk")).order_by())
     return [
-        {"state": value, "label": label, "count": found.get(value, 0)}
-        for value, label in field.choices
+        {"state": value, "label": label, "count": found.get(value, 0)} for value, label in choices
     ]
 
 

@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 from django_fsm import ConcurrentTransition
+from django_htmx.middleware import HtmxDetails
 
 from q2c import selectors, services
 from q2c.audit import Actor
@@ -19,6 +20,10 @@ from q2c.navigation import PAGE_BY_NAME
 from q2c.roles import role_of
 
 PAGE_SIZE = 50
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
 
 
 def page_permission(url_name: str):  # type: ignore[no-untyped-def]
@@ -51,7 +56,7 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "q2c/home.html", {"role": role, "panels": panels})
 
 
-def _list_page(request: HttpRequest, qs, template: str, extra: dict) -> HttpResponse:  # type: ignore[no-untyped-def]
+def _list_page(request: HtmxHttpRequest, qs, template: str, extra: dict) -> HttpResponse:  # type: ignore[no-untyped-def]
     page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
     context = {"page": page, **extra}
     if request.htmx:
@@ -60,7 +65,7 @@ def _list_page(request: HttpRequest, qs, template: str, extra: dict) -> HttpResp
 
 
 @page_permission("order-list")
-def order_list(request: HttpRequest) -> HttpResponse:
+def order_list(request: HtmxHttpRequest) -> HttpResponse:
     state = request.GET.get("state") or None
     if state and state not in OrderState.values:
         state = None
@@ -112,7 +117,7 @@ def order_hold_toggle(request: HttpRequest, enterprise_id: str) -> HttpResponse:
 
 
 @page_permission("contract-list")
-def contract_list(request: HttpRequest) -> HttpResponse:
+def contract_list(request: HtmxHttpRequest) -> HttpResponse:
     state = request.GET.get("state") or None
     if state and state not in ContractState.values:
         state = None
@@ -125,7 +130,7 @@ def contract_list(request: HttpRequest) -> HttpResponse:
 
 
 @page_permission("invoice-list")
-def invoice_list(request: HttpRequest) -> HttpResponse:
+def invoice_list(request: HtmxHttpRequest) -> HttpResponse:
     state = request.GET.get("state") or None
     if state and state not in InvoiceState.values:
         state = None
