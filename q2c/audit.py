@@ -64,7 +64,8 @@ def system_user(name: str) -> Any:
     user_model = get_user_model()
     pk = _system_users.get(name)
     if pk is not None:
-        user = user_model.objects.filter(pk=pk).first()
+        # The cached pk may be stale (its row rolled back, then reused by another user).
+        user = user_model.objects.filter(pk=pk, username=name).first()
         if user is not None:
             return user
     try:

@@ -9,7 +9,7 @@ call transitions inside a transaction and write the audit trail. State fields ar
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from django.db import models
@@ -19,7 +19,7 @@ from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transi
 from masterdata.models import Account, LegalEntity, Product
 from q2c.audit import AuditedHistory
 from q2c.identifiers import IdentifierCounter  # noqa: F401  (model registration)
-from q2c.money import AmountField, CurrencyField, Money, currency_check
+from q2c.money import AMOUNT_PLACES, AmountField, CurrencyField, Money, currency_check
 from q2c.records import BillingPeriod, LineKind, StatefulRecord
 
 
@@ -80,8 +80,11 @@ class CommercialLine(models.Model):
         return f"line {self.line_no} {self.product_code}"
 
     def computed_amount(self) -> Decimal:
+        """Rounded to the stored places: values read back from the database carry 4 places
+        each, so their product would otherwise fail the field's decimal-places check."""
         gross = self.quantity * self.unit_price
-        return gross - gross * self.discount_percent / Decimal(100)
+        net = gross - gross * self.discount_percent / Decimal(100)
+        return net.quantize(Decimal(1).scaleb(-AMOUNT_PLACES), rounding=ROUND_HALF_EVEN)
 
 
 # --- Quote --------------------------------------------------------------------------------

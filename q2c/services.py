@@ -37,7 +37,7 @@ from q2c.models import (
 )
 from q2c.money import Money, validate_currency
 from q2c.records import BillingPeriod, LineKind, record_full_clean
-from q2c.transitions import transition_apply
+from q2c.transitions import transition_apply, transition_check
 
 
 @dataclass(frozen=True)
@@ -182,6 +182,8 @@ def order_create(
 
 def quote_convert_to_order(*, quote: Quote, actor: Actor, reason: str) -> Order:
     """Turn an approved quote into an order carrying the same lines (once)."""
+    # Refuse before creating the order: a converted quote already has one (one-to-one).
+    transition_check(quote, "convert", actor=actor)
     with transaction.atomic():
         lines = [
             LineInput(
@@ -562,6 +564,8 @@ def payment_apply(*, payment: Payment, invoice: Invoice, actor: Actor, reason: s
         )
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
         locked = lock_invoice(invoice.pk)
+        # A paid or void invoice takes no payment at all: say so, not "exceeds the balance".
+        transition_check(locked, "apply_payment", actor=actor)
         balance = locked.total_amount - locked.amount_paid
         if payment.amount > balance:
             raise ValidationError(

@@ -1,0 +1,406 @@
+"""Every service writes its history rows with the actor and the exact reason, and refuses to
+write anything without a reason.
+
+One case per service: ``prepare`` builds what the service needs (as the worker, "test setup")
+and returns the call to make; ``writes`` lists the history rows the call leaves, by model and
+history type ("+" created, "~" changed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from masterdata import services as md
+from q2c import services
+from q2c.audit import Actor
+from q2c.errors import ReasonRequired
+from q2c.models import ContractState, InvoiceState, OrderState
+from q2c.money import Money
+from q2c.records import BillingPeriod, LineKind
+from tests import factories
+from tests.q2c.helpers import database_snapshot, history_marks, history_since, order_in, quote
+
+Run = Callable[[Actor, Any], object]
+
+
+@dataclass(frozen=True)
+class Case:
+    prepare: Callable[[], Run]
+    writes: list[tuple[str, str]]
+
+
+APPROVED_AT = dt.datetime(2026, 1, 15, 9, 30, tzinfo=dt.UTC)
+
+
+def _legal_entity_create() -> Run:
+    return lambda actor, reason: md.legal_entity_create(
+        code="DE01", name="Tandem GmbH", country="DE", currency="EUR", actor=actor, reason=reason
+    )
+
+
+def _account_create() -> Run:
+    entity = factories.legal_entity()
+    return lambda actor, reason: md.account_create(
+        legal_name="Acme GmbH",
+        country="DE",
+        currency="EUR",
+        legal_entity=entity,
+        domain="acme.example",
+        actor=actor,
+        reason=reason,
+    )
+
+
+def _external_id_link() -> Run:
+    account = factories.account()
+    return lambda actor, reason: md.external_id_link(
+        record=account,
+        system="crm",
+        object_type="account",
+        external_id="0015g00000XyZ",
+        actor=actor,
+        reason=reason,
+    )
+
+
+def _product_create() -> Run:
+    return lambda actor, reason: md.product_create(
+        sku="ANALYTICS",
+        name="Analytics",
+        kind=LineKind.RECURRING,
+        billing_period=BillingPeriod.MONTH,
+        actor=actor,
+        reason=reason,
+    )
+
+
+def _product_map() -> Run:
+    product = factories.product()
+    return lambda actor, reason: md.product_map(
+        product=product,
+        system="billing",
+        external_id="plan_analytics",
+        external_kind="plan",
+        actor=actor,
+        reason=reason,
+    )
+
+
+def _quote_create() -> Run:
+    account = factories.account()
+    return lambda actor, reason: services.quote_create(
+        cpq_quote_id="CPQ-4711",
+        account=account,
+        legal_entity=account.legal_entity,
+        currency="GBP",
+        approved_at=APPROVED_AT,
+        lines=[factories.line(), factories.line(product_code="SKU-Y", kind=LineKind.ONE_TIME)],
+        actor=actor,
+        reason=reason,
+    )
+
+
+def _order_create() -> Run:
+    account = factories.account()
+    return lambda actor, reason: services.order_create(
+        account=account,
+        legal_entity=account.legal_entity,
+        currency="GBP",
+        lines=[factories.line()],
+        actor=actor,
+        reason=reason,
+    )
+
+
+def _quote_convert_to_order() -> Run:
+    record = quote()
+    return lambda actor, reason: services.quote_convert_to_order(
+        quote=record, actor=actor, reason=reason
+    )
+
+
+def _order_step(name: str, source: str) -> Callable[[], Run]:
+    def prepare() -> Run:
+        order = order_in(source)
+        service = getattr(services, f"order_{name}")
+        return lambda actor, reason: service(order=order, actor=actor, reason=reason)
+
+    return prepare
+
+
+def _contract_create() -> Run:
+    account = factories.account()
+    return lambda actor, reason: services.contract_create(
+        account=account,
+        legal_entity=account.legal_entity,
+        currency="GBP",
+        start_date=dt.date(2026, 1, 1),
+        end_date=dt.date(2026, 12, 31),
+        lines=[factories.line()],
+        actor=actor,
+        reason=reason,
+    )
+
+
+def _contract_in(state: str) -> Any:
+    contract = factories.contract()
+    worker = factories.actor()
+    if state in (ContractState.ACTIVE, ContractState.RENEWED):
+        services.contract_activate(contract=contract, actor=worker, reason="test setup")
+    if state == ContractState.RENEWED:
+        services.contract_renew(
+            contract=contract,
+            new_end_date=dt.date(2027, 12, 31),
+            lines=[factories.line()],
+            actor=worker,
+            reason="test setup",
+        )
+    return contract
+
+
+def _contract_activate() -> Run:
+    contract = _contract_in(ContractState.PENDING_ACTIVATION)
+    return lambda actor, reason: services.contract_activate(
+        contract=contract, actor=actor, reason=reason
+    )
+
+
+def _contract_amend() -> Run:
+    contract = _contract_in(ContractState.ACTIVE)
+    return lambda actor, reason: services.contract_amend(
+        contract=contract,
+        effective_date=dt.date(2026, 7, 1),
+        lines=[factories.line(quantity=Decimal("15"))],
+        actor=actor,
+        reason=reason,
+    )
+
+
+def _contract_renew() -> Run:
+    contract = _contract_in(ContractState.ACTIVE)
+    return lambda actor, reason: services.contract_renew(
+        contract=contract,
+        new_end_date=dt.date(2027, 12, 31),
+        lines=[factories.line()],
+        actor=actor,
+        reason=reason,
+    )
+
+
+def _contract_start_renewal_term() -> Run:
+    contract = _contract_in(ContractState.RENEWED)
+    return lambda actor, reason: services.contract_start_renewal_term(
+        contract=contract, actor=actor, reason=reason
+    )
+
+
+def _contract_cancel() -> Run:
+    contract = _contract_in(ContractState.ACTIVE)
+    return lambda actor, reason: services.contract_cancel(
+        contract=contract, effective_date=dt.date(2026, 6, 30), actor=actor, reason=reason
+    )
+
+
+def _invoice_create() -> Run:
+    account = factories.account()
+    return lambda actor, reason: services.invoice_create(
+        account=account,
+        legal_entity=account.legal_entity,
+        currency="GBP",
+        lines=[
+            services.InvoiceLineInput(
+                description="Analytics, January", quantity=Decimal("1"), unit_price=Decimal("250")
+            )
+        ],
+        actor=actor,
+        reason=reason,
+    )
+
+
+def _invoice_in(state: str) -> Any:
+    invoice = factories.invoice()
+    if state == InvoiceState.POSTED:
+        services.invoice_post(invoice=invoice, actor=factories.actor(), reason="test setup")
+    return invoice
+
+
+def _invoice_post() -> Run:
+    invoice = _invoice_in(InvoiceState.DRAFT)
+    return lambda actor, reason: services.invoice_post(invoice=invoice, actor=actor, reason=reason)
+
+
+def _invoice_void() -> Run:
+    invoice = _invoice_in(InvoiceState.POSTED)
+    return lambda actor, reason: services.invoice_void(invoice=invoice, actor=actor, reason=reason)
+
+
+def _payment_record() -> Run:
+    account = factories.account()
+    return lambda actor, reason: services.payment_record(
+        account=account,
+        amount=Money(Decimal("40.00"), "GBP"),
+        received_at=timezone.now(),
+        method="card",
+        actor=actor,
+        reason=reason,
+    )
+
+
+def _payment_apply() -> Run:
+    invoice = _invoice_in(InvoiceState.POSTED)
+    payment = services.payment_record(
+        account=invoice.account,
+        amount=Money(Decimal("40.00"), "GBP"),
+        received_at=timezone.now(),
+        actor=factories.actor(),
+        reason="test setup",
+    )
+    return lambda actor, reason: services.payment_apply(
+        payment=payment, invoice=invoice, actor=actor, reason=reason
+    )
+
+
+def _order_case(name: str, source: str) -> Case:
+    return Case(_order_step(name, source), [("Order", "~")])
+
+
+CASES: dict[str, Case] = {
+    # masterdata.services
+    "legal_entity_create": Case(_legal_entity_create, [("LegalEntity", "+")]),
+    "account_create": Case(_account_create, [("Account", "+")]),
+    "external_id_link": Case(_external_id_link, [("ExternalId", "+")]),
+    "product_create": Case(_product_create, [("Product", "+")]),
+    "product_map": Case(_product_map, [("ProductMapping", "+")]),
+    # q2c.services
+    "quote_create": Case(
+        _quote_create, [("Quote", "+"), ("Quote", "~"), ("QuoteLine", "+"), ("QuoteLine", "+")]
+    ),
+    "order_create": Case(_order_create, [("Order", "+"), ("Order", "~"), ("OrderLine", "+")]),
+    "quote_convert_to_order": Case(
+        _quote_convert_to_order,
+        [("Order", "+"), ("Order", "~"), ("OrderLine", "+"), ("Quote", "~")],
+    ),
+    "order_validate": _order_case("validate", OrderState.RECEIVED),
+    "order_submit_to_erp": _order_case("submit_to_erp", OrderState.VALIDATED),
+    "order_accept": _order_case("accept", OrderState.SUBMITTED_TO_ERP),
+    "order_start_provisioning": _order_case("start_provisioning", OrderState.ACCEPTED),
+    "order_activate": _order_case("activate", OrderState.PROVISIONING),
+    "order_fulfil": _order_case("fulfil", OrderState.ACTIVE),
+    "order_hold": _order_case("hold", OrderState.RECEIVED),
+    "order_release": _order_case("release", OrderState.ON_HOLD),
+    "order_reject": _order_case("reject", OrderState.VALIDATED),
+    "order_cancel": _order_case("cancel", OrderState.ACCEPTED),
+    "contract_create": Case(
+        _contract_create,
+        [("Contract", "+"), ("ContractLine", "+"), ("ContractVersion", "+")],
+    ),
+    "contract_activate": Case(_contract_activate, [("Contract", "~"), ("ContractVersion", "~")]),
+    "contract_amend": Case(
+        _contract_amend,
+        [
+            ("Contract", "~"),
+            ("ContractLine", "+"),
+            ("ContractVersion", "+"),
+            ("ContractVersion", "~"),
+            ("ContractVersion", "~"),
+        ],
+    ),
+    "contract_renew": Case(
+        _contract_renew, [("Contract", "~"), ("ContractLine", "+"), ("ContractVersion", "+")]
+    ),
+    "contract_start_renewal_term": Case(
+        _contract_start_renewal_term,
+        [("Contract", "~"), ("ContractVersion", "~"), ("ContractVersion", "~")],
+    ),
+    "contract_cancel": Case(
+        _contract_cancel,
+        [
+            ("Contract", "~"),
+            ("ContractVersion", "+"),
+            ("ContractVersion", "~"),
+            ("ContractVersion", "~"),
+        ],
+    ),
+    "invoice_create": Case(
+        _invoice_create, [("Invoice", "+"), ("Invoice", "~"), ("InvoiceLine", "+")]
+    ),
+    "invoice_post": Case(_invoice_post, [("Invoice", "~")]),
+    "invoice_void": Case(_invoice_void, [("Invoice", "~")]),
+    "payment_record": Case(_payment_record, [("Payment", "+")]),
+    "payment_apply": Case(_payment_apply, [("Invoice", "~"), ("Payment", "~")]),
+}
+
+
+def _services_taking_a_reason() -> list[str]:
+    names = []
+    for module in (services, md):
+        for name, function in inspect.getmembers(module, inspect.isfunction):
+            if function.__module__ != module.__name__ or name.startswith("_"):
+                continue
+            if "reason" in inspect.signature(function).parameters:
+                names.append(name)
+    return sorted(names)
+
+
+def test_every_service_taking_a_reason_has_a_case():
+    # given / when
+    names = _services_taking_a_reason()
+    # then
+    assert names == sorted(CASES)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("service", sorted(CASES))
+@pytest.mark.parametrize("actor_name", ["olivia", "connector:erp"])
+def test_history_carries_the_actor_and_the_exact_reason(service, actor_name, make_user):
+    # given
+    run = CASES[service].prepare()
+    if actor_name == "olivia":
+        actor = Actor.person(make_user(actor_name, is_superuser=True))
+    else:
+        actor = Actor.system(actor_name)
+    reason = f"{service}, as agreed on ticket OPS-4711"
+    marks = history_marks()
+    # when
+    run(actor, reason)
+    # then
+    assert history_since(marks) == sorted(
+        (model, kind, actor_name, reason) for model, kind in CASES[service].writes
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("service", sorted(CASES))
+@pytest.mark.parametrize("reason", [None, "", "  \t "], ids=["missing", "empty", "blank"])
+def test_no_reason_is_refused_and_nothing_is_written(service, reason, make_user):
+    # given
+    run = CASES[service].prepare()
+    actor = Actor.person(make_user("olivia", is_superuser=True))
+    before = database_snapshot()
+    # when
+    with pytest.raises(ReasonRequired):
+        run(actor, reason)
+    # then
+    assert database_snapshot() == before
+
+
+@pytest.mark.django_db
+def test_expiry_is_written_by_the_worker_with_the_term_end_as_reason():
+    # given
+    contract = _contract_in(ContractState.ACTIVE)
+    marks = history_marks()
+    # when
+    expired = services.contracts_expire_ended(today=dt.date(2027, 1, 1))
+    # then
+    assert expired == 1
+    assert history_since(marks) == [("Contract", "~", "worker", "term ended on 2026-12-31")]
+    contract.refresh_from_db()
+    assert contract.state == ContractState.EXPIRED
