@@ -1,1 +1,154 @@
-"""The exception queue and replays (built on the workflow runs in orchestration)."""
+"""The exception queue: every failure an operator must see, with its context and owner.
+
+A workflow step that fails permanently (or exhausts its retries) raises one of these; it
+links the workflow run, the step, the order and the outbound calls, holds the order, and
+resolves itself when a retry of that step succeeds. Identical errors share a fingerprint
+(system, error class, step) so the console can group them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+
+from q2c.audit import AuditedHistory
+
+
+class Category(models.TextChoices):
+    VALIDATION = "validation", "Validation"
+    MAPPING = "mapping", "Product mapping"
+    MASTER_DATA = "master_data", "Master data"
+    TAX = "tax", "Tax"
+    DOWNSTREAM_API = "downstream_api", "Downstream API"
+    DUPLICATE_EVENT = "duplicate_event", "Duplicate event"
+    CONFIGURATION = "configuration", "Configuration"
+
+
+class Severity(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+    CRITICAL = "critical", "Critical"
+
+
+class Team(models.TextChoices):
+    SALES_OPS = "sales_ops", "Sales operations"
+    FINANCE_OPS = "finance_ops", "Finance operations"
+    DATA_STEWARD = "data_steward", "Master data"
+    INTEGRATION_SUPPORT = "integration_support", "Integration support"
+
+
+# Who owns a category by default, and how long they have before it is overdue.
+CATEGORY_OWNER: dict[str, str] = {
+    Category.VALIDATION: Team.SALES_OPS,
+    Category.MAPPING: Team.DATA_STEWARD,
+    Category.MASTER_DATA: Team.DATA_STEWARD,
+    Category.TAX: Team.FINANCE_OPS,
+    Category.DOWNSTREAM_API: Team.INTEGRATION_SUPPORT,
+    Category.DUPLICATE_EVENT: Team.INTEGRATION_SUPPORT,
+    Category.CONFIGURATION: Team.INTEGRATION_SUPPORT,
+}
+CATEGORY_SLA: dict[str, dt.timedelta] = {
+    Category.VALIDATION: dt.timedelta(hours=8),
+    Category.MAPPING: dt.timedelta(hours=24),
+    Category.MASTER_DATA: dt.timedelta(hours=24),
+    Category.TAX: dt.timedelta(hours=8),
+    Category.DOWNSTREAM_API: dt.timedelta(hours=4),
+    Category.DUPLICATE_EVENT: dt.timedelta(hours=24),
+    Category.CONFIGURATION: dt.timedelta(hours=4),
+}
+
+
+class ExceptionState(models.TextChoices):
+    OPEN = "open", "Open"
+    RETRYING = "retrying", "Retry in progress"
+    RESOLVED = "resolved", "Resolved"
+    IGNORED = "ignored", "Ignored"
+
+
+OPEN_STATES = [ExceptionState.OPEN, ExceptionState.RETRYING]
+
+
+class OperationalException(ConcurrentTransitionMixin, models.Model):
+    category = models.CharField(max_length=30, choices=Category.choices)
+    severity = models.CharField(max_length=10, choices=Severity.choices)
+    owner_team = models.CharField(max_length=30, choices=Team.choices)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+        related_name="assigned_exceptions",
+    )  # fmt: skip
+    state = FSMField(default=ExceptionState.OPEN, choices=ExceptionState.choices, protected=True)
+    system = models.CharField(max_length=20, blank=True)
+    step = models.CharField(max_length=60, blank=True)
+    error_class = models.CharField(max_length=120, blank=True)
+    message = models.TextField()
+    context = models.JSONField(default=dict, blank=True)
+    fingerprint = models.CharField(max_length=64, db_index=True)
+    correlation_id = models.CharField(max_length=40, blank=True, db_index=True)
+    order = models.ForeignKey(
+        "q2c.Order", on_delete=models.PROTECT, null=True, blank=True, related_name="exceptions"
+    )
+    workflow_run = models.ForeignKey(
+        "orchestration.WorkflowRun", on_delete=models.PROTECT, null=True, blank=True,
+        related_name="exceptions",
+    )  # fmt: skip
+    step_run = models.ForeignKey(
+        "orchestration.StepRun", on_delete=models.PROTECT, null=True, blank=True,
+        related_name="exceptions",
+    )  # fmt: skip
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    sla_due_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution_code = models.CharField(max_length=40, blank=True)
+    resolution_note = models.TextField(blank=True)
+
+    history = AuditedHistory()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["state", "owner_team", "created_at"]),
+            models.Index(fields=["state", "category"]),
+            models.Index(fields=["state", "sla_due_at"]),
+        ]
+        permissions = [
+            ("retry_exception", "Can retry the step behind an exception"),
+            ("resolve_exception", "Can resolve or ignore an exception"),
+        ]
+
+    def __str__(self) -> str:
+        return f"EXC-{self.pk} {self.category}: {self.message[:60]}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+    @property
+    def is_overdue(self) -> bool:
+        return self.is_open and self.sla_due_at < timezone.now()
+
+    @transition(field=state, source=ExceptionState.OPEN, target=ExceptionState.RETRYING)
+    def start_retry(self) -> None:
+        pass
+
+    @transition(field=state, source=ExceptionState.RETRYING, target=ExceptionState.OPEN)
+    def retry_failed(self, *, message: str, context: dict[str, Any]) -> None:
+        self.message = message
+        self.context = context
+
+    @transition(field=state, source=OPEN_STATES, target=ExceptionState.RESOLVED)
+    def resolve(self, *, code: str, note: str = "") -> None:
+        self.resolution_code = code
+        self.resolution_note = note
+        self.resolved_at = timezone.now()
+
+    @transition(field=state, source=OPEN_STATES, target=ExceptionState.IGNORED)
+    def ignore(self, *, note: str) -> None:
+        self.resolution_code = "ignored"
+        self.resolution_note = note
+        self.resolved_at = timezone.now()

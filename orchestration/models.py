@@ -1,2 +1,131 @@
 """Orchestration records: inbound events, workflow runs, outbound calls (built on the
-canonical records in q2c and masterdata). Packages: events/, workflows/, connectors/."""
+canonical records in q2c and masterdata). Packages: events/, workflows/, connectors/.
+
+``OutboundCall`` and ``InboundEvent`` are operational logs, not audited records: each row is
+written once by the transport or the webhook endpoint and only its processing status moves
+afterwards, so they carry no history table.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+
+from q2c.records import SYSTEM_CHOICES
+
+
+class OutboundOutcome(models.TextChoices):
+    OK = "ok", "OK"
+    RETRYABLE = "retryable", "Retryable failure"
+    PERMANENT = "permanent", "Permanent failure"
+
+
+class OutboundCall(models.Model):
+    """One HTTP call to a system, as the transport made it. Bodies are redacted and capped."""
+
+    system = models.CharField(max_length=20, choices=SYSTEM_CHOICES)
+    operation = models.CharField(
+        max_length=100, help_text="The connector operation, e.g. order_create"
+    )
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=500, help_text="Relative to the system's base URL, no query")
+    idempotency_key = models.CharField(max_length=255, blank=True, db_index=True)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    outcome = models.CharField(max_length=10, choices=OutboundOutcome.choices)
+    error_class = models.CharField(max_length=40, blank=True)
+    error_message = models.TextField(blank=True)
+    retry_after_seconds = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(help_text="Wall time of the call, rounded up")
+    attempt = models.PositiveSmallIntegerField(default=1)
+    correlation_id = models.CharField(
+        max_length=64, blank=True, db_index=True, help_text="The enterprise id of the deal"
+    )
+    request_body = models.TextField(blank=True)
+    response_body = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["system", "outcome", "created_at"])]
+
+    def __str__(self) -> str:
+        status = self.status_code if self.status_code is not None else self.error_class
+        return f"{self.system} {self.method} {self.path} → {status}"
+
+
+class InboundStatus(models.TextChoices):
+    RECEIVED = "received", "Received"
+    PROCESSED = "processed", "Processed"
+    REJECTED = "rejected", "Rejected"
+    DUPLICATE_ABSORBED = "duplicate_absorbed", "Duplicate absorbed"
+
+
+class InboundEvent(ConcurrentTransitionMixin, models.Model):
+    """One webhook delivery, stored raw before anything else happens to it.
+
+    Only authenticated deliveries with an event id claim their (system, event id): a forged
+    or garbled delivery is kept for inspection but can never block the genuine event.
+    """
+
+    system = models.CharField(max_length=20, choices=SYSTEM_CHOICES)
+    event_id = models.CharField(max_length=255, blank=True)
+    event_type = models.CharField(max_length=100, blank=True, help_text="As the system sent it")
+    canonical_type = models.CharField(max_length=100, blank=True)
+    schema_version = models.CharField(max_length=20, blank=True)
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    signature_valid = models.BooleanField()
+    status = FSMField(
+        max_length=20, choices=InboundStatus.choices, default=InboundStatus.RECEIVED, protected=True
+    )
+    rejection_reason = models.TextField(blank=True)
+    raw_body = models.TextField(blank=True)
+    headers = models.JSONField(default=dict, blank=True)
+    correlation_id = models.CharField(max_length=64, blank=True, db_index=True)
+    duplicate_deliveries = models.PositiveIntegerField(default=0)
+    last_delivered_at = models.DateTimeField(null=True, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["system", "event_id"],
+                condition=Q(signature_valid=True) & ~Q(event_id=""),
+                name="inboundevent_unique_system_event",
+            )
+        ]
+        indexes = [models.Index(fields=["status", "received_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.system}:{self.event_id or '?'} {self.event_type or '?'} ({self.status})"
+
+    @transition(field=status, source=InboundStatus.RECEIVED, target=InboundStatus.PROCESSED)
+    def mark_processed(self, *, canonical_type: str) -> None:
+        self.canonical_type = canonical_type
+        self.processed_at = timezone.now()
+
+    @transition(field=status, source=InboundStatus.RECEIVED, target=InboundStatus.REJECTED)
+    def mark_rejected(self, *, reason: str, canonical_type: str = "") -> None:
+        self.rejection_reason = reason
+        self.canonical_type = canonical_type
+        self.processed_at = timezone.now()
+
+    @transition(
+        field=status, source=InboundStatus.RECEIVED, target=InboundStatus.DUPLICATE_ABSORBED
+    )
+    def mark_duplicate_absorbed(self, *, canonical_type: str, reason: str) -> None:
+        self.canonical_type = canonical_type
+        self.rejection_reason = reason
+        self.processed_at = timezone.now()
+
+
+# The workflow engine's tables live beside their engine; registered here for Django.
+from orchestration.workflows.models import (  # noqa: E402, F401
+    CircuitBreaker,
+    StepEffect,
+    StepRun,
+    WorkflowRun,
+    WorkflowSignal,
+)

@@ -24,17 +24,34 @@ _MASTER_VIEW = [
     "masterdata.view_externalid",
 ]  # fmt: skip
 
+_EXC_VIEW = "exceptions.view_operationalexception"
+_EXC_RETRY = "exceptions.retry_exception"
+_EXC_RESOLVE = "exceptions.resolve_exception"
+
 ROLES: dict[str, list[str]] = {
-    "sales_ops": [*_COMMERCIAL_VIEW, *_MASTER_VIEW, "q2c.hold_order", "q2c.cancel_order"],
+    "sales_ops": [
+        *_COMMERCIAL_VIEW,
+        *_MASTER_VIEW,
+        "q2c.hold_order",
+        "q2c.cancel_order",
+        _EXC_VIEW,
+        _EXC_RETRY,
+    ],
     "finance_ops": [
         *_COMMERCIAL_VIEW,
         *_FINANCE_VIEW,
         *_MASTER_VIEW,
+        _EXC_VIEW,
+        _EXC_RETRY,
+        _EXC_RESOLVE,
         "q2c.void_invoice",
         "q2c.cancel_contract",
     ],
     "data_steward": [
         *_MASTER_VIEW,
+        _EXC_VIEW,
+        _EXC_RETRY,
+        _EXC_RESOLVE,
         "masterdata.view_accountalias",
         "masterdata.view_productmapping",
         "masterdata.change_account",
@@ -45,7 +62,14 @@ ROLES: dict[str, list[str]] = {
         "masterdata.add_productmapping",
         "masterdata.change_productmapping",
     ],
-    "integration_support": [*_COMMERCIAL_VIEW, *_FINANCE_VIEW, *_MASTER_VIEW],
+    "integration_support": [
+        *_COMMERCIAL_VIEW,
+        *_FINANCE_VIEW,
+        *_MASTER_VIEW,
+        _EXC_VIEW,
+        _EXC_RETRY,
+        _EXC_RESOLVE,
+    ],
     "auditor": [f"{app}.view_*" for app in OWN_APPS],
 }
 ROLE_NAMES = list(ROLES)
@@ -63,20 +87,31 @@ def role_of(user: Any) -> str:
 
 
 def roles_sync(apps: Any) -> None:
-    """Create the role groups and set exactly their permissions (used by data migrations)."""
+    """Create the role groups and set exactly their permissions (used by data migrations).
+
+    Every app with models has a roles migration calling this, so a permission is granted as
+    soon as the migration that creates its model has run.
+    """
     from django.contrib.auth.management import create_permissions
 
     for app_config in apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
+        # Historical app configs have no models module; create_permissions skips those.
+        original = app_config.models_module
+        app_config.models_module = original or True
+        try:
+            create_permissions(app_config, apps=apps, verbosity=0)
+        finally:
+            app_config.models_module = original
 
     group_model = apps.get_model("auth", "Group")
     permission_model = apps.get_model("auth", "Permission")
+    migrated = {config.label for config in apps.get_app_configs() if list(config.get_models())}
     for role, perms in ROLES.items():
         wanted = []
         for perm in perms:
             app_label, codename = perm.split(".", 1)
+            if app_label not in migrated:
+                continue  # that app's own roles migration grants it once its models exist
             qs = permission_model.objects.filter(content_type__app_label=app_label)
             if codename.endswith("*"):
                 found = list(qs.filter(codename__startswith=codename[:-1]))

@@ -14,7 +14,7 @@ from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
-from q2c.env import envbool, envint, envlist, envstr
+from q2c.env import envbool, envfloat, envint, envlist, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(envstr("TANDEM_VAR_DIR", str(BASE_DIR / "var")))
@@ -240,3 +240,28 @@ LOGGING = {
 
 # --- Tandem -----------------------------------------------------------------------------
 TANDEM_DEMO_MODE = envbool("TANDEM_DEMO_MODE", False)
+
+# --- Connectors and webhooks ------------------------------------------------------------
+# Every system is reached over HTTP through orchestration.connectors.transport. The defaults
+# point at the built-in sandbox; credentials are named here and read from the environment
+# (or <NAME>_FILE) at call time, so they never sit in settings.
+CONNECTOR_SYSTEMS = ["crm", "cpq", "billing", "erp", "tax", "payments"]
+CONNECTOR_SANDBOX_URL = envstr("CONNECTOR_SANDBOX_URL", "http://127.0.0.1:8100").rstrip("/")
+CONNECTOR_ALLOWED_HOSTS = envlist("CONNECTOR_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
+TANDEM_CONNECTORS: dict[str, dict[str, object]] = {
+    _system: {
+        "base_url": envstr(
+            f"CONNECTOR_{_system.upper()}_BASE_URL", f"{CONNECTOR_SANDBOX_URL}/{_system}/"
+        ),
+        "credential_env": f"CONNECTOR_{_system.upper()}_API_KEY",
+        "connect_timeout": envfloat(f"CONNECTOR_{_system.upper()}_CONNECT_TIMEOUT", 3.05),
+        "read_timeout": envfloat(f"CONNECTOR_{_system.upper()}_READ_TIMEOUT", 10.0),
+        "rate_limit_per_second": envfloat(f"CONNECTOR_{_system.upper()}_RATE_LIMIT", 10.0),
+    }
+    for _system in CONNECTOR_SYSTEMS
+}
+OUTBOUND_BODY_MAX_BYTES = envint("OUTBOUND_BODY_MAX_BYTES", 16 * 1024, minimum=256)
+# Webhook secrets are read per request from WEBHOOK_SECRET_<SYSTEM> and, during a rotation,
+# WEBHOOK_SECRET_<SYSTEM>_PREVIOUS.
+WEBHOOK_TOLERANCE_SECONDS = envint("WEBHOOK_TOLERANCE_SECONDS", 300, minimum=1)
+WEBHOOK_MAX_BODY_BYTES = envint("WEBHOOK_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)

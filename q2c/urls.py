@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from masterdata import views as masterdata_views
 from q2c import views
@@ -19,5 +19,6 @@ urlpatterns = [
     path("contracts/", views.contract_list, name="contract-list"),
     path("invoices/", views.invoice_list, name="invoice-list"),
     path("accounts/", masterdata_views.account_list, name="account-list"),
+    path("webhooks/", include("orchestration.events.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,409 @@
+"""The one HTTP transport every connector uses.
+
+Per call it: refuses to run inside a database transaction (a slow system must never hold
+our row locks), sends explicit connect/read timeouts, the ``Idempotency-Key`` when given and
+``X-Correlation-Id`` always, follows no redirects, ignores proxy settings from the
+environment, classes the outcome (ok, retryable, permanent) and writes one ``OutboundCall``
+row with redacted, size-capped bodies. Every log line written during the call carries the
+correlation id; no body is ever logged.
+
+Base URLs come from settings (``TANDEM_CONNECTORS``) and must name a host on
+``CONNECTOR_ALLOWED_HOSTS``; link-local addresses (cloud metadata) are refused even when
+listed. Credentials are read from the environment variable the settings name, at call time,
+and are never stored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import logging
+import math
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from orchestration.connectors.errors import (
+    CallInsideTransaction,
+    ConnectorConfigurationError,
+    PermanentError,
+    RetryableError,
+)
+from orchestration.models import OutboundCall, OutboundOutcome
+from orchestration.redaction import body_for_storage
+from q2c.env import envstr
+from q2c.logging import correlation, current_correlation_id
+
+logger = logging.getLogger(__name__)
+
+ALLOWED_SCHEMES = ("http", "https")
+RETRYABLE_STATUSES = {408, 425, 429}
+USER_AGENT = "Tandem/1.0"
+
+
+@dataclass(frozen=True)
+class ConnectorConfig:
+    """How to reach one system. Holds the *name* of the credential variable, never its value."""
+
+    system: str
+    base_url: str
+    credential_env: str = ""
+    connect_timeout: float = 3.05
+    read_timeout: float = 10.0
+    rate_limit_per_second: float = 10.0
+
+    def credential(self) -> str:
+        """The credential, read from the environment (or ``<NAME>_FILE``) when needed."""
+        if not self.credential_env:
+            return ""
+        return envstr(self.credential_env, "")
+
+    def auth_headers(self) -> dict[str, str]:
+        key = self.credential()
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def base_url_check(url: str, *, allowed_hosts: list[str]) -> None:
+    """Raise ``ConnectorConfigurationError`` unless ``url`` may be called at all."""
+    parts = urlsplit(url)
+    if parts.scheme not in ALLOWED_SCHEMES:
+        raise ConnectorConfigurationError(
+            f"connector URL {url!r}: scheme {parts.scheme!r} is not http or https"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise ConnectorConfigurationError(
+            f"connector URL for host {parts.hostname!r} must not carry credentials"
+        )
+    host = parts.hostname or ""
+    if not host:
+        raise ConnectorConfigurationError(f"connector URL {url!r} has no host")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is not None and (
+        address.is_link_local or address.is_multicast or address.is_unspecified
+    ):
+        raise ConnectorConfigurationError(
+            f"connector URL {url!r}: {host} is a link-local, multicast or unspecified address"
+        )
+    allowed = {name.strip().lower() for name in allowed_hosts if name.strip()}
+    if host.lower() not in allowed:
+        raise ConnectorConfigurationError(
+            f"connector URL {url!r}: host {host!r} is not in CONNECTOR_ALLOWED_HOSTS"
+        )
+    try:
+        parts.port  # noqa: B018  (raises on an out-of-range or non-numeric port)
+    except ValueError as exc:
+        raise ConnectorConfigurationError(f"connector URL {url!r}: {exc}") from exc
+
+
+def connector_config(system: str) -> ConnectorConfig:
+    """The validated configuration of ``system`` from ``settings.TANDEM_CONNECTORS``."""
+    raw: Mapping[str, Any] | None = settings.TANDEM_CONNECTORS.get(system)
+    if raw is None:
+        raise ConnectorConfigurationError(f"no connector is configured for system {system!r}")
+    config = ConnectorConfig(
+        system=system,
+        base_url=str(raw["base_url"]),
+        credential_env=str(raw.get("credential_env", "")),
+        connect_timeout=float(raw.get("connect_timeout", 3.05)),
+        read_timeout=float(raw.get("read_timeout", 10.0)),
+        rate_limit_per_second=float(raw.get("rate_limit_per_second", 10.0)),
+    )
+    if config.connect_timeout <= 0 or config.read_timeout <= 0:
+        raise ConnectorConfigurationError(f"connector {system}: timeouts must be positive")
+    base_url_check(config.base_url, allowed_hosts=list(settings.CONNECTOR_ALLOWED_HOSTS))
+    return config
+
+
+def retry_after_parse(value: str | None, *, now: dt.datetime | None = None) -> int | None:
+    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date)."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return int(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    delta = (when - (now or timezone.now())).total_seconds()
+    return max(0, math.ceil(delta))
+
+
+def status_class(status: int) -> tuple[str, str]:
+    """(outcome, error class) for an HTTP status."""
+    if 200 <= status < 300:
+        return OutboundOutcome.OK, ""
+    if status == 429:
+        return OutboundOutcome.RETRYABLE, "rate_limited"
+    if status >= 500:
+        return OutboundOutcome.RETRYABLE, "server_error"
+    if status in RETRYABLE_STATUSES:
+        return OutboundOutcome.RETRYABLE, "client_timeout"
+    if status in (400, 422):
+        return OutboundOutcome.PERMANENT, "validation"
+    if status in (401, 403):
+        return OutboundOutcome.PERMANENT, "auth"
+    if status in (404, 410):
+        return OutboundOutcome.PERMANENT, "not_found"
+    if 300 <= status < 400:
+        return OutboundOutcome.PERMANENT, "redirect"
+    return OutboundOutcome.PERMANENT, "client_error"
+
+
+def _error_message(body: Any, fallback: str) -> str:
+    """The system's own explanation, if its error body has one (never the whole body)."""
+    if isinstance(body, dict):
+        for key in ("message", "error_description", "detail", "error"):
+            value = body.get(key)
+            if isinstance(value, dict):
+                value = value.get("message")
+            if isinstance(value, str) and value:
+                return value[:500]
+    return fallback
+
+
+@dataclass(frozen=True)
+class TransportResponse:
+    status_code: int
+    body: Any
+    headers: Mapping[str, str]
+    outbound_call_id: int
+
+
+_sessions = threading.local()
+
+
+def _session(system: str) -> requests.Session:
+    """One pooled session per system and thread (sessions are not shared across threads)."""
+    pool: dict[str, requests.Session] | None = getattr(_sessions, "by_system", None)
+    if pool is None:
+        pool = _sessions.by_system = {}
+    session = pool.get(system)
+    if session is None:
+        session = requests.Session()
+        session.trust_env = False  # no proxies or .netrc credentials from the environment
+        session.headers["User-Agent"] = USER_AGENT
+        pool[system] = session
+    return session
+
+
+class Transport:
+    """HTTP to one system: timeouts, classification, and an ``OutboundCall`` row per call."""
+
+    def __init__(self, config: ConnectorConfig) -> None:
+        base_url_check(config.base_url, allowed_hosts=list(settings.CONNECTOR_ALLOWED_HOSTS))
+        self.config = config
+        self._host = urlsplit(config.base_url).netloc
+
+    @classmethod
+    def for_system(cls, system: str) -> Transport:
+        return cls(connector_config(system))
+
+    def url_for(self, path: str) -> str:
+        url = self.config.base_url.rstrip("/") + "/" + path.lstrip("/")
+        if urlsplit(url).netloc != self._host:
+            raise ConnectorConfigurationError(f"path {path!r} leaves {self.config.system}'s host")
+        return url
+
+    def call(
+        self,
+        *,
+        operation: str,
+        method: str,
+        path: str,
+        json: Any = None,
+        form: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        idempotency_key: str = "",
+        correlation_id: str = "",
+        attempt: int = 1,
+    ) -> TransportResponse:
+        """Make one request. Returns on 2xx, raises ``RetryableError``/``PermanentError``.
+
+        ``correlation_id`` defaults to the one the surrounding work set with
+        ``q2c.logging.correlation``. Raises ``CallInsideTransaction`` before any I/O when
+        called inside ``transaction.atomic``.
+        """
+        if transaction.get_connection().in_atomic_block:
+            raise CallInsideTransaction(
+                f"{self.config.system}.{operation}: outbound calls must not run inside a "
+                "database transaction"
+            )
+        if not correlation_id:
+            ambient = current_correlation_id()
+            correlation_id = "" if ambient == "-" else ambient
+        method = method.upper()
+        url = self.url_for(path)
+        headers = self.config.auth_headers()
+        if correlation_id:
+            headers["X-Correlation-Id"] = correlation_id
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        request_body = json if json is not None else form
+        with correlation(correlation_id):
+            return self._send(
+                operation=operation,
+                method=method,
+                path=path,
+                url=url,
+                headers=headers,
+                json_body=json,
+                form=form,
+                params=params,
+                request_body=request_body,
+                idempotency_key=idempotency_key,
+                correlation_id=correlation_id,
+                attempt=attempt,
+            )
+
+    def _send(
+        self,
+        *,
+        operation: str,
+        method: str,
+        path: str,
+        url: str,
+        headers: dict[str, str],
+        json_body: Any,
+        form: Mapping[str, Any] | None,
+        params: Mapping[str, Any] | None,
+        request_body: Any,
+        idempotency_key: str,
+        correlation_id: str,
+        attempt: int,
+    ) -> TransportResponse:
+        system = self.config.system
+        log_fields = {
+            "system": system,
+            "operation": operation,
+            "method": method,
+            "path": path,
+            "attempt": attempt,
+        }
+        logger.info("outbound call %s.%s started", system, operation, extra=log_fields)
+        started_at = timezone.now()
+        started = time.perf_counter()
+        response: requests.Response | None = None
+        failure: tuple[str, str] | None = None
+        try:
+            response = _session(system).request(
+                method,
+                url,
+                json=json_body,
+                data=form,
+                params=params,
+                headers=headers,
+                timeout=(self.config.connect_timeout, self.config.read_timeout),
+                allow_redirects=False,
+            )
+        except requests.Timeout as exc:
+            failure = ("timeout", f"no answer within the timeout ({type(exc).__name__})")
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            failure = ("connection_error", f"connection failed ({type(exc).__name__})")
+        except requests.RequestException as exc:
+            failure = ("request_error", f"the request could not be made ({type(exc).__name__})")
+        latency_ms = max(1, math.ceil((time.perf_counter() - started) * 1000))
+
+        max_bytes = settings.OUTBOUND_BODY_MAX_BYTES
+        row = OutboundCall(
+            system=system,
+            operation=operation,
+            method=method,
+            path=urlsplit(url).path[:500],
+            idempotency_key=idempotency_key,
+            latency_ms=latency_ms,
+            attempt=attempt,
+            correlation_id=correlation_id,
+            request_body=body_for_storage(request_body, max_bytes=max_bytes),
+            created_at=started_at,
+        )
+        if response is None:
+            assert failure is not None
+            row.error_class, row.error_message = failure
+            row.outcome = (
+                OutboundOutcome.PERMANENT
+                if row.error_class == "request_error"
+                else OutboundOutcome.RETRYABLE
+            )
+            row.save()
+            logger.warning(
+                "outbound call %s.%s failed: %s",
+                system,
+                operation,
+                row.error_class,
+                extra={**log_fields, "latency_ms": latency_ms, "outcome": row.outcome},
+            )
+            error_type = (
+                PermanentError if row.outcome == OutboundOutcome.PERMANENT else RetryableError
+            )
+            raise error_type(
+                row.error_message, system=system, kind=row.error_class, outbound_call_id=row.pk
+            )
+
+        body = _parse_body(response)
+        outcome, error_class = status_class(response.status_code)
+        retry_after = (
+            retry_after_parse(response.headers.get("Retry-After"))
+            if outcome == OutboundOutcome.RETRYABLE
+            else None
+        )
+        row.status_code = response.status_code
+        row.outcome = outcome
+        row.error_class = error_class
+        row.retry_after_seconds = retry_after
+        row.response_body = body_for_storage(response.content, max_bytes=max_bytes)
+        if outcome != OutboundOutcome.OK:
+            row.error_message = _error_message(body, response.reason or error_class)
+        row.save()
+        logger.log(
+            logging.INFO if outcome == OutboundOutcome.OK else logging.WARNING,
+            "outbound call %s.%s answered %s",
+            system,
+            operation,
+            response.status_code,
+            extra={
+                **log_fields,
+                "status": response.status_code,
+                "latency_ms": latency_ms,
+                "outcome": outcome,
+            },
+        )
+        if outcome == OutboundOutcome.OK:
+            return TransportResponse(
+                status_code=response.status_code,
+                body=body,
+                headers=dict(response.headers),
+                outbound_call_id=row.pk,
+            )
+        error_type = RetryableError if outcome == OutboundOutcome.RETRYABLE else PermanentError
+        raise error_type(
+            row.error_message,
+            system=system,
+            kind=error_class,
+            status=response.status_code,
+            outbound_call_id=row.pk,
+            retry_after=retry_after,
+        )
+
+
+def _parse_body(response: requests.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return response.text

@@ -1,0 +1,104 @@
+"""The canonical business events: their versioned JSON Schemas and who may send them.
+
+Schemas live in ``schemas/<event_type>/v<version>.json`` (JSON Schema 2020-12), each with an
+example. A system-specific event name maps onto a canonical type through ``SYSTEM_ALIASES``;
+the payload is then validated against the canonical schema. An event from a system that
+does not produce that type is unmappable and rejected.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+
+EVENT_SOURCES: dict[str, frozenset[str]] = {
+    "quote.approved": frozenset({"cpq"}),
+    "order.accepted": frozenset({"erp"}),
+    "subscription.activated": frozenset({"billing"}),
+    "invoice.posted": frozenset({"billing", "erp"}),
+    "payment.received": frozenset({"payments", "billing", "erp"}),
+    "amendment.processed": frozenset({"cpq", "billing"}),
+    "renewal.processed": frozenset({"cpq", "billing"}),
+    "cancellation.processed": frozenset({"cpq", "billing"}),
+    "usage.reported": frozenset({"billing"}),
+}
+CANONICAL_EVENT_TYPES = list(EVENT_SOURCES)
+
+SYSTEM_ALIASES: dict[str, dict[str, str]] = {
+    "billing": {
+        "customer.subscription.activated": "subscription.activated",
+        "invoice.finalized": "invoice.posted",
+        "invoice.paid": "payment.received",
+    },
+    "payments": {"payment_intent.succeeded": "payment.received"},
+    "erp": {"salesorder.approved": "order.accepted"},
+}
+
+
+class EventRejected(Exception):
+    """The event cannot be processed; ``reason`` says why in words an operator can act on."""
+
+    def __init__(self, reason: str, *, canonical_type: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.canonical_type = canonical_type
+
+
+@functools.cache
+def schema_validator(event_type: str, version: int) -> Draft202012Validator | None:
+    """The validator for one schema version, or None when the repo has no such schema."""
+    if event_type not in EVENT_SOURCES or version < 1:
+        return None
+    path = SCHEMA_DIR / event_type / f"v{version}.json"
+    if not path.is_file():
+        return None
+    schema = json.loads(path.read_text())
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def canonical_type_of(*, system: str, event_type: str) -> str:
+    return SYSTEM_ALIASES.get(system, {}).get(event_type, event_type)
+
+
+def event_validate(*, system: str, payload: Any) -> str:
+    """Return the canonical type of ``payload`` from ``system``, or raise ``EventRejected``."""
+    if not isinstance(payload, dict):
+        raise EventRejected("the payload is not a JSON object")
+    event_type = payload.get("event_type")
+    if not isinstance(event_type, str) or not event_type:
+        raise EventRejected("the payload has no event_type")
+    canonical = canonical_type_of(system=system, event_type=event_type)
+    if canonical not in EVENT_SOURCES:
+        raise EventRejected(f"unknown event type {event_type!r} from {system}")
+    if system not in EVENT_SOURCES[canonical]:
+        raise EventRejected(
+            f"{system} does not send {canonical} events (expected from "
+            f"{', '.join(sorted(EVENT_SOURCES[canonical]))})",
+            canonical_type=canonical,
+        )
+    version = payload.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise EventRejected(
+            f"{canonical}: schema_version must be an integer, got {version!r}",
+            canonical_type=canonical,
+        )
+    validator = schema_validator(canonical, version)
+    if validator is None:
+        raise EventRejected(
+            f"{canonical}: no schema v{version} in this release", canonical_type=canonical
+        )
+    error = best_match(validator.iter_errors({**payload, "event_type": canonical}))
+    if error is not None:
+        raise EventRejected(
+            f"{canonical} v{version} schema: {error.message} (at {error.json_path})",
+            canonical_type=canonical,
+        )
+    return canonical

@@ -1,0 +1,186 @@
+"""Writes for inbound events: receive a delivery (store it raw first), then process it.
+
+Receiving is one INSERT: the row holds the raw body and the verdict on the delivery
+(signature, JSON, envelope). An accepted event is processed by a worker, enqueued on commit;
+the row stays ``received`` until then, so a lost broker message leaves a visible row that a
+sweeper can re-enqueue.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from orchestration.events.catalog import EventRejected, event_validate
+from orchestration.events.hooks import event_workflow_trigger
+from orchestration.events.signatures import (
+    SIGNATURE_HEADER,
+    SignatureRejected,
+    signature_verify,
+    webhook_secrets,
+)
+from orchestration.models import InboundEvent, InboundStatus
+from q2c.logging import correlation
+
+logger = logging.getLogger(__name__)
+
+KEPT_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "X-Correlation-Id",
+                "X-Tandem-Delivery")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the endpoint answers, and the row the delivery was stored as."""
+
+    http_status: int
+    body: dict[str, str]
+    event: InboundEvent
+
+
+def _headers_kept(headers: Mapping[str, str]) -> dict[str, str]:
+    kept = {name: headers[name][:255] for name in KEPT_HEADERS if headers.get(name)}
+    signature = headers.get(SIGNATURE_HEADER, "")
+    if signature:
+        # The timestamp helps explain a rejection; the MAC itself is of no use to a reader.
+        stamps = [part.strip() for part in signature.split(",") if part.strip().startswith("t=")]
+        kept[SIGNATURE_HEADER] = ",".join([*stamps[:1], "v1=…"])
+    return kept
+
+
+def _text(value: Any, limit: int) -> str:
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def _enqueue_processing(inbound_event_id: int) -> None:
+    from orchestration.tasks import process_inbound_event
+
+    try:
+        process_inbound_event.delay(inbound_event_id)
+    except Exception:  # the broker is down: the row stays 'received' for the sweeper
+        logger.exception("could not enqueue inbound event %s", inbound_event_id)
+
+
+def inbound_event_receive(
+    *, system: str, raw_body: bytes, headers: Mapping[str, str], now: float | None = None
+) -> Receipt:
+    """Store one webhook delivery and decide the answer. Never raises for a bad delivery.
+
+    Authentic deliveries with an event id are unique per (system, event id): a repeat is
+    absorbed (counted on the first row) and answered as a duplicate. Anything else that is
+    wrong is stored as ``rejected`` with the reason, and answered 4xx with that reason.
+    """
+    max_bytes = settings.WEBHOOK_MAX_BODY_BYTES
+    row = InboundEvent(
+        system=system,
+        signature_valid=False,
+        raw_body=raw_body[:max_bytes].decode("utf-8", errors="replace"),
+        headers=_headers_kept(headers),
+        correlation_id=_text(headers.get("X-Correlation-Id"), 64),
+    )
+    rejection: tuple[int, str] | None = None
+    payload: Any = None
+    if len(raw_body) > max_bytes:
+        rejection = (413, f"body is larger than {max_bytes} bytes")
+    else:
+        try:
+            signature_verify(
+                header=headers.get(SIGNATURE_HEADER),
+                body=raw_body,
+                secrets=webhook_secrets(system),
+                tolerance_seconds=settings.WEBHOOK_TOLERANCE_SECONDS,
+                now=now,
+            )
+            row.signature_valid = True
+        except SignatureRejected as exc:
+            rejection = (exc.status, exc.reason)
+        try:
+            payload = json.loads(raw_body.decode("utf-8"))
+        except UnicodeDecodeError:
+            rejection = rejection or (400, "body is not valid UTF-8")
+        except ValueError as exc:
+            rejection = rejection or (400, f"malformed JSON: {exc}")
+
+    if isinstance(payload, dict):
+        row.event_id = _text(payload.get("event_id"), 255)
+        row.event_type = _text(payload.get("event_type"), 100)
+        version = payload.get("schema_version")
+        row.schema_version = str(version)[:20] if isinstance(version, int | str) else ""
+        row.correlation_id = _text(payload.get("correlation_id"), 64) or row.correlation_id
+        if rejection is None and not row.event_id:
+            rejection = (400, "the payload has no event_id (a non-empty string)")
+        if rejection is None and not row.event_type:
+            rejection = (400, "the payload has no event_type (a non-empty string)")
+    elif rejection is None:
+        rejection = (400, "the payload is not a JSON object")
+
+    if rejection is not None:
+        status, reason = rejection
+        row.mark_rejected(reason=reason)
+        row.save()
+        logger.warning("webhook from %s rejected: %s", system, reason, extra={"system": system})
+        return Receipt(http_status=status, body={"status": "rejected", "reason": reason}, event=row)
+
+    try:
+        with transaction.atomic():
+            row.save()
+            pk = row.pk
+            transaction.on_commit(lambda: _enqueue_processing(pk))
+    except IntegrityError:
+        InboundEvent.objects.filter(
+            system=system, event_id=row.event_id, signature_valid=True
+        ).update(
+            duplicate_deliveries=F("duplicate_deliveries") + 1, last_delivered_at=timezone.now()
+        )
+        original = InboundEvent.objects.get(
+            system=system, event_id=row.event_id, signature_valid=True
+        )
+        logger.info("webhook %s:%s absorbed as a duplicate", system, row.event_id)
+        return Receipt(
+            http_status=200, body={"status": "duplicate", "event_id": row.event_id}, event=original
+        )
+    return Receipt(
+        http_status=202, body={"status": "accepted", "event_id": row.event_id}, event=row
+    )
+
+
+def inbound_event_process(*, inbound_event_id: int) -> InboundEvent | None:
+    """Validate a received event against its schema and hand it to the workflows.
+
+    Idempotent: an event that is no longer ``received`` is returned untouched. An invalid,
+    unknown or unmappable event is marked ``rejected`` with the reason, never dropped.
+    """
+    with transaction.atomic():
+        event = InboundEvent.objects.select_for_update().filter(pk=inbound_event_id).first()
+        if event is None or event.status != InboundStatus.RECEIVED:
+            return event
+        with correlation(event.correlation_id):
+            try:
+                payload = json.loads(event.raw_body)
+                canonical_type = event_validate(system=event.system, payload=payload)
+            except ValueError as exc:
+                event.mark_rejected(reason=f"malformed JSON: {exc}")
+            except EventRejected as exc:
+                event.mark_rejected(reason=exc.reason, canonical_type=exc.canonical_type)
+                logger.warning(
+                    "inbound event %s:%s rejected: %s", event.system, event.event_id, exc.reason
+                )
+            else:
+                absorbed = event_workflow_trigger(
+                    event=event, canonical_type=canonical_type, payload=payload
+                )
+                if absorbed:
+                    event.mark_duplicate_absorbed(canonical_type=canonical_type, reason=absorbed)
+                else:
+                    event.mark_processed(canonical_type=canonical_type)
+            event.save(
+                update_fields=["status", "canonical_type", "rejection_reason", "processed_at"]
+            )
+    return event

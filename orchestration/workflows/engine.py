@@ -1,0 +1,421 @@
+"""The workflow engine: ordered, durable, idempotent steps.
+
+- A run's steps are rows created when the run starts; exactly one step is ``queued`` at a
+  time and its message goes to the broker only after commit (the row is the truth, the
+  message a nudge; ``steps_sweep`` re-sends what a lost message left behind).
+- A step's handler is called outside any transaction or lock. Its effect is recorded under
+  the step's idempotency key (``StepEffect``), so a redelivered message or a replay skips
+  an effect that already happened. Handlers that create something remotely must also look
+  it up by that key first, for the case where the remote system committed and the response
+  was lost.
+- Retryable failures back off with jitter (honouring Retry-After) up to ``max_attempts``;
+  a permanent failure, or the last retry, raises an exception for a person, holds the order
+  and pauses the run. ``step_retry`` re-runs the failed step; when it succeeds the
+  exception resolves itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from orchestration.workflows.errors import StepFailed, StepRetryable
+from orchestration.workflows.models import (
+    RunState,
+    StepEffect,
+    StepRun,
+    StepState,
+    WorkflowRun,
+    WorkflowSignal,
+)
+from orchestration.workflows.resilience import backoff_delay, circuit_allow, circuit_record
+from q2c.audit import Actor, audit_context
+from q2c.logging import correlation
+
+logger = logging.getLogger(__name__)
+
+# A step found ``running`` for longer than this lost its worker (SIGKILL, OOM): run it again.
+RUNNING_LEASE = dt.timedelta(minutes=5)
+# A ``queued`` step whose message has not been picked up for this long lost its message.
+QUEUED_GRACE = dt.timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class Done:
+    """The step's effect exists; ``external_id`` names it in the target system."""
+
+    external_id: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StepContext:
+    run: WorkflowRun
+    step: StepRun
+    key: str
+    signal: dict[str, Any] | None  # the awaited event's payload, for waiting steps
+
+    def result_of(self, step_name: str) -> dict[str, Any]:
+        """The recorded result of an earlier step of this run."""
+        earlier = StepRun.objects.get(run=self.run, name=step_name)
+        return {"external_id": earlier.external_id, **earlier.result}
+
+
+Handler = Callable[[StepContext], Done]
+
+
+@dataclass(frozen=True)
+class StepDef:
+    name: str
+    handler: Handler
+    system: str = "default"
+    max_attempts: int = 5
+    waits_for: str = ""  # an event type: the step completes when that event arrives
+    has_effect: bool = True  # False for pure checks; they re-run on replay
+
+
+@dataclass(frozen=True)
+class WorkflowDef:
+    kind: str
+    steps: list[StepDef]
+    on_failure: Callable[..., None] | None = None  # (run, step, error) inside the transaction
+
+
+REGISTRY: dict[str, WorkflowDef] = {}
+
+
+def workflow_register(definition: WorkflowDef) -> WorkflowDef:
+    names = [step.name for step in definition.steps]
+    if len(names) != len(set(names)):
+        raise ValueError(f"workflow {definition.kind} repeats a step name")
+    REGISTRY[definition.kind] = definition
+    return definition
+
+
+def _definition(run: WorkflowRun) -> WorkflowDef:
+    try:
+        return REGISTRY[run.kind]
+    except KeyError:
+        raise LookupError(f"no workflow registered as {run.kind!r}") from None
+
+
+def step_key(*, subject_id: str, subject_version: int, step: str) -> str:
+    return f"{subject_id}:v{subject_version}:{step}"
+
+
+def _enqueue(step: StepRun, *, countdown: float | None = None) -> None:
+    """Send the step's message after commit, on its system's queue."""
+    from orchestration.workflows.tasks import execute_step
+
+    step_id, queue = step.pk, step.system
+
+    def send() -> None:
+        execute_step.apply_async(args=[step_id], queue=queue, countdown=countdown)
+
+    transaction.on_commit(send)
+
+
+def _queue(step: StepRun, *, now: dt.datetime) -> None:
+    step.state = StepState.QUEUED
+    step.enqueued_at = now
+    step.next_attempt_at = None
+    step.save(update_fields=["state", "enqueued_at", "next_attempt_at"])
+    _enqueue(step)
+
+
+def workflow_start(
+    *, kind: str, subject_id: str, actor: Actor, order: Any = None, subject_version: int = 1
+) -> WorkflowRun:
+    """Create the run and its steps and queue the first one (once per subject+version)."""
+    definition = REGISTRY[kind]
+    existing = WorkflowRun.objects.filter(
+        kind=kind, subject_id=subject_id, subject_version=subject_version
+    ).first()
+    if existing is not None:
+        return existing
+    now = timezone.now()
+    try:
+        with transaction.atomic(), audit_context(actor=actor, reason=f"start {kind}"):
+            run = WorkflowRun.objects.create(
+                kind=kind,
+                subject_id=subject_id,
+                subject_version=subject_version,
+                order=order,
+                current_step=definition.steps[0].name,
+            )
+            steps = [
+                StepRun.objects.create(
+                    run=run,
+                    name=step.name,
+                    position=position,
+                    system=step.system,
+                    max_attempts=step.max_attempts,
+                    waiting_for=step.waits_for,
+                    idempotency_key=step_key(
+                        subject_id=subject_id, subject_version=subject_version, step=step.name
+                    ),
+                )
+                for position, step in enumerate(definition.steps)
+            ]
+            _queue(steps[0], now=now)
+    except IntegrityError:  # a concurrent start won; its run is the one
+        return WorkflowRun.objects.get(
+            kind=kind, subject_id=subject_id, subject_version=subject_version
+        )
+    return run
+
+
+def _claim(step_id: int, now: dt.datetime) -> StepRun | None:
+    """Move a runnable step to ``running`` (committed) or say there is nothing to do."""
+    with transaction.atomic():
+        step = StepRun.objects.select_for_update().select_related("run").filter(pk=step_id).first()
+        if step is None:
+            return None
+        runnable = step.state == StepState.QUEUED or (
+            step.state == StepState.RETRY_SCHEDULED
+            and (step.next_attempt_at is None or step.next_attempt_at <= now)
+        )
+        if not runnable or step.run.state not in (RunState.RUNNING, RunState.WAITING):
+            return None
+        step.state = StepState.RUNNING
+        step.attempts += 1
+        step.started_at = now
+        step.save(update_fields=["state", "attempts", "started_at"])
+        return step
+
+
+def step_execute(*, step_id: int) -> str:
+    """Run one step (the body of the Celery task). Returns the step's state afterwards."""
+    now = timezone.now()
+    step = _claim(step_id, now)
+    if step is None:
+        return "nothing to do"
+    run = step.run
+    definition = _definition(run)
+    step_def = next(s for s in definition.steps if s.name == step.name)
+    with correlation(run.subject_id):
+        return _run_handler(run=run, step=step, definition=definition, step_def=step_def)
+
+
+def _run_handler(
+    *, run: WorkflowRun, step: StepRun, definition: WorkflowDef, step_def: StepDef
+) -> str:
+    signal: dict[str, Any] | None = None
+    if step_def.waits_for:
+        found = WorkflowSignal.objects.filter(run=run, event_type=step_def.waits_for).first()
+        if found is None:
+            return _mark_waiting(step)
+        signal = found.payload
+
+    existing = StepEffect.objects.filter(idempotency_key=step.idempotency_key).first()
+    if existing is not None and step_def.has_effect:
+        return _succeed(
+            step=step, outcome=Done(existing.external_id, existing.result), skipped=True
+        )
+
+    blocked_for = None if step.system == "default" else circuit_allow(system=step.system)
+    if blocked_for is not None:
+        return _retry_or_fail(
+            step=step,
+            definition=definition,
+            error=StepRetryable(f"circuit open for {step.system}", retry_after=blocked_for),
+            count_attempt=False,
+        )
+    context = StepContext(run=run, step=step, key=step.idempotency_key, signal=signal)
+    try:
+        outcome = step_def.handler(context)
+    except StepRetryable as exc:
+        if step.system != "default":
+            circuit_record(system=step.system, ok=False, error=str(exc))
+        return _retry_or_fail(step=step, definition=definition, error=exc)
+    except StepFailed as exc:
+        return _fail(step=step, definition=definition, error=exc)
+    if step.system != "default":
+        circuit_record(system=step.system, ok=True)
+    return _succeed(step=step, outcome=outcome, skipped=False, record_effect=step_def.has_effect)
+
+
+def _mark_waiting(step: StepRun) -> str:
+    with transaction.atomic():
+        locked = StepRun.objects.select_for_update().select_related("run").get(pk=step.pk)
+        if locked.state != StepState.RUNNING:
+            return locked.state
+        # The signal may have landed between our check and this lock: look once more.
+        if WorkflowSignal.objects.filter(run=locked.run, event_type=locked.waiting_for).exists():
+            _queue(locked, now=timezone.now())
+            return StepState.QUEUED
+        locked.state = StepState.WAITING
+        locked.save(update_fields=["state"])
+        run = locked.run
+        if run.state == RunState.RUNNING:
+            with audit_context(
+                actor=Actor.system("worker"), reason=f"waiting for {locked.waiting_for}"
+            ):
+                run.wait()
+                run.save()
+        return StepState.WAITING
+
+
+def _succeed(*, step: StepRun, outcome: Done, skipped: bool, record_effect: bool = True) -> str:
+    from exceptions.services import exceptions_resolve_for_step
+
+    now = timezone.now()
+    with (
+        transaction.atomic(),
+        audit_context(actor=Actor.system("worker"), reason=f"step {step.name} succeeded"),
+    ):
+        if record_effect and not skipped:
+            StepEffect.objects.get_or_create(
+                idempotency_key=step.idempotency_key,
+                defaults={
+                    "system": step.system,
+                    "external_id": outcome.external_id,
+                    "result": outcome.data,
+                },
+            )
+        locked = StepRun.objects.select_for_update().get(pk=step.pk)
+        if locked.state != StepState.RUNNING:
+            return locked.state
+        locked.state = StepState.SUCCEEDED
+        locked.finished_at = now
+        locked.external_id = outcome.external_id
+        locked.result = outcome.data
+        locked.skipped_effect = skipped
+        locked.last_error = ""
+        locked.save()
+        exceptions_resolve_for_step(step_run=locked, actor=Actor.system("worker"))
+        run = WorkflowRun.objects.select_for_update().get(pk=locked.run_id)
+        following = run.steps.filter(position__gt=locked.position).order_by("position").first()
+        if following is None:
+            run.current_step = ""
+            run.complete()
+            run.save()
+            return StepState.SUCCEEDED
+        run.current_step = following.name
+        if run.state == RunState.WAITING:
+            run.resume()
+        run.save()
+        _queue(following, now=now)
+    return StepState.SUCCEEDED
+
+
+def _retry_or_fail(
+    *, step: StepRun, definition: WorkflowDef, error: StepRetryable, count_attempt: bool = True
+) -> str:
+    attempts = step.attempts if count_attempt else max(step.attempts - 1, 0)
+    if attempts >= step.max_attempts:
+        failure = StepFailed(
+            f"gave up after {attempts} attempts: {error}",
+            category="downstream_api",
+            severity="high",
+            **error.context,
+        )
+        return _fail(step=step, definition=definition, error=failure)
+    delay = backoff_delay(attempt=max(attempts, 1), retry_after=error.retry_after)
+    with transaction.atomic():
+        locked = StepRun.objects.select_for_update().get(pk=step.pk)
+        if locked.state != StepState.RUNNING:
+            return locked.state
+        locked.state = StepState.RETRY_SCHEDULED
+        locked.attempts = attempts
+        locked.next_attempt_at = timezone.now() + dt.timedelta(seconds=delay)
+        locked.last_error = str(error)[:2000]
+        locked.save(update_fields=["state", "attempts", "next_attempt_at", "last_error"])
+        _enqueue(locked, countdown=delay)
+    logger.info("step %s retry in %.1fs: %s", step.name, delay, error)
+    return StepState.RETRY_SCHEDULED
+
+
+def _fail(*, step: StepRun, definition: WorkflowDef, error: StepFailed) -> str:
+    from exceptions.services import exception_raise_for_step
+
+    actor = Actor.system("worker")
+    with transaction.atomic(), audit_context(actor=actor, reason=f"step {step.name} failed"):
+        locked = StepRun.objects.select_for_update().select_related("run").get(pk=step.pk)
+        if locked.state != StepState.RUNNING:
+            return locked.state
+        locked.state = StepState.FAILED
+        locked.finished_at = timezone.now()
+        locked.last_error = str(error)[:2000]
+        locked.save(update_fields=["state", "finished_at", "last_error"])
+        run = WorkflowRun.objects.select_for_update().get(pk=locked.run_id)
+        if run.state in (RunState.RUNNING, RunState.WAITING):
+            run.pause()
+            run.save()
+        exception_raise_for_step(step_run=locked, error=error, actor=actor)
+        if definition.on_failure is not None:
+            definition.on_failure(run=run, step=locked, error=error)
+    logger.warning("step %s failed: %s", step.name, error)
+    return StepState.FAILED
+
+
+def workflow_signal(*, run: WorkflowRun, event_type: str, payload: dict[str, Any]) -> bool:
+    """Deliver an external event to a run; safe to call twice, early or late.
+
+    Returns True the first time this event type reaches the run.
+    """
+    with transaction.atomic():
+        _, created = WorkflowSignal.objects.get_or_create(
+            run=run, event_type=event_type, defaults={"payload": payload}
+        )
+        waiting = (
+            StepRun.objects.select_for_update()
+            .filter(run=run, state=StepState.WAITING, waiting_for=event_type)
+            .first()
+        )
+        if waiting is not None:
+            _queue(waiting, now=timezone.now())
+    return created
+
+
+def step_retry(*, step: StepRun, actor: Actor, reason: str) -> StepRun:
+    """Re-run a failed step from where it stopped (an operator's retry)."""
+    from exceptions.services import exceptions_mark_retrying
+
+    with transaction.atomic(), audit_context(actor=actor, reason=reason):
+        locked = StepRun.objects.select_for_update().select_related("run").get(pk=step.pk)
+        if locked.state != StepState.FAILED:
+            raise ValueError(f"step {locked.name} is {locked.state}, only a failed step is retried")
+        locked.attempts = 0
+        locked.last_error = ""
+        locked.finished_at = None
+        _queue(locked, now=timezone.now())
+        run = WorkflowRun.objects.select_for_update().get(pk=locked.run_id)
+        if run.state == RunState.PAUSED:
+            run.resume()
+            run.save()
+        exceptions_mark_retrying(step_run=locked, actor=actor)
+    return locked
+
+
+def steps_sweep(*, now: dt.datetime | None = None) -> int:
+    """Re-send steps whose message was lost or whose worker died. Returns how many."""
+    now = now or timezone.now()
+    stale = (
+        Q(state=StepState.QUEUED, enqueued_at__lt=now - QUEUED_GRACE)
+        | Q(state=StepState.RETRY_SCHEDULED, next_attempt_at__lt=now - QUEUED_GRACE)
+        | Q(state=StepState.RUNNING, started_at__lt=now - RUNNING_LEASE)
+    )
+    candidates = list(StepRun.objects.filter(stale).values_list("pk", flat=True))
+    resent = 0
+    for pk in sorted(candidates):
+        with transaction.atomic():
+            step = StepRun.objects.select_for_update().filter(pk=pk).first()
+            if step is None:
+                continue
+            stale_running = (
+                step.state == StepState.RUNNING
+                and step.started_at
+                and (step.started_at < now - RUNNING_LEASE)
+            )
+            if stale_running or step.state in (StepState.QUEUED, StepState.RETRY_SCHEDULED):
+                _queue(step, now=now)
+                resent += 1
+    return resent

@@ -1,0 +1,86 @@
+"""Backoff with jitter and the per-system circuit breaker.
+
+The breaker's state is a row per system, changed under a short row lock (never around an
+HTTP call): ``circuit_allow`` before a call, ``circuit_record`` after it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from orchestration.workflows.models import CircuitBreaker, CircuitState
+
+BACKOFF_BASE_SECONDS = 2.0
+BACKOFF_CAP_SECONDS = 300.0
+
+
+def backoff_delay(
+    *, attempt: int, retry_after: float | None = None, rng: random.Random | None = None
+) -> float:
+    """Seconds before attempt ``attempt + 1``: capped exponential with full jitter.
+
+    A server's Retry-After is a floor: we never come back sooner than it asked.
+    """
+    if attempt < 1:
+        raise ValueError("attempt counts from 1")
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * (2 ** (attempt - 1)))
+    delay = (rng or random).uniform(ceiling / 2, ceiling)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, BACKOFF_CAP_SECONDS))
+    return delay
+
+
+def _threshold() -> int:
+    return int(getattr(settings, "CIRCUIT_FAILURE_THRESHOLD", 5))
+
+
+def _open_seconds() -> float:
+    return float(getattr(settings, "CIRCUIT_OPEN_SECONDS", 30))
+
+
+def circuit_allow(*, system: str, now: dt.datetime | None = None) -> float | None:
+    """None if a call to ``system`` may go ahead, else the seconds until it may."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        CircuitBreaker.objects.get_or_create(system=system)
+        breaker = CircuitBreaker.objects.select_for_update().get(system=system)
+        if breaker.state == CircuitState.CLOSED:
+            return None
+        if breaker.state == CircuitState.OPEN and breaker.open_until and breaker.open_until <= now:
+            breaker.state = CircuitState.HALF_OPEN
+            breaker.save(update_fields=["state", "updated_at"])
+            return None  # this caller makes the one trial call
+        if breaker.open_until and breaker.open_until > now:
+            return (breaker.open_until - now).total_seconds()
+        return _open_seconds()  # half-open: a trial is already under way
+
+
+def circuit_record(
+    *, system: str, ok: bool, error: str = "", now: dt.datetime | None = None
+) -> str:
+    """Count a call's outcome; returns the breaker state after it."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        CircuitBreaker.objects.get_or_create(system=system)
+        breaker = CircuitBreaker.objects.select_for_update().get(system=system)
+        if ok:
+            breaker.state = CircuitState.CLOSED
+            breaker.consecutive_failures = 0
+            breaker.open_until = None
+        else:
+            breaker.consecutive_failures += 1
+            breaker.last_failure = error[:500]
+            if (
+                breaker.state == CircuitState.HALF_OPEN
+                or breaker.consecutive_failures >= _threshold()
+            ):
+                breaker.state = CircuitState.OPEN
+                breaker.opened_at = now
+                breaker.open_until = now + dt.timedelta(seconds=_open_seconds())
+        breaker.save()
+        return breaker.state

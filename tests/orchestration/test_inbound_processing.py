@@ -1,0 +1,142 @@
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestration.events.catalog import SCHEMA_DIR
+from orchestration.events.selectors import inbound_events_rejected
+from orchestration.events.services import inbound_event_receive
+from orchestration.events.signatures import signature_header
+from orchestration.models import InboundEvent
+from orchestration.tasks import process_inbound_event
+
+
+def example(event_type: str) -> dict:
+    schema = json.loads(Path(SCHEMA_DIR, event_type, "v1.json").read_text())
+    return json.loads(json.dumps(schema["examples"][0]))
+
+
+def received(system: str, payload: dict, secret: str) -> InboundEvent:
+    body = json.dumps(payload).encode()
+    receipt = inbound_event_receive(
+        system=system,
+        raw_body=body,
+        headers={"X-Tandem-Signature": signature_header(secret=secret, body=body)},
+        now=time.time(),
+    )
+    assert receipt.http_status == 202
+    return receipt.event
+
+
+@pytest.mark.django_db
+def test_a_valid_event_is_processed_and_mapped(webhook_secrets):
+    # given
+    event = received("cpq", example("quote.approved"), webhook_secrets["current"])
+    # when
+    process_inbound_event(event.pk)
+    # then
+    event.refresh_from_db()
+    assert (event.status, event.canonical_type, event.rejection_reason) == (
+        "processed", "quote.approved", "",
+    )  # fmt: skip
+    assert event.processed_at is not None
+
+
+@pytest.mark.django_db
+def test_a_system_specific_event_maps_onto_its_canonical_type(webhook_secrets):
+    # given
+    payload = {**example("invoice.posted"), "event_type": "invoice.finalized"}
+    event = received("billing", payload, "whsec_billing")
+    # when
+    process_inbound_event(event.pk)
+    # then
+    event.refresh_from_db()
+    assert (event.status, event.event_type, event.canonical_type) == (
+        "processed", "invoice.finalized", "invoice.posted",
+    )  # fmt: skip
+
+
+def _without(payload: dict, *path: str) -> dict:
+    target = payload
+    for key in path[:-1]:
+        target = target[key]
+    del target[path[-1]]
+    return payload
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("payload", "canonical_type", "reason"),
+    [
+        (_without(example("quote.approved"), "data", "cpq_quote_id"), "quote.approved",
+         "quote.approved v1 schema: 'cpq_quote_id' is a required property (at $.data)"),
+        ({**example("quote.approved"), "data": {**example("quote.approved")["data"],
+          "lines": [{**example("quote.approved")["data"]["lines"][0], "unit_price": 40.0}]}},
+         "quote.approved",
+         "quote.approved v1 schema: 40.0 is not of type 'string' "
+         "(at $.data.lines[0].unit_price)"),
+        ({**example("quote.approved"), "data": {**example("quote.approved")["data"],
+          "lines": []}}, "quote.approved",
+         "quote.approved v1 schema: [] should be non-empty (at $.data.lines)"),
+        ({**example("quote.approved"), "data": {**example("quote.approved")["data"],
+          "currency": "pounds"}}, "quote.approved",
+         "quote.approved v1 schema: 'pounds' does not match '^[A-Z]{3}$' (at $.data.currency)"),
+        ({**example("quote.approved"), "schema_version": 2}, "quote.approved",
+         "quote.approved: no schema v2 in this release"),
+        ({**example("quote.approved"), "schema_version": "1"}, "quote.approved",
+         "quote.approved: schema_version must be an integer, got '1'"),
+        ({**example("quote.approved"), "event_type": "quote.exploded"}, "",
+         "unknown event type 'quote.exploded' from cpq"),
+        ({**example("order.accepted")}, "order.accepted",
+         "cpq does not send order.accepted events (expected from erp)"),
+    ],
+)  # fmt: skip
+def test_invalid_unknown_and_unmappable_events_are_kept_as_rejected(
+    webhook_secrets, payload, canonical_type, reason
+):
+    # given
+    event = received("cpq", payload, webhook_secrets["current"])
+    # when
+    process_inbound_event(event.pk)
+    # then
+    event.refresh_from_db()
+    assert (event.status, event.canonical_type, event.rejection_reason, event.raw_body) == (
+        "rejected", canonical_type, reason, json.dumps(payload),
+    )  # fmt: skip
+    assert list(inbound_events_rejected(system="cpq")) == [event]
+    assert list(inbound_events_rejected(system="erp")) == []
+
+
+@pytest.mark.django_db
+def test_processing_twice_changes_nothing(webhook_secrets):
+    # given
+    event = received("cpq", example("quote.approved"), webhook_secrets["current"])
+    process_inbound_event(event.pk)
+    before = InboundEvent.objects.values().get(pk=event.pk)
+    # when
+    process_inbound_event(event.pk)
+    # then
+    assert InboundEvent.objects.values().get(pk=event.pk) == before
+
+
+@pytest.mark.django_db
+def test_a_rejected_delivery_is_not_processed(client, webhook_secrets):
+    # given
+    body = json.dumps(example("quote.approved")).encode()
+    client.post("/webhooks/cpq/", data=body, content_type="application/json")
+    event = InboundEvent.objects.get()
+    before = InboundEvent.objects.values().get(pk=event.pk)
+    # when
+    process_inbound_event(event.pk)
+    # then
+    assert InboundEvent.objects.values().get(pk=event.pk) == before
+    assert before["rejection_reason"] == "missing X-Tandem-Signature header"
+
+
+@pytest.mark.django_db
+def test_a_missing_event_row_is_a_no_op():
+    # when
+    process_inbound_event(987654)
+    # then
+    assert InboundEvent.objects.count() == 0
