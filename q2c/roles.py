@@ -96,7 +96,7 @@ def roles_sync(apps: Any) -> None:
 
     for app_config in apps.get_app_configs():
         # Historical app configs have no models module; create_permissions skips those.
-        original = app_config.models_module
+        original = getattr(app_config, "models_module", None)
         app_config.models_module = original or True
         try:
             create_permissions(app_config, apps=apps, verbosity=0)
