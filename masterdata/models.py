@@ -61,6 +61,10 @@ class Account(ConcurrentTransitionMixin, CanonicalRecord):
     region = models.CharField(max_length=100, blank=True)
     phone = models.CharField(max_length=50, blank=True)
     email = models.EmailField(blank=True)
+    # Normalized match keys (masterdata.identity), kept by the services that write accounts.
+    tax_id_key = models.CharField(max_length=50, blank=True, db_index=True, editable=False)
+    domain_key = models.CharField(max_length=255, blank=True, db_index=True, editable=False)
+    name_key = models.CharField(max_length=255, blank=True, db_index=True, editable=False)
     status = FSMField(default=AccountStatus.ACTIVE, choices=AccountStatus.choices, protected=True)
     merged_into = models.ForeignKey(
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="merged_accounts"

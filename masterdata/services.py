@@ -6,6 +6,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from masterdata.identity import account_keys
 from masterdata.models import Account, ExternalId, LegalEntity, Product, ProductMapping
 from q2c.audit import Actor, audit_context
 from q2c.errors import ReasonRequired
@@ -72,6 +73,13 @@ def account_create(
             currency=currency,
             legal_entity=legal_entity,
             **details,
+            **account_keys(
+                legal_name=legal_name,
+                country=country,
+                tax_id=details.get("tax_id", ""),
+                domain=details.get("domain", ""),
+                email=details.get("email", ""),
+            ),
         )
         record_full_clean(account, exclude=["enterprise_id"])
         account.save()

@@ -1,4 +1,8 @@
-"""Read-only admin for the operational logs. Bodies are shown redacted, never raw."""
+"""Read-only admin for the operational logs and the workflow engine's state.
+
+Bodies are shown redacted, never raw. Runs, steps, effects, signals and circuit breakers are
+changed only by the engine, so the admin shows them and changes nothing.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,17 @@ from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
+from simple_history.admin import SimpleHistoryAdmin
 
 from orchestration.models import InboundEvent, OutboundCall
 from orchestration.redaction import body_for_storage
+from orchestration.workflows.models import (
+    CircuitBreaker,
+    StepEffect,
+    StepRun,
+    WorkflowRun,
+    WorkflowSignal,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -50,3 +62,61 @@ class InboundEventAdmin(ReadOnlyAdmin):
             return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
         except ValueError:
             return text
+
+
+class StepRunInline(admin.TabularInline):
+    model = StepRun
+    extra = 0
+    can_delete = False
+    fields = ("position", "name", "system", "state", "attempts", "max_attempts",
+              "next_attempt_at", "waiting_for", "external_id", "skipped_effect",
+              "last_error")  # fmt: skip
+    readonly_fields = fields
+    ordering = ("position",)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(WorkflowRun)
+class WorkflowRunAdmin(ReadOnlyAdmin, SimpleHistoryAdmin):
+    list_display = ("id", "kind", "subject_id", "subject_version", "state", "current_step",
+                    "created_at", "updated_at", "completed_at")  # fmt: skip
+    list_filter = ("state", "kind")
+    search_fields = ("subject_id", "current_step")
+    date_hierarchy = "created_at"
+    inlines = [StepRunInline]
+
+
+@admin.register(StepRun)
+class StepRunAdmin(ReadOnlyAdmin):
+    list_display = ("id", "run", "position", "name", "system", "state", "attempts",
+                    "external_id", "next_attempt_at")  # fmt: skip
+    list_filter = ("state", "system", "name")
+    search_fields = ("idempotency_key", "external_id", "run__subject_id")
+    list_select_related = ("run",)
+
+
+@admin.register(StepEffect)
+class StepEffectAdmin(ReadOnlyAdmin):
+    list_display = ("idempotency_key", "system", "external_id", "created_at")
+    list_filter = ("system",)
+    search_fields = ("idempotency_key", "external_id")
+
+
+@admin.register(WorkflowSignal)
+class WorkflowSignalAdmin(ReadOnlyAdmin):
+    list_display = ("run", "event_type", "received_at")
+    list_filter = ("event_type",)
+    search_fields = ("run__subject_id", "event_type")
+    list_select_related = ("run",)
+
+
+@admin.register(CircuitBreaker)
+class CircuitBreakerAdmin(ReadOnlyAdmin):
+    list_display = ("system", "state", "consecutive_failures", "opened_at", "open_until",
+                    "updated_at", "last_failure")  # fmt: skip
+    list_filter = ("state",)

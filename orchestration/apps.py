@@ -7,3 +7,4 @@ class OrchestrationConfig(AppConfig):
 
     def ready(self) -> None:
         from orchestration import checks  # noqa: F401  (registers the system checks)
+        from orchestration.workflows import quote_to_cash  # noqa: F401  (registers the workflow)

@@ -810,8 +810,10 @@ class _Loader:
         tax = (subtotal * TAX_RATES[order.legal_entity.country]).quantize(_CENT)
         issue_date = self.day(-issued_days_ago) if issued_days_ago is not None else None
         self._invoice_no += 1
+        account = order.account
+        assert account is not None  # every seeded order has its customer
         invoice = services.invoice_create(
-            account=order.account,
+            account=account,
             legal_entity=order.legal_entity,
             currency=order.currency,
             lines=lines,
@@ -837,7 +839,7 @@ class _Loader:
             if share == "half":
                 amount = (invoice.total_amount / 2).quantize(_CENT)
             payment = services.payment_record(
-                account=order.account,
+                account=account,
                 amount=Money(amount, order.currency),
                 received_at=self.ago(days_ago),
                 method=method,

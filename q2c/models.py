@@ -98,7 +98,13 @@ class QuoteState(models.TextChoices):
 
 class Quote(ConcurrentTransitionMixin, StatefulRecord):
     cpq_quote_id = models.CharField(max_length=64, unique=True)
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="quotes")
+    account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="quotes", null=True, blank=True,
+        help_text="empty until the customer is resolved to one canonical account",
+    )  # fmt: skip
+    customer_snapshot = models.JSONField(
+        default=dict, blank=True, help_text="the customer as CPQ sent it, for identity resolution"
+    )
     legal_entity = models.ForeignKey(LegalEntity, on_delete=models.PROTECT, related_name="quotes")
     currency = CurrencyField()
     approved_at = models.DateTimeField()
@@ -180,7 +186,10 @@ class Order(ConcurrentTransitionMixin, StatefulRecord):
     quote = models.OneToOneField(
         Quote, on_delete=models.PROTECT, null=True, blank=True, related_name="order"
     )
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="orders")
+    account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="orders", null=True, blank=True,
+        help_text="empty until the customer is resolved to one canonical account",
+    )  # fmt: skip
     legal_entity = models.ForeignKey(LegalEntity, on_delete=models.PROTECT, related_name="orders")
     currency = CurrencyField()
     total_amount = AmountField()

@@ -20,6 +20,7 @@ PAGES = [
     Page("contract-list", "Contracts", "q2c.view_contract"),
     Page("invoice-list", "Invoices", "q2c.view_invoice"),
     Page("account-list", "Accounts", "masterdata.view_account"),
+    Page("exception-list", "Exceptions", "exceptions.view_operationalexception"),
 ]
 PAGE_BY_NAME = {page.url_name: page for page in PAGES}
 

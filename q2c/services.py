@@ -120,12 +120,13 @@ def _create_lines(
 def quote_create(
     *,
     cpq_quote_id: str,
-    account: Account,
+    account: Account | None,
     legal_entity: LegalEntity,
     currency: str,
     approved_at: dt.datetime,
     lines: list[LineInput],
     valid_until: dt.date | None = None,
+    customer_snapshot: dict[str, object] | None = None,
     actor: Actor,
     reason: str,
 ) -> Quote:
@@ -143,6 +144,7 @@ def quote_create(
             currency=currency,
             approved_at=approved_at,
             valid_until=valid_until,
+            customer_snapshot=customer_snapshot or {},
         )
         record_full_clean(quote, exclude=["enterprise_id"])
         quote.save()
@@ -153,7 +155,7 @@ def quote_create(
 
 def order_create(
     *,
-    account: Account,
+    account: Account | None,
     legal_entity: LegalEntity,
     currency: str,
     lines: list[LineInput],
@@ -177,6 +179,21 @@ def order_create(
         order.save()
         order.total_amount = _create_lines(OrderLine, {"order": order}, lines)
         order.save(update_fields=["total_amount", "updated_at"])
+    return order
+
+
+def order_assign_account(*, order: Order, account: Account, actor: Actor, reason: str) -> Order:
+    """Attach the resolved canonical customer to an order (and its quote), once."""
+    _require_reason(reason)
+    if order.account_id is not None and order.account_id != account.pk:
+        raise ValidationError(f"{order} already belongs to {order.account}")
+    with transaction.atomic(), audit_context(actor=actor, reason=reason):
+        order.account = account
+        order.save(update_fields=["account", "updated_at"])
+        quote = order.quote
+        if quote is not None and quote.account_id is None:
+            quote.account = account
+            quote.save(update_fields=["account", "updated_at"])
     return order
 
 

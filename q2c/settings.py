@@ -256,9 +256,23 @@ TANDEM_CONNECTORS: dict[str, dict[str, object]] = {
         "credential_env": f"CONNECTOR_{_system.upper()}_API_KEY",
         "connect_timeout": envfloat(f"CONNECTOR_{_system.upper()}_CONNECT_TIMEOUT", 3.05),
         "read_timeout": envfloat(f"CONNECTOR_{_system.upper()}_READ_TIMEOUT", 10.0),
-        "rate_limit_per_second": envfloat(f"CONNECTOR_{_system.upper()}_RATE_LIMIT", 10.0),
+        "rate_limit_per_second": envfloat(f"CONNECTOR_{_system.upper()}_RATE_LIMIT", 50.0),
     }
     for _system in CONNECTOR_SYSTEMS
+}
+# The class serving each system kind (orchestration.connectors.registry.connector_for);
+# CONNECTOR_<KIND>_IMPLEMENTATION names another one, e.g. a real product's connector.
+_SANDBOX_CONNECTORS = {
+    "crm": "orchestration.connectors.crm.SandboxCrm",
+    "cpq": "orchestration.connectors.cpq.SandboxCpq",
+    "billing": "orchestration.connectors.billing.SandboxBilling",
+    "erp": "orchestration.connectors.erp.SandboxErp",
+    "tax": "orchestration.connectors.tax.SandboxTax",
+    "payments": "orchestration.connectors.payments.SandboxPayments",
+}
+TANDEM_CONNECTOR_IMPLEMENTATIONS: dict[str, str] = {
+    _kind: envstr(f"CONNECTOR_{_kind.upper()}_IMPLEMENTATION", _default)
+    for _kind, _default in _SANDBOX_CONNECTORS.items()
 }
 OUTBOUND_BODY_MAX_BYTES = envint("OUTBOUND_BODY_MAX_BYTES", 16 * 1024, minimum=256)
 # Webhook secrets are read per request from WEBHOOK_SECRET_<SYSTEM> and, during a rotation,

@@ -38,6 +38,7 @@ from orchestration.connectors.errors import (
     PermanentError,
     RetryableError,
 )
+from orchestration.connectors.ratelimit import rate_limit_acquire
 from orchestration.models import OutboundCall, OutboundOutcome
 from orchestration.redaction import body_for_storage
 from q2c.env import envstr
@@ -166,6 +167,12 @@ def status_class(status: int) -> tuple[str, str]:
 
 def _error_message(body: Any, fallback: str) -> str:
     """The system's own explanation, if its error body has one (never the whole body)."""
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        body = body[0]  # Salesforce: a list of errors
+    if isinstance(body, dict) and isinstance(body.get("o:errorDetails"), list):
+        details = body["o:errorDetails"]  # NetSuite: RFC 9457 problem with its details
+        if details and isinstance(details[0], dict):
+            body = details[0]
     if isinstance(body, dict):
         for key in ("message", "error_description", "detail", "error"):
             value = body.get(key)
@@ -255,6 +262,8 @@ class Transport:
             headers["Idempotency-Key"] = idempotency_key
         request_body = json if json is not None else form
         with correlation(correlation_id):
+            # Shared by every worker calling this system (Redis in production); sleeps.
+            rate_limit_acquire(self.config.system, self.config.rate_limit_per_second)
             return self._send(
                 operation=operation,
                 method=method,

@@ -173,9 +173,28 @@ def inbound_event_process(*, inbound_event_id: int) -> InboundEvent | None:
                     "inbound event %s:%s rejected: %s", event.system, event.event_id, exc.reason
                 )
             else:
-                absorbed = event_workflow_trigger(
-                    event=event, canonical_type=canonical_type, payload=payload
-                )
+                try:
+                    with transaction.atomic():  # a rejected mapping leaves nothing behind
+                        absorbed = event_workflow_trigger(
+                            event=event, canonical_type=canonical_type, payload=payload
+                        )
+                except EventRejected as exc:
+                    event.mark_rejected(reason=exc.reason, canonical_type=canonical_type)
+                    event.save(
+                        update_fields=[
+                            "status",
+                            "canonical_type",
+                            "rejection_reason",
+                            "processed_at",
+                        ]
+                    )
+                    logger.warning(
+                        "inbound event %s:%s unmappable: %s",
+                        event.system,
+                        event.event_id,
+                        exc.reason,
+                    )
+                    return event
                 if absorbed:
                     event.mark_duplicate_absorbed(canonical_type=canonical_type, reason=absorbed)
                 else:
@@ -184,3 +203,13 @@ def inbound_event_process(*, inbound_event_id: int) -> InboundEvent | None:
                 update_fields=["status", "canonical_type", "rejection_reason", "processed_at"]
             )
     return event
+
+
+def inbound_event_reject(*, inbound_event_id: int, reason: str) -> None:
+    """Reject a still-received event with ``reason`` (e.g. what it refers to never came)."""
+    with transaction.atomic():
+        event = InboundEvent.objects.select_for_update().filter(pk=inbound_event_id).first()
+        if event is None or event.status != InboundStatus.RECEIVED:
+            return
+        event.mark_rejected(reason=reason)
+        event.save(update_fields=["status", "canonical_type", "rejection_reason", "processed_at"])

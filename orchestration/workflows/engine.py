@@ -386,6 +386,7 @@ def step_retry(*, step: StepRun, actor: Actor, reason: str) -> StepRun:
         locked.attempts = 0
         locked.last_error = ""
         locked.finished_at = None
+        locked.save(update_fields=["attempts", "last_error", "finished_at"])
         _queue(locked, now=timezone.now())
         run = WorkflowRun.objects.select_for_update().get(pk=locked.run_id)
         if run.state == RunState.PAUSED:

@@ -1,15 +1,20 @@
 import json
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from orchestration.events.catalog import SCHEMA_DIR
+from orchestration.events.hooks import EventNotReady
 from orchestration.events.selectors import inbound_events_rejected
 from orchestration.events.services import inbound_event_receive
 from orchestration.events.signatures import signature_header
 from orchestration.models import InboundEvent
 from orchestration.tasks import process_inbound_event
+from orchestration.workflows.models import WorkflowRun
+from q2c.models import Invoice, Order, Quote
+from tests import factories
 
 
 def example(event_type: str) -> dict:
@@ -29,8 +34,13 @@ def received(system: str, payload: dict, secret: str) -> InboundEvent:
     return receipt.event
 
 
+@pytest.fixture
+def uk_entity(db):  # type: ignore[no-untyped-def]
+    return factories.legal_entity(code="UK01", erp_subsidiary="2", tax_registration="GB1")
+
+
 @pytest.mark.django_db
-def test_a_valid_event_is_processed_and_mapped(webhook_secrets):
+def test_a_valid_event_is_processed_and_mapped(webhook_secrets, uk_entity):
     # given
     event = received("cpq", example("quote.approved"), webhook_secrets["current"])
     # when
@@ -41,12 +51,53 @@ def test_a_valid_event_is_processed_and_mapped(webhook_secrets):
         "processed", "quote.approved", "",
     )  # fmt: skip
     assert event.processed_at is not None
+    order = Order.objects.get(quote__cpq_quote_id="a0x5e000001AbCdEAF")
+    assert (order.state, order.account, order.total_amount) == (
+        "received", None, Decimal("2400.0000"),
+    )  # fmt: skip
+    assert event.correlation_id == order.enterprise_id
+    run = WorkflowRun.objects.get(subject_id=order.enterprise_id)
+    assert (run.kind, run.steps.get(position=0).state) == ("quote_to_cash", "queued")
 
 
 @pytest.mark.django_db
-def test_a_system_specific_event_maps_onto_its_canonical_type(webhook_secrets):
+def test_the_same_quote_under_another_event_id_is_absorbed(webhook_secrets, uk_entity):
     # given
+    first = received("cpq", example("quote.approved"), webhook_secrets["current"])
+    process_inbound_event(first.pk)
+    again = received(
+        "cpq", {**example("quote.approved"), "event_id": "evt_other"}, webhook_secrets["current"]
+    )
+    # when
+    process_inbound_event(again.pk)
+    # then
+    again.refresh_from_db()
+    assert (again.status, again.rejection_reason) == (
+        "duplicate_absorbed", "quote a0x5e000001AbCdEAF was already received as QTE-000001",
+    )  # fmt: skip
+    assert Order.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_an_unknown_legal_entity_is_rejected_and_creates_nothing(webhook_secrets):
+    # given
+    event = received("cpq", example("quote.approved"), webhook_secrets["current"])
+    # when
+    process_inbound_event(event.pk)
+    # then
+    event.refresh_from_db()
+    assert (event.status, event.rejection_reason) == (
+        "rejected", "unknown legal entity code 'UK01'",
+    )  # fmt: skip
+    assert (Quote.objects.count(), Order.objects.count(), WorkflowRun.objects.count()) == (0, 0, 0)
+
+
+@pytest.mark.django_db
+def test_a_system_specific_event_maps_onto_its_canonical_type_and_is_mirrored(webhook_secrets):
+    # given
+    order = factories.order()
     payload = {**example("invoice.posted"), "event_type": "invoice.finalized"}
+    payload["data"] = {**payload["data"], "order_id": order.enterprise_id, "contract_id": None}
     event = received("billing", payload, "whsec_billing")
     # when
     process_inbound_event(event.pk)
@@ -55,6 +106,24 @@ def test_a_system_specific_event_maps_onto_its_canonical_type(webhook_secrets):
     assert (event.status, event.event_type, event.canonical_type) == (
         "processed", "invoice.finalized", "invoice.posted",
     )  # fmt: skip
+    invoice = Invoice.objects.get(order=order)
+    assert (invoice.number, invoice.state, invoice.total_amount, invoice.tax_amount) == (
+        "INV-2026-0001", "posted", Decimal("1080.0000"), Decimal("180.0000"),
+    )  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_an_event_that_arrives_before_its_order_waits_and_changes_nothing(webhook_secrets):
+    # given
+    payload = example("invoice.posted")  # names CTR-000042, which does not exist yet
+    event = received("billing", payload, "whsec_billing")
+    # when
+    with pytest.raises(EventNotReady):
+        process_inbound_event(event.pk)
+    # then
+    event.refresh_from_db()
+    assert (event.status, event.rejection_reason) == ("received", "")
+    assert Invoice.objects.count() == 0
 
 
 def _without(payload: dict, *path: str) -> dict:
@@ -109,7 +178,7 @@ def test_invalid_unknown_and_unmappable_events_are_kept_as_rejected(
 
 
 @pytest.mark.django_db
-def test_processing_twice_changes_nothing(webhook_secrets):
+def test_processing_twice_changes_nothing(webhook_secrets, uk_entity):
     # given
     event = received("cpq", example("quote.approved"), webhook_secrets["current"])
     process_inbound_event(event.pk)

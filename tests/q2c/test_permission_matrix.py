@@ -26,18 +26,40 @@ ADMIN = "admin"
 WHO = [*ROLE_NAMES, ADMIN, NO_ROLE, ANONYMOUS]
 
 EXPECTED_PAGES: dict[str, set[str]] = {
-    "sales_ops": {"home", "order-list", "contract-list", "account-list"},
-    "finance_ops": {"home", "order-list", "contract-list", "invoice-list", "account-list"},
-    "data_steward": {"home", "account-list"},
+    "sales_ops": {"home", "order-list", "contract-list", "account-list", "exception-list"},
+    "finance_ops": {
+        "home",
+        "order-list",
+        "contract-list",
+        "invoice-list",
+        "account-list",
+        "exception-list",
+    },
+    "data_steward": {"home", "account-list", "exception-list"},
     "integration_support": {
         "home",
         "order-list",
         "contract-list",
         "invoice-list",
         "account-list",
+        "exception-list",
     },
-    "auditor": {"home", "order-list", "contract-list", "invoice-list", "account-list"},
-    ADMIN: {"home", "order-list", "contract-list", "invoice-list", "account-list"},
+    "auditor": {
+        "home",
+        "order-list",
+        "contract-list",
+        "invoice-list",
+        "account-list",
+        "exception-list",
+    },
+    ADMIN: {
+        "home",
+        "order-list",
+        "contract-list",
+        "invoice-list",
+        "account-list",
+        "exception-list",
+    },
     NO_ROLE: set(),
     ANONYMOUS: set(),
 }
@@ -105,6 +127,7 @@ def test_navigation_lists_exactly_the_pages_the_role_may_open(client):
     assert [page.url_name for page in response.context["console_nav"]] == [
         "home",
         "account-list",
+        "exception-list",
     ]
 
 

@@ -120,6 +120,21 @@ def _order_create() -> Run:
     )
 
 
+def _order_assign_account() -> Run:
+    account = factories.account()
+    order = services.order_create(
+        account=None,
+        legal_entity=account.legal_entity,
+        currency="GBP",
+        lines=[factories.line()],
+        actor=factories.actor(),
+        reason="setup",
+    )
+    return lambda actor, reason: services.order_assign_account(
+        order=order, account=account, actor=actor, reason=reason
+    )
+
+
 def _quote_convert_to_order() -> Run:
     record = quote()
     return lambda actor, reason: services.quote_convert_to_order(
@@ -284,6 +299,7 @@ CASES: dict[str, Case] = {
         _quote_create, [("Quote", "+"), ("Quote", "~"), ("QuoteLine", "+"), ("QuoteLine", "+")]
     ),
     "order_create": Case(_order_create, [("Order", "+"), ("Order", "~"), ("OrderLine", "+")]),
+    "order_assign_account": Case(_order_assign_account, [("Order", "~")]),
     "quote_convert_to_order": Case(
         _quote_convert_to_order,
         [("Order", "+"), ("Order", "~"), ("OrderLine", "+"), ("Quote", "~")],

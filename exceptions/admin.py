@@ -1,0 +1,48 @@
+"""Admin for the exception queue: history per exception, closing through the services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from exceptions import services
+from exceptions.models import OperationalException
+from q2c.admin_tools import AuditedAdmin, transition_action
+from q2c.audit import Actor
+
+
+def exception_resolve_in_admin(
+    *, exception: OperationalException, actor: Actor, reason: str
+) -> OperationalException:
+    """Resolve with the code that says it was closed from the admin."""
+    return services.exception_resolve(
+        exception=exception, code="resolved_in_admin", actor=actor, reason=reason
+    )
+
+
+@admin.register(OperationalException)
+class OperationalExceptionAdmin(AuditedAdmin):
+    list_display = ("id", "created_at", "state", "category", "severity", "owner_team",
+                    "system", "step", "correlation_id", "order", "sla_due_at")  # fmt: skip
+    list_filter = ("state", "category", "owner_team", "system", "severity")
+    search_fields = ("message", "correlation_id")
+    list_select_related = ("order",)
+    date_hierarchy = "created_at"
+    # Only who owns it may change by hand; state moves through the actions (and services).
+    editable = ("owner_team", "severity", "assignee")
+    actions = [
+        transition_action(services.exception_retry, "exception", "Retry the failed step"),
+        transition_action(exception_resolve_in_admin, "exception", "Resolve"),
+        transition_action(services.exception_ignore, "exception", "Ignore"),
+    ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in self.model._meta.concrete_fields if f.name not in self.editable]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # raised by the workflow engine, never by hand
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # the queue is an audit trail

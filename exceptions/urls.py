@@ -1,0 +1,11 @@
+from django.urls import path
+
+from exceptions import views
+
+urlpatterns = [
+    path("", views.exception_list, name="exception-list"),
+    path("<int:pk>/", views.exception_detail, name="exception-detail"),
+    path("<int:pk>/retry/", views.exception_retry, name="exception-retry"),
+    path("<int:pk>/resolve/", views.exception_resolve, name="exception-resolve"),
+    path("<int:pk>/ignore/", views.exception_ignore, name="exception-ignore"),
+]

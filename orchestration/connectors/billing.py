@@ -1,0 +1,279 @@
+"""``BillingApi`` for the sandbox's Stripe-Billing-like system (JSON bodies, minor units).
+
+Stripe objects have no external id, so the Tandem reference travels in ``metadata`` and
+``*_find`` lists with a ``metadata[...]`` filter: customers carry ``tandem_account``; a
+subscription carries its reference under the key of the reference's kind
+(``tandem_contract`` for ``CTR-…``, otherwise ``tandem_order``) and, when given, the
+contract's reference as ``tandem_contract`` (billing's ``subscription.activated`` names the
+contract). Prices are found by ``lookup_key``. Amounts go out as integer minor units
+computed from the Decimal with the currency's ISO 4217 minor units, never through a float.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from orchestration.connectors.errors import PermanentError
+from orchestration.connectors.interfaces import BillingApi, Party, RemoteRecord
+from orchestration.connectors.minor_units import decimal_from_minor_units, minor_units_from
+from orchestration.connectors.transport import Transport
+
+SYSTEM = "billing"
+ACCOUNT_KEY = "tandem_account"
+ORDER_KEY = "tandem_order"
+CONTRACT_KEY = "tandem_contract"
+# Tandem billing periods -> Stripe's (interval, interval_count); "" is a one-time price.
+INTERVALS: dict[str, tuple[str, int] | None] = {
+    "day": ("day", 1),
+    "week": ("week", 1),
+    "month": ("month", 1),
+    "quarter": ("month", 3),
+    "year": ("year", 1),
+    "": None,
+}
+
+
+def reference_key(reference: str) -> str:
+    """The metadata key a subscription's reference is kept under."""
+    return CONTRACT_KEY if reference.startswith("CTR-") else ORDER_KEY
+
+
+class SandboxBilling:
+    def __init__(self, transport: Transport | None = None) -> None:
+        self.transport = transport or Transport.for_system(SYSTEM)
+
+    # --- customers ----------------------------------------------------------------------
+    def customer_find(self, *, reference: str) -> RemoteRecord | None:
+        found = self._search("customer_find", "customers", {f"metadata[{ACCOUNT_KEY}]": reference})
+        return customer_record(found) if found is not None else None
+
+    def customer_create(self, *, party: Party, idempotency_key: str) -> RemoteRecord:
+        metadata = {ACCOUNT_KEY: party.reference}
+        if party.tax_id:
+            metadata["tax_id"] = party.tax_id
+        body: dict[str, Any] = {"name": party.name, "metadata": metadata}
+        if party.email:
+            body["email"] = party.email
+        body["address"] = {
+            "line1": party.address_line1 or None,
+            "city": party.city or None,
+            "postal_code": party.postcode or None,
+            "country": party.country.upper(),
+        }
+        response = self.transport.call(
+            operation="customer_create",
+            method="POST",
+            path="customers",
+            json=body,
+            idempotency_key=idempotency_key,
+        )
+        return customer_record(response.body)
+
+    # --- prices -------------------------------------------------------------------------
+    def price_ensure(
+        self,
+        *,
+        lookup_key: str,
+        product_name: str,
+        currency: str,
+        unit_amount: Decimal,
+        interval: str,
+        idempotency_key: str,
+    ) -> RemoteRecord:
+        """The price with ``lookup_key``, created (with its product) when there is none.
+
+        A price that exists under that key with another amount, currency or interval is
+        refused with ``PermanentError`` (kind ``conflict``): the mapping is wrong, and billing
+        a customer at the wrong price is never the way out. ``interval`` is one of ``day``,
+        ``week``, ``month``, ``quarter``, ``year``, or ``""`` for a one-time price.
+        """
+        if interval not in INTERVALS:
+            raise PermanentError(
+                f"billing period {interval!r} is not one of {', '.join(map(repr, INTERVALS))}",
+                system=SYSTEM,
+                kind="validation",
+            )
+        wanted: dict[str, Any] = {
+            "currency": currency.lower(),
+            "unit_amount": minor_units_from(unit_amount, currency, system=SYSTEM),
+            "recurring": INTERVALS[interval],
+        }
+        existing = self._price_lookup(lookup_key)
+        if existing is None:
+            recurring = wanted["recurring"]
+            body: dict[str, Any] = {
+                "currency": wanted["currency"],
+                "unit_amount": wanted["unit_amount"],
+                "lookup_key": lookup_key,
+                "product_data": {"name": product_name, "metadata": {"lookup_key": lookup_key}},
+                "metadata": {"lookup_key": lookup_key},
+            }
+            if recurring is not None:
+                body["recurring"] = {"interval": recurring[0], "interval_count": recurring[1]}
+            try:
+                response = self.transport.call(
+                    operation="price_create",
+                    method="POST",
+                    path="prices",
+                    json=body,
+                    idempotency_key=idempotency_key,
+                )
+            except PermanentError:
+                # Another worker may have created it between our lookup and our create.
+                existing = self._price_lookup(lookup_key)
+                if existing is None:
+                    raise
+            else:
+                return price_record(response.body)
+        have: dict[str, Any] = {
+            "currency": existing["currency"],
+            "unit_amount": existing["unit_amount"],
+            "recurring": _recurring(existing),
+        }
+        if have != wanted:
+            raise PermanentError(
+                f"price {existing['id']} with lookup_key {lookup_key!r} is "
+                f"{_describe(have)}, not {_describe(wanted)}",
+                system=SYSTEM,
+                kind="conflict",
+            )
+        return price_record(existing)
+
+    def _price_lookup(self, lookup_key: str) -> dict[str, Any] | None:
+        response = self.transport.call(
+            operation="price_find",
+            method="GET",
+            path="prices",
+            params={"lookup_keys[]": lookup_key},
+        )
+        found = response.body["data"]
+        return found[0] if found else None
+
+    # --- subscriptions ------------------------------------------------------------------
+    def subscription_find(self, *, reference: str) -> RemoteRecord | None:
+        found = self._search(
+            "subscription_find",
+            "subscriptions",
+            {f"metadata[{reference_key(reference)}]": reference},
+        )
+        return subscription_record(found) if found is not None else None
+
+    def subscription_create(
+        self,
+        *,
+        reference: str,
+        customer_id: str,
+        items: list[tuple[str, Decimal]],
+        idempotency_key: str,
+        contract_reference: str = "",
+    ) -> RemoteRecord:
+        metadata = {reference_key(reference): reference}
+        if contract_reference:
+            metadata[CONTRACT_KEY] = contract_reference
+        body = {
+            "customer": customer_id,
+            "items": [
+                {"price": price_id, "quantity": _whole(quantity)} for price_id, quantity in items
+            ],
+            "metadata": metadata,
+        }
+        response = self.transport.call(
+            operation="subscription_create",
+            method="POST",
+            path="subscriptions",
+            json=body,
+            idempotency_key=idempotency_key,
+        )
+        return subscription_record(response.body)
+
+    def subscription_cancel(self, *, subscription_id: str, idempotency_key: str) -> RemoteRecord:
+        response = self.transport.call(
+            operation="subscription_cancel",
+            method="DELETE",
+            path=f"subscriptions/{subscription_id}",
+            idempotency_key=idempotency_key,
+        )
+        return subscription_record(response.body)
+
+    def _search(
+        self, operation: str, collection: str, params: dict[str, str]
+    ) -> dict[str, Any] | None:
+        response = self.transport.call(
+            operation=operation, method="GET", path=collection, params={**params, "limit": 100}
+        )
+        found = response.body["data"]
+        # Newest first; should there ever be two, the first one made is the one to keep.
+        return found[-1] if found else None
+
+
+def _whole(quantity: Decimal) -> int:
+    if quantity != quantity.to_integral_value() or quantity < 1:
+        raise PermanentError(
+            f"subscription quantity {quantity} is not a whole number of at least 1",
+            system=SYSTEM,
+            kind="validation",
+        )
+    return int(quantity)
+
+
+def _recurring(price: dict[str, Any]) -> tuple[str, int] | None:
+    recurring = price.get("recurring")
+    if not recurring:
+        return None
+    return (str(recurring["interval"]), int(recurring.get("interval_count") or 1))
+
+
+def _describe(price: dict[str, Any]) -> str:
+    amount = decimal_from_minor_units(price["unit_amount"], price["currency"])
+    recurring = price["recurring"]
+    per = "one-time" if recurring is None else f"every {recurring[1]} {recurring[0]}"
+    return f"{amount} {price['currency'].upper()} {per}"
+
+
+def customer_record(body: dict[str, Any]) -> RemoteRecord:
+    return RemoteRecord(
+        id=str(body["id"]),
+        data={
+            "reference": (body.get("metadata") or {}).get(ACCOUNT_KEY, ""),
+            "email": body.get("email") or "",
+            "invoice_prefix": body.get("invoice_prefix") or "",
+        },
+    )
+
+
+def price_record(body: dict[str, Any]) -> RemoteRecord:
+    recurring = _recurring(body)
+    return RemoteRecord(
+        id=str(body["id"]),
+        status="active" if body.get("active", True) else "inactive",
+        data={
+            "lookup_key": body.get("lookup_key") or "",
+            "product_id": str(body.get("product") or ""),
+            "currency": str(body["currency"]).upper(),
+            "unit_amount": str(decimal_from_minor_units(body["unit_amount"], body["currency"])),
+            "interval": recurring[0] if recurring else "",
+            "interval_count": recurring[1] if recurring else 0,
+        },
+    )
+
+
+def subscription_record(body: dict[str, Any]) -> RemoteRecord:
+    metadata = body.get("metadata") or {}
+    return RemoteRecord(
+        id=str(body["id"]),
+        status=str(body["status"]),
+        data={
+            "customer_id": str(body.get("customer") or ""),
+            "order_reference": metadata.get(ORDER_KEY, ""),
+            "contract_reference": metadata.get(CONTRACT_KEY, ""),
+            "latest_invoice_id": str(body.get("latest_invoice") or ""),
+            "current_period_start": body.get("current_period_start"),
+            "current_period_end": body.get("current_period_end"),
+            "item_ids": [str(item["id"]) for item in body["items"]["data"]],
+        },
+    )
+
+
+def _implements(connector: SandboxBilling) -> BillingApi:
+    return connector  # mypy checks that SandboxBilling satisfies BillingApi

@@ -1,0 +1,439 @@
+"""Quote to cash, step by step, in the order PRODUCT.md gives.
+
+validate the quote → resolve the customer → map products → split recurring and one-time
+lines → check tax status and legal entity → upsert the customer in ERP and billing →
+create the ERP sales order → wait for financial acceptance → create the subscription
+(never before the ERP accepted the order) → send one-time lines → activate the contract.
+Invoices and payments are mirrored back by their events (orchestration.events.hooks).
+
+Each handler runs outside any transaction: it reads the canonical records, calls the
+system through its connector (finding an existing effect by reference before creating
+one), then records the outcome through the services, which write the audited history.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from masterdata import services as md_services
+from masterdata.identity import identity_resolve
+from masterdata.models import Account, ProductMapping
+from orchestration.connectors.errors import PermanentError, RetryableError
+from orchestration.connectors.interfaces import Party, RemoteLine
+from orchestration.connectors.registry import connector_for
+from orchestration.workflows.engine import Done, StepContext, StepDef, WorkflowDef
+from orchestration.workflows.engine import workflow_register as _register
+from orchestration.workflows.errors import StepFailed, StepRetryable
+from q2c import services
+from q2c.audit import Actor
+from q2c.models import Contract, ContractState, Order, OrderLine, OrderState
+from q2c.records import LineKind
+
+KIND = "quote_to_cash"
+
+
+def _actor(system: str = "") -> Actor:
+    return Actor.system(f"connector:{system}" if system else "worker")
+
+
+def _order(ctx: StepContext) -> Order:
+    return Order.objects.select_related("account", "legal_entity", "quote").get(
+        enterprise_id=ctx.run.subject_id
+    )
+
+
+def _lines(order: Order) -> list[OrderLine]:
+    return list(order.lines.select_related("product").order_by("line_no"))
+
+
+@contextlib.contextmanager
+def connector_errors(*, category: str = "downstream_api", compensation: str = "") -> Iterator[None]:
+    """Class a connector's failure for the engine: retry the transient, stop on the rest."""
+    try:
+        yield
+    except RetryableError as exc:
+        raise StepRetryable(
+            str(exc), retry_after=exc.retry_after, outbound_call_id=exc.outbound_call_id
+        ) from exc
+    except PermanentError as exc:
+        raise StepFailed(
+            str(exc),
+            category=category,
+            compensation=compensation,
+            error_class=f"{exc.system}.{exc.kind}",
+            outbound_call_id=exc.outbound_call_id,
+        ) from exc
+
+
+def _move(order: Order, wanted_from: str, service: Any, reason: str) -> None:
+    """Advance the order if it is still where this step expects it (re-runs are harmless)."""
+    order.refresh_from_db()
+    if order.state == wanted_from:
+        service(order=order, actor=_actor(), reason=reason)
+
+
+# --- steps ---------------------------------------------------------------------------------
+
+
+def validate_quote(ctx: StepContext) -> Done:
+    order = _order(ctx)
+    problems = []
+    lines = _lines(order)
+    if not lines:
+        problems.append("the quote has no lines")
+    for line in lines:
+        if line.quantity <= 0:
+            problems.append(f"line {line.line_no}: quantity must be positive")
+        if line.kind == LineKind.RECURRING and not (line.term_start and line.term_end):
+            problems.append(f"line {line.line_no}: a recurring line needs its term dates")
+        if line.kind == LineKind.RECURRING and not line.billing_period:
+            problems.append(f"line {line.line_no}: a recurring line needs a billing period")
+    if problems:
+        raise StepFailed("; ".join(problems), category="validation", severity="medium",
+                         error_class="QuoteInvalid")  # fmt: skip
+    return Done(data={"lines": len(lines)})
+
+
+def resolve_customer(ctx: StepContext) -> Done:
+    order = _order(ctx)
+    if order.account is not None:
+        return Done(order.account.enterprise_id, {"level": "already resolved"})
+    snapshot: dict[str, Any] = dict(order.quote.customer_snapshot) if order.quote else {}
+    address = snapshot.get("address") or {}
+    resolution = identity_resolve(
+        system="crm",
+        external_id=str(snapshot.get("crm_id") or ""),
+        legal_name=str(snapshot.get("name") or ""),
+        country=str(snapshot.get("country") or ""),
+        tax_id=str(snapshot.get("tax_id") or ""),
+        domain=str(snapshot.get("domain") or ""),
+        email=str(snapshot.get("email") or ""),
+    )
+    if resolution.status == "ambiguous":
+        raise StepFailed(
+            f"customer {snapshot.get('name')!r} matches several accounts by {resolution.level}: "
+            f"{', '.join(resolution.candidates)}",
+            category="master_data",
+            severity="high",
+            error_class="AmbiguousCustomer",
+            candidates=resolution.candidates,
+            evidence=resolution.evidence,
+        )
+    actor = _actor()
+    cpq_quote_id = order.quote.cpq_quote_id if order.quote else ""
+    if resolution.status == "match":
+        account = resolution.account
+        assert account is not None
+    else:
+        try:
+            account = md_services.account_create(
+                legal_name=str(snapshot.get("name") or "").strip(),
+                country=str(snapshot.get("country") or "").upper(),
+                currency=str(snapshot.get("currency") or order.currency),
+                legal_entity=order.legal_entity,
+                domain=str(snapshot.get("domain") or ""),
+                tax_id=str(snapshot.get("tax_id") or ""),
+                address_line1=str(address.get("line1") or ""),
+                city=str(address.get("city") or ""),
+                postcode=str(address.get("postcode") or ""),
+                email=str(snapshot.get("email") or ""),
+                actor=actor,
+                reason=f"new customer from CPQ quote {cpq_quote_id}",
+            )
+        except ValidationError as exc:  # the customer data, not the system
+            raise StepFailed(
+                f"customer cannot be created: {'; '.join(exc.messages)}",
+                category="master_data",
+                error_class="CustomerInvalid",
+            ) from exc
+    crm_id = str(snapshot.get("crm_id") or "")
+    if crm_id:
+        _link(account, "crm", "account", crm_id)
+    services.order_assign_account(
+        order=order, account=account, actor=actor,
+        reason=f"customer resolved by {resolution.level or 'creation'}",
+    )  # fmt: skip
+    return Done(account.enterprise_id, {"level": resolution.level or "created"})
+
+
+def _link(record: Any, system: str, object_type: str, external_id: str) -> None:
+    try:
+        md_services.external_id_link(
+            record=record, system=system, object_type=object_type, external_id=external_id,
+            actor=_actor(system), reason=f"{system} id recorded",
+        )  # fmt: skip
+    except ValidationError as exc:
+        raise StepFailed(
+            "; ".join(exc.messages), category="master_data", error_class="CrosswalkConflict"
+        ) from exc
+
+
+def _mappings(order: Order) -> dict[tuple[int, str], ProductMapping]:
+    product_ids = [line.product_id for line in _lines(order) if line.product_id]
+    found = ProductMapping.objects.filter(product_id__in=product_ids)
+    by_product = {(m.product_id, m.system): m for m in found}
+    return {
+        (line.line_no, system): by_product[(line.product_id, system)]
+        for line in _lines(order)
+        for system in ("erp", "billing")
+        if line.product_id and (line.product_id, system) in by_product
+    }
+
+
+def map_products(ctx: StepContext) -> Done:
+    order = _order(ctx)
+    mappings = _mappings(order)
+    missing = []
+    for line in _lines(order):
+        if line.product_id is None:
+            missing.append(
+                f"line {line.line_no}: product {line.product_code} is not in the catalog"
+            )
+            continue
+        if (line.line_no, "erp") not in mappings:
+            missing.append(f"line {line.line_no}: {line.product_code} has no ERP item")
+        if line.kind == LineKind.RECURRING and (line.line_no, "billing") not in mappings:
+            missing.append(f"line {line.line_no}: {line.product_code} has no billing plan")
+    if missing:
+        raise StepFailed("; ".join(missing), category="mapping", severity="high",
+                         error_class="UnmappedProduct")  # fmt: skip
+    return Done(data={"mapped": len(mappings)})
+
+
+def split_lines(ctx: StepContext) -> Done:
+    order = _order(ctx)
+    split: dict[str, list[int]] = {kind: [] for kind in LineKind.values}
+    for line in _lines(order):
+        split[line.kind].append(line.line_no)
+    return Done(data=split)
+
+
+def check_tax_and_entity(ctx: StepContext) -> Done:
+    order = _order(ctx)
+    entity = order.legal_entity
+    gaps = [name for name in ("erp_subsidiary", "tax_registration") if not getattr(entity, name)]
+    if gaps:
+        raise StepFailed(
+            f"legal entity {entity.code} has no {' and no '.join(gaps)}",
+            category="tax", severity="high", error_class="LegalEntityIncomplete",
+        )  # fmt: skip
+    account = order.account
+    assert account is not None
+    result: dict[str, Any] = {"address": "not given"}
+    if account.address_line1 or account.postcode:
+        with connector_errors(category="tax"):
+            checked = connector_for("tax").address_validate(
+                line1=account.address_line1, city=account.city, postcode=account.postcode,
+                country=account.country, correlation_id=order.enterprise_id,
+            )  # fmt: skip
+        result = {"address": checked.status or "valid"}
+    _move(order, OrderState.RECEIVED, services.order_validate, "quote validated, customer resolved")
+    return Done(data=result)
+
+
+def _party(account: Account, order: Order) -> Party:
+    return Party(
+        reference=account.enterprise_id, name=account.legal_name, country=account.country,
+        currency=account.currency, email=account.email, tax_id=account.tax_id,
+        address_line1=account.address_line1, city=account.city, postcode=account.postcode,
+        erp_subsidiary=order.legal_entity.erp_subsidiary,
+    )  # fmt: skip
+
+
+def upsert_customer_erp(ctx: StepContext) -> Done:
+    order = _order(ctx)
+    account = order.account
+    assert account is not None
+    erp = connector_for("erp")
+    with connector_errors():
+        found = erp.customer_find(reference=account.enterprise_id)
+        record = found or erp.customer_create(party=_party(account, order), idempotency_key=ctx.key)
+    _link(account, "erp", "customer", record.id)
+    return Done(record.id, {"found": found is not None})
+
+
+def upsert_customer_billing(ctx: StepContext) -> Done:
+    order = _order(ctx)
+    account = order.account
+    assert account is not None
+    billing = connector_for("billing")
+    with connector_errors():
+        found = billing.customer_find(reference=account.enterprise_id)
+        record = found or billing.customer_create(
+            party=_party(account, order), idempotency_key=ctx.key
+        )
+    _link(account, "billing", "customer", record.id)
+    return Done(record.id, {"found": found is not None})
+
+
+def _net_unit_price(line: OrderLine) -> Decimal:
+    net = line.unit_price - line.unit_price * line.discount_percent / Decimal(100)
+    return net.quantize(Decimal("0.01"))
+
+
+def create_erp_order(ctx: StepContext) -> Done:
+    order = _order(ctx)
+    mappings = _mappings(order)
+    customer_id = ctx.result_of("upsert_customer_erp")["external_id"]
+    lines = [
+        RemoteLine(
+            product_ref=mappings[(line.line_no, "erp")].external_id,
+            quantity=line.quantity,
+            unit_price=_net_unit_price(line),
+            description=line.description,
+        )
+        for line in _lines(order)
+    ]
+    erp = connector_for("erp")
+    with connector_errors():
+        found = erp.sales_order_find(reference=order.enterprise_id)
+        record = found or erp.sales_order_create(
+            reference=order.enterprise_id, customer_id=str(customer_id), currency=order.currency,
+            lines=lines, order_date=timezone.localdate(), idempotency_key=ctx.key,
+        )  # fmt: skip
+    _link(order, "erp", "sales_order", record.id)
+    _move(order, OrderState.VALIDATED, services.order_submit_to_erp, f"ERP sales order {record.id}")
+    return Done(record.id, {"number": record.number, "found": found is not None})
+
+
+def await_financial_acceptance(ctx: StepContext) -> Done:
+    order = _order(ctx)
+    _move(order, OrderState.SUBMITTED_TO_ERP, services.order_accept, "ERP accepted the order")
+    return Done(data=dict(ctx.signal or {}))
+
+
+def create_subscription(ctx: StepContext) -> Done:
+    order = _order(ctx)
+    if order.state == OrderState.SUBMITTED_TO_ERP:  # never bill before financial acceptance
+        raise StepRetryable("the ERP has not accepted the order yet", retry_after=5)
+    recurring = [line for line in _lines(order) if line.kind == LineKind.RECURRING]
+    if not recurring:
+        _move(order, OrderState.ACCEPTED, services.order_start_provisioning, "no subscription")
+        return Done(data={"skipped": "no recurring lines"})
+    mappings = _mappings(order)
+    billing = connector_for("billing")
+    customer_id = str(ctx.result_of("upsert_customer_billing")["external_id"])
+    sales_order = ctx.result_of("create_erp_order")["external_id"]
+    compensation = f"cancel ERP sales order {sales_order} for {order.enterprise_id}"
+    contract = _contract_for(order, recurring)
+    with connector_errors(compensation=compensation):
+        found = billing.subscription_find(reference=order.enterprise_id)
+        if found is None:
+            items = []
+            for line in recurring:
+                price_key = (
+                    f"{mappings[(line.line_no, 'billing')].external_id}:{order.currency}:"
+                    f"{_net_unit_price(line)}:{line.billing_period}"
+                )
+                price = billing.price_ensure(
+                    lookup_key=price_key, product_name=line.description or line.product_code,
+                    currency=order.currency, unit_amount=_net_unit_price(line),
+                    interval=line.billing_period, idempotency_key=f"{ctx.key}:price:{line.line_no}",
+                )  # fmt: skip
+                items.append((price.id, line.quantity))
+            record = billing.subscription_create(
+                reference=order.enterprise_id, customer_id=customer_id, items=items,
+                idempotency_key=ctx.key, contract_reference=contract.enterprise_id,
+            )  # fmt: skip
+        else:
+            record = found
+    _link(contract, "billing", "subscription", record.id)
+    _move(
+        order, OrderState.ACCEPTED, services.order_start_provisioning, f"subscription {record.id}"
+    )
+    return Done(record.id, {"contract": contract.enterprise_id, "found": found is not None})
+
+
+def _contract_for(order: Order, recurring: list[OrderLine]) -> Contract:
+    existing = order.contracts.order_by("pk").first()
+    if existing is not None:
+        return existing
+    assert order.account is not None
+    starts = [line.term_start for line in recurring if line.term_start]
+    ends = [line.term_end for line in recurring if line.term_end]
+    return services.contract_create(
+        account=order.account, legal_entity=order.legal_entity, currency=order.currency,
+        start_date=min(starts), end_date=max(ends), order=order,
+        lines=[
+            services.LineInput(
+                product_code=line.product_code, product=line.product, kind=line.kind,
+                quantity=line.quantity, unit_price=line.unit_price, description=line.description,
+                discount_percent=line.discount_percent, billing_period=line.billing_period,
+                term_start=line.term_start, term_end=line.term_end,
+            )
+            for line in recurring
+        ],
+        actor=_actor(), reason=f"subscription contract for {order.enterprise_id}",
+    )  # fmt: skip
+
+
+def send_one_time_lines(ctx: StepContext) -> Done:
+    order = _order(ctx)
+    one_time = [line for line in _lines(order) if line.kind == LineKind.ONE_TIME]
+    if not one_time:
+        return Done(data={"skipped": "no one-time lines"})
+    mappings = _mappings(order)
+    erp = connector_for("erp")
+    reference = f"{order.enterprise_id}-OT"
+    with connector_errors():
+        found = erp.invoice_find(reference=reference)
+        record = found or erp.invoice_create(
+            reference=reference,
+            customer_id=str(ctx.result_of("upsert_customer_erp")["external_id"]),
+            sales_order_id=str(ctx.result_of("create_erp_order")["external_id"]),
+            currency=order.currency,
+            lines=[
+                RemoteLine(
+                    product_ref=mappings[(line.line_no, "erp")].external_id,
+                    quantity=line.quantity,
+                    unit_price=_net_unit_price(line),
+                    description=line.description,
+                )
+                for line in one_time
+            ],
+            idempotency_key=ctx.key,
+        )
+    return Done(record.id, {"number": record.number, "found": found is not None})
+
+
+def activate_contract(ctx: StepContext) -> Done:
+    order = _order(ctx)
+    contract = order.contracts.order_by("pk").first()
+    if contract is not None and contract.state == ContractState.PENDING_ACTIVATION:
+        services.contract_activate(
+            contract=contract, actor=_actor(), reason="financially accepted and billed"
+        )
+    _move(order, OrderState.PROVISIONING, services.order_activate, "contract active")
+    return Done(contract.enterprise_id if contract else "", {})
+
+
+QUOTE_TO_CASH = _register(
+    WorkflowDef(
+        kind=KIND,
+        steps=[
+            StepDef("validate_quote", validate_quote, has_effect=False),
+            StepDef("resolve_customer", resolve_customer, has_effect=False),
+            StepDef("map_products", map_products, has_effect=False),
+            StepDef("split_lines", split_lines, has_effect=False),
+            StepDef("check_tax_and_entity", check_tax_and_entity, system="tax", has_effect=False),
+            StepDef("upsert_customer_erp", upsert_customer_erp, system="erp"),
+            StepDef("upsert_customer_billing", upsert_customer_billing, system="billing"),
+            StepDef("create_erp_order", create_erp_order, system="erp"),
+            StepDef(
+                "await_financial_acceptance",
+                await_financial_acceptance,
+                waits_for="order.accepted",
+                has_effect=False,
+            ),
+            StepDef("create_subscription", create_subscription, system="billing"),
+            StepDef("send_one_time_lines", send_one_time_lines, system="erp"),
+            StepDef("activate_contract", activate_contract, has_effect=False),
+        ],
+    )
+)

@@ -1,0 +1,92 @@
+"""What the exception queue's tests share.
+
+Exceptions are raised the real way: a tiny registered workflow (see conftest.py) whose step
+fails permanently, executed in-process by the engine, which also holds the order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser, Group
+
+from exceptions.models import Category, OperationalException
+from orchestration.workflows import engine
+from orchestration.workflows.errors import StepFailed
+from orchestration.workflows.models import StepRun, StepState, WorkflowRun
+from q2c.audit import Actor
+from q2c.models import Order
+from tests import factories
+
+KIND = "exceptions_test_flow"
+ANONYMOUS = "anonymous"
+NO_ROLE = "no role"
+ADMIN = "admin"
+
+# (subject id, step name) -> the failures that step raises, in order; absent: it succeeds.
+planned: dict[tuple[str, str], list[StepFailed]] = {}
+
+
+def _handler(name: str):  # type: ignore[no-untyped-def]
+    def handle(ctx: engine.StepContext) -> engine.Done:
+        failures = planned.get((ctx.run.subject_id, name)) or []
+        if failures:
+            raise failures.pop(0)
+        return engine.Done(external_id=f"{name.upper()}-{ctx.run.subject_id}")
+
+    return handle
+
+
+FLOW = engine.WorkflowDef(
+    kind=KIND,
+    steps=[
+        engine.StepDef("check_quote", _handler("check_quote"), has_effect=False),
+        engine.StepDef("create_customer", _handler("create_customer"), system="erp"),
+        engine.StepDef("create_subscription", _handler("create_subscription"), system="billing"),
+    ],
+)
+
+
+def drain(run: WorkflowRun) -> None:
+    """Execute queued steps in order until none is queued, as a worker would."""
+    while True:
+        step = StepRun.objects.filter(run=run, state=StepState.QUEUED).order_by("position").first()
+        if step is None:
+            return
+        engine.step_execute(step_id=step.pk)
+
+
+def raise_exception(
+    *,
+    step: str = "create_customer",
+    message: str = "customer rejected: tax id invalid",
+    category: str = Category.MASTER_DATA,
+    error_class: str = "ValidationError",
+    order: Order | None = None,
+    **context: Any,
+) -> OperationalException:
+    """Run the test workflow for a new order with ``step`` failing once, permanently."""
+    order = order or factories.order()
+    planned[(order.enterprise_id, step)] = [
+        StepFailed(message, category=category, error_class=error_class, **context)
+    ]
+    run = engine.workflow_start(
+        kind=KIND, subject_id=order.enterprise_id, order=order, actor=Actor.system("worker")
+    )
+    drain(run)
+    return OperationalException.objects.get(workflow_run=run)
+
+
+def user_for(who: str) -> Any:
+    """A fresh user acting as ``who`` (a role name, admin, no role, or anonymous)."""
+    if who == ANONYMOUS:
+        return AnonymousUser()
+    users = get_user_model().objects
+    name = f"user-{who.replace(' ', '-')}"
+    if who == ADMIN:
+        return users.create_superuser(username=name, password="pw", email="a@example.com")
+    user = users.create_user(username=name, password="pw")
+    if who != NO_ROLE:
+        user.groups.add(Group.objects.get(name=who))
+    return user
