@@ -14,9 +14,10 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
-from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+from django_fsm import FSMField, transition
 
 from q2c.audit import AuditedHistory
+from q2c.records import ConcurrentTransitions
 
 
 class Category(models.TextChoices):
@@ -74,7 +75,7 @@ class ExceptionState(models.TextChoices):
 OPEN_STATES = [ExceptionState.OPEN, ExceptionState.RETRYING]
 
 
-class OperationalException(ConcurrentTransitionMixin, models.Model):
+class OperationalException(ConcurrentTransitions, models.Model):
     category = models.CharField(max_length=30, choices=Category.choices)
     severity = models.CharField(max_length=10, choices=Severity.choices)
     owner_team = models.CharField(max_length=30, choices=Team.choices)

@@ -21,7 +21,7 @@ from orchestration.workflows.errors import StepFailed
 from orchestration.workflows.models import StepRun
 from q2c.audit import Actor, audit_context
 from q2c.errors import ReasonRequired
-from q2c.models import ORDER_PRE_ACTIVE, OrderState
+from q2c.models import ORDER_PRE_ACTIVE, Order, OrderState
 from q2c.transitions import transition_apply
 
 
@@ -84,7 +84,7 @@ def exception_raise_for_step(
             )
         order = run.order
         if order is not None:
-            order.refresh_from_db()
+            order = Order.objects.get(pk=order.pk)  # fresh; see orchestration's _move
             if order.state in ORDER_PRE_ACTIVE:
                 transition_apply(
                     order,
@@ -120,7 +120,7 @@ def exceptions_resolve_for_step(*, step_run: StepRun, actor: Actor) -> int:
         resolved += 1
         order = exc.order
         if order is not None:
-            order.refresh_from_db()
+            order = Order.objects.get(pk=order.pk)  # fresh; see orchestration's _move
             still_open = OperationalException.objects.filter(
                 order=order, state__in=OPEN_STATES
             ).exists()

@@ -5,11 +5,17 @@ from __future__ import annotations
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
-from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+from django_fsm import FSMField, transition
 
 from q2c.audit import AuditedHistory
 from q2c.money import CurrencyField, currency_check
-from q2c.records import SYSTEM_CHOICES, BillingPeriod, CanonicalRecord, LineKind
+from q2c.records import (
+    SYSTEM_CHOICES,
+    BillingPeriod,
+    CanonicalRecord,
+    ConcurrentTransitions,
+    LineKind,
+)
 
 
 class LegalEntity(CanonicalRecord):
@@ -43,7 +49,7 @@ class AccountStatus(models.TextChoices):
     MERGED = "merged", "Merged"
 
 
-class Account(ConcurrentTransitionMixin, CanonicalRecord):
+class Account(ConcurrentTransitions, CanonicalRecord):
     """A customer. A merged account points at its survivor and keeps its ids as aliases."""
 
     legal_name = models.CharField(max_length=255, db_index=True)

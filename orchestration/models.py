@@ -11,9 +11,9 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
-from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+from django_fsm import FSMField, transition
 
-from q2c.records import SYSTEM_CHOICES
+from q2c.records import SYSTEM_CHOICES, ConcurrentTransitions
 
 
 class OutboundOutcome(models.TextChoices):
@@ -62,7 +62,7 @@ class InboundStatus(models.TextChoices):
     DUPLICATE_ABSORBED = "duplicate_absorbed", "Duplicate absorbed"
 
 
-class InboundEvent(ConcurrentTransitionMixin, models.Model):
+class InboundEvent(ConcurrentTransitions, models.Model):
     """One webhook delivery, stored raw before anything else happens to it.
 
     Only authenticated deliveries with an event id claim their (system, event id): a forged

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from celery import Task, shared_task
+from django.utils import timezone
 
 from orchestration.events.hooks import EventNotReady
-from orchestration.events.services import inbound_event_process, inbound_event_reject
+from orchestration.events.services import (
+    inbound_event_process,
+    inbound_event_reject,
+    inbound_events_sweep,
+)
+from orchestration.models import InboundEvent
+
+# About as long as the 30 growing retries of a first delivery last.
+NOT_READY_GIVE_UP = dt.timedelta(minutes=30)
 
 
 @shared_task(
@@ -14,19 +25,32 @@ from orchestration.events.services import inbound_event_process, inbound_event_r
     max_retries=30,
     default_retry_delay=2,
 )
-def process_inbound_event(self: Task, inbound_event_id: int) -> None:
+def process_inbound_event(self: Task, inbound_event_id: int, swept: bool = False) -> None:
     """Validate and hand over one received inbound event (a no-op if already handled).
 
     An event that arrived before what it refers to (a payment before its invoice) stays
     ``received`` and is tried again with growing delays; the last try rejects it, visibly.
+    A ``swept`` try (sent again by the sweeper) does not start its own chain of retries: the
+    next sweep tries again, and once the event is older than the retries would have lasted,
+    it is rejected, visibly.
     """
     try:
         inbound_event_process(inbound_event_id=inbound_event_id)
     except EventNotReady as exc:
+        if swept:
+            event = InboundEvent.objects.filter(pk=inbound_event_id).first()
+            if event is not None and event.received_at < timezone.now() - NOT_READY_GIVE_UP:
+                inbound_event_reject(inbound_event_id=inbound_event_id, reason=f"gave up: {exc}")
+            return
         if self.request.retries >= (self.max_retries or 0):
             inbound_event_reject(inbound_event_id=inbound_event_id, reason=f"gave up: {exc}")
             return
         raise self.retry(exc=exc, countdown=min(2**self.request.retries, 60)) from exc
+
+
+@shared_task(name="orchestration.sweep_inbound_events")
+def sweep_inbound_events() -> int:
+    return inbound_events_sweep()
 
 
 # The workflow engine's tasks, so Celery's autodiscovery registers them.

@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 from celery import Celery, Task
+from kombu.transport import TRANSPORT_ALIASES
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "q2c.settings")
 
@@ -27,6 +28,9 @@ class AuditedTask(Task):  # type: ignore[misc]
         with audit_context(actor=Actor.system(self.system_actor)):
             return super().__call__(*args, **kwargs)
 
+
+# filesystem:// (the demo's broker) uses our atomic writer; see q2c.broker.
+TRANSPORT_ALIASES["filesystem"] = "q2c.broker:Transport"
 
 app = Celery("tandem", task_cls=AuditedTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")

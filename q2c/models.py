@@ -14,13 +14,13 @@ from typing import Any
 
 from django.db import models
 from django.db.models import F, Q
-from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
+from django_fsm import RETURN_VALUE, FSMField, transition
 
 from masterdata.models import Account, LegalEntity, Product
 from q2c.audit import AuditedHistory
 from q2c.identifiers import IdentifierCounter  # noqa: F401  (model registration)
 from q2c.money import AMOUNT_PLACES, AmountField, CurrencyField, Money, currency_check
-from q2c.records import BillingPeriod, LineKind, StatefulRecord
+from q2c.records import BillingPeriod, ConcurrentTransitions, LineKind, StatefulRecord
 
 
 class WorkerHeartbeat(models.Model):
@@ -96,7 +96,7 @@ class QuoteState(models.TextChoices):
     REJECTED = "rejected", "Rejected"
 
 
-class Quote(ConcurrentTransitionMixin, StatefulRecord):
+class Quote(ConcurrentTransitions, StatefulRecord):
     cpq_quote_id = models.CharField(max_length=64, unique=True)
     account = models.ForeignKey(
         Account, on_delete=models.PROTECT, related_name="quotes", null=True, blank=True,
@@ -182,7 +182,7 @@ def _order_has_account(order: Any) -> bool:
     return order.account_id is not None and order.legal_entity_id is not None
 
 
-class Order(ConcurrentTransitionMixin, StatefulRecord):
+class Order(ConcurrentTransitions, StatefulRecord):
     quote = models.OneToOneField(
         Quote, on_delete=models.PROTECT, null=True, blank=True, related_name="order"
     )
@@ -329,7 +329,7 @@ class ContractState(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
-class Contract(ConcurrentTransitionMixin, StatefulRecord):
+class Contract(ConcurrentTransitions, StatefulRecord):
     """A subscription contract; every amendment, renewal and cancellation is a new version."""
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="contracts")
@@ -408,7 +408,7 @@ class VersionState(models.TextChoices):
     SUPERSEDED = "superseded", "Superseded"
 
 
-class ContractVersion(ConcurrentTransitionMixin, models.Model):
+class ContractVersion(ConcurrentTransitions, models.Model):
     contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()
     kind = models.CharField(max_length=20, choices=VersionKind.choices)
@@ -475,7 +475,7 @@ def _invoice_has_lines(invoice: Any) -> bool:
     return invoice.pk is not None and invoice.lines.exists()
 
 
-class Invoice(ConcurrentTransitionMixin, StatefulRecord):
+class Invoice(ConcurrentTransitions, StatefulRecord):
     number = models.CharField(
         max_length=64, blank=True, db_index=True, help_text="The billing system's invoice number"
     )
@@ -594,7 +594,7 @@ class CreditNoteState(models.TextChoices):
     VOID = "void", "Void"
 
 
-class CreditNote(ConcurrentTransitionMixin, StatefulRecord):
+class CreditNote(ConcurrentTransitions, StatefulRecord):
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="credit_notes")
     currency = CurrencyField()
@@ -627,7 +627,7 @@ class PaymentState(models.TextChoices):
     REFUNDED = "refunded", "Refunded"
 
 
-class Payment(ConcurrentTransitionMixin, StatefulRecord):
+class Payment(ConcurrentTransitions, StatefulRecord):
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="payments")
     invoice = models.ForeignKey(
         Invoice, on_delete=models.PROTECT, null=True, blank=True, related_name="payments"
@@ -675,7 +675,7 @@ class UsageState(models.TextChoices):
     REJECTED = "rejected", "Rejected"
 
 
-class UsageRecord(ConcurrentTransitionMixin, StatefulRecord):
+class UsageRecord(ConcurrentTransitions, StatefulRecord):
     contract = models.ForeignKey(Contract, on_delete=models.PROTECT, related_name="usage_records")
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="usage_records")
     quantity = models.DecimalField(max_digits=18, decimal_places=4)

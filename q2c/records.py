@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 from django.db import models
 from django.utils import timezone
+from django_fsm import ConcurrentTransitionMixin
 
 SYSTEM_CHOICES = [
     ("crm", "CRM"),
@@ -62,3 +66,20 @@ def record_full_clean(record: models.Model, *, exclude: list[str] | None = None)
     skip = set(exclude or [])
     skip.update(f.name for f in record._meta.concrete_fields if isinstance(f, FSMFieldMixin))
     record.full_clean(exclude=sorted(skip))
+
+
+_refresh_lock = threading.RLock()
+
+
+class ConcurrentTransitions(ConcurrentTransitionMixin):
+    """django-fsm-2's optimistic locking, safe in a threaded worker.
+
+    The library's ``refresh_from_db`` lifts the ``protected`` flag on the state field
+    itself (shared by every instance in the process) and puts it back afterwards; two
+    threads refreshing at once can put it back under each other and fail with "Direct
+    state modification is not allowed". Refreshes are serialised here.
+    """
+
+    def refresh_from_db(self, *args: Any, **kwargs: Any) -> None:
+        with _refresh_lock:
+            super().refresh_from_db(*args, **kwargs)

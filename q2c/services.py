@@ -197,6 +197,22 @@ def order_assign_account(*, order: Order, account: Account, actor: Actor, reason
     return order
 
 
+def order_lines_link_products(*, order: Order, actor: Actor, reason: str) -> int:
+    """Link lines whose product code was not in the catalog when the order was made to the
+    product of that SKU now in the catalog. Returns how many lines were linked."""
+    _require_reason(reason)
+    linked = 0
+    with transaction.atomic(), audit_context(actor=actor, reason=reason):
+        for line in order.lines.select_for_update().filter(product__isnull=True).order_by("pk"):
+            product = Product.objects.filter(sku=line.product_code).first()
+            if product is None:
+                continue
+            line.product = product
+            line.save(update_fields=["product"])
+            linked += 1
+    return linked
+
+
 def quote_convert_to_order(*, quote: Quote, actor: Actor, reason: str) -> Order:
     """Turn an approved quote into an order carrying the same lines (once)."""
     # Refuse before creating the order: a converted quote already has one (one-to-one).

@@ -178,6 +178,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(_CELERY_DATA_DIR / "control"),
         "processed_folder": str(_CELERY_DATA_DIR / "processed"),
         "store_processed": False,
+        # The file transport polls; 1 s (its default) would add a second to every hop.
+        "polling_interval": 0.1,
     }
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # Below every countdown we use, so a delayed message is never redelivered while waiting.
@@ -210,6 +212,18 @@ CELERY_BEAT_SCHEDULE = {
     "contracts-expire-ended": {
         "task": "q2c.tasks.contracts_expire_ended",
         "schedule": crontab(minute=5),
+        "options": {"queue": "default"},
+    },
+    # Re-sends workflow steps whose broker message was lost or whose worker died.
+    "sweep-steps": {
+        "task": "orchestration.sweep_steps",
+        "schedule": 60.0,
+        "options": {"queue": "default"},
+    },
+    # Re-sends inbound events whose processing message was lost.
+    "sweep-inbound-events": {
+        "task": "orchestration.sweep_inbound_events",
+        "schedule": 60.0,
         "options": {"queue": "default"},
     },
 }
@@ -274,6 +288,12 @@ TANDEM_CONNECTOR_IMPLEMENTATIONS: dict[str, str] = {
     _kind: envstr(f"CONNECTOR_{_kind.upper()}_IMPLEMENTATION", _default)
     for _kind, _default in _SANDBOX_CONNECTORS.items()
 }
+# Per-system circuit breaker (orchestration.workflows.resilience): consecutive failed steps
+# that open it, and how long it stays open before one trial call.
+CIRCUIT_FAILURE_THRESHOLD = envint("CIRCUIT_FAILURE_THRESHOLD", 5, minimum=1)
+CIRCUIT_OPEN_SECONDS = envfloat("CIRCUIT_OPEN_SECONDS", 30.0)
+if CIRCUIT_OPEN_SECONDS <= 0:
+    raise ImproperlyConfigured("CIRCUIT_OPEN_SECONDS must be positive")
 OUTBOUND_BODY_MAX_BYTES = envint("OUTBOUND_BODY_MAX_BYTES", 16 * 1024, minimum=256)
 # Webhook secrets are read per request from WEBHOOK_SECRET_<SYSTEM> and, during a rotation,
 # WEBHOOK_SECRET_<SYSTEM>_PREVIOUS.

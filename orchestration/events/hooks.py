@@ -103,9 +103,9 @@ def _quote_approved(event: InboundEvent, data: dict[str, Any]) -> str:
 def _signal(order_id: str, event_type: str, data: dict[str, Any]) -> str:
     run = WorkflowRun.objects.filter(kind="quote_to_cash", subject_id=order_id).first()
     if run is None:
-        if Order.objects.filter(enterprise_id=order_id).exists():
-            raise EventNotReady(f"{order_id} has no workflow yet")
-        raise EventRejected(f"unknown order {order_id}")
+        # Either the order is not started yet or the quote.approved that creates it is still
+        # on its way (events arrive out of order): wait; the last retry rejects it, visibly.
+        raise EventNotReady(f"{order_id} has no workflow yet")
     first_time = workflow_signal(run=run, event_type=event_type, payload=data)
     return "" if first_time else f"{event_type} for {order_id} was already received"
 
@@ -115,13 +115,15 @@ def _order_accepted(event: InboundEvent, data: dict[str, Any]) -> str:
 
 
 def _subscription_activated(event: InboundEvent, data: dict[str, Any]) -> str:
-    order_id = data.get("order_id")
-    if not order_id:
-        contract = Contract.objects.filter(enterprise_id=data["contract_id"]).first()
-        if contract is None or contract.order is None:
-            raise EventRejected(f"unknown contract {data['contract_id']}")
+    contract = Contract.objects.filter(enterprise_id=data.get("contract_id") or "").first()
+    if contract is not None and contract.order is not None:
         order_id = contract.order.enterprise_id
-    return _signal(str(order_id), "subscription.activated", data)
+    else:
+        # An order with subscriptions per billing period names them "ORD-…:<period>".
+        order_id = str(data.get("order_id") or "").split(":", 1)[0]
+    if not order_id:
+        raise EventRejected(f"unknown contract {data.get('contract_id')}")
+    return _signal(order_id, "subscription.activated", data)
 
 
 def _invoice_posted(event: InboundEvent, data: dict[str, Any]) -> str:

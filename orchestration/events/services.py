@@ -8,6 +8,7 @@ sweeper can re-enqueue.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from collections.abc import Mapping
@@ -59,13 +60,37 @@ def _text(value: Any, limit: int) -> str:
     return value[:limit] if isinstance(value, str) else ""
 
 
-def _enqueue_processing(inbound_event_id: int) -> None:
+# An event still ``received`` this long after it arrived has lost its processing message
+# (broker restart, killed worker) or is waiting for what it refers to: try it again.
+RECEIVED_GRACE = dt.timedelta(minutes=2)
+
+
+def _enqueue_processing(inbound_event_id: int, *, swept: bool = False) -> None:
     from orchestration.tasks import process_inbound_event
 
     try:
-        process_inbound_event.delay(inbound_event_id)
+        process_inbound_event.apply_async(args=[inbound_event_id], kwargs={"swept": swept})
     except Exception:  # the broker is down: the row stays 'received' for the sweeper
         logger.exception("could not enqueue inbound event %s", inbound_event_id)
+
+
+def inbound_events_sweep(*, now: dt.datetime | None = None) -> int:
+    """Send events still ``received`` after ``RECEIVED_GRACE`` to processing again.
+
+    The row, not the broker message, is the truth: this recovers an event whose message was
+    lost. Returns how many were sent.
+    """
+    now = now or timezone.now()
+    stale = list(
+        InboundEvent.objects.filter(
+            status=InboundStatus.RECEIVED, received_at__lt=now - RECEIVED_GRACE
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)[:1000]
+    )
+    for pk in stale:
+        _enqueue_processing(pk, swept=True)
+    return len(stale)
 
 
 def inbound_event_receive(

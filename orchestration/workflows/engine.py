@@ -365,12 +365,17 @@ def workflow_signal(*, run: WorkflowRun, event_type: str, payload: dict[str, Any
         _, created = WorkflowSignal.objects.get_or_create(
             run=run, event_type=event_type, defaults={"payload": payload}
         )
+        # Lock the step that waits for this event whatever its state. Filtering on
+        # state=waiting would skip a step a worker is marking waiting right now (its change is
+        # not committed yet), and that worker, checking for this uncommitted signal, would not
+        # see it either: the step would wait forever. With the lock, one of them sees the other.
         waiting = (
             StepRun.objects.select_for_update()
-            .filter(run=run, state=StepState.WAITING, waiting_for=event_type)
+            .filter(run=run, waiting_for=event_type)
+            .order_by("position")
             .first()
         )
-        if waiting is not None:
+        if waiting is not None and waiting.state == StepState.WAITING:
             _queue(waiting, now=timezone.now())
     return created
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from django.db import models
 from django.utils import timezone
-from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+from django_fsm import FSMField, transition
 
 from q2c.audit import AuditedHistory
+from q2c.records import ConcurrentTransitions
 
 
 class RunState(models.TextChoices):
@@ -23,7 +24,7 @@ class RunState(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
-class WorkflowRun(ConcurrentTransitionMixin, models.Model):
+class WorkflowRun(ConcurrentTransitions, models.Model):
     kind = models.CharField(max_length=40)
     subject_id = models.CharField(max_length=20, db_index=True, help_text="enterprise id")
     subject_version = models.PositiveIntegerField(default=1)

@@ -73,9 +73,12 @@ def connector_errors(*, category: str = "downstream_api", compensation: str = ""
 
 def _move(order: Order, wanted_from: str, service: Any, reason: str) -> None:
     """Advance the order if it is still where this step expects it (re-runs are harmless)."""
-    order.refresh_from_db()
-    if order.state == wanted_from:
-        service(order=order, actor=_actor(), reason=reason)
+    # A fresh copy, not refresh_from_db(): django-fsm's refresh_from_db unprotects the state
+    # field on the class for a moment, which races with other threads of a threads-pool worker
+    # ("Direct state modification is not allowed").
+    current = Order.objects.get(pk=order.pk)
+    if current.state == wanted_from:
+        service(order=current, actor=_actor(), reason=reason)
 
 
 # --- steps ---------------------------------------------------------------------------------
@@ -188,6 +191,11 @@ def _mappings(order: Order) -> dict[tuple[int, str], ProductMapping]:
 
 def map_products(ctx: StepContext) -> Done:
     order = _order(ctx)
+    # A product added to the catalog after the quote arrived (the fix behind a mapping
+    # exception) is picked up on retry.
+    services.order_lines_link_products(
+        order=order, actor=_actor(), reason="product now in the catalog"
+    )
     mappings = _mappings(order)
     missing = []
     for line in _lines(order):
@@ -322,32 +330,49 @@ def create_subscription(ctx: StepContext) -> Done:
     sales_order = ctx.result_of("create_erp_order")["external_id"]
     compensation = f"cancel ERP sales order {sales_order} for {order.enterprise_id}"
     contract = _contract_for(order, recurring)
+    # Billing bills one interval per subscription: one subscription per billing period,
+    # the first named by the order itself, the others by the order and their period.
+    groups: dict[str, list[OrderLine]] = {}
+    for line in recurring:
+        groups.setdefault(line.billing_period, []).append(line)
+    records = []
     with connector_errors(compensation=compensation):
-        found = billing.subscription_find(reference=order.enterprise_id)
-        if found is None:
-            items = []
-            for line in recurring:
-                price_key = (
-                    f"{mappings[(line.line_no, 'billing')].external_id}:{order.currency}:"
-                    f"{_net_unit_price(line)}:{line.billing_period}"
+        for index, (period, lines) in enumerate(groups.items()):
+            reference = order.enterprise_id if index == 0 else f"{order.enterprise_id}:{period}"
+            key = ctx.key if index == 0 else f"{ctx.key}:{period}"
+            found = billing.subscription_find(reference=reference)
+            if found is None:
+                items = []
+                for line in lines:
+                    price_key = (
+                        f"{mappings[(line.line_no, 'billing')].external_id}:{order.currency}:"
+                        f"{_net_unit_price(line)}:{line.billing_period}"
+                    )
+                    price = billing.price_ensure(
+                        lookup_key=price_key,
+                        product_name=line.description or line.product_code,
+                        currency=order.currency,
+                        unit_amount=_net_unit_price(line),
+                        interval=line.billing_period,
+                        idempotency_key=f"{ctx.key}:price:{line.line_no}",
+                    )
+                    items.append((price.id, line.quantity))
+                found = billing.subscription_create(
+                    reference=reference,
+                    customer_id=customer_id,
+                    items=items,
+                    idempotency_key=key,
+                    contract_reference=contract.enterprise_id,
                 )
-                price = billing.price_ensure(
-                    lookup_key=price_key, product_name=line.description or line.product_code,
-                    currency=order.currency, unit_amount=_net_unit_price(line),
-                    interval=line.billing_period, idempotency_key=f"{ctx.key}:price:{line.line_no}",
-                )  # fmt: skip
-                items.append((price.id, line.quantity))
-            record = billing.subscription_create(
-                reference=order.enterprise_id, customer_id=customer_id, items=items,
-                idempotency_key=ctx.key, contract_reference=contract.enterprise_id,
-            )  # fmt: skip
-        else:
-            record = found
-    _link(contract, "billing", "subscription", record.id)
-    _move(
-        order, OrderState.ACCEPTED, services.order_start_provisioning, f"subscription {record.id}"
+            records.append(found)
+    for record in records:
+        _link(contract, "billing", "subscription", record.id)
+    names = ", ".join(record.id for record in records)
+    _move(order, OrderState.ACCEPTED, services.order_start_provisioning, f"subscriptions {names}")
+    return Done(
+        records[0].id,
+        {"contract": contract.enterprise_id, "subscriptions": [record.id for record in records]},
     )
-    return Done(record.id, {"contract": contract.enterprise_id, "found": found is not None})
 
 
 def _contract_for(order: Order, recurring: list[OrderLine]) -> Contract:

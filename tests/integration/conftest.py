@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
+from tests.integration.q2c_env import Rig, catalog_seed, rig_start, system_environment
 from tests.integration.workers import WorkerHandle, broker_flush, worker_start
+from tests.sandbox.helpers import SandboxClient
 
 
 @pytest.fixture
@@ -54,6 +56,22 @@ def start_worker(
 def celery_worker_process(start_worker: Callable[..., WorkerHandle]) -> WorkerHandle:
     """One running worker on every Tandem queue."""
     return start_worker()
+
+
+@pytest.fixture
+def rig(  # the whole quote-to-cash rig: sandbox, live Tandem, one worker
+    live_server: Any, start_worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Rig]:
+    server = rig_start(live_server_url=live_server.url)
+    env = system_environment(server.url)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)  # the webhook endpoint reads its secrets per request
+    catalog_seed()
+    start_worker(extra_env=env, concurrency=4)
+    client = SandboxClient(server)
+    yield Rig(sandbox=client, env=env)
+    client.http.close()
+    server.stop()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

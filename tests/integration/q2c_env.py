@@ -89,3 +89,48 @@ def wait_until(check: Callable[[], Any], *, timeout: float = 90.0, what: str = "
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or check.__name__}")
         time.sleep(0.3)
+
+
+# --- helpers for the fault tests ----------------------------------------------------------
+
+
+def customer_fields(number: int) -> dict[str, str]:
+    """A distinct CRM customer per number, so each quote resolves to its own account."""
+    return {
+        "Name": f"Customer {number} Trading Ltd",
+        "Website": f"https://www.customer{number}.example",
+        "Tax_Id__c": f"GB{100000000 + number}",
+    }
+
+
+def rig_faults(rig: Rig, system: str, **settings: Any) -> dict[str, Any]:
+    response = rig.sandbox.control("POST", f"/faults/{system}", settings)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def rig_faults_clear(rig: Rig, system: str) -> None:
+    response = rig.sandbox.control("DELETE", f"/faults/{system}")
+    assert response.status_code == 200, response.text
+
+
+def rig_settings(rig: Rig, **settings: Any) -> dict[str, Any]:
+    response = rig.sandbox.control("POST", "/settings", settings)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def rig_records(rig: Rig, system: str, collection: str) -> list[dict[str, Any]]:
+    return list(rig.sandbox.state(system)["records"][collection])
+
+
+def approve_quotes(rig: Rig, count: int, *, first: int = 1) -> list[str]:
+    """Approve ``count`` quotes of distinct customers; returns their CPQ quote ids."""
+    ids = []
+    for number in range(first, first + count):
+        account_id = crm_account(rig.sandbox, **customer_fields(number))
+        quote = cpq_quote(rig.sandbox, account_id)
+        response = rig.sandbox.post("cpq", f"/quotes/{quote['Id']}/approve")
+        assert response.status_code == 200, response.text
+        ids.append(quote["Id"])
+    return ids

@@ -4,7 +4,6 @@ and billing, the ERP's acceptance comes back as a webhook, and the order goes li
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,24 +12,9 @@ from masterdata.models import ExternalId
 from orchestration.models import InboundEvent
 from orchestration.workflows.models import RunState, WorkflowRun
 from q2c.models import ContractState, Order, OrderState
-from tests.integration.q2c_env import Rig, catalog_seed, rig_start, system_environment, wait_until
-from tests.sandbox.helpers import SandboxClient
+from tests.integration.q2c_env import Rig, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def rig(live_server: Any, start_worker: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
-    server = rig_start(live_server_url=live_server.url)
-    env = system_environment(server.url)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)  # the webhook endpoint reads its secrets per request
-    catalog_seed()
-    start_worker(extra_env=env, concurrency=4)
-    client = SandboxClient(server)
-    yield Rig(sandbox=client, env=env)
-    client.http.close()
-    server.stop()
 
 
 def _state_count(rig: Rig, system: str, collection: str, **match: str) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ def test_the_demo_runs_web_worker_and_the_sandbox_pointed_at_the_web_server():
     assert children[2].argv == [
         sys.executable, manage, "sandbox", "--port", "8482",
         "--webhook-url", "http://127.0.0.1:8481/webhooks/", "--seed", "1",
+        "--state-file", str(settings.VAR_DIR / "sandbox-state.json"),
     ]  # fmt: skip
 
 

@@ -135,6 +135,25 @@ def _order_assign_account() -> Run:
     )
 
 
+def _order_lines_link_products() -> Run:
+    account = factories.account()
+    order = services.order_create(
+        account=account,
+        legal_entity=account.legal_entity,
+        currency="GBP",
+        lines=[factories.line(product_code="LATE-SKU")],
+        actor=factories.actor(),
+        reason="setup",
+    )
+    md.product_create(
+        sku="LATE-SKU", name="Late product", kind=LineKind.RECURRING,
+        billing_period=BillingPeriod.MONTH, actor=factories.actor(), reason="setup",
+    )  # fmt: skip
+    return lambda actor, reason: services.order_lines_link_products(
+        order=order, actor=actor, reason=reason
+    )
+
+
 def _quote_convert_to_order() -> Run:
     record = quote()
     return lambda actor, reason: services.quote_convert_to_order(
@@ -300,6 +319,7 @@ CASES: dict[str, Case] = {
     ),
     "order_create": Case(_order_create, [("Order", "+"), ("Order", "~"), ("OrderLine", "+")]),
     "order_assign_account": Case(_order_assign_account, [("Order", "~")]),
+    "order_lines_link_products": Case(_order_lines_link_products, [("OrderLine", "~")]),
     "quote_convert_to_order": Case(
         _quote_convert_to_order,
         [("Order", "+"), ("Order", "~"), ("OrderLine", "+"), ("Quote", "~")],

@@ -41,6 +41,8 @@ def demo_children(*, port: int, sandbox_port: int) -> list[ChildSpec]:
     sandbox = [
         sys.executable, manage, "sandbox", "--port", str(sandbox_port),
         "--webhook-url", f"http://127.0.0.1:{port}/webhooks/", "--seed", "1",
+        # Kept across restarts, so the systems' ids never repeat ones Tandem already holds.
+        "--state-file", str(settings.VAR_DIR / "sandbox-state.json"),
     ]  # fmt: skip
     return [ChildSpec("web", web), ChildSpec("worker", worker), ChildSpec("sandbox", sandbox)]
 
