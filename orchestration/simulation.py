@@ -32,12 +32,15 @@ from q2c.audit import Actor
 from q2c.models import ORDER_FINAL, Order, OrderState
 from q2c.records import LineKind
 
+# Per call: a fifth fail one way or another. A step makes up to four calls, so most steps
+# meet at least one fault and a few exhaust their retries: exceptions appear, and clear on
+# retry once the faults are switched off.
 _HEAVY_CALLS = {
     "latency_ms": 20,
-    "error_rate": 0.2,
-    "throttle_rate": 0.1,
+    "error_rate": 0.1,
+    "throttle_rate": 0.05,
     "retry_after_s": 1,
-    "lose_response_after_commit_rate": 0.1,
+    "lose_response_after_commit_rate": 0.05,
     "lose_response_hold_ms": 0,
 }
 _HEAVY_EVENTS = {"duplicate_webhook_rate": 0.3, "reorder_webhooks": True, "reorder_window_ms": 200}
