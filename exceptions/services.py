@@ -101,11 +101,30 @@ def _json_safe(value: Any) -> bool:
 
 
 def exceptions_mark_retrying(*, step_run: StepRun, actor: Actor) -> None:
+    """An operator retries: the exception is being worked on and its order leaves the hold,
+    so the re-run step finds the order where it left it (a new failure holds it again)."""
     for exc in OperationalException.objects.select_for_update().filter(
         step_run=step_run, state=ExceptionState.OPEN
     ):
         exc.start_retry()
         exc.save()
+        order = exc.order
+        if order is None:
+            continue
+        order = type(order).objects.get(pk=order.pk)
+        others_open = (
+            OperationalException.objects.filter(order=order, state=ExceptionState.OPEN)
+            .exclude(pk=exc.pk)
+            .exists()
+        )
+        if order.state == OrderState.ON_HOLD and not others_open:
+            # The platform releases it on the operator's behalf (they may hold no hold right).
+            transition_apply(
+                order,
+                "release",
+                actor=Actor.system("worker"),
+                reason=f"{actor.name} retries EXC-{exc.pk}",
+            )
 
 
 def exceptions_resolve_for_step(*, step_run: StepRun, actor: Actor) -> int:

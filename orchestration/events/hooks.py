@@ -133,7 +133,8 @@ def _invoice_posted(event: InboundEvent, data: dict[str, Any]) -> str:
         system=event.system, object_type="invoice", external_id=external_id
     ).exists():
         return f"invoice {external_id} is already mirrored"
-    order = Order.objects.filter(enterprise_id=data.get("order_id") or "").first()
+    order_id = str(data.get("order_id") or "").split(":", 1)[0]  # "ORD-…:<period>"
+    order = Order.objects.filter(enterprise_id=order_id).first()
     contract = Contract.objects.filter(enterprise_id=data.get("contract_id") or "").first()
     if order is None and contract is not None:
         order = contract.order

@@ -105,7 +105,7 @@ def test_retry_queues_the_failed_step_again_and_marks_the_exception_retrying(cli
     ]
     assert snapshot(exc) == (
         ExceptionState.RETRYING, "", "", 2, StepState.QUEUED, RunState.RUNNING,
-        OrderState.ON_HOLD,
+        OrderState.RECEIVED,  # released from the hold while the step runs again
     )  # fmt: skip
     last = exc.history.order_by("-history_id").first()
     assert (last.state, last.history_user.username, last.history_change_reason) == (

@@ -242,6 +242,9 @@ def test_permanent_failure_raises_an_exception_and_holds_the_order_then_retry_cl
         exception=exc, actor=Actor.person(support), reason="tax id fixed"
     )
     assert exc_retrying.state == ExceptionState.RETRYING
+    order.refresh_from_db()
+    assert order.state == OrderState.RECEIVED  # released while the step runs again
+    assert order.history.first().history_change_reason == f"support retries EXC-{exc.pk}"
     drain(run)
     # then
     exc.refresh_from_db()
