@@ -9,14 +9,9 @@ from django.db import IntegrityError, transaction
 from masterdata.identity import account_keys
 from masterdata.models import Account, ExternalId, LegalEntity, Product, ProductMapping
 from q2c.audit import Actor, audit_context
-from q2c.errors import ReasonRequired
+from q2c.errors import reason_require
 from q2c.identifiers import PREFIXES, identifier_allocate
 from q2c.records import SYSTEMS, CanonicalRecord, record_full_clean
-
-
-def _require_reason(reason: str) -> None:
-    if not reason or not reason.strip():
-        raise ReasonRequired("a reason is required for this change")
 
 
 def legal_entity_create(
@@ -30,7 +25,7 @@ def legal_entity_create(
     actor: Actor,
     reason: str,
 ) -> LegalEntity:
-    _require_reason(reason)
+    reason_require(reason)
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
         entity = LegalEntity(
             enterprise_id=identifier_allocate(prefix=PREFIXES["legal_entity"]),
@@ -57,7 +52,7 @@ def account_create(
     **details: str,
 ) -> Account:
     """Create a customer. ``details``: domain, tax_id, address fields, phone, email."""
-    _require_reason(reason)
+    reason_require(reason)
     allowed = {
         "domain", "tax_id", "address_line1", "address_line2", "city", "postcode", "region",
         "phone", "email",
@@ -100,7 +95,7 @@ def external_id_link(
     Linking the same id to the same record again returns the existing row; linking it to a
     different record is refused, since the crosswalk is unique per system and object type.
     """
-    _require_reason(reason)
+    reason_require(reason)
     if system not in SYSTEMS:
         raise ValidationError(f"unknown system {system!r}")
     if not external_id:
@@ -140,7 +135,7 @@ def external_id_link(
 def product_create(
     *, sku: str, name: str, kind: str, billing_period: str = "", actor: Actor, reason: str
 ) -> Product:
-    _require_reason(reason)
+    reason_require(reason)
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
         product = Product(
             enterprise_id=identifier_allocate(prefix=PREFIXES["product"]),
@@ -163,7 +158,7 @@ def product_map(
     actor: Actor,
     reason: str,
 ) -> ProductMapping:
-    _require_reason(reason)
+    reason_require(reason)
     if system not in SYSTEMS:
         raise ValidationError(f"unknown system {system!r}")
     with transaction.atomic(), audit_context(actor=actor, reason=reason):

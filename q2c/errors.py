@@ -29,3 +29,9 @@ class ConditionFailed(TransitionRefused):
 
 class ReasonRequired(ValueError):
     pass
+
+
+def reason_require(reason: str) -> None:
+    """Every audited change carries a reason; refuse a missing or blank one."""
+    if not reason or not reason.strip():
+        raise ReasonRequired("a reason is required for this change")

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from masterdata.models import Account, LegalEntity, Product
 from q2c.audit import Actor, audit_context
-from q2c.errors import ReasonRequired
+from q2c.errors import TransitionRefused, reason_require
 from q2c.identifiers import PREFIXES, identifier_allocate
 from q2c.locks import lock_contract, lock_invoice
 from q2c.models import (
@@ -54,11 +54,6 @@ class LineInput:
     term_start: dt.date | None = None
     term_end: dt.date | None = None
     product: Product | None = field(default=None, compare=False)
-
-
-def _require_reason(reason: str) -> None:
-    if not reason or not reason.strip():
-        raise ReasonRequired("a reason is required for this change")
 
 
 def _check_lines(lines: list[LineInput]) -> None:
@@ -130,7 +125,7 @@ def quote_create(
     actor: Actor,
     reason: str,
 ) -> Quote:
-    _require_reason(reason)
+    reason_require(reason)
     validate_currency(currency)
     _check_lines(lines)
     if timezone.is_naive(approved_at):
@@ -164,7 +159,7 @@ def order_create(
     reason: str,
 ) -> Order:
     """Create an order in ``received`` with its lines and its total."""
-    _require_reason(reason)
+    reason_require(reason)
     validate_currency(currency)
     _check_lines(lines)
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
@@ -184,7 +179,7 @@ def order_create(
 
 def order_assign_account(*, order: Order, account: Account, actor: Actor, reason: str) -> Order:
     """Attach the resolved canonical customer to an order (and its quote), once."""
-    _require_reason(reason)
+    reason_require(reason)
     if order.account_id is not None and order.account_id != account.pk:
         raise ValidationError(f"{order} already belongs to {order.account}")
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
@@ -200,7 +195,7 @@ def order_assign_account(*, order: Order, account: Account, actor: Actor, reason
 def order_lines_link_products(*, order: Order, actor: Actor, reason: str) -> int:
     """Link lines whose product code was not in the catalog when the order was made to the
     product of that SKU now in the catalog. Returns how many lines were linked."""
-    _require_reason(reason)
+    reason_require(reason)
     linked = 0
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
         for line in order.lines.select_for_update().filter(product__isnull=True).order_by("pk"):
@@ -324,7 +319,7 @@ def contract_create(
     reason: str,
 ) -> Contract:
     """A contract pending activation, with version 1 holding its recurring lines."""
-    _require_reason(reason)
+    reason_require(reason)
     validate_currency(currency)
     _check_lines(lines)
     if end_date < start_date:
@@ -386,13 +381,11 @@ def contract_amend(
     reason: str,
 ) -> ContractVersion:
     """Record an amendment as a new version that takes effect at once."""
-    _require_reason(reason)
+    reason_require(reason)
     _check_lines(lines)
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
         contract = lock_contract(contract.pk)
         if contract.state != ContractState.ACTIVE:
-            from q2c.errors import TransitionRefused
-
             raise TransitionRefused(
                 record=contract, transition="amend", state=contract.state, allowed=["active"]
             )
@@ -514,7 +507,7 @@ def invoice_create(
     actor: Actor,
     reason: str,
 ) -> Invoice:
-    _require_reason(reason)
+    reason_require(reason)
     validate_currency(currency)
     if not lines:
         raise ValidationError("an invoice needs at least one line")
@@ -573,7 +566,7 @@ def payment_record(
     actor: Actor,
     reason: str,
 ) -> Payment:
-    _require_reason(reason)
+    reason_require(reason)
     if amount.amount <= 0:
         raise ValidationError("a payment amount must be positive")
     if timezone.is_naive(received_at):
