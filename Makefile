@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.lock | cksum | cut -d' ' -f1)
 
-.PHONY: help install demo test lint format typecheck migrations-check deploy-check lock clean
+.PHONY: help install browser demo test screenshots lint format typecheck migrations-check deploy-check lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -21,8 +21,15 @@ install: $(STAMP)  ## create .venv and install the locked dependencies
 demo: install  ## migrate, seed demo users and data, serve on http://127.0.0.1:8000 with a worker
 	DEBUG=1 TANDEM_DEMO_MODE=1 $(BIN)/python manage.py demo
 
-test: install  ## run the whole suite (PostgreSQL/Redis when they answer, else SQLite/filesystem)
+browser:  ## Debian's chromium for the browser tests, installed when missing (needs root)
+	@command -v chromium >/dev/null || apt-get install -y -q chromium >/dev/null \
+	  || (apt-get update -q && apt-get install -y -q chromium >/dev/null)
+
+test: install browser  ## run the whole suite (PostgreSQL/Redis when they answer, else SQLite/filesystem)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+screenshots: install browser  ## run the browser tests, saving their screenshots into docs/screenshots
+	TANDEM_SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest tests/browser $(PYTEST_ARGS)
 
 lint: install  ## ruff lint and format check
 	$(BIN)/ruff check .

@@ -1,0 +1,85 @@
+"""Rehearsal: ``manage.py simulate`` on the production shape, with chaos.
+
+Starts what ``bench/pipeline.py`` starts (the sandbox, gunicorn receiving its webhooks, two
+Celery workers on PostgreSQL and Redis, plus celery beat for the sweepers) on a fresh
+benchmark database, then runs ``manage.py simulate --quotes N --chaos PROFILE`` against it and
+prints its JSON summary and exit status. This is the acceptance run of the quote-to-cash
+issue: zero duplicates downstream and every quote accounted for.
+
+Run: ``.venv/bin/python bench/rehearsal.py [--quotes 500] [--chaos heavy] [--seed 1]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import (
+    BIN,
+    GUNICORN_ARGS,
+    children,
+    database_recreate,
+    free_port,
+    gunicorn_start,
+    http_wait,
+    machine_summary,
+    redis_flush,
+    step,
+)
+from bench.pipeline import WORKER_CONCURRENCY, WORKERS, pipeline_environment, workers_start
+from bench.pipeline import workers_wait as workers_ping
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quotes", type=int, default=500)
+    parser.add_argument("--chaos", default="heavy")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=1800.0)
+    args = parser.parse_args()
+
+    step(f"machine: {machine_summary()}")
+    tandem_port = free_port()
+    sandbox_port = free_port(taken=[tandem_port])
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    env = pipeline_environment(sandbox_url)
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    step("recreating and migrating the benchmark database")
+    database_recreate(env)
+    redis_flush()
+    from tests.integration.q2c_env import catalog_seed
+
+    catalog_seed()
+    with children() as kids:
+        kids.start("rehearsal-sandbox", [sys.executable, "manage.py", "sandbox",
+                   "--port", str(sandbox_port), "--seed", str(args.seed),
+                   "--webhook-url", f"http://127.0.0.1:{tandem_port}/webhooks/"], env)  # fmt: skip
+        http_wait(sandbox_port, "/_control/health", kids)
+        gunicorn_start(kids, name="rehearsal-gunicorn", port=tandem_port, env=env)
+        names = workers_start(kids, env, pool="threads", profile="")
+        kids.start("rehearsal-beat", [str(BIN / "celery"), "-A", "q2c", "beat", "--loglevel",
+                   "INFO", "-s", str(Path("var") / "bench" / "rehearsal-beat")], env)  # fmt: skip
+        workers_ping(kids, names)
+        step(f"sandbox on {sandbox_url}, gunicorn {' '.join(GUNICORN_ARGS)} on port "
+             f"{tandem_port}, {WORKERS} workers x {WORKER_CONCURRENCY} threads, beat")  # fmt: skip
+        started = time.monotonic()
+        command = [sys.executable, "manage.py", "simulate", "--quotes", str(args.quotes),
+                   "--chaos", args.chaos, "--seed", str(args.seed), "--sandbox-url", sandbox_url,
+                   "--timeout", str(args.timeout)]  # fmt: skip
+        result = subprocess.run(command, env={**os.environ, **env}, check=False)  # noqa: S603
+        step(f"simulate exited {result.returncode} after {time.monotonic() - started:.0f} s")
+    redis_flush()
+    raise SystemExit(result.returncode)
+
+
+if __name__ == "__main__":
+    main()
