@@ -133,6 +133,18 @@ def _history_user(request: HttpRequest | None = None, **_: Any) -> Any:
     return None
 
 
+# simple-history's history_change_reason column is varchar(100); a reason quoting a long
+# downstream error must not make the write it explains fail.
+HISTORY_REASON_MAX = 100
+
+
+def reason_fit(reason: str | None) -> str | None:
+    """The reason as stored in a history row: cut to the column with an ellipsis."""
+    if reason is None or len(reason) <= HISTORY_REASON_MAX:
+        return reason
+    return reason[: HISTORY_REASON_MAX - 1] + "…"
+
+
 class AuditedHistory(HistoricalRecords):
     """HistoricalRecords that takes the actor and reason from the audit context."""
 
@@ -143,7 +155,7 @@ class AuditedHistory(HistoricalRecords):
 
     def get_change_reason_for_object(self, instance: Any, history_type: str, using: Any) -> Any:
         explicit = super().get_change_reason_for_object(instance, history_type, using)
-        return explicit or current_reason()
+        return reason_fit(explicit or current_reason())
 
 
 class AuditContextMiddleware:
