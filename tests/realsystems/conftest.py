@@ -7,7 +7,16 @@ from typing import Any
 
 import pytest
 
-from tests.realsystems.localstripe_server import API_KEY, LocalStripe, localstripe_start
+from orchestration.sandbox import SandboxConfig
+from tests.integration.conftest import start_worker  # noqa: F401 (a fixture used here)
+from tests.integration.q2c_env import Rig, catalog_seed, system_environment
+from tests.realsystems.localstripe_server import (
+    API_KEY,
+    LocalStripe,
+    localstripe_start,
+    stripe_environment,
+)
+from tests.sandbox.helpers import SandboxClient, sandbox_start
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +42,33 @@ def localstripe(
     }
     monkeypatch.setenv("CONNECTOR_BILLING_API_KEY", API_KEY)
     return localstripe_session
+
+
+@pytest.fixture
+def stripe_rig(  # quote to cash with the sandbox for every system but billing: localstripe
+    live_server: Any,
+    start_worker: Any,  # noqa: F811 (the fixture imported above)
+    localstripe: LocalStripe,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Rig]:
+    server = sandbox_start(
+        SandboxConfig(
+            seed=11,
+            webhook_url=f"{live_server.url}/webhooks/",
+            erp_approval_delay_s=None,  # approved by the test, once the customer has a card
+            webhook_retry_base_s=0.2,
+            webhook_retry_cap_s=2.0,
+        )
+    )
+    env = system_environment(server.url) | stripe_environment(localstripe)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)  # the webhook endpoint reads its secrets per request
+    settings.WEBHOOK_SIGNATURE_BILLING = "stripe"
+    localstripe.webhook_register(f"{live_server.url}/webhooks/billing/")
+    catalog_seed()
+    start_worker(extra_env=env, concurrency=4)
+    client = SandboxClient(server)
+    yield Rig(sandbox=client, env=env)
+    client.http.close()
+    server.stop()

@@ -49,6 +49,17 @@ def localstripe_venv_ensure() -> Path:
     return python
 
 
+def stripe_environment(server: LocalStripe) -> dict[str, str]:
+    """The settings that make Tandem (and a worker) bill through Stripe at ``server``."""
+    return {
+        "CONNECTOR_BILLING_IMPLEMENTATION": "orchestration.connectors.stripe_billing.StripeBilling",
+        "CONNECTOR_BILLING_BASE_URL": server.url,
+        "CONNECTOR_BILLING_API_KEY": API_KEY,
+        "WEBHOOK_SIGNATURE_BILLING": "stripe",
+        "WEBHOOK_SECRET_BILLING": WEBHOOK_SECRET,
+    }
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
