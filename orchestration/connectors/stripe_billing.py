@@ -148,8 +148,6 @@ def stripe_error_class(exc: stripe.StripeError, *, outbound_call_id: int | None 
         return RetryableError(message, kind="connection_error", **common)
     if status is not None and status >= 500:
         return RetryableError(message, kind="server_error", retry_after=retry_after, **common)
-    if status == 409:  # a concurrent request with the same Idempotency-Key is still running
-        return RetryableError(message, kind="conflict", **common)
     if isinstance(exc, stripe.CardError):
         return PermanentError(message, kind="card_declined", **common)
     if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
@@ -158,6 +156,8 @@ def stripe_error_class(exc: stripe.StripeError, *, outbound_call_id: int | None 
         return PermanentError(message, kind="idempotency", **common)
     if status == 404:
         return PermanentError(message, kind="not_found", **common)
+    if status == 409:  # the same Idempotency-Key with other parameters, or still running
+        return PermanentError(message, kind="conflict", **common)
     return PermanentError(message, kind="validation", **common)
 
 
