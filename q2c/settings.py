@@ -298,6 +298,11 @@ CONNECTOR_BILLING_STRIPE_COLLECTION = envstr(
 CONNECTOR_BILLING_STRIPE_DAYS_UNTIL_DUE = envint(
     "CONNECTOR_BILLING_STRIPE_DAYS_UNTIL_DUE", 30, minimum=1
 )
+# Test mode only (refused with a live key): a test payment method given to every new customer,
+# e.g. pm_card_visa, so rehearsals against Stripe test mode or localstripe can charge.
+CONNECTOR_BILLING_STRIPE_TEST_PAYMENT_METHOD = envstr(
+    "CONNECTOR_BILLING_STRIPE_TEST_PAYMENT_METHOD", ""
+)
 if CONNECTOR_BILLING_STRIPE_CATALOG not in ("auto", "prices", "plans"):
     raise ImproperlyConfigured("CONNECTOR_BILLING_STRIPE_CATALOG must be auto, prices or plans")
 if CONNECTOR_BILLING_STRIPE_COLLECTION not in ("charge_automatically", "send_invoice"):

@@ -187,6 +187,11 @@ class StripeBilling:
             http_client=TransportHttpClient(self.transport),
             max_network_retries=0,
         )
+        self._test_payment_method: str = settings.CONNECTOR_BILLING_STRIPE_TEST_PAYMENT_METHOD
+        if self._test_payment_method and api_key.startswith(("sk_live_", "rk_live_")):
+            raise ConnectorConfigurationError(
+                "CONNECTOR_BILLING_STRIPE_TEST_PAYMENT_METHOD is for test mode; the key is live"
+            )
         self._catalog = catalog or settings.CONNECTOR_BILLING_STRIPE_CATALOG
         if self._catalog not in CATALOGS:
             raise ConnectorConfigurationError(
@@ -269,6 +274,10 @@ class StripeBilling:
         address = {"line1": party.address_line1, "city": party.city,
                    "postal_code": party.postcode, "country": party.country.upper()}  # fmt: skip
         params["address"] = {key: value for key, value in address.items() if value}
+        if self._test_payment_method:
+            # Rehearsals in test mode: every customer pays with Stripe's test card.
+            params["payment_method"] = self._test_payment_method
+            params["invoice_settings"] = {"default_payment_method": self._test_payment_method}
         with self._operation("customer_create"):
             customer = self.client.v1.customers.create(
                 params=params, options={"idempotency_key": idempotency_key}

@@ -246,3 +246,31 @@ def test_without_a_secret_key_the_connector_refuses_to_start(localstripe, monkey
     with pytest.raises(ConnectorConfigurationError, match="CONNECTOR_BILLING_API_KEY"):
         StripeBilling()
     assert OutboundCall.objects.count() == 0
+
+
+def test_a_test_payment_method_lets_a_rehearsal_subscribe_without_a_card_step(
+    localstripe, settings
+):
+    # given
+    settings.CONNECTOR_BILLING_STRIPE_TEST_PAYMENT_METHOD = "pm_card_visa"
+    billing = StripeBilling()
+    customer = billing.customer_create(party=NORTHWIND, idempotency_key="q2c:1:customer")
+    # when
+    subscription = billing.subscription_create(
+        reference="ORD-000001", customer_id=customer.id, items=[(_seats(billing), Decimal(2))],
+        idempotency_key="q2c:1:subscription",
+    )  # fmt: skip
+    # then
+    assert subscription.status == "active"
+    stored = localstripe.get(f"/v1/customers/{customer.id}")
+    assert stored["invoice_settings"] == {"default_payment_method": "pm_card_visa"}
+
+
+def test_a_test_payment_method_is_refused_with_a_live_key(localstripe, settings, monkeypatch):
+    # given
+    settings.CONNECTOR_BILLING_STRIPE_TEST_PAYMENT_METHOD = "pm_card_visa"
+    monkeypatch.setenv("CONNECTOR_BILLING_API_KEY", "sk_live_not_here")
+    # when / then
+    with pytest.raises(ConnectorConfigurationError, match="the key is live"):
+        StripeBilling()
+    assert OutboundCall.objects.count() == 0
