@@ -239,8 +239,9 @@ class StripeBilling:
             if self.catalog() == "prices":
                 # Search is eventually consistent: a just-created object may be missed for a
                 # few seconds; the Idempotency-Key of the create covers that window.
+                quoted = value.replace("\\", "\\\\").replace("'", "\\'")
                 found = service.search(
-                    params={"query": f"metadata['{key}']:'{value}'", "limit": LIST_PAGE}
+                    params={"query": f"metadata['{key}']:'{quoted}'", "limit": LIST_PAGE}
                 )
                 matches = [obj.to_dict() for obj in found.data]
             else:

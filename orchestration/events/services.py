@@ -145,6 +145,10 @@ def inbound_event_receive(
         row.event_id = _text(payload.get("id"), 255)
         row.event_type = _text(payload.get("type"), 100)
         row.schema_version = _text(payload.get("api_version"), 20)
+        obj = (payload.get("data") or {}).get("object")
+        metadata = (obj.get("metadata") if isinstance(obj, dict) else None) or {}
+        reference = _text(metadata.get("tandem_order") or metadata.get("tandem_contract"), 64)
+        row.correlation_id = reference.split(":", 1)[0] or row.correlation_id
         if rejection is None and not row.event_id:
             rejection = (400, "the Stripe event has no id")
         if rejection is None and not row.event_type:

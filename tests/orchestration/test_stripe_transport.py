@@ -6,7 +6,7 @@ A loopback server answers as Stripe would (localstripe cannot throttle or fail o
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -99,3 +99,21 @@ def test_stripe_errors_are_classed_and_the_call_recorded(
         status, "retryable" if error_type is RetryableError else "permanent",
     )  # fmt: skip
     assert len(stripe_remote.received) == 1  # the SDK itself never retries
+
+
+def test_with_prices_customers_are_found_through_the_search_api(stripe_remote):
+    # given
+    result = {"object": "search_result", "data": [CUSTOMER], "has_more": False,
+              "url": "/v1/customers/search"}  # fmt: skip
+    stripe_remote.respond(200, json_body=result)
+    # when
+    found = StripeBilling(catalog="prices").customer_find(reference="ACC-000007")
+    # then
+    assert found is not None and found.id == "cus_7"
+    [sent] = stripe_remote.received
+    assert urlsplit(sent.path).path == "/v1/customers/search"
+    assert parse_qs(urlsplit(sent.path).query) == {
+        "query": ["metadata['tandem_account']:'ACC-000007'"], "limit": ["100"],
+    }  # fmt: skip
+    assert "Idempotency-Key" not in sent.headers
+    assert OutboundCall.objects.get().path == "/v1/customers/search"

@@ -87,6 +87,7 @@ def test_a_stripe_signed_event_is_stored_raw_with_stripes_id_and_type(
         body.decode(),
     )  # fmt: skip
     assert stored.headers["Stripe-Signature"].endswith(",v1=…")
+    assert stored.correlation_id == "ORD-000042"
     assert len(callbacks) == 1
 
 
