@@ -10,9 +10,13 @@ import json
 from typing import Any
 
 from django.contrib import admin
-from django.http import HttpRequest
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 from simple_history.admin import SimpleHistoryAdmin
 
+from orchestration.connectors.selectors import connector_settings
 from orchestration.models import InboundEvent, OutboundCall
 from orchestration.redaction import body_for_storage
 from orchestration.workflows.models import (
@@ -120,3 +124,19 @@ class CircuitBreakerAdmin(ReadOnlyAdmin):
     list_display = ("system", "state", "consecutive_failures", "opened_at", "open_until",
                     "updated_at", "last_failure")  # fmt: skip
     list_filter = ("state",)
+
+    def get_urls(self) -> list[URLPattern]:
+        # The active connector configuration sits beside the circuit breakers it governs.
+        view = self.admin_site.admin_view(self.connector_settings_view)
+        return [
+            path("connectors/", view, name="orchestration_connector_settings"),
+            *super().get_urls(),
+        ]
+
+    def connector_settings_view(self, request: HttpRequest) -> HttpResponse:
+        """Each system kind's implementation and endpoint, for admins only; no secret shown."""
+        if not request.user.is_superuser:
+            raise PermissionDenied
+        context = {**self.admin_site.each_context(request), "rows": connector_settings(),
+                   "title": "Connector configuration"}  # fmt: skip
+        return TemplateResponse(request, "admin/orchestration/connector_settings.html", context)

@@ -288,6 +288,35 @@ TANDEM_CONNECTOR_IMPLEMENTATIONS: dict[str, str] = {
     _kind: envstr(f"CONNECTOR_{_kind.upper()}_IMPLEMENTATION", _default)
     for _kind, _default in _SANDBOX_CONNECTORS.items()
 }
+# Stripe as billing (CONNECTOR_BILLING_IMPLEMENTATION=orchestration.connectors.stripe_billing
+# .StripeBilling): the catalog API (prices, the legacy plans, or auto-detect), how invoices are
+# collected, and which signature scheme the billing webhook endpoint expects.
+CONNECTOR_BILLING_STRIPE_CATALOG = envstr("CONNECTOR_BILLING_STRIPE_CATALOG", "auto")
+CONNECTOR_BILLING_STRIPE_COLLECTION = envstr(
+    "CONNECTOR_BILLING_STRIPE_COLLECTION", "charge_automatically"
+)
+CONNECTOR_BILLING_STRIPE_DAYS_UNTIL_DUE = envint(
+    "CONNECTOR_BILLING_STRIPE_DAYS_UNTIL_DUE", 30, minimum=1
+)
+# Test mode only (refused with a live key): a test payment method given to every new customer,
+# e.g. pm_card_visa, so rehearsals against Stripe test mode or localstripe can charge.
+CONNECTOR_BILLING_STRIPE_TEST_PAYMENT_METHOD = envstr(
+    "CONNECTOR_BILLING_STRIPE_TEST_PAYMENT_METHOD", ""
+)
+if CONNECTOR_BILLING_STRIPE_CATALOG not in ("auto", "prices", "plans"):
+    raise ImproperlyConfigured("CONNECTOR_BILLING_STRIPE_CATALOG must be auto, prices or plans")
+if CONNECTOR_BILLING_STRIPE_COLLECTION not in ("charge_automatically", "send_invoice"):
+    raise ImproperlyConfigured(
+        "CONNECTOR_BILLING_STRIPE_COLLECTION must be charge_automatically or send_invoice"
+    )
+WEBHOOK_SIGNATURE_BILLING = envstr(
+    "WEBHOOK_SIGNATURE_BILLING",
+    "stripe"
+    if TANDEM_CONNECTOR_IMPLEMENTATIONS["billing"].endswith(".StripeBilling")
+    else "tandem",
+)
+if WEBHOOK_SIGNATURE_BILLING not in ("tandem", "stripe"):
+    raise ImproperlyConfigured("WEBHOOK_SIGNATURE_BILLING must be tandem or stripe")
 # Per-system circuit breaker (orchestration.workflows.resilience): consecutive failed steps
 # that open it, and how long it stays open before one trial call.
 CIRCUIT_FAILURE_THRESHOLD = envint("CIRCUIT_FAILURE_THRESHOLD", 5, minimum=1)

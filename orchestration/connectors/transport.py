@@ -238,12 +238,21 @@ class Transport:
         idempotency_key: str = "",
         correlation_id: str = "",
         attempt: int = 1,
+        encoded: tuple[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        raise_for_status: bool = True,
     ) -> TransportResponse:
         """Make one request. Returns on 2xx, raises ``RetryableError``/``PermanentError``.
 
         ``correlation_id`` defaults to the one the surrounding work set with
         ``q2c.logging.correlation``. Raises ``CallInsideTransaction`` before any I/O when
         called inside ``transaction.atomic``.
+
+        For a client library that encodes its own requests (the Stripe SDK): ``encoded`` is
+        (the body exactly as it goes on the wire, what to store of it once redacted),
+        ``headers`` are sent as given (after ours), and with ``raise_for_status=False`` an
+        HTTP error answer is returned (still classed and recorded) for the library to
+        interpret; a call that got no answer still raises.
         """
         if transaction.get_connection().in_atomic_block:
             raise CallInsideTransaction(
@@ -255,12 +264,15 @@ class Transport:
             correlation_id = "" if ambient == "-" else ambient
         method = method.upper()
         url = self.url_for(path)
-        headers = self.config.auth_headers()
+        headers = self.config.auth_headers() | dict(headers or {})
         if correlation_id:
             headers["X-Correlation-Id"] = correlation_id
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
         request_body = json if json is not None else form
+        wire_body: Any = form
+        if encoded is not None:
+            wire_body, request_body = encoded
         with correlation(correlation_id):
             # Shared by every worker calling this system (Redis in production); sleeps.
             rate_limit_acquire(self.config.system, self.config.rate_limit_per_second)
@@ -271,12 +283,13 @@ class Transport:
                 url=url,
                 headers=headers,
                 json_body=json,
-                form=form,
+                form=wire_body,
                 params=params,
                 request_body=request_body,
                 idempotency_key=idempotency_key,
                 correlation_id=correlation_id,
                 attempt=attempt,
+                raise_for_status=raise_for_status,
             )
 
     def _send(
@@ -288,12 +301,13 @@ class Transport:
         url: str,
         headers: dict[str, str],
         json_body: Any,
-        form: Mapping[str, Any] | None,
+        form: Any,
         params: Mapping[str, Any] | None,
         request_body: Any,
         idempotency_key: str,
         correlation_id: str,
         attempt: int,
+        raise_for_status: bool = True,
     ) -> TransportResponse:
         system = self.config.system
         log_fields = {
@@ -391,7 +405,7 @@ class Transport:
                 "outcome": outcome,
             },
         )
-        if outcome == OutboundOutcome.OK:
+        if outcome == OutboundOutcome.OK or not raise_for_status:
             return TransportResponse(
                 status_code=response.status_code,
                 body=body,

@@ -24,10 +24,14 @@ from orchestration.events.catalog import EventRejected, event_validate
 from orchestration.events.hooks import event_workflow_trigger
 from orchestration.events.signatures import (
     SIGNATURE_HEADER,
+    STRIPE_SIGNATURE_HEADER,
     SignatureRejected,
+    signature_scheme,
     signature_verify,
+    stripe_signature_verify,
     webhook_secrets,
 )
+from orchestration.events.stripe_events import is_stripe_event, stripe_event_canonical
 from orchestration.models import InboundEvent, InboundStatus
 from q2c.logging import correlation
 
@@ -48,11 +52,12 @@ class Receipt:
 
 def _headers_kept(headers: Mapping[str, str]) -> dict[str, str]:
     kept = {name: headers[name][:255] for name in KEPT_HEADERS if headers.get(name)}
-    signature = headers.get(SIGNATURE_HEADER, "")
-    if signature:
-        # The timestamp helps explain a rejection; the MAC itself is of no use to a reader.
-        stamps = [part.strip() for part in signature.split(",") if part.strip().startswith("t=")]
-        kept[SIGNATURE_HEADER] = ",".join([*stamps[:1], "v1=…"])
+    for header in (SIGNATURE_HEADER, STRIPE_SIGNATURE_HEADER):
+        signature = headers.get(header, "")
+        if signature:
+            # The timestamp helps explain a rejection; the MAC itself is of no use to a reader.
+            stamps = [p.strip() for p in signature.split(",") if p.strip().startswith("t=")]
+            kept[header] = ",".join([*stamps[:1], "v1=…"])
     return kept
 
 
@@ -115,9 +120,11 @@ def inbound_event_receive(
     if len(raw_body) > max_bytes:
         rejection = (413, f"body is larger than {max_bytes} bytes")
     else:
+        stripe_signed = signature_scheme(system) == "stripe"
+        verify = stripe_signature_verify if stripe_signed else signature_verify
         try:
-            signature_verify(
-                header=headers.get(SIGNATURE_HEADER),
+            verify(
+                header=headers.get(STRIPE_SIGNATURE_HEADER if stripe_signed else SIGNATURE_HEADER),
                 body=raw_body,
                 secrets=webhook_secrets(system),
                 tolerance_seconds=settings.WEBHOOK_TOLERANCE_SECONDS,
@@ -133,7 +140,20 @@ def inbound_event_receive(
         except ValueError as exc:
             rejection = rejection or (400, f"malformed JSON: {exc}")
 
-    if isinstance(payload, dict):
+    if is_stripe_event(payload) and signature_scheme(system) == "stripe":
+        # A Stripe Event: its id and type are Stripe's; the mapping happens in processing.
+        row.event_id = _text(payload.get("id"), 255)
+        row.event_type = _text(payload.get("type"), 100)
+        row.schema_version = _text(payload.get("api_version"), 20)
+        obj = (payload.get("data") or {}).get("object")
+        metadata = (obj.get("metadata") if isinstance(obj, dict) else None) or {}
+        reference = _text(metadata.get("tandem_order") or metadata.get("tandem_contract"), 64)
+        row.correlation_id = reference.split(":", 1)[0] or row.correlation_id
+        if rejection is None and not row.event_id:
+            rejection = (400, "the Stripe event has no id")
+        if rejection is None and not row.event_type:
+            rejection = (400, "the Stripe event has no type")
+    elif isinstance(payload, dict):
         row.event_id = _text(payload.get("event_id"), 255)
         row.event_type = _text(payload.get("event_type"), 100)
         version = payload.get("schema_version")
@@ -189,6 +209,8 @@ def inbound_event_process(*, inbound_event_id: int) -> InboundEvent | None:
         with correlation(event.correlation_id):
             try:
                 payload = json.loads(event.raw_body)
+                if is_stripe_event(payload) and signature_scheme(event.system) == "stripe":
+                    payload = stripe_event_canonical(payload)
                 canonical_type = event_validate(system=event.system, payload=payload)
             except ValueError as exc:
                 event.mark_rejected(reason=f"malformed JSON: {exc}")

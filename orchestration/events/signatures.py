@@ -12,9 +12,24 @@ import hashlib
 import hmac
 import time
 
+import stripe
+from django.conf import settings
+
 from q2c.env import envstr
 
 SIGNATURE_HEADER = "X-Tandem-Signature"
+STRIPE_SIGNATURE_HEADER = "Stripe-Signature"
+SCHEMES = ("tandem", "stripe")
+
+
+def signature_scheme(system: str) -> str:
+    """``stripe`` when ``system`` is served by Stripe (``WEBHOOK_SIGNATURE_<SYSTEM>``)."""
+    scheme = str(getattr(settings, f"WEBHOOK_SIGNATURE_{system.upper()}", "tandem"))
+    return scheme if scheme in SCHEMES else "tandem"
+
+
+def signature_header_name(system: str) -> str:
+    return STRIPE_SIGNATURE_HEADER if signature_scheme(system) == "stripe" else SIGNATURE_HEADER
 
 
 class SignatureRejected(Exception):
@@ -43,7 +58,7 @@ def signature_header(*, secret: str, body: bytes, timestamp: int | None = None) 
     return f"t={t},v1={signature_compute(secret=secret, timestamp=t, body=body)}"
 
 
-def _parse(header: str) -> tuple[int, list[str]]:
+def _parse(header: str, header_name: str = SIGNATURE_HEADER) -> tuple[int, list[str]]:
     timestamp: int | None = None
     candidates: list[str] = []
     for item in header.split(","):
@@ -53,7 +68,7 @@ def _parse(header: str) -> tuple[int, list[str]]:
         elif key == "v1" and value:
             candidates.append(value.lower())
     if timestamp is None or not candidates:
-        raise SignatureRejected(f"malformed {SIGNATURE_HEADER} header (expected t=…,v1=…)")
+        raise SignatureRejected(f"malformed {header_name} header (expected t=…,v1=…)")
     return timestamp, candidates
 
 
@@ -86,6 +101,48 @@ def signature_verify(
         for candidate in candidates:
             # Every comparison runs, so timing says nothing about which secret matched.
             matched |= hmac.compare_digest(expected, candidate)
+    if not matched:
+        raise SignatureRejected("signature does not match")
+    return timestamp
+
+
+def stripe_signature_verify(
+    *,
+    header: str | None,
+    body: bytes,
+    secrets: list[str],
+    tolerance_seconds: int,
+    now: float | None = None,
+) -> int:
+    """Return the signed timestamp if a ``Stripe-Signature`` header authenticates ``body``.
+
+    Stripe signs ``f"{t}.{raw body}"`` with HMAC-SHA256 under the endpoint's ``whsec_…``
+    secret. The timestamp is checked here (so ``now`` can be given, and the reason is
+    precise); the MAC by the SDK's own ``WebhookSignature.verify_header``, once per valid
+    secret (two during a rotation).
+    """
+    if not header:
+        raise SignatureRejected(f"missing {STRIPE_SIGNATURE_HEADER} header")
+    timestamp, _ = _parse(header, STRIPE_SIGNATURE_HEADER)
+    current = int(time.time() if now is None else now)
+    if abs(current - timestamp) > tolerance_seconds:
+        raise SignatureRejected(
+            f"signature timestamp is outside the {tolerance_seconds} s tolerance"
+        )
+    if not secrets:
+        raise SignatureRejected("no webhook secret is configured for this system", status=503)
+    try:
+        payload = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SignatureRejected("body is not valid UTF-8", status=400) from None
+    matched = False
+    for secret in secrets:
+        try:
+            # tolerance=None: the SDK checks the MAC only (constant-time compare).
+            stripe.WebhookSignature.verify_header(payload, header, secret, tolerance=None)
+            matched = True
+        except stripe.SignatureVerificationError:
+            pass
     if not matched:
         raise SignatureRejected("signature does not match")
     return timestamp

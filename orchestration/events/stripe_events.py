@@ -1,0 +1,200 @@
+"""Stripe's webhook events, mapped onto Tandem's canonical events.
+
+When billing is Stripe (``WEBHOOK_SIGNATURE_BILLING=stripe``) its endpoint receives Stripe
+``Event`` objects (``{"id": "evt_…", "object": "event", "type": …, "data": {"object": …}}``)
+signed with ``Stripe-Signature``. They are stored raw like any delivery; processing turns
+each into the canonical envelope that is then validated against its JSON Schema:
+
+- ``customer.subscription.created`` / ``.updated`` with status ``active`` ->
+  ``subscription.activated``
+- ``invoice.finalized`` -> ``invoice.posted``
+- ``invoice.paid`` / ``invoice.payment_succeeded`` -> ``payment.received``
+
+Anything else (and a subscription that is not active yet) is unmappable: ``EventRejected``
+with the reason, so the raw event stays visible with why nothing happened.
+Stripe ids name Tandem's records through the metadata Tandem put on them (``tandem_order``,
+``tandem_contract``) or, for invoices, through the crosswalk of their subscription.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from masterdata.models import ExternalId
+from orchestration.connectors.billing import CONTRACT_KEY, ORDER_KEY
+from orchestration.connectors.minor_units import decimal_from_minor_units
+from orchestration.connectors.stripe_billing import invoice_subscription_id
+from orchestration.events.catalog import EventRejected
+from q2c.models import Contract
+
+SUBSCRIPTION_EVENTS = ("customer.subscription.created", "customer.subscription.updated")
+INVOICE_POSTED_EVENTS = ("invoice.finalized",)
+PAYMENT_EVENTS = ("invoice.paid", "invoice.payment_succeeded")
+
+
+def is_stripe_event(payload: Any) -> bool:
+    return isinstance(payload, dict) and payload.get("object") == "event"
+
+
+def _timestamp(value: Any) -> str:
+    return dt.datetime.fromtimestamp(int(value), tz=dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _date(value: Any) -> str:
+    return dt.datetime.fromtimestamp(int(value), tz=dt.UTC).date().isoformat()
+
+
+def _id_of(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("id") or "")
+    return str(value or "")
+
+
+def _envelope(event: dict[str, Any], canonical: str, data: dict[str, Any]) -> dict[str, Any]:
+    envelope = {
+        "event_id": str(event["id"]),
+        "event_type": canonical,
+        "schema_version": 1,
+        "occurred_at": _timestamp(event.get("created") or 0),
+        "data": data,
+    }
+    reference = data.get("order_id") or data.get("contract_id")
+    if reference:
+        envelope["correlation_id"] = str(reference).split(":", 1)[0]
+    return envelope
+
+
+def _references(subscription_id: str, metadata: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(order id, contract id) of a subscription: its metadata, else Tandem's crosswalk."""
+    order_id = metadata.get(ORDER_KEY) or None
+    contract_id = metadata.get(CONTRACT_KEY) or None
+    if contract_id is None and subscription_id:
+        link = ExternalId.objects.filter(
+            system="billing", object_type="subscription", external_id=subscription_id
+        ).first()
+        contract_id = link.enterprise_id if link is not None else None
+    if order_id is None and contract_id is not None:
+        contract = Contract.objects.select_related("order").filter(enterprise_id=contract_id)
+        found = contract.first()
+        if found is not None and found.order is not None:
+            order_id = found.order.enterprise_id
+    return order_id, contract_id
+
+
+def _subscription_activated(event: dict[str, Any], sub: dict[str, Any]) -> dict[str, Any]:
+    if sub.get("status") != "active":
+        raise EventRejected(
+            f"subscription {sub.get('id')} is {sub.get('status')!r}, not active: nothing to map"
+        )
+    order_id, contract_id = _references(str(sub["id"]), sub.get("metadata") or {})
+    if contract_id is None:
+        raise EventRejected(f"subscription {sub['id']} names no Tandem contract")
+    items = (sub.get("items") or {}).get("data") or [{}]
+    start = sub.get("current_period_start") or items[0].get("current_period_start")
+    end = sub.get("current_period_end") or items[0].get("current_period_end")
+    if start is None or end is None:
+        raise EventRejected(f"subscription {sub['id']} has no current period")
+    data: dict[str, Any] = {
+        "contract_id": contract_id,
+        "billing_subscription_id": str(sub["id"]),
+        "billing_customer_id": _id_of(sub.get("customer")),
+        "activated_at": _timestamp(sub.get("start_date") or event.get("created") or 0),
+        "current_period_start": _date(start),
+        "current_period_end": _date(end),
+    }
+    if order_id:
+        data["order_id"] = order_id
+    return _envelope(event, "subscription.activated", data)
+
+
+def _invoice_metadata(invoice: dict[str, Any]) -> dict[str, Any]:
+    parent = invoice.get("parent") or {}
+    details = parent.get("subscription_details") or invoice.get("subscription_details") or {}
+    return dict(details.get("metadata") or {})
+
+
+def _invoice_posted(event: dict[str, Any], invoice: dict[str, Any]) -> dict[str, Any]:
+    currency = str(invoice["currency"])
+
+    def money(value: Any) -> str:
+        return str(decimal_from_minor_units(int(value or 0), currency))
+
+    order_id, contract_id = _references(
+        invoice_subscription_id(invoice), _invoice_metadata(invoice)
+    )
+    lines = []
+    for line in (invoice.get("lines") or {}).get("data", []):
+        quantity = int(line.get("quantity") or 1)
+        amount = int(line.get("amount") or 0)
+        lines.append(
+            {
+                "description": line.get("description") or "subscription",
+                "quantity": str(quantity),
+                "unit_price": _unit_price(money(amount), quantity),
+                "amount": money(amount),
+            }
+        )
+    if not lines:
+        raise EventRejected(f"invoice {invoice['id']} has no lines")
+    transitions = invoice.get("status_transitions") or {}
+    issued = transitions.get("finalized_at") or invoice.get("created") or event.get("created")
+    tax = invoice.get("tax")
+    if tax is None:
+        tax = sum(int(t.get("amount") or 0) for t in invoice.get("total_taxes") or [])
+    data = {
+        "external_invoice_id": str(invoice["id"]),
+        "invoice_number": str(invoice.get("number") or invoice["id"]),
+        "order_id": order_id,
+        "contract_id": contract_id,
+        "currency": currency.upper(),
+        "total_amount": money(invoice.get("total")),
+        "tax_amount": money(tax),
+        "issue_date": _date(issued),
+        "due_date": _date(invoice["due_date"]) if invoice.get("due_date") else None,
+        "lines": lines,
+    }
+    return _envelope(event, "invoice.posted", data)
+
+
+def _unit_price(amount: str, quantity: int) -> str:
+    """The unit price of a line: exact in the currency's places when it divides evenly."""
+    total = Decimal(amount)
+    unit = total / quantity
+    exact = unit.quantize(Decimal(1).scaleb(int(total.as_tuple().exponent)))
+    return str(exact if exact * quantity == total else unit.quantize(Decimal("0.000001")))
+
+
+def _payment_received(event: dict[str, Any], invoice: dict[str, Any]) -> dict[str, Any]:
+    currency = str(invoice["currency"])
+    transitions = invoice.get("status_transitions") or {}
+    paid_at = transitions.get("paid_at") or event.get("created")
+    payment_id = _id_of(invoice.get("charge") or invoice.get("payment_intent"))
+    data = {
+        # One payment per paid invoice when the API version names no charge.
+        "external_payment_id": payment_id or f"{invoice['id']}:paid",
+        "external_invoice_id": str(invoice["id"]),
+        "amount": str(decimal_from_minor_units(int(invoice.get("amount_paid") or 0), currency)),
+        "currency": currency.upper(),
+        "received_at": _timestamp(paid_at or 0),
+        "method": "card" if invoice.get("collection_method") != "send_invoice" else "other",
+    }
+    if invoice.get("number"):
+        data["invoice_number"] = str(invoice["number"])
+    return _envelope(event, "payment.received", data)
+
+
+def stripe_event_canonical(payload: dict[str, Any]) -> dict[str, Any]:
+    """The canonical envelope for a Stripe event, or ``EventRejected`` with the reason."""
+    event_type = str(payload.get("type") or "")
+    obj = (payload.get("data") or {}).get("object")
+    if not isinstance(obj, dict):
+        raise EventRejected(f"Stripe event {payload.get('id')} carries no object")
+    if event_type in SUBSCRIPTION_EVENTS:
+        return _subscription_activated(payload, obj)
+    if event_type in INVOICE_POSTED_EVENTS:
+        return _invoice_posted(payload, obj)
+    if event_type in PAYMENT_EVENTS:
+        return _payment_received(payload, obj)
+    raise EventRejected(f"Stripe event type {event_type!r} has no canonical counterpart")
