@@ -20,12 +20,12 @@ def counts_by_state(
     """
     choices = model._meta.get_field("state").choices or []
     table = connection.ops.quote_name(model._meta.db_table)
-    column = connection.ops.quote_name(model._meta.get_field("state").column)
+    column = connection.ops.quote_name("state")  # an FSMField named and stored as "state"
     counts = ", ".join(
         f"(SELECT COUNT(*) FROM (SELECT 1 FROM {table} WHERE {column} = %s LIMIT %s) AS s{i})"  # noqa: S608 (names from the model)
         for i in range(len(choices))
     )
-    params: list[object] = []
+    params: list[str | int] = []
     for value, _label in choices:
         params += [value, limit + 1]
     with connection.cursor() as cursor:
