@@ -28,7 +28,9 @@ class BoundedPaginator(Paginator):
 
     @cached_property
     def _bounded_count(self) -> tuple[int, bool]:
-        found = self.object_list[: self.limit + 1].count()  # type: ignore[attr-defined]
+        # Unordered: the number is the same, and the planner may then pick any index (a
+        # bitmap over a search's matches) instead of walking the list's sort order.
+        found = self.object_list.order_by()[: self.limit + 1].count()  # type: ignore[attr-defined]
         return min(found, self.limit), found > self.limit
 
     @cached_property

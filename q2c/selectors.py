@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
+from masterdata.models import Account
 from q2c.models import Contract, Invoice, Order
 from q2c.pagination import COUNT_LIMIT
+
+# Up to this many customers matching a search are passed to the order query as a list of ids.
+ACCOUNTS_INLINED = 5000
 
 
 def counts_by_state(
@@ -42,10 +46,24 @@ def order_list(*, state: str | None = None, query: str | None = None) -> QuerySe
     if state:
         qs = qs.filter(state=state)
     if query:
-        qs = qs.filter(enterprise_id__icontains=query) | qs.filter(
-            account__legal_name__icontains=query
-        )
+        qs = qs.filter(Q(enterprise_id__icontains=query) | _orders_of_accounts_named(query))
     return qs
+
+
+def _orders_of_accounts_named(query: str) -> Q:
+    """Orders whose customer's name contains ``query``.
+
+    The matching account ids are read first (trigram index) and inlined: beside the
+    enterprise-id condition, ``account_id IN (ids)`` lets PostgreSQL combine two indexes or
+    walk the newest orders, where an OR across the join to the accounts read every order
+    (3.5 s for one order id at a million orders). A name matching more customers than
+    ``ACCOUNTS_INLINED`` falls back to a subquery: slower, never incomplete.
+    """
+    names = Account.objects.filter(legal_name__icontains=query).order_by()
+    ids = list(names.values_list("pk", flat=True)[: ACCOUNTS_INLINED + 1])
+    if len(ids) > ACCOUNTS_INLINED:
+        return Q(account__in=names.values("pk"))
+    return Q(account_id__in=ids)
 
 
 def contract_list(*, state: str | None = None) -> QuerySet[Contract]:

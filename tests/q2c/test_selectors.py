@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
 from q2c import selectors, services
 from q2c.models import Order
@@ -42,3 +45,74 @@ def test_counts_by_state_at_the_limit_is_exact_and_not_capped():
     rows = selectors.counts_by_state(Order, limit=2)
     # then
     assert (rows[0]["state"], rows[0]["count"], rows[0]["capped"]) == ("received", 2, False)
+
+
+def search_fixture() -> dict[str, str]:
+    acme = factories.account(legal_name="Acme Robotics Ltd")
+    other = factories.account(legal_name="Globex Foods Ltd")
+    return {
+        "acme_1": factories.order(account=acme).enterprise_id,
+        "acme_2": factories.order(account=acme).enterprise_id,
+        "other": factories.order(account=other).enterprise_id,
+    }
+
+
+@pytest.mark.django_db
+def test_order_search_finds_by_customer_name_without_joining_accounts_in_the_filter():
+    # given
+    ids = search_fixture()
+    # when
+    with CaptureQueriesContext(connection) as captured:
+        qs = selectors.order_list(query="acme robo")
+        found = sorted(qs.values_list("enterprise_id", flat=True))
+    # then
+    assert found == sorted([ids["acme_1"], ids["acme_2"]])
+    order_query = captured[-1]["sql"]
+    assert "legal_name" not in order_query
+    assert '"q2c_order"."account_id" IN (' in order_query
+
+
+@pytest.mark.django_db
+def test_order_search_finds_by_enterprise_id():
+    # given
+    ids = search_fixture()
+    # when
+    found = list(
+        selectors.order_list(query=ids["other"].lower()).values_list("enterprise_id", flat=True)
+    )
+    # then
+    assert found == [ids["other"]]
+
+
+@pytest.mark.django_db
+def test_order_search_matching_many_customers_falls_back_to_a_subquery(monkeypatch):
+    # given
+    ids = search_fixture()
+    monkeypatch.setattr(selectors, "ACCOUNTS_INLINED", 1)
+    # when
+    found = sorted(selectors.order_list(query=" ltd").values_list("enterprise_id", flat=True))
+    # then
+    assert found == sorted(ids.values())
+
+
+# The list page's 7 (session, user, groups, permissions x2, count, rows) + the account ids.
+SEARCH_QUERIES = 8
+
+
+@pytest.mark.django_db
+def test_order_list_page_with_a_search_pins_its_query_count(client, django_assert_num_queries):
+    # given
+    ids = search_fixture()
+    user = get_user_model().objects.create_user(username="audrey", password="pw")
+    user.groups.add(Group.objects.get(name="auditor"))
+    client.force_login(user)
+    # when
+    with django_assert_num_queries(SEARCH_QUERIES):
+        response = client.get(reverse("order-list"), {"q": "acme"})
+    # then
+    html = response.content.decode()
+    assert (ids["acme_1"] in html, ids["acme_2"] in html, ids["other"] in html) == (
+        True,
+        True,
+        False,
+    )
