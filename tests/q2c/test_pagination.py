@@ -109,3 +109,40 @@ def test_every_list_page_counts_a_bounded_subquery(client, url_name, params):
     counts = [q["sql"] for q in captured if q["sql"].startswith("SELECT COUNT(*)")]
     assert len(counts) == 1
     assert f"LIMIT {COUNT_LIMIT + 1}" in counts[0]
+
+
+@pytest.mark.django_db
+def test_a_deep_page_reads_its_keys_first_then_only_its_rows():
+    # given
+    orders(5)
+    qs = Order.objects.select_related("account", "legal_entity").order_by("-created_at")
+    expected = list(qs.values_list("pk", flat=True))[2:4]
+    paginator = BoundedPaginator(qs, 2, deferred_from=2)
+    paginator.count  # noqa: B018 (counted beforehand, like the pager does)
+    # when
+    with CaptureQueriesContext(connection) as captured:
+        page = paginator.page(2)
+        rows = [(order.pk, order.account.legal_name) for order in page.object_list]
+    # then
+    assert [pk for pk, _ in rows] == expected
+    assert len(captured) == 2
+    keys_sql, rows_sql = captured[0]["sql"], captured[1]["sql"]
+    assert "JOIN" not in keys_sql
+    assert "OFFSET 2" in keys_sql
+    assert "JOIN" in rows_sql
+    assert "OFFSET" not in rows_sql
+
+
+@pytest.mark.django_db
+def test_a_first_page_is_one_query_with_its_joins():
+    # given
+    orders(5)
+    qs = Order.objects.select_related("account", "legal_entity").order_by("-created_at")
+    paginator = BoundedPaginator(qs, 2, deferred_from=2)
+    paginator.count  # noqa: B018
+    # when
+    with CaptureQueriesContext(connection) as captured:
+        ids = [order.pk for order in paginator.page(1).object_list]
+    # then
+    assert ids == list(qs.values_list("pk", flat=True))[:2]
+    assert len(captured) == 1
