@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.db import connection
 from django.db.models import Q, QuerySet
 
@@ -9,6 +11,9 @@ from masterdata.models import Account
 from q2c.models import Contract, Invoice, Order
 from q2c.pagination import COUNT_LIMIT
 
+# A whole enterprise id (ORD-000123): looked up exactly. Its trigrams ("ORD", "RD-", "D-0")
+# are in every order, so a trigram search for it reads the whole index (500+ ms at 730k).
+ENTERPRISE_ID = re.compile(r"^[A-Za-z]{2,4}-\d{6,}$")
 # Up to this many customers matching a search are passed to the order query as a list of ids.
 ACCOUNTS_INLINED = 5000
 
@@ -45,7 +50,9 @@ def order_list(*, state: str | None = None, query: str | None = None) -> QuerySe
     qs = Order.objects.select_related("account", "legal_entity").order_by("-created_at")
     if state:
         qs = qs.filter(state=state)
-    if query:
+    if query and ENTERPRISE_ID.match(query):
+        qs = qs.filter(enterprise_id=query.upper())
+    elif query:
         qs = qs.filter(Q(enterprise_id__icontains=query) | _orders_of_accounts_named(query))
     return qs
 

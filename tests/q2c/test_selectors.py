@@ -116,3 +116,20 @@ def test_order_list_page_with_a_search_pins_its_query_count(client, django_asser
         True,
         False,
     )
+
+
+@pytest.mark.django_db
+def test_order_search_for_a_whole_enterprise_id_is_an_exact_lookup():
+    # given
+    ids = search_fixture()
+    # when
+    with CaptureQueriesContext(connection) as captured:
+        found = list(
+            selectors.order_list(query=ids["acme_2"].lower()).values_list(
+                "enterprise_id", flat=True
+            )
+        )
+    # then
+    assert found == [ids["acme_2"]]
+    assert len(captured) == 1
+    assert f'"q2c_order"."enterprise_id" = \'{ids["acme_2"]}\'' in captured[0]["sql"]
