@@ -116,6 +116,13 @@ class OperationalException(ConcurrentTransitions, models.Model):
             models.Index(fields=["state", "owner_team", "created_at"]),
             models.Index(fields=["state", "category"]),
             models.Index(fields=["state", "sla_due_at"]),
+            # The queue's default view (open or retrying, newest first) read in index order:
+            # a few thousand open rows among hundreds of thousands closed ones.
+            models.Index(
+                fields=["-created_at", "-id"],
+                condition=models.Q(state__in=OPEN_STATES),
+                name="exception_open_created_idx",
+            ),
         ]
         permissions = [
             ("retry_exception", "Can retry the step behind an exception"),

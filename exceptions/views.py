@@ -11,7 +11,6 @@ import re
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -21,6 +20,7 @@ from exceptions import selectors, services
 from exceptions.models import OPEN_STATES, Category, ExceptionState, OperationalException, Team
 from q2c.audit import Actor
 from q2c.errors import TransitionRefused
+from q2c.pagination import BoundedPaginator
 from q2c.records import SYSTEM_CHOICES
 from q2c.views import PAGE_SIZE, HtmxHttpRequest, page_permission
 
@@ -118,7 +118,7 @@ def exception_list(request: HtmxHttpRequest) -> HttpResponse:
         if grouped
         else selectors.exception_list(filters=filters)
     )
-    page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = BoundedPaginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
     if grouped:
         categories, teams = dict(Category.choices), dict(Team.choices)
         page.object_list = [

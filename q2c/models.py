@@ -219,6 +219,8 @@ class Order(ConcurrentTransitions, StatefulRecord):
             models.Index(fields=["state", "state_changed_at"]),
             models.Index(fields=["legal_entity", "state"]),
             models.Index(fields=["account", "state"]),
+            # The order list filtered by state, newest first: read in index order, no sort.
+            models.Index(fields=["state", "-created_at"], name="order_state_created_idx"),
         ]
         permissions = [
             ("hold_order", "Can put an order on hold and release it"),
@@ -363,6 +365,7 @@ class Contract(ConcurrentTransitions, StatefulRecord):
             models.Index(fields=["legal_entity", "state"]),
             models.Index(fields=["account", "state"]),
             models.Index(fields=["state", "end_date"]),
+            models.Index(fields=["state", "-created_at"], name="contract_state_created_idx"),
         ]
         permissions = [("cancel_contract", "Can cancel a contract")]
 
@@ -513,6 +516,7 @@ class Invoice(ConcurrentTransitions, StatefulRecord):
             models.Index(fields=["state", "state_changed_at"]),
             models.Index(fields=["legal_entity", "state"]),
             models.Index(fields=["account", "state"]),
+            models.Index(fields=["state", "-created_at"], name="invoice_state_created_idx"),
         ]
         permissions = [("void_invoice", "Can void an invoice")]
 

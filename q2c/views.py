@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -17,6 +16,7 @@ from q2c.audit import Actor
 from q2c.errors import TransitionRefused
 from q2c.models import Contract, ContractState, Invoice, InvoiceState, Order, OrderState
 from q2c.navigation import PAGE_BY_NAME
+from q2c.pagination import BoundedPaginator
 from q2c.roles import role_of
 
 PAGE_SIZE = 50
@@ -57,7 +57,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 def _list_page(request: HtmxHttpRequest, qs, template: str, extra: dict) -> HttpResponse:  # type: ignore[no-untyped-def]
-    page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = BoundedPaginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
     context = {"page": page, **extra}
     if request.htmx:
         return render(request, f"{template}#rows", context)

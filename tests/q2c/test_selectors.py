@@ -1,0 +1,135 @@
+"""Reads for the console: per-state counts stop at a limit, like the lists they link to."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from q2c import selectors, services
+from q2c.models import Order
+from tests import factories
+
+
+@pytest.mark.django_db
+def test_counts_by_state_stops_each_count_at_the_limit_in_one_query():
+    # given
+    account = factories.account()
+    for _ in range(3):
+        factories.order(account=account)
+    held = factories.order(account=account)
+    services.order_hold(order=held, actor=factories.actor(), reason="credit check")
+    # when
+    with CaptureQueriesContext(connection) as captured:
+        rows = selectors.counts_by_state(Order, limit=2)
+    # then
+    assert len(captured) == 1
+    assert [(r["state"], r["count"], r["capped"]) for r in rows] == [
+        ("received", 2, True), ("validated", 0, False), ("submitted_to_erp", 0, False),
+        ("accepted", 0, False), ("provisioning", 0, False), ("active", 0, False),
+        ("fulfilled", 0, False), ("on_hold", 1, False), ("rejected", 0, False),
+        ("cancelled", 0, False),
+    ]  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_counts_by_state_at_the_limit_is_exact_and_not_capped():
+    # given
+    account = factories.account()
+    for _ in range(2):
+        factories.order(account=account)
+    # when
+    rows = selectors.counts_by_state(Order, limit=2)
+    # then
+    assert (rows[0]["state"], rows[0]["count"], rows[0]["capped"]) == ("received", 2, False)
+
+
+def search_fixture() -> dict[str, str]:
+    acme = factories.account(legal_name="Acme Robotics Ltd")
+    other = factories.account(legal_name="Globex Foods Ltd")
+    return {
+        "acme_1": factories.order(account=acme).enterprise_id,
+        "acme_2": factories.order(account=acme).enterprise_id,
+        "other": factories.order(account=other).enterprise_id,
+    }
+
+
+@pytest.mark.django_db
+def test_order_search_finds_by_customer_name_without_joining_accounts_in_the_filter():
+    # given
+    ids = search_fixture()
+    # when
+    with CaptureQueriesContext(connection) as captured:
+        qs = selectors.order_list(query="acme robo")
+        found = sorted(qs.values_list("enterprise_id", flat=True))
+    # then
+    assert found == sorted([ids["acme_1"], ids["acme_2"]])
+    order_query = captured[-1]["sql"]
+    assert "legal_name" not in order_query
+    assert '"q2c_order"."account_id" IN (' in order_query
+
+
+@pytest.mark.django_db
+def test_order_search_finds_by_enterprise_id():
+    # given
+    ids = search_fixture()
+    # when
+    found = list(
+        selectors.order_list(query=ids["other"].lower()).values_list("enterprise_id", flat=True)
+    )
+    # then
+    assert found == [ids["other"]]
+
+
+@pytest.mark.django_db
+def test_order_search_matching_many_customers_falls_back_to_a_subquery(monkeypatch):
+    # given
+    ids = search_fixture()
+    monkeypatch.setattr(selectors, "ACCOUNTS_INLINED", 1)
+    # when
+    found = sorted(selectors.order_list(query=" ltd").values_list("enterprise_id", flat=True))
+    # then
+    assert found == sorted(ids.values())
+
+
+# The list page's 7 (session, user, groups, permissions x2, count, rows) + the account ids.
+SEARCH_QUERIES = 8
+
+
+@pytest.mark.django_db
+def test_order_list_page_with_a_search_pins_its_query_count(client, django_assert_num_queries):
+    # given
+    ids = search_fixture()
+    user = get_user_model().objects.create_user(username="audrey", password="pw")
+    user.groups.add(Group.objects.get(name="auditor"))
+    client.force_login(user)
+    # when
+    with django_assert_num_queries(SEARCH_QUERIES):
+        response = client.get(reverse("order-list"), {"q": "acme"})
+    # then
+    html = response.content.decode()
+    assert (ids["acme_1"] in html, ids["acme_2"] in html, ids["other"] in html) == (
+        True,
+        True,
+        False,
+    )
+
+
+@pytest.mark.django_db
+def test_order_search_for_a_whole_enterprise_id_is_an_exact_lookup():
+    # given
+    ids = search_fixture()
+    # when
+    with CaptureQueriesContext(connection) as captured:
+        found = list(
+            selectors.order_list(query=ids["acme_2"].lower()).values_list(
+                "enterprise_id", flat=True
+            )
+        )
+    # then
+    assert found == [ids["acme_2"]]
+    assert len(captured) == 1
+    assert f'"q2c_order"."enterprise_id" = \'{ids["acme_2"]}\'' in captured[0]["sql"]
