@@ -13,7 +13,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 from simple_history.admin import SimpleHistoryAdmin
 
-from orchestration.models import InboundEvent, OutboundCall
+from orchestration.models import InboundEvent, OutboundCall, PollCursor
 from orchestration.redaction import body_for_storage
 from orchestration.workflows.models import (
     CircuitBreaker,
@@ -120,3 +120,10 @@ class CircuitBreakerAdmin(ReadOnlyAdmin):
     list_display = ("system", "state", "consecutive_failures", "opened_at", "open_until",
                     "updated_at", "last_failure")  # fmt: skip
     list_filter = ("state",)
+
+
+@admin.register(PollCursor)
+class PollCursorAdmin(ReadOnlyAdmin):
+    list_display = ("system", "stream", "cursor", "last_run_at", "last_success_at",
+                    "consecutive_failures", "events_stored", "last_error")  # fmt: skip
+    list_filter = ("system",)

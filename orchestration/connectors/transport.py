@@ -21,7 +21,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -183,6 +183,11 @@ def _error_message(body: Any, fallback: str) -> str:
     return fallback
 
 
+# Some systems answer a failed call with HTTP 200 and the error in the body (JSON-RPC): a
+# connector passes ``body_error`` to class it; it returns (outcome, error class, message).
+BodyError = Callable[[Any], tuple[str, str, str] | None]
+
+
 @dataclass(frozen=True)
 class TransportResponse:
     status_code: int
@@ -238,12 +243,17 @@ class Transport:
         idempotency_key: str = "",
         correlation_id: str = "",
         attempt: int = 1,
+        headers: Mapping[str, str] | None = None,
+        body_error: BodyError | None = None,
+        response_secret: bool = False,
     ) -> TransportResponse:
         """Make one request. Returns on 2xx, raises ``RetryableError``/``PermanentError``.
 
         ``correlation_id`` defaults to the one the surrounding work set with
         ``q2c.logging.correlation``. Raises ``CallInsideTransaction`` before any I/O when
-        called inside ``transaction.atomic``.
+        called inside ``transaction.atomic``. ``headers`` are added to (and override) the
+        configured ones; ``body_error`` classes a 2xx whose body reports a failure;
+        ``response_secret`` stores no response body at all (it carries a session token).
         """
         if transaction.get_connection().in_atomic_block:
             raise CallInsideTransaction(
@@ -255,11 +265,11 @@ class Transport:
             correlation_id = "" if ambient == "-" else ambient
         method = method.upper()
         url = self.url_for(path)
-        headers = self.config.auth_headers()
+        request_headers = {**self.config.auth_headers(), **(headers or {})}
         if correlation_id:
-            headers["X-Correlation-Id"] = correlation_id
+            request_headers["X-Correlation-Id"] = correlation_id
         if idempotency_key:
-            headers["Idempotency-Key"] = idempotency_key
+            request_headers["Idempotency-Key"] = idempotency_key
         request_body = json if json is not None else form
         with correlation(correlation_id):
             # Shared by every worker calling this system (Redis in production); sleeps.
@@ -269,7 +279,7 @@ class Transport:
                 method=method,
                 path=path,
                 url=url,
-                headers=headers,
+                headers=request_headers,
                 json_body=json,
                 form=form,
                 params=params,
@@ -277,6 +287,8 @@ class Transport:
                 idempotency_key=idempotency_key,
                 correlation_id=correlation_id,
                 attempt=attempt,
+                body_error=body_error,
+                response_secret=response_secret,
             )
 
     def _send(
@@ -294,6 +306,8 @@ class Transport:
         idempotency_key: str,
         correlation_id: str,
         attempt: int,
+        body_error: BodyError | None = None,
+        response_secret: bool = False,
     ) -> TransportResponse:
         system = self.config.system
         log_fields = {
@@ -374,8 +388,14 @@ class Transport:
         row.outcome = outcome
         row.error_class = error_class
         row.retry_after_seconds = retry_after
-        row.response_body = body_for_storage(response.content, max_bytes=max_bytes)
-        if outcome != OutboundOutcome.OK:
+        row.response_body = (
+            "" if response_secret else body_for_storage(response.content, max_bytes=max_bytes)
+        )
+        reported = body_error(body) if outcome == OutboundOutcome.OK and body_error else None
+        if reported is not None:
+            outcome, error_class, row.error_message = reported
+            row.outcome, row.error_class = outcome, error_class
+        elif outcome != OutboundOutcome.OK:
             row.error_message = _error_message(body, response.reason or error_class)
         row.save()
         logger.log(
