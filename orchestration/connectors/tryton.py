@@ -542,6 +542,15 @@ class TrytonErp:
 
     # --- invoices ---------------------------------------------------------------------------
     def invoice_find(self, *, reference: str) -> RemoteRecord | None:
+        """The customer invoice with ``reference``. One still in draft was left by a create
+        whose answer was lost before the posting: it is posted now, as the create would."""
+        found = self._invoice_by_reference(reference)
+        if found is not None and found.status in ("draft", "validated"):
+            self.button("account.invoice", "post", [int(found.id)], operation="invoice_post")
+            found = self._invoice_by_reference(reference)
+        return found
+
+    def _invoice_by_reference(self, reference: str) -> RemoteRecord | None:
         rows = self.search_read(
             "account.invoice",
             [["reference", "=", reference], ["type", "=", "out"]],
@@ -564,9 +573,8 @@ class TrytonErp:
     ) -> RemoteRecord:
         """Invoice ``lines`` (against the sale's matching lines when ``sales_order_id``) and
         post the invoice. A draft left by a call that failed before posting is posted."""
-        existing = self.invoice_find(reference=reference)
-        if existing is None:
-            existing = self._invoice_draft(
+        if self._invoice_by_reference(reference) is None:
+            self._invoice_draft(
                 reference=reference,
                 customer_id=customer_id,
                 sales_order_id=sales_order_id,
@@ -574,10 +582,11 @@ class TrytonErp:
                 lines=lines,
                 idempotency_key=idempotency_key,
             )
-        if existing.status in ("draft", "validated"):
-            self.button("account.invoice", "post", [int(existing.id)], operation="invoice_post")
-        found = self.invoice_find(reference=reference)
-        assert found is not None
+        found = self.invoice_find(reference=reference)  # posts the draft
+        if found is None:
+            raise RetryableError(
+                f"invoice {reference} is not searchable yet", system=SYSTEM, kind="inconsistent"
+            )
         return found
 
     def _invoice_draft(

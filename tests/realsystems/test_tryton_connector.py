@@ -113,6 +113,24 @@ def test_a_sale_is_created_quoted_and_found_by_its_reference(tryton_erp: TrytonE
     assert tryton_erp.sales_order_find(reference=reference) == created
 
 
+def test_with_confirmation_on_tandem_confirms_the_sales_it_creates(
+    tryton_erp: TrytonErp, settings: Any
+):
+    # given
+    settings.TRYTON_CONFIRM_SALES = True
+    reference = unique("ORD")
+    # when
+    created = tryton_erp.sales_order_create(
+        reference=reference, customer_id=customer(tryton_erp), currency="GBP",
+        lines=sale_lines(), order_date=dt.date.today(), idempotency_key="k",
+    )  # fmt: skip
+    # then
+    assert created.status == "processing"
+    assert sales_with_reference(tryton_erp, reference) == [
+        {"id": int(created.id), "state": "processing"}
+    ]
+
+
 def test_confirming_a_sale_is_its_acceptance_and_polling_reads_it_back(
     tryton_erp: TrytonErp, django_capture_on_commit_callbacks: Any
 ):
@@ -237,36 +255,71 @@ def test_a_wrong_password_is_a_permanent_auth_error(
     assert (raised.value.status, raised.value.kind) == (401, "auth")
 
 
+def answers_lost_for(rpc_method: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drop the answer to every ``rpc_method`` call after the server has handled it (the
+    transport edge: the request reaches Tryton, its answer never reaches Tandem)."""
+    real_session = transport._session
+
+    def session_losing_answers(system: str) -> requests.Session:
+        session = real_session(system)
+
+        class Losing(requests.Session):
+            def request(self, method: str, url: str, **kwargs: Any) -> Any:  # type: ignore[override]
+                response = session.request(method, url, **kwargs)
+                if (kwargs.get("json") or {}).get("method") == rpc_method:
+                    raise requests.ReadTimeout("the answer was lost")
+                return response
+
+        return Losing()
+
+    monkeypatch.setattr(transport, "_session", session_losing_answers)
+
+
 def test_a_lost_answer_after_tryton_created_the_sale_creates_no_second_sale(
     tryton_erp: TrytonErp, monkeypatch: pytest.MonkeyPatch
 ):
     # given: the answer to the create is dropped on our side after Tryton committed it
     customer_id = customer(tryton_erp)
     reference = unique("ORD")
-    real_session = transport._session
-
-    def session_losing_the_create(system: str) -> requests.Session:
-        session = real_session(system)
-
-        class Losing(requests.Session):
-            def request(self, method: str, url: str, **kwargs: Any) -> Any:  # type: ignore[override]
-                response = session.request(method, url, **kwargs)
-                if (kwargs.get("json") or {}).get("method") == "model.sale.sale.create":
-                    raise requests.ReadTimeout("the answer was lost")
-                return response
-
-        return Losing()
-
-    monkeypatch.setattr(transport, "_session", session_losing_the_create)
-    with pytest.raises(RetryableError):
-        tryton_erp.sales_order_create(
-            reference=reference, customer_id=customer_id, currency="GBP", lines=sale_lines(),
-            order_date=dt.date.today(), idempotency_key="k",
-        )  # fmt: skip
-    monkeypatch.setattr(transport, "_session", real_session)
+    with monkeypatch.context() as patch:
+        answers_lost_for("model.sale.sale.create", patch)
+        with pytest.raises(RetryableError):
+            tryton_erp.sales_order_create(
+                reference=reference, customer_id=customer_id, currency="GBP",
+                lines=sale_lines(), order_date=dt.date.today(), idempotency_key="k",
+            )  # fmt: skip
     # when: the step runs again, looking the sale up by reference before creating
     found = tryton_erp.sales_order_find(reference=reference)
     # then
     assert found is not None
     assert found.status == "quotation"  # the lost create's draft, quoted when found
     assert [row["id"] for row in sales_with_reference(tryton_erp, reference)] == [int(found.id)]
+
+
+def test_a_lost_answer_after_tryton_created_the_invoice_creates_no_second_invoice(
+    tryton_erp: TrytonErp, monkeypatch: pytest.MonkeyPatch
+):
+    # given
+    customer_id = customer(tryton_erp)
+    reference = unique("ORD")
+    sale = tryton_erp.sales_order_create(
+        reference=reference, customer_id=customer_id, currency="GBP", lines=sale_lines(),
+        order_date=dt.date.today(), idempotency_key="k",
+    )  # fmt: skip
+    tryton_erp.sales_order_confirm(sales_order_id=sale.id)
+    with monkeypatch.context() as patch:
+        answers_lost_for("model.account.invoice.create", patch)
+        with pytest.raises(RetryableError):
+            tryton_erp.invoice_create(
+                reference=f"{reference}-OT", customer_id=customer_id, sales_order_id=sale.id,
+                currency="GBP", lines=sale_lines()[1:], idempotency_key="k2",
+            )  # fmt: skip
+    # when
+    found = tryton_erp.invoice_find(reference=f"{reference}-OT")
+    # then
+    assert found is not None
+    assert (found.status, found.data["total"]) == ("posted", "1800.00")
+    invoices = tryton_erp.search_read(
+        "account.invoice", [["reference", "=", f"{reference}-OT"]], ["id"], operation="test_count"
+    )
+    assert [str(row["id"]) for row in invoices] == [found.id]
