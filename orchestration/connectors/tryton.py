@@ -710,11 +710,15 @@ class TrytonErp:
 
     # --- polling (orchestration.polling) ----------------------------------------------------
     def poll_streams(self) -> list[str]:
-        return ["sales", "invoices"]
+        return ["sales", "invoices", "payments"]
 
     def poll(self, *, stream: str, cursor: str) -> PollBatch:
         """Changes after ``cursor`` in ``stream`` as canonical events, oldest first."""
-        reader = {"sales": self._poll_sales, "invoices": self._poll_invoices}.get(stream)
+        reader = {
+            "sales": self._poll_sales,
+            "invoices": self._poll_invoices,
+            "payments": self._poll_payments,
+        }.get(stream)
         if reader is None:
             raise PermanentError(
                 f"Tryton has no poll stream {stream!r}", system=SYSTEM, kind="not_found"
@@ -827,6 +831,41 @@ class TrytonErp:
                             }
                             for line in lines
                         ],
+                    },
+                }
+            )
+        return PollBatch(events=events, cursor=next_cursor)
+
+    def _poll_payments(self, cursor: str) -> PollBatch:
+        """Customer invoices paid in full in Tryton, as ``payment.received`` of their total."""
+        rows, next_cursor = self._changed_since(
+            "account.invoice",
+            cursor,
+            [["type", "=", "out"], ["state", "=", "paid"]],
+            INVOICE_FIELDS,
+            "poll_payments",
+        )
+        events = []
+        for row in rows:
+            order_id = _order_reference(str(row.get("reference") or ""))
+            if order_id is None:
+                continue  # not an invoice Tandem asked for
+            stamp = _rfc3339(row["write_date"])
+            events.append(
+                {
+                    "event_id": f"tryton-invoice-{row['id']}-paid",
+                    "event_type": "payment.received",
+                    "schema_version": 1,
+                    "occurred_at": stamp,
+                    "correlation_id": order_id,
+                    "data": {
+                        "external_payment_id": f"invoice-{row['id']}-paid",
+                        "external_invoice_id": str(row["id"]),
+                        "invoice_number": str(row.get("number") or row["id"]),
+                        "amount": _money(row.get("total_amount")),
+                        "currency": _currency_code(row),
+                        "received_at": stamp,
+                        "method": "other",
                     },
                 }
             )

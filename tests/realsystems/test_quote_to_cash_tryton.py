@@ -14,8 +14,9 @@ from orchestration.connectors.tryton import TrytonErp
 from orchestration.models import InboundEvent, PollCursor
 from orchestration.tasks import poll_systems
 from orchestration.workflows.models import RunState, WorkflowRun
-from q2c.models import Invoice, Order, OrderState
+from q2c.models import Invoice, Order, OrderState, Payment
 from tests.integration.q2c_env import Rig, wait_until
+from tests.realsystems.helpers import tryton_pay_in_full
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +59,15 @@ def test_an_approved_quote_goes_live_with_tryton_as_the_erp(tryton_rig: Rig):
     )
     invoice = Invoice.objects.get(pk=link.object_id)
 
+    # finance records the customer's payment in Tryton; the next poll brings it back
+    tryton_pay_in_full(erp, int(link.external_id))
+    poll_systems.delay()
+    payment_link = wait_until(
+        lambda: ExternalId.objects.filter(system="erp", object_type="payment").first(),
+        what="the payment to be mirrored",
+    )
+    invoice.refresh_from_db()
+
     # then: Tryton's own records
     sales = erp.search_read(
         "sale.sale", [["reference", "=", order.enterprise_id]],
@@ -65,14 +75,14 @@ def test_an_approved_quote_goes_live_with_tryton_as_the_erp(tryton_rig: Rig):
         operation="test_read",
     )  # fmt: skip
     assert len(sales) == 1
-    assert sales[0]["state"] == "processing"
+    assert sales[0]["state"] == "done"  # confirmed, invoiced and paid
     assert (sales[0]["untaxed_amount"], sales[0]["tax_amount"], sales[0]["total_amount"]) == (
         Decimal("2400.00"), Decimal("480.00"), Decimal("2880.00"),
     )  # fmt: skip
     tryton_invoice = erp.invoice_find(reference=f"{order.enterprise_id}-OT")
     assert tryton_invoice is not None
     assert sales[0]["invoices"] == [int(tryton_invoice.id)]
-    assert (tryton_invoice.status, tryton_invoice.data["total"]) == ("posted", "1800.00")
+    assert (tryton_invoice.status, tryton_invoice.data["total"]) == ("paid", "1800.00")
     assert tryton_invoice.data["tax_total"] == "300.00"
     parties = erp.search_read(
         "party.party", [["identifiers.code", "=", order.account.enterprise_id]], ["id"],
@@ -82,7 +92,10 @@ def test_an_approved_quote_goes_live_with_tryton_as_the_erp(tryton_rig: Rig):
     # and Tandem's
     run = WorkflowRun.objects.get(subject_id=order.enterprise_id)
     assert run.state == RunState.COMPLETED
-    assert (invoice.order, invoice.state, invoice.currency) == (order, "posted", "GBP")
+    assert (invoice.order, invoice.state, invoice.currency) == (order, "paid", "GBP")
+    assert invoice.amount_paid == Decimal("1800.00")
+    payment = Payment.objects.get(pk=payment_link.object_id)
+    assert (payment.amount, payment.currency) == (Decimal("1800.00"), "GBP")
     assert (invoice.total_amount, invoice.tax_amount) == (Decimal("1800.00"), Decimal("300.00"))
     assert set(
         ExternalId.objects.filter(system="erp").values_list("object_type", "external_id")
@@ -90,6 +103,7 @@ def test_an_approved_quote_goes_live_with_tryton_as_the_erp(tryton_rig: Rig):
         ("customer", sale.data["customer_id"]),
         ("sales_order", sale.id),
         ("invoice", tryton_invoice.id),
+        ("payment", f"invoice-{tryton_invoice.id}-paid"),
     }
     accepted = InboundEvent.objects.get(event_id=f"tryton-sale-{sale.id}-accepted")
     assert (accepted.status, accepted.canonical_type) == ("processed", "order.accepted")

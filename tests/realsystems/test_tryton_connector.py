@@ -20,6 +20,7 @@ from orchestration.connectors.interfaces import Party, RemoteLine
 from orchestration.connectors.tryton import TrytonErp
 from orchestration.models import InboundEvent, OutboundCall, PollCursor
 from orchestration.polling import poll_cursor_run
+from tests.realsystems.helpers import tryton_pay_in_full
 from tests.realsystems.tryton_server import TrytonServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -323,3 +324,38 @@ def test_a_lost_answer_after_tryton_created_the_invoice_creates_no_second_invoic
         "account.invoice", [["reference", "=", f"{reference}-OT"]], ["id"], operation="test_count"
     )
     assert [str(row["id"]) for row in invoices] == [found.id]
+
+
+def test_an_invoice_paid_in_tryton_is_polled_as_a_payment_of_its_total(
+    tryton_erp: TrytonErp, django_capture_on_commit_callbacks: Any
+):
+    # given
+    reference = unique("ORD")
+    customer_id = customer(tryton_erp)
+    sale = tryton_erp.sales_order_create(
+        reference=reference, customer_id=customer_id, currency="GBP", lines=sale_lines(),
+        order_date=dt.date.today(), idempotency_key="k",
+    )  # fmt: skip
+    tryton_erp.sales_order_confirm(sales_order_id=sale.id)
+    invoice = tryton_erp.invoice_create(
+        reference=f"{reference}-OT", customer_id=customer_id, sales_order_id=sale.id,
+        currency="GBP", lines=sale_lines()[1:], idempotency_key="k2",
+    )  # fmt: skip
+    # when
+    tryton_pay_in_full(tryton_erp, int(invoice.id))
+    with django_capture_on_commit_callbacks():
+        polled = poll_cursor_run(system="erp", stream="payments", connector=tryton_erp)
+    # then
+    assert polled.error == ""
+    assert tryton_erp.invoice_find(reference=f"{reference}-OT").status == "paid"
+    event = InboundEvent.objects.get(event_id=f"tryton-invoice-{invoice.id}-paid")
+    assert event.event_type == "payment.received"
+    assert event_data(event) == {
+        "external_payment_id": f"invoice-{invoice.id}-paid",
+        "external_invoice_id": invoice.id,
+        "invoice_number": invoice.number,
+        "amount": "1800.00",
+        "currency": "GBP",
+        "received_at": event_data(event)["received_at"],
+        "method": "other",
+    }
