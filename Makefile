@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.lock | cksum | cut -d' ' -f1)
 
-.PHONY: help install browser demo test screenshots lint format typecheck migrations-check deploy-check lock clean
+.PHONY: help install browser demo test screenshots lint format typecheck migrations-check deploy-check lock clean tryton-db
+
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -52,6 +53,17 @@ deploy-check: install  ## Django's deployment checklist under production setting
 lock:  ## re-resolve the lock files from pyproject.toml (needs uv)
 	uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -o requirements.lock
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements-dev.lock
+
+TRYTON_VENV := var/tryton-venv
+TRYTON_STAMP := $(TRYTON_VENV)/.installed-$(shell sha256sum requirements-tryton.txt | cut -c1-16)
+
+$(TRYTON_STAMP): requirements-tryton.txt
+	$(PYTHON) -m venv --clear $(TRYTON_VENV)
+	$(TRYTON_VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-tryton.txt
+	touch $(TRYTON_STAMP)
+
+tryton-db: $(TRYTON_STAMP)  ## rebuild the saved Tryton test database (after changing requirements-tryton.txt)
+	$(TRYTON_VENV)/bin/python scripts/tryton_setup.py
 
 clean:  ## remove the virtualenv and local state (database, broker folders)
 	rm -rf $(VENV) var

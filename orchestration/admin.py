@@ -17,7 +17,7 @@ from django.urls import URLPattern, path
 from simple_history.admin import SimpleHistoryAdmin
 
 from orchestration.connectors.selectors import connector_settings
-from orchestration.models import InboundEvent, OutboundCall
+from orchestration.models import InboundEvent, OutboundCall, PollCursor
 from orchestration.redaction import body_for_storage
 from orchestration.workflows.models import (
     CircuitBreaker,
@@ -140,3 +140,10 @@ class CircuitBreakerAdmin(ReadOnlyAdmin):
         context = {**self.admin_site.each_context(request), "rows": connector_settings(),
                    "title": "Connector configuration"}  # fmt: skip
         return TemplateResponse(request, "admin/orchestration/connector_settings.html", context)
+
+
+@admin.register(PollCursor)
+class PollCursorAdmin(ReadOnlyAdmin):
+    list_display = ("system", "stream", "cursor", "last_run_at", "last_success_at",
+                    "consecutive_failures", "events_stored", "last_error")  # fmt: skip
+    list_filter = ("system",)

@@ -121,6 +121,34 @@ class InboundEvent(ConcurrentTransitions, models.Model):
         self.processed_at = timezone.now()
 
 
+class PollCursor(models.Model):
+    """How far Tandem has read one stream of changes of a system without webhooks.
+
+    The cursor is opaque to Tandem (the connector formats it, e.g. a write date and id); it
+    moves only in the transaction that stores the events read up to it, so a crash between
+    reading and storing re-reads the same changes. A failed poll leaves the cursor alone and
+    is recorded here (``last_error``, ``consecutive_failures``), visible in the admin.
+    """
+
+    system = models.CharField(max_length=20, choices=SYSTEM_CHOICES)
+    stream = models.CharField(max_length=50, help_text="Which changes, e.g. sales or invoices")
+    cursor = models.CharField(max_length=255, blank=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    events_stored = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["system", "stream"]
+        constraints = [
+            models.UniqueConstraint(fields=["system", "stream"], name="pollcursor_unique_stream")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.system}/{self.stream} @ {self.cursor or 'start'}"
+
+
 # The workflow engine's tables live beside their engine; registered here for Django.
 from orchestration.workflows.models import (  # noqa: E402, F401
     CircuitBreaker,

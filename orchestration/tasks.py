@@ -53,5 +53,13 @@ def sweep_inbound_events() -> int:
     return inbound_events_sweep()
 
 
+@shared_task(name="orchestration.poll_systems")
+def poll_systems() -> int:
+    """Read the changes of every system without webhooks; returns how many events were new."""
+    from orchestration.polling import systems_poll
+
+    return sum(result.stored for result in systems_poll())
+
+
 # The workflow engine's tasks, so Celery's autodiscovery registers them.
 from orchestration.workflows.tasks import execute_step, sweep_steps  # noqa: E402, F401

@@ -226,6 +226,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"queue": "default"},
     },
+    # Reads the changes of systems without webhooks (e.g. Tryton) from their poll cursors.
+    "poll-systems": {
+        "task": "orchestration.poll_systems",
+        "schedule": envfloat("POLL_INTERVAL_SECONDS", 30.0),
+        "options": {"queue": "default"},
+    },
 }
 
 # --- Logging ----------------------------------------------------------------------------
@@ -317,6 +323,13 @@ WEBHOOK_SIGNATURE_BILLING = envstr(
 )
 if WEBHOOK_SIGNATURE_BILLING not in ("tandem", "stripe"):
     raise ImproperlyConfigured("WEBHOOK_SIGNATURE_BILLING must be tandem or stripe")
+# Tryton as the ERP (CONNECTOR_ERP_IMPLEMENTATION=orchestration.connectors.tryton.TrytonErp):
+# CONNECTOR_ERP_BASE_URL is the database's URL (http://host:8000/<database>/); the user is
+# CONNECTOR_ERP_LOGIN / CONNECTOR_ERP_PASSWORD (or _FILE), read when a session is opened.
+TRYTON_ACCOUNT_CATEGORY = envstr("CONNECTOR_ERP_TRYTON_ACCOUNT_CATEGORY", "Tandem services")
+# Off: finance confirms each sale in Tryton, and that confirmation is the financial
+# acceptance Tandem polls for. On: Tandem confirms the sales it creates (unattended setups).
+TRYTON_CONFIRM_SALES = envbool("CONNECTOR_ERP_TRYTON_CONFIRM", False)
 # Per-system circuit breaker (orchestration.workflows.resilience): consecutive failed steps
 # that open it, and how long it stays open before one trial call.
 CIRCUIT_FAILURE_THRESHOLD = envint("CIRCUIT_FAILURE_THRESHOLD", 5, minimum=1)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class Party:
     city: str = ""
     postcode: str = ""
     erp_subsidiary: str = ""
+    crm_id: str = ""  # the CRM's account id, for systems that keep it beside ours
 
 
 @dataclass(frozen=True)
@@ -158,3 +159,24 @@ class PaymentsApi(Protocol):
     def payment_collect(
         self, *, invoice_ref: str, amount: Decimal, currency: str, idempotency_key: str
     ) -> RemoteRecord: ...
+
+
+@dataclass(frozen=True)
+class PollBatch:
+    """What one poll read: canonical event payloads (oldest first) and the cursor after them.
+
+    Each payload is a whole canonical event (``event_id``, ``event_type``,
+    ``schema_version``, ``occurred_at``, ``data``); its ``event_id`` is stable, so reading the
+    same change twice yields the same id and the second copy is absorbed.
+    """
+
+    events: list[dict[str, Any]]
+    cursor: str
+
+
+class Pollable(Protocol):
+    """A system without webhooks: its changes are read with a cursor (orchestration.polling)."""
+
+    def poll_streams(self) -> list[str]: ...
+
+    def poll(self, *, stream: str, cursor: str) -> PollBatch: ...

@@ -21,7 +21,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -183,6 +183,11 @@ def _error_message(body: Any, fallback: str) -> str:
     return fallback
 
 
+# Some systems answer a failed call with HTTP 200 and the error in the body (JSON-RPC): a
+# connector passes ``body_error`` to class it; it returns (outcome, error class, message).
+BodyError = Callable[[Any], tuple[str, str, str] | None]
+
+
 @dataclass(frozen=True)
 class TransportResponse:
     status_code: int
@@ -241,18 +246,21 @@ class Transport:
         encoded: tuple[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         raise_for_status: bool = True,
+        body_error: BodyError | None = None,
+        response_secret: bool = False,
     ) -> TransportResponse:
         """Make one request. Returns on 2xx, raises ``RetryableError``/``PermanentError``.
 
         ``correlation_id`` defaults to the one the surrounding work set with
         ``q2c.logging.correlation``. Raises ``CallInsideTransaction`` before any I/O when
-        called inside ``transaction.atomic``.
+        called inside ``transaction.atomic``. ``headers`` are added to (and override) the
+        configured ones; ``body_error`` classes a 2xx whose body reports a failure;
+        ``response_secret`` stores no response body at all (it carries a session token).
 
         For a client library that encodes its own requests (the Stripe SDK): ``encoded`` is
-        (the body exactly as it goes on the wire, what to store of it once redacted),
-        ``headers`` are sent as given (after ours), and with ``raise_for_status=False`` an
-        HTTP error answer is returned (still classed and recorded) for the library to
-        interpret; a call that got no answer still raises.
+        (the body exactly as it goes on the wire, what to store of it once redacted), and with
+        ``raise_for_status=False`` an HTTP error answer is returned (still classed and
+        recorded) for the library to interpret; a call that got no answer still raises.
         """
         if transaction.get_connection().in_atomic_block:
             raise CallInsideTransaction(
@@ -264,11 +272,11 @@ class Transport:
             correlation_id = "" if ambient == "-" else ambient
         method = method.upper()
         url = self.url_for(path)
-        headers = self.config.auth_headers() | dict(headers or {})
+        request_headers = {**self.config.auth_headers(), **(headers or {})}
         if correlation_id:
-            headers["X-Correlation-Id"] = correlation_id
+            request_headers["X-Correlation-Id"] = correlation_id
         if idempotency_key:
-            headers["Idempotency-Key"] = idempotency_key
+            request_headers["Idempotency-Key"] = idempotency_key
         request_body = json if json is not None else form
         wire_body: Any = form
         if encoded is not None:
@@ -281,7 +289,7 @@ class Transport:
                 method=method,
                 path=path,
                 url=url,
-                headers=headers,
+                headers=request_headers,
                 json_body=json,
                 form=wire_body,
                 params=params,
@@ -290,6 +298,8 @@ class Transport:
                 correlation_id=correlation_id,
                 attempt=attempt,
                 raise_for_status=raise_for_status,
+                body_error=body_error,
+                response_secret=response_secret,
             )
 
     def _send(
@@ -308,6 +318,8 @@ class Transport:
         correlation_id: str,
         attempt: int,
         raise_for_status: bool = True,
+        body_error: BodyError | None = None,
+        response_secret: bool = False,
     ) -> TransportResponse:
         system = self.config.system
         log_fields = {
@@ -388,8 +400,14 @@ class Transport:
         row.outcome = outcome
         row.error_class = error_class
         row.retry_after_seconds = retry_after
-        row.response_body = body_for_storage(response.content, max_bytes=max_bytes)
-        if outcome != OutboundOutcome.OK:
+        row.response_body = (
+            "" if response_secret else body_for_storage(response.content, max_bytes=max_bytes)
+        )
+        reported = body_error(body) if outcome == OutboundOutcome.OK and body_error else None
+        if reported is not None:
+            outcome, error_class, row.error_message = reported
+            row.outcome, row.error_class = outcome, error_class
+        elif outcome != OutboundOutcome.OK:
             row.error_message = _error_message(body, response.reason or error_class)
         row.save()
         logger.log(

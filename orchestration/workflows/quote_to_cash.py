@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from masterdata import services as md_services
 from masterdata.identity import identity_resolve
-from masterdata.models import Account, ProductMapping
+from masterdata.models import Account, ExternalId, ProductMapping
 from orchestration.connectors.errors import PermanentError, RetryableError
 from orchestration.connectors.interfaces import Party, RemoteLine
 from orchestration.connectors.registry import connector_for
@@ -250,8 +250,19 @@ def _party(account: Account, order: Order) -> Party:
         reference=account.enterprise_id, name=account.legal_name, country=account.country,
         currency=account.currency, email=account.email, tax_id=account.tax_id,
         address_line1=account.address_line1, city=account.city, postcode=account.postcode,
-        erp_subsidiary=order.legal_entity.erp_subsidiary,
+        erp_subsidiary=order.legal_entity.erp_subsidiary, crm_id=_crm_id(account),
     )  # fmt: skip
+
+
+def _crm_id(account: Account) -> str:
+    link = (
+        ExternalId.objects.filter(
+            system="crm", object_type="account", enterprise_id=account.enterprise_id
+        )
+        .order_by("pk")
+        .first()
+    )
+    return link.external_id if link is not None else ""
 
 
 def upsert_customer_erp(ctx: StepContext) -> Done:

@@ -1,22 +1,91 @@
-"""Fixtures for the tests that talk to real products' servers on loopback."""
+"""Fixtures for tests against real systems on loopback (Tryton, localstripe).
+
+``tryton_server`` (session scope) builds what is missing — the Tryton virtualenv from the
+hash-pinned requirements-tryton.txt, the saved database when the pins changed — restores the
+saved database into a temporary directory, starts ``trytond`` on a free 127.0.0.1 port and
+stops it by its PID at the end. It is never skipped: a fresh machine pays the install
+(~30 s) once. ``tryton_erp`` points this process's ERP connector at it; ``tryton_rig`` is the
+integration ``rig`` (sandbox for the other systems, live Tandem, a real worker) with Tryton
+as the ERP. ``localstripe`` / ``stripe_rig`` do the same for billing with localstripe
+(tests/realsystems/localstripe_server.py).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from orchestration.connectors.tryton import TrytonErp, sessions_forget
 from orchestration.sandbox import SandboxConfig
-from tests.integration.conftest import start_worker  # noqa: F401 (a fixture used here)
-from tests.integration.q2c_env import Rig, catalog_seed, system_environment
+from tests.integration.conftest import start_worker  # noqa: F401 (the fixture, shared)
+from tests.integration.q2c_env import Rig, catalog_seed, rig_start, system_environment
 from tests.realsystems.localstripe_server import (
     API_KEY,
     LocalStripe,
     localstripe_start,
     stripe_environment,
 )
+from tests.realsystems.tryton_server import TrytonServer, tryton_start
 from tests.sandbox.helpers import SandboxClient, sandbox_start
+
+
+@pytest.fixture(scope="session")
+def tryton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrytonServer]:
+    server = tryton_start(Path(tmp_path_factory.mktemp("tryton")))
+    yield server
+    server.stop()
+
+
+def _point_erp_at(server: TrytonServer, settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in server.environment().items():
+        monkeypatch.setenv(name, value)
+    connectors = {**settings.TANDEM_CONNECTORS}
+    connectors["erp"] = {**connectors["erp"], "base_url": server.database_url}
+    settings.TANDEM_CONNECTORS = connectors
+    settings.TANDEM_CONNECTOR_IMPLEMENTATIONS = {
+        **settings.TANDEM_CONNECTOR_IMPLEMENTATIONS,
+        "erp": "orchestration.connectors.tryton.TrytonErp",
+    }
+    sessions_forget()
+
+
+@pytest.fixture
+def tryton_erp(
+    tryton_server: TrytonServer,
+    transactional_db: Any,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[TrytonErp]:
+    """Tandem's ERP connector, configured for the test Tryton server."""
+    _point_erp_at(tryton_server, settings, monkeypatch)
+    yield TrytonErp()
+    sessions_forget()
+
+
+@pytest.fixture
+def tryton_rig(
+    tryton_server: TrytonServer,
+    live_server: Any,
+    start_worker: Any,  # noqa: F811 (the integration fixture, imported above)
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Rig]:
+    """The quote-to-cash rig with Tryton as the ERP and the sandbox for every other system."""
+    server = rig_start(live_server_url=live_server.url)
+    env = {**system_environment(server.url), **tryton_server.environment()}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    _point_erp_at(tryton_server, settings, monkeypatch)
+    catalog_seed()
+    start_worker(extra_env=env, concurrency=4)
+    client = SandboxClient(server)
+    yield Rig(sandbox=client, env=env)
+    client.http.close()
+    server.stop()
+    sessions_forget()
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +116,7 @@ def localstripe(
 @pytest.fixture
 def stripe_rig(  # quote to cash with the sandbox for every system but billing: localstripe
     live_server: Any,
-    start_worker: Any,  # noqa: F811 (the fixture imported above)
+    start_worker: Any,  # noqa: F811 (the integration fixture, imported above)
     localstripe: LocalStripe,
     settings: Any,
     monkeypatch: pytest.MonkeyPatch,
