@@ -219,6 +219,7 @@ class Order(ConcurrentTransitions, StatefulRecord):
             models.Index(fields=["state", "state_changed_at"]),
             models.Index(fields=["legal_entity", "state"]),
             models.Index(fields=["account", "state"]),
+            models.Index(fields=["activated_at"], name="order_activated_at_idx"),
         ]
         permissions = [
             ("hold_order", "Can put an order on hold and release it"),

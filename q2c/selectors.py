@@ -1,10 +1,38 @@
-"""Reads of the canonical commercial records for the console."""
+"""Reads of the canonical commercial records for the console.
+
+"Stuck" means a record has sat in a non-final state longer than that state's SLA
+(``settings.ORDER_STATE_SLA_MINUTES`` / ``CONTRACT_STATE_SLA_MINUTES``). It is decided from
+``state_changed_at`` (kept by every transition) so the lists and the dashboard filter on the
+``(state, state_changed_at)`` index instead of reading history.
+"""
 
 from __future__ import annotations
 
-from django.db.models import Count, QuerySet
+import datetime as dt
+from dataclasses import dataclass
 
-from q2c.models import Contract, Invoice, Order
+from django.conf import settings
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from exceptions.models import OPEN_STATES, OperationalException
+from masterdata.models import Account, ExternalId
+from q2c.models import Contract, Invoice, Order, Quote
+
+StatefulModel = type[Order] | type[Contract]
+
+# Time in state, as the dashboard buckets it and the lists filter it: (key, label, from, to).
+AGE_BUCKETS: list[tuple[str, str, dt.timedelta, dt.timedelta | None]] = [
+    ("lt1h", "< 1 h", dt.timedelta(0), dt.timedelta(hours=1)),
+    ("1h-4h", "1-4 h", dt.timedelta(hours=1), dt.timedelta(hours=4)),
+    ("4h-24h", "4-24 h", dt.timedelta(hours=4), dt.timedelta(hours=24)),
+    ("1d-7d", "1-7 d", dt.timedelta(days=1), dt.timedelta(days=7)),
+    ("gt7d", "> 7 d", dt.timedelta(days=7), None),
+]
+AGE_KEYS = [key for key, *_ in AGE_BUCKETS]
+
+# The most rows a search by name may match before the console asks for a narrower query.
+SEARCH_ACCOUNT_LIMIT = 500
 
 
 def counts_by_state(model: type[Order] | type[Contract] | type[Invoice]) -> list[dict[str, object]]:
@@ -16,20 +44,158 @@ def counts_by_state(model: type[Order] | type[Contract] | type[Invoice]) -> list
     ]
 
 
-def order_list(*, state: str | None = None, query: str | None = None) -> QuerySet[Order]:
-    qs = Order.objects.select_related("account", "legal_entity").order_by("-created_at")
-    if state:
-        qs = qs.filter(state=state)
-    if query:
-        qs = qs.filter(enterprise_id__icontains=query) | qs.filter(
-            account__legal_name__icontains=query
-        )
+def state_sla(model: StatefulModel) -> dict[str, dt.timedelta]:
+    """How long a record of ``model`` may stay in each state before it is stuck."""
+    minutes = (
+        settings.ORDER_STATE_SLA_MINUTES if model is Order else settings.CONTRACT_STATE_SLA_MINUTES
+    )
+    return {state: dt.timedelta(minutes=value) for state, value in minutes.items()}
+
+
+def stuck_q(model: StatefulModel, *, now: dt.datetime) -> Q:
+    """Records in a state with an SLA that entered it more than the SLA ago."""
+    q = Q(pk__in=[])
+    for state, sla in state_sla(model).items():
+        q |= Q(state=state, state_changed_at__lt=now - sla)
+    return q
+
+
+def is_stuck(record: Order | Contract, *, now: dt.datetime) -> bool:
+    sla = state_sla(type(record)).get(record.state)
+    return sla is not None and record.state_changed_at < now - sla
+
+
+def age_q(bucket: str, *, now: dt.datetime) -> Q:
+    """Records whose time in their state falls in the age bucket ``bucket``."""
+    for key, _label, low, high in AGE_BUCKETS:
+        if key == bucket:
+            q = Q(state_changed_at__lte=now - low)
+            return q & Q(state_changed_at__gt=now - high) if high is not None else q
+    raise ValueError(f"unknown age bucket {bucket!r}")
+
+
+@dataclass(frozen=True)
+class RecordFilters:
+    """What an order or contract list is narrowed to; empty values mean "any"."""
+
+    state: str = ""
+    stuck: bool = False
+    age: str = ""
+    legal_entity: str = ""  # the entity's code
+    currency: str = ""
+    account: str = ""  # the account's enterprise id
+    system: str = ""  # a system with an open exception on the deal
+    query: str = ""
+    sort: str = ""
+
+
+ORDER_SORTS: dict[str, tuple[str, ...]] = {
+    "-created": ("-created_at", "-pk"),
+    "created": ("created_at", "pk"),
+    "in_state": ("state_changed_at", "pk"),  # longest in its state first
+    "-total": ("-total_amount", "-pk"),
+    "total": ("total_amount", "pk"),
+    "id": ("enterprise_id",),
+}
+CONTRACT_SORTS: dict[str, tuple[str, ...]] = {
+    "-created": ("-created_at", "-pk"),
+    "created": ("created_at", "pk"),
+    "in_state": ("state_changed_at", "pk"),
+    "end": ("end_date", "pk"),
+    "id": ("enterprise_id",),
+}
+
+
+def _common(qs: QuerySet, model: StatefulModel, filters: RecordFilters, now: dt.datetime):  # type: ignore[no-untyped-def, type-arg]
+    if filters.state:
+        qs = qs.filter(state=filters.state)
+    if filters.stuck:
+        qs = qs.filter(stuck_q(model, now=now))
+    if filters.age:
+        qs = qs.filter(age_q(filters.age, now=now))
+    if filters.legal_entity:
+        qs = qs.filter(legal_entity__code=filters.legal_entity)
+    if filters.currency:
+        qs = qs.filter(currency=filters.currency)
+    if filters.account:
+        qs = qs.filter(account__enterprise_id=filters.account)
     return qs
 
 
-def contract_list(*, state: str | None = None) -> QuerySet[Contract]:
-    qs = Contract.objects.select_related("account", "legal_entity").order_by("-created_at")
-    return qs.filter(state=state) if state else qs
+def _open_exception_orders(system: str) -> QuerySet[OperationalException]:
+    return OperationalException.objects.filter(
+        state__in=OPEN_STATES, system=system, order__isnull=False
+    ).values("order_id")
+
+
+def _search_accounts(query: str) -> list[int]:
+    """Accounts whose enterprise id is ``query`` or whose name contains it (capped)."""
+    return list(
+        Account.objects.filter(
+            Q(enterprise_id=query.upper()) | Q(legal_name__icontains=query)
+        ).values_list("pk", flat=True)[:SEARCH_ACCOUNT_LIMIT]
+    )
+
+
+def _crosswalk_ids(query: str) -> list[str]:
+    """Enterprise ids any system knows by the external id ``query``."""
+    return list(
+        ExternalId.objects.filter(external_id=query).values_list("enterprise_id", flat=True)
+    )
+
+
+def order_search_q(query: str) -> Q:
+    """Orders matching a business key: their enterprise id, the CPQ quote id, any external
+    id in the crosswalk (of the order or its account), an invoice number, the account's
+    enterprise id or name. Keys are resolved first so the order scan uses indexes."""
+    enterprise_ids = [query.upper(), *_crosswalk_ids(query)]
+    account_ids = _search_accounts(query)
+    return (
+        Q(enterprise_id__in=enterprise_ids)
+        | Q(account__enterprise_id__in=enterprise_ids)
+        | Q(account_id__in=account_ids)
+        | Q(quote_id__in=Quote.objects.filter(cpq_quote_id=query).values("pk"))
+        | Q(pk__in=Invoice.objects.filter(number=query, order__isnull=False).values("order_id"))
+    )
+
+
+def contract_search_q(query: str) -> Q:
+    """Contracts matching a business key: their enterprise id, their order's enterprise id or
+    CPQ quote id, any external id in the crosswalk, an invoice number, the account."""
+    enterprise_ids = [query.upper(), *_crosswalk_ids(query)]
+    account_ids = _search_accounts(query)
+    return (
+        Q(enterprise_id__in=enterprise_ids)
+        | Q(order__enterprise_id__in=enterprise_ids)
+        | Q(account__enterprise_id__in=enterprise_ids)
+        | Q(account_id__in=account_ids)
+        | Q(order__quote__cpq_quote_id=query)
+        | Q(
+            pk__in=Invoice.objects.filter(number=query, contract__isnull=False).values(
+                "contract_id"
+            )
+        )
+    )
+
+
+def order_list(*, filters: RecordFilters, now: dt.datetime | None = None) -> QuerySet[Order]:
+    now = now or timezone.now()
+    qs = _common(Order.objects.select_related("account", "legal_entity"), Order, filters, now)
+    if filters.system:
+        qs = qs.filter(pk__in=_open_exception_orders(filters.system))
+    if filters.query:
+        qs = qs.filter(order_search_q(filters.query))
+    return qs.order_by(*ORDER_SORTS.get(filters.sort, ORDER_SORTS["-created"]))
+
+
+def contract_list(*, filters: RecordFilters, now: dt.datetime | None = None) -> QuerySet[Contract]:
+    now = now or timezone.now()
+    qs = _common(Contract.objects.select_related("account", "legal_entity"), Contract, filters, now)
+    if filters.system:
+        qs = qs.filter(order_id__in=_open_exception_orders(filters.system))
+    if filters.query:
+        qs = qs.filter(contract_search_q(filters.query))
+    return qs.order_by(*CONTRACT_SORTS.get(filters.sort, CONTRACT_SORTS["-created"]))
 
 
 def invoice_list(*, state: str | None = None) -> QuerySet[Invoice]:
