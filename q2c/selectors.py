@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from exceptions.models import OPEN_STATES, OperationalException
 from masterdata.models import Account, ExternalId
-from q2c.models import Contract, Invoice, Order, Quote
+from q2c.models import Contract, Invoice, Order
 
 StatefulModel = type[Order] | type[Contract]
 
@@ -128,54 +128,61 @@ def _open_exception_orders(system: str) -> QuerySet[OperationalException]:
     ).values("order_id")
 
 
-def _search_accounts(query: str) -> list[int]:
-    """Accounts whose enterprise id is ``query`` or whose name contains it (capped)."""
+def _search_accounts(query: str, enterprise_ids: list[str]) -> list[int]:
+    """Accounts with one of ``enterprise_ids`` or whose name contains ``query`` (capped)."""
     return list(
         Account.objects.filter(
-            Q(enterprise_id=query.upper()) | Q(legal_name__icontains=query)
+            Q(enterprise_id__in=enterprise_ids) | Q(legal_name__icontains=query)
         ).values_list("pk", flat=True)[:SEARCH_ACCOUNT_LIMIT]
     )
 
 
-def _crosswalk_ids(query: str) -> list[str]:
-    """Enterprise ids any system knows by the external id ``query``."""
-    return list(
-        ExternalId.objects.filter(external_id=query).values_list("enterprise_id", flat=True)
-    )
+def _search_keys(query: str) -> tuple[list[str], list[int]]:
+    """The enterprise ids ``query`` names (itself, or any system's id for a record in the
+    crosswalk) and the accounts it names (2 queries)."""
+    enterprise_ids = [
+        query.upper(),
+        *ExternalId.objects.filter(external_id=query).values_list("enterprise_id", flat=True),
+    ]
+    return enterprise_ids, _search_accounts(query, enterprise_ids)
 
 
 def order_search_q(query: str) -> Q:
     """Orders matching a business key: their enterprise id, the CPQ quote id, any external
     id in the crosswalk (of the order or its account), an invoice number, the account's
-    enterprise id or name. Keys are resolved first so the order scan uses indexes."""
-    enterprise_ids = [query.upper(), *_crosswalk_ids(query)]
-    account_ids = _search_accounts(query)
-    return (
-        Q(enterprise_id__in=enterprise_ids)
-        | Q(account__enterprise_id__in=enterprise_ids)
-        | Q(account_id__in=account_ids)
-        | Q(quote_id__in=Quote.objects.filter(cpq_quote_id=query).values("pk"))
-        | Q(pk__in=Invoice.objects.filter(number=query, order__isnull=False).values("order_id"))
+    enterprise id or name.
+
+    The keys are resolved first and each branch is its own indexed lookup, joined by UNION,
+    so the search never scans the orders table.
+    """
+    enterprise_ids, account_ids = _search_keys(query)
+    matches = (
+        Order.objects.filter(enterprise_id__in=enterprise_ids).values("pk").order_by()
+    ).union(
+        Order.objects.filter(account_id__in=account_ids).values("pk").order_by(),
+        Order.objects.filter(quote__cpq_quote_id=query).values("pk").order_by(),
+        Invoice.objects.filter(number=query, order__isnull=False).values("order_id").order_by(),
+        all=True,
     )
+    return Q(pk__in=matches)
 
 
 def contract_search_q(query: str) -> Q:
     """Contracts matching a business key: their enterprise id, their order's enterprise id or
     CPQ quote id, any external id in the crosswalk, an invoice number, the account."""
-    enterprise_ids = [query.upper(), *_crosswalk_ids(query)]
-    account_ids = _search_accounts(query)
-    return (
-        Q(enterprise_id__in=enterprise_ids)
-        | Q(order__enterprise_id__in=enterprise_ids)
-        | Q(account__enterprise_id__in=enterprise_ids)
-        | Q(account_id__in=account_ids)
-        | Q(order__quote__cpq_quote_id=query)
-        | Q(
-            pk__in=Invoice.objects.filter(number=query, contract__isnull=False).values(
-                "contract_id"
-            )
-        )
+    enterprise_ids, account_ids = _search_keys(query)
+    matches = (
+        Contract.objects.filter(enterprise_id__in=enterprise_ids).values("pk").order_by()
+    ).union(
+        Contract.objects.filter(order__enterprise_id__in=enterprise_ids).values("pk").order_by(),
+        Contract.objects.filter(account_id__in=account_ids).values("pk").order_by(),
+        Contract.objects.filter(order__quote__cpq_quote_id=query).values("pk").order_by(),
+        Invoice.objects.filter(number=query, contract__isnull=False)
+        .values("contract_id")
+        .order_by(),
+        all=True,
     )
+    return Q(pk__in=matches)
 
 
 def order_list(*, filters: RecordFilters, now: dt.datetime | None = None) -> QuerySet[Order]:
