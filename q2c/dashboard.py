@@ -16,15 +16,17 @@ from typing import Any
 from django.db import connection
 from django.db.models import (
     Aggregate,
+    Case,
+    CharField,
     Count,
     DurationField,
-    Exists,
     ExpressionWrapper,
     F,
     FloatField,
-    OuterRef,
     Q,
     QuerySet,
+    Value,
+    When,
 )
 
 from exceptions.models import OPEN_STATES, OperationalException, Team
@@ -32,7 +34,7 @@ from orchestration.models import OutboundCall, OutboundOutcome
 from orchestration.workflows.models import CircuitBreaker, CircuitState
 from q2c.models import Contract, Invoice, Order, OrderState
 from q2c.records import SYSTEM_CHOICES
-from q2c.selectors import AGE_BUCKETS, age_q, state_sla, stuck_q
+from q2c.selectors import AGE_BUCKETS, state_sla, stuck_q
 
 CONNECTOR_WINDOW = dt.timedelta(hours=1)
 CYCLE_WINDOWS = (7, 30)  # days
@@ -48,6 +50,25 @@ class Percentile(Aggregate):  # type: ignore[type-arg]
 
     def __init__(self, expression: Any, fraction: float, **extra: Any) -> None:
         super().__init__(expression, fraction=repr(float(fraction)), **extra)
+
+
+class Percentiles(Aggregate):  # type: ignore[type-arg]
+    """Several continuous percentiles from one sort (a float array)."""
+
+    function = "PERCENTILE_CONT"
+    template = (
+        "%(function)s(ARRAY[%(fractions)s]::float8[]) WITHIN GROUP (ORDER BY %(expressions)s)"
+    )
+
+    def __init__(self, expression: Any, fractions: tuple[float, ...], **extra: Any) -> None:
+        from django.contrib.postgres.fields import ArrayField
+
+        super().__init__(
+            expression,
+            fractions=", ".join(repr(float(f)) for f in fractions),
+            output_field=ArrayField(FloatField()),
+            **extra,
+        )
 
 
 def native_percentiles() -> bool:
@@ -92,26 +113,40 @@ class Row:
     href: str
 
 
+def age_bucket(field: str, *, now: dt.datetime) -> Case:
+    """The age bucket of ``field`` (a past timestamp) as a SQL CASE expression."""
+    whens = []
+    for key, _label, low, high in AGE_BUCKETS:
+        q = Q(**{f"{field}__lte": now - low})
+        if high is not None:
+            q &= Q(**{f"{field}__gt": now - high})
+        whens.append(When(q, then=Value(key)))
+    return Case(*whens, default=Value(""), output_field=CharField())
+
+
 def stuck_orders(*, now: dt.datetime) -> list[Row]:
-    """Stuck orders by state and time in state (one query), states in lifecycle order."""
+    """Stuck orders by state and time in state (one query: the stuck rows are found on the
+    (state, state_changed_at) index and grouped by state and age bucket)."""
     labels = dict(OrderState.choices)
     states = [state for state in labels if state in state_sla(Order)]
-    aggregates = {
-        f"s{i}_b{j}": Count("pk", filter=Q(state=state) & age_q(key, now=now))
-        for i, state in enumerate(states)
-        for j, (key, *_rest) in enumerate(AGE_BUCKETS)
+    found = {
+        (row["state"], row["bucket"]): row["n"]
+        for row in Order.objects.filter(stuck_q(Order, now=now))
+        .annotate(bucket=age_bucket("state_changed_at", now=now))
+        .values("state", "bucket")
+        .annotate(n=Count("pk"))
+        .order_by()
     }
-    found = Order.objects.filter(stuck_q(Order, now=now)).aggregate(**aggregates)
     rows = []
-    for i, state in enumerate(states):
+    for state in states:
         cells = [
             Cell(
                 key=key,
                 label=label,
-                count=found[f"s{i}_b{j}"] or 0,
+                count=found.get((state, key), 0),
                 href=f"/orders/?state={state}&stuck=1&age={key}",
             )
-            for j, (key, label, *_rest) in enumerate(AGE_BUCKETS)
+            for key, label, *_rest in AGE_BUCKETS
         ]
         rows.append(
             Row(
@@ -133,26 +168,24 @@ def stuck_contracts_count(*, now: dt.datetime) -> int:
 
 
 def open_exceptions(*, now: dt.datetime) -> tuple[list[Row], dict[str, int]]:
-    """Open exceptions by owner team and age (one query), and each team's overdue count."""
-    aggregates: dict[str, Any] = {
-        f"b{j}": Count("pk", filter=_created_in(key, now=now))
-        for j, (key, *_rest) in enumerate(AGE_BUCKETS)
-    }
-    aggregates["overdue"] = Count("pk", filter=Q(sla_due_at__lt=now))
-    found = {
-        row["owner_team"]: row
-        for row in OperationalException.objects.filter(state__in=OPEN_STATES)
-        .values("owner_team")
-        .annotate(**aggregates)
+    """Open exceptions by owner team and age, and each team's overdue count (one query)."""
+    counts: dict[tuple[str, str], int] = {}
+    overdue: dict[str, int] = {team: 0 for team in Team.values}
+    for row in (
+        OperationalException.objects.filter(state__in=OPEN_STATES)
+        .annotate(bucket=age_bucket("created_at", now=now))
+        .values("owner_team", "bucket")
+        .annotate(n=Count("pk"), late=Count("pk", filter=Q(sla_due_at__lt=now)))
         .order_by()
-    }
-    rows, overdue = [], {}
+    ):
+        counts[(row["owner_team"], row["bucket"])] = row["n"]
+        overdue[row["owner_team"]] = overdue.get(row["owner_team"], 0) + row["late"]
+    rows = []
     for team, label in Team.choices:
-        counts = found.get(team, {})
         cells = [
-            Cell(key=key, label=age_label, count=counts.get(f"b{j}", 0),
+            Cell(key=key, label=age_label, count=counts.get((team, key), 0),
                  href=f"/exceptions/?owner_team={team}")
-            for j, (key, age_label, *_rest) in enumerate(AGE_BUCKETS)
+            for key, age_label, *_rest in AGE_BUCKETS
         ]  # fmt: skip
         rows.append(
             Row(
@@ -163,16 +196,7 @@ def open_exceptions(*, now: dt.datetime) -> tuple[list[Row], dict[str, int]]:
                 href=f"/exceptions/?owner_team={team}",
             )
         )
-        overdue[team] = counts.get("overdue", 0)
-    return rows, overdue
-
-
-def _created_in(bucket: str, *, now: dt.datetime) -> Q:
-    for key, _label, low, high in AGE_BUCKETS:
-        if key == bucket:
-            q = Q(created_at__lte=now - low)
-            return q & Q(created_at__gt=now - high) if high is not None else q
-    raise ValueError(bucket)
+    return rows, {team: overdue.get(team, 0) for team in Team.values}
 
 
 # --- Connector health -----------------------------------------------------------------------
@@ -256,13 +280,12 @@ def cycle_times(*, now: dt.datetime) -> list[CycleTime]:
             cycle, template="EXTRACT(EPOCH FROM %(expressions)s)", output_field=FloatField()
         )
         for days, q in windows.items():
-            aggregates[f"p50_{days}"] = Percentile(epoch, 0.5, filter=q)
-            aggregates[f"p95_{days}"] = Percentile(epoch, 0.95, filter=q)
+            aggregates[f"p_{days}"] = Percentiles(epoch, (0.5, 0.95), filter=q)
     found = activated.aggregate(**aggregates)
     result = []
     for days, q in windows.items():
         if native_percentiles():
-            p50, p95 = found[f"p50_{days}"], found[f"p95_{days}"]
+            p50, p95 = found[f"p_{days}"] or (None, None)
         elif found[f"n{days}"]:
             rows = activated.filter(q).annotate(cycle=cycle)
             p50 = percentile_by_offset(rows, "cycle", 0.5)
@@ -288,8 +311,9 @@ class InvoiceExceptionRate:
 def invoice_exception_rate(*, now: dt.datetime) -> InvoiceExceptionRate:
     """Of the invoices created in the last 30 days, how many belong to an order that had an
     exception (open or closed) at any time (one query)."""
-    had_exception = Exists(OperationalException.objects.filter(order_id=OuterRef("order_id")))
+    # IN (not a correlated EXISTS) lets PostgreSQL hash the exceptions' orders once.
+    had_exception = Q(order_id__in=OperationalException.objects.values("order_id"))
     found = Invoice.objects.filter(created_at__gte=now - INVOICE_WINDOW).aggregate(
-        invoices=Count("pk"), with_exception=Count("pk", filter=Q(had_exception))
+        invoices=Count("pk"), with_exception=Count("pk", filter=had_exception)
     )
     return InvoiceExceptionRate(invoices=found["invoices"], with_exception=found["with_exception"])

@@ -31,8 +31,10 @@ AGE_BUCKETS: list[tuple[str, str, dt.timedelta, dt.timedelta | None]] = [
 ]
 AGE_KEYS = [key for key, *_ in AGE_BUCKETS]
 
-# The most rows a search by name may match before the console asks for a narrower query.
+# The most accounts a search by name, and the most records a search, may match: a search
+# is for finding a deal, not for listing thousands (filters do that).
 SEARCH_ACCOUNT_LIMIT = 500
+SEARCH_MATCH_LIMIT = 5000
 
 
 def counts_by_state(model: type[Order] | type[Contract] | type[Invoice]) -> list[dict[str, object]]:
@@ -152,19 +154,25 @@ def order_search_q(query: str) -> Q:
     id in the crosswalk (of the order or its account), an invoice number, the account's
     enterprise id or name.
 
-    The keys are resolved first and each branch is its own indexed lookup, joined by UNION,
-    so the search never scans the orders table.
+    The keys are resolved first and each branch is its own indexed lookup, joined by UNION;
+    the matching ids are read (a third query) so the page is then read by primary key:
+    PostgreSQL would otherwise walk the whole ``created_at`` index testing each order
+    against the union.
     """
     enterprise_ids, account_ids = _search_keys(query)
     matches = (
-        Order.objects.filter(enterprise_id__in=enterprise_ids).values("pk").order_by()
+        Order.objects.filter(enterprise_id__in=enterprise_ids)
+        .values_list("pk", flat=True)
+        .order_by()
     ).union(
-        Order.objects.filter(account_id__in=account_ids).values("pk").order_by(),
-        Order.objects.filter(quote__cpq_quote_id=query).values("pk").order_by(),
-        Invoice.objects.filter(number=query, order__isnull=False).values("order_id").order_by(),
+        Order.objects.filter(account_id__in=account_ids).values_list("pk", flat=True).order_by(),
+        Order.objects.filter(quote__cpq_quote_id=query).values_list("pk", flat=True).order_by(),
+        Invoice.objects.filter(number=query, order__isnull=False)
+        .values_list("order_id", flat=True)
+        .order_by(),
         all=True,
     )
-    return Q(pk__in=matches)
+    return Q(pk__in=list(matches[:SEARCH_MATCH_LIMIT]))
 
 
 def contract_search_q(query: str) -> Q:
@@ -172,17 +180,23 @@ def contract_search_q(query: str) -> Q:
     CPQ quote id, any external id in the crosswalk, an invoice number, the account."""
     enterprise_ids, account_ids = _search_keys(query)
     matches = (
-        Contract.objects.filter(enterprise_id__in=enterprise_ids).values("pk").order_by()
+        Contract.objects.filter(enterprise_id__in=enterprise_ids)
+        .values_list("pk", flat=True)
+        .order_by()
     ).union(
-        Contract.objects.filter(order__enterprise_id__in=enterprise_ids).values("pk").order_by(),
-        Contract.objects.filter(account_id__in=account_ids).values("pk").order_by(),
-        Contract.objects.filter(order__quote__cpq_quote_id=query).values("pk").order_by(),
+        Contract.objects.filter(order__enterprise_id__in=enterprise_ids)
+        .values_list("pk", flat=True)
+        .order_by(),
+        Contract.objects.filter(account_id__in=account_ids).values_list("pk", flat=True).order_by(),
+        Contract.objects.filter(order__quote__cpq_quote_id=query)
+        .values_list("pk", flat=True)
+        .order_by(),
         Invoice.objects.filter(number=query, contract__isnull=False)
-        .values("contract_id")
+        .values_list("contract_id", flat=True)
         .order_by(),
         all=True,
     )
-    return Q(pk__in=matches)
+    return Q(pk__in=list(matches[:SEARCH_MATCH_LIMIT]))
 
 
 def order_list(*, filters: RecordFilters, now: dt.datetime | None = None) -> QuerySet[Order]:

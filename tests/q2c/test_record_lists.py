@@ -322,8 +322,8 @@ def test_htmx_request_gets_the_filtered_rows_partial(client, two_entities):
 # Session, user, groups (role), user and group permissions, count, rows, legal entities.
 FULL_PAGE = 8
 BRIT = "<the Britannia account>"
-# The search resolves crosswalk ids and matching accounts first.
-SEARCH = 2
+# The search resolves crosswalk ids, matching accounts, then the matching ids first.
+SEARCH = 3
 
 
 @pytest.mark.django_db
