@@ -77,3 +77,31 @@ def envlist(name: str, default: list[str]) -> list[str]:
     if value is None:
         return list(default)
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def envminutes(name: str, defaults: dict[str, int], *, keys: list[str]) -> dict[str, int]:
+    """``defaults`` (key -> minutes) overridden by ``NAME=key=minutes,key=minutes``.
+
+    An unknown key or a value that is not a positive whole number of minutes is refused.
+    """
+    result = dict(defaults)
+    value = _raw(name)
+    if not value:
+        return result
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        key, sep, minutes = item.partition("=")
+        key = key.strip()
+        if not sep or key not in keys:
+            raise ImproperlyConfigured(
+                f"{name}: {item.strip()!r} is not key=minutes with a key among {', '.join(keys)}"
+            )
+        try:
+            parsed = int(minutes)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {minutes!r} is not whole minutes") from exc
+        if parsed < 1:
+            raise ImproperlyConfigured(f"{name}: {key} must be at least 1 minute")
+        result[key] = parsed
+    return result

@@ -220,7 +220,8 @@ class Order(ConcurrentTransitions, StatefulRecord):
             models.Index(fields=["legal_entity", "state"]),
             models.Index(fields=["account", "state"]),
             # The order list filtered by state, newest first: read in index order, no sort.
-            models.Index(fields=["state", "-created_at"], name="order_state_created_idx"),
+            models.Index(fields=["state", "-created_at", "-id"], name="order_state_created_idx"),
+            models.Index(fields=["activated_at"], name="order_activated_at_idx"),
         ]
         permissions = [
             ("hold_order", "Can put an order on hold and release it"),
@@ -365,7 +366,7 @@ class Contract(ConcurrentTransitions, StatefulRecord):
             models.Index(fields=["legal_entity", "state"]),
             models.Index(fields=["account", "state"]),
             models.Index(fields=["state", "end_date"]),
-            models.Index(fields=["state", "-created_at"], name="contract_state_created_idx"),
+            models.Index(fields=["state", "-created_at", "-id"], name="contract_state_created_idx"),
         ]
         permissions = [("cancel_contract", "Can cancel a contract")]
 

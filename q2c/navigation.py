@@ -16,6 +16,7 @@ class Page:
 
 PAGES = [
     Page("home", "Home", ""),
+    Page("dashboard", "Dashboard", "q2c.view_order"),
     Page("order-list", "Orders", "q2c.view_order"),
     Page("contract-list", "Contracts", "q2c.view_contract"),
     Page("invoice-list", "Invoices", "q2c.view_invoice"),

@@ -24,6 +24,13 @@ _MASTER_VIEW = [
     "masterdata.view_externalid",
 ]  # fmt: skip
 
+# What the deal timeline and the dashboard read from orchestration.
+_ORCHESTRATION_VIEW = [
+    "orchestration.view_outboundcall", "orchestration.view_inboundevent",
+    "orchestration.view_workflowrun", "orchestration.view_steprun",
+    "orchestration.view_circuitbreaker",
+]  # fmt: skip
+
 _EXC_VIEW = "exceptions.view_operationalexception"
 _EXC_RETRY = "exceptions.retry_exception"
 _EXC_RESOLVE = "exceptions.resolve_exception"
@@ -66,6 +73,7 @@ ROLES: dict[str, list[str]] = {
         *_COMMERCIAL_VIEW,
         *_FINANCE_VIEW,
         *_MASTER_VIEW,
+        *_ORCHESTRATION_VIEW,
         _EXC_VIEW,
         _EXC_RETRY,
         _EXC_RESOLVE,

@@ -14,7 +14,7 @@ from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
-from q2c.env import envbool, envfloat, envint, envlist, envstr
+from q2c.env import envbool, envfloat, envint, envlist, envminutes, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(envstr("TANDEM_VAR_DIR", str(BASE_DIR / "var")))
@@ -260,6 +260,20 @@ LOGGING = {
 
 # --- Tandem -----------------------------------------------------------------------------
 TANDEM_DEMO_MODE = envbool("TANDEM_DEMO_MODE", False)
+# How long an order or contract may sit in a non-final state before the console calls it
+# stuck (minutes per state); a state without an entry is never stuck. Override some states
+# with e.g. ORDER_STATE_SLA_MINUTES="submitted_to_erp=120,on_hold=480".
+ORDER_STATE_SLA_MINUTES = envminutes(
+    "ORDER_STATE_SLA_MINUTES",
+    {"received": 15, "validated": 15, "submitted_to_erp": 60, "accepted": 30,
+     "provisioning": 60, "on_hold": 1440},
+    keys=["received", "validated", "submitted_to_erp", "accepted", "provisioning", "on_hold"],
+)  # fmt: skip
+CONTRACT_STATE_SLA_MINUTES = envminutes(
+    "CONTRACT_STATE_SLA_MINUTES",
+    {"pending_activation": 1440, "renewed": 43200},
+    keys=["pending_activation", "renewed"],
+)
 
 # --- Connectors and webhooks ------------------------------------------------------------
 # Every system is reached over HTTP through orchestration.connectors.transport. The defaults

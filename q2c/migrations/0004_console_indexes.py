@@ -44,7 +44,7 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddIndex(
             model_name='contract',
-            index=models.Index(fields=['state', '-created_at'], name='contract_state_created_idx'),
+            index=models.Index(fields=['state', '-created_at', '-id'], name='contract_state_created_idx'),
         ),
         migrations.AddIndex(
             model_name='invoice',
@@ -52,7 +52,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='order',
-            index=models.Index(fields=['state', '-created_at'], name='order_state_created_idx'),
+            index=models.Index(fields=['state', '-created_at', '-id'], name='order_state_created_idx'),
         ),
         migrations.RunPython(trigram_create, trigram_drop, elidable=False),
     ]

@@ -26,9 +26,17 @@ ADMIN = "admin"
 WHO = [*ROLE_NAMES, ADMIN, NO_ROLE, ANONYMOUS]
 
 EXPECTED_PAGES: dict[str, set[str]] = {
-    "sales_ops": {"home", "order-list", "contract-list", "account-list", "exception-list"},
+    "sales_ops": {
+        "home",
+        "dashboard",
+        "order-list",
+        "contract-list",
+        "account-list",
+        "exception-list",
+    },
     "finance_ops": {
         "home",
+        "dashboard",
         "order-list",
         "contract-list",
         "invoice-list",
@@ -38,6 +46,7 @@ EXPECTED_PAGES: dict[str, set[str]] = {
     "data_steward": {"home", "account-list", "exception-list"},
     "integration_support": {
         "home",
+        "dashboard",
         "order-list",
         "contract-list",
         "invoice-list",
@@ -46,6 +55,7 @@ EXPECTED_PAGES: dict[str, set[str]] = {
     },
     "auditor": {
         "home",
+        "dashboard",
         "order-list",
         "contract-list",
         "invoice-list",
@@ -54,6 +64,7 @@ EXPECTED_PAGES: dict[str, set[str]] = {
     },
     ADMIN: {
         "home",
+        "dashboard",
         "order-list",
         "contract-list",
         "invoice-list",
