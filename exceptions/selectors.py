@@ -119,6 +119,20 @@ def exception_comments(*, exception: OperationalException) -> QuerySet[Exception
     return exception.comments.select_related("author").order_by("created_at", "pk")
 
 
+def assignable_users() -> QuerySet[Any]:
+    """Active people with a role in Tandem, by name."""
+    from django.contrib.auth import get_user_model
+
+    from q2c.roles import ROLE_NAMES
+
+    return (
+        get_user_model()
+        .objects.filter(is_active=True, groups__name__in=ROLE_NAMES)
+        .distinct()
+        .order_by("username")
+    )
+
+
 def exception_pks_for_group(*, fingerprint: str) -> list[int]:
     """The open exceptions sharing one fingerprint (a group), oldest first."""
     return list(

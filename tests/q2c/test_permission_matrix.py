@@ -26,7 +26,14 @@ ADMIN = "admin"
 WHO = [*ROLE_NAMES, ADMIN, NO_ROLE, ANONYMOUS]
 
 EXPECTED_PAGES: dict[str, set[str]] = {
-    "sales_ops": {"home", "order-list", "contract-list", "account-list", "exception-list"},
+    "sales_ops": {
+        "home",
+        "order-list",
+        "contract-list",
+        "account-list",
+        "exception-list",
+        "replay-list",
+    },
     "finance_ops": {
         "home",
         "order-list",
@@ -34,8 +41,9 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "invoice-list",
         "account-list",
         "exception-list",
+        "replay-list",
     },
-    "data_steward": {"home", "account-list", "exception-list"},
+    "data_steward": {"home", "account-list", "exception-list", "replay-list"},
     "integration_support": {
         "home",
         "order-list",
@@ -43,6 +51,7 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "invoice-list",
         "account-list",
         "exception-list",
+        "replay-list",
     },
     "auditor": {
         "home",
@@ -51,6 +60,7 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "invoice-list",
         "account-list",
         "exception-list",
+        "replay-list",
     },
     ADMIN: {
         "home",
@@ -59,6 +69,7 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "invoice-list",
         "account-list",
         "exception-list",
+        "replay-list",
     },
     NO_ROLE: set(),
     ANONYMOUS: set(),
@@ -128,6 +139,7 @@ def test_navigation_lists_exactly_the_pages_the_role_may_open(client):
         "home",
         "account-list",
         "exception-list",
+        "replay-list",
     ]
 
 
