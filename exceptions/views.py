@@ -562,7 +562,7 @@ def _replay_decide(request: HttpRequest, pk: int, decision: str) -> HttpResponse
     try:
         service(replay=replay, actor=Actor.person(request.user), reason=reason)
         messages.success(request, f"RPL-{pk} {decision}d")
-    except REFUSALS as exc:
+    except (*REFUSALS, PermissionDenied) as exc:  # the permission is checked above: maker-checker
         messages.error(request, str(exc))
     return redirect("replay-detail", pk=pk)
 
