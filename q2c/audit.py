@@ -22,6 +22,7 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 from simple_history.models import HistoricalRecords
 
+CHANGE_REASON_MAX = 100  # simple-history's history_change_reason column
 SYSTEM_ACTOR_PATTERN = re.compile(r"^(worker|scheduler|system|(connector|sandbox):[a-z_]+)$")
 
 
@@ -142,8 +143,13 @@ class AuditedHistory(HistoricalRecords):
         super().__init__(**kwargs)
 
     def get_change_reason_for_object(self, instance: Any, history_type: str, using: Any) -> Any:
-        explicit = super().get_change_reason_for_object(instance, history_type, using)
-        return explicit or current_reason()
+        reason = super().get_change_reason_for_object(instance, history_type, using)
+        reason = reason or current_reason()
+        # The history column holds 100 characters; a longer reason (an operator's note, a
+        # system's error message) is cut rather than failing the change it explains.
+        if reason and len(reason) > CHANGE_REASON_MAX:
+            reason = reason[: CHANGE_REASON_MAX - 1] + "…"
+        return reason
 
 
 class AuditContextMiddleware:

@@ -284,3 +284,21 @@ def test_a_corrected_payload_is_refused_for_a_downstream_outage():
             actor=person("sales_ops"), reason="again", corrected_payload={"x": 1},
         )  # fmt: skip
     assert Replay.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_long_reason_is_kept_whole_on_the_replay_and_cut_to_fit_the_history_column():
+    # given
+    _exc, steps = failed_at_subscription()
+    replay = services.replay_request(
+        kind=ReplayKind.STEP, step_run=steps["create_subscription"], actor=person("sales_ops"),
+        reason="again",
+    )  # fmt: skip
+    long_reason = "checked with billing and finance; " * 10
+    # when
+    services.replay_approve(replay=replay, actor=person("finance_ops"), reason=long_reason)
+    # then
+    replay.refresh_from_db()
+    assert replay.decision_reason == long_reason
+    newest = replay.history.order_by("-history_id").values_list("history_change_reason")[0][0]
+    assert newest == long_reason[:99] + "…"
