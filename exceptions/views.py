@@ -215,6 +215,7 @@ def exception_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "next_steps": NEXT_STEPS.get(exception.category, []),
             "resolution_codes": RESOLUTION_CODES,
             "comments": selectors.exception_comments(exception=exception),
+            "replays": exception.replays.select_related("requested_by").order_by("-pk"),
             "assignable": selectors.assignable_users(),
             "can_retry": user.has_perm("exceptions.retry_exception"),
             "can_resolve": user.has_perm("exceptions.resolve_exception"),

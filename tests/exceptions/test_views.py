@@ -336,8 +336,8 @@ def test_detail_is_refused_without_the_permission_and_404_when_unknown(client, w
 # Session, user, the user's groups (role), user and group permissions, count, rows.
 LIST_QUERIES = 7
 # Session, user, exception with its order/run/step/assignee, groups, permissions (2), steps,
-# outbound calls, comments, people it may be assigned to, history.
-DETAIL_QUERIES = 11
+# outbound calls, comments, replays, people it may be assigned to, history.
+DETAIL_QUERIES = 12
 
 
 @pytest.mark.django_db
