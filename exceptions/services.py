@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -400,13 +401,9 @@ def _decide(*, replay: Replay, actor: Actor, reason: str, what: str) -> Replay:
 def replay_approve(*, replay: Replay, actor: Actor, reason: str) -> Replay:
     """A different person approves; a worker executes the replay after commit. Of two
     concurrent approvals one wins and the other fails with ``ConcurrentTransition``."""
-    from exceptions.tasks import execute_replay
-
     with transaction.atomic():
         approved = _decide(replay=replay, actor=actor, reason=reason, what="approve")
-        queue = "erp" if approved.kind == ReplayKind.COMPENSATION else "default"
-        replay_id = approved.pk
-        transaction.on_commit(lambda: execute_replay.apply_async(args=[replay_id], queue=queue))
+        _enqueue_execution(approved)
     return approved
 
 
@@ -522,3 +519,30 @@ def replays_finish_for_run(*, run: WorkflowRun, ok: bool, message: str) -> None:
             else:
                 replay.fail(message=message, result=result)
             replay.save()
+
+
+# An approved replay whose execution message has not started it within this long lost it.
+APPROVED_GRACE = dt.timedelta(minutes=2)
+
+
+def replays_sweep(*, now: dt.datetime | None = None) -> int:
+    """Re-send the execution of approved replays whose message was lost (the row is the
+    truth; executing twice is harmless). Returns how many were re-sent."""
+    now = now or timezone.now()
+    stale = Replay.objects.filter(
+        state=ReplayState.APPROVED, decided_at__lt=now - APPROVED_GRACE
+    ).order_by("pk")
+    resent = 0
+    for replay in stale:
+        _enqueue_execution(replay)
+        resent += 1
+    return resent
+
+
+def _enqueue_execution(replay: Replay) -> None:
+    """Send the replay's execution after commit; a compensation goes to its system's queue."""
+    from exceptions.tasks import execute_replay
+
+    queue = "erp" if replay.kind == ReplayKind.COMPENSATION else "default"
+    replay_id = replay.pk
+    transaction.on_commit(lambda: execute_replay.apply_async(args=[replay_id], queue=queue))

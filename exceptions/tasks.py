@@ -10,3 +10,8 @@ from exceptions import services
 @shared_task(name="exceptions.execute_replay")
 def execute_replay(replay_id: int) -> str:
     return services.replay_execute(replay_id=replay_id)
+
+
+@shared_task(name="exceptions.sweep_replays")
+def sweep_replays() -> int:
+    return services.replays_sweep()

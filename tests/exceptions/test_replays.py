@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from itertools import count
 
 import pytest
@@ -302,3 +303,26 @@ def test_a_long_reason_is_kept_whole_on_the_replay_and_cut_to_fit_the_history_co
     assert replay.decision_reason == long_reason
     newest = replay.history.order_by("-history_id").values_list("history_change_reason")[0][0]
     assert newest == long_reason[:99] + "…"
+
+
+@pytest.mark.django_db
+def test_the_sweeper_resends_only_approved_replays_whose_message_was_lost(
+    django_capture_on_commit_callbacks,
+):
+    # given
+    _exc, steps = failed_at_subscription()
+    replay = services.replay_request(
+        kind=ReplayKind.STEP, step_run=steps["create_subscription"], actor=person("sales_ops"),
+        reason="again",
+    )  # fmt: skip
+    services.replay_approve(replay=replay, actor=person("finance_ops"), reason="ok")
+    replay.refresh_from_db()
+    # when
+    with django_capture_on_commit_callbacks(execute=False) as fresh:
+        soon = services.replays_sweep(now=replay.decided_at + dt.timedelta(seconds=30))
+    with django_capture_on_commit_callbacks(execute=False) as late:
+        later = services.replays_sweep(now=replay.decided_at + dt.timedelta(minutes=3))
+    services.replay_execute(replay_id=replay.pk)
+    after_start = services.replays_sweep(now=replay.decided_at + dt.timedelta(minutes=3))
+    # then
+    assert (soon, len(fresh), later, len(late), after_start) == (0, 0, 1, 1, 0)
