@@ -8,7 +8,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from exceptions import services
-from exceptions.models import OperationalException
+from exceptions.models import ExceptionComment, OperationalException, Replay
 from q2c.admin_tools import AuditedAdmin, transition_action
 from q2c.audit import Actor
 
@@ -46,3 +46,41 @@ class OperationalExceptionAdmin(AuditedAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # the queue is an audit trail
+
+
+@admin.register(Replay)
+class ReplayAdmin(AuditedAdmin):
+    """Read-only: replays are requested, decided and executed through the services (the
+    maker-checker rule lives there and in the database)."""
+
+    list_display = ("id", "requested_at", "kind", "state", "workflow_run", "step_run",
+                    "requested_by", "decided_by", "finished_at")  # fmt: skip
+    list_filter = ("state", "kind", "compensation")
+    list_select_related = ("workflow_run", "step_run", "requested_by", "decided_by")
+    search_fields = ("reason", "workflow_run__subject_id")
+    date_hierarchy = "requested_at"
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in self.model._meta.concrete_fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ExceptionComment)
+class ExceptionCommentAdmin(AuditedAdmin):
+    list_display = ("id", "created_at", "exception", "author")
+    list_select_related = ("exception", "author")
+    search_fields = ("body",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in self.model._meta.concrete_fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.db.models import F, Q
 from django.utils import timezone
 from django_fsm import FSMField, transition
 
@@ -127,6 +128,7 @@ class OperationalException(ConcurrentTransitions, models.Model):
         permissions = [
             ("retry_exception", "Can retry the step behind an exception"),
             ("resolve_exception", "Can resolve or ignore an exception"),
+            ("assign_exception", "Can assign an exception to a person"),
         ]
 
     def __str__(self) -> str:
@@ -160,3 +162,149 @@ class OperationalException(ConcurrentTransitions, models.Model):
         self.resolution_code = "ignored"
         self.resolution_note = note
         self.resolved_at = timezone.now()
+
+
+class ExceptionComment(models.Model):
+    """A note an operator leaves on an exception (kept with history, never edited away)."""
+
+    exception = models.ForeignKey(
+        OperationalException, on_delete=models.PROTECT, related_name="comments"
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="exception_comments"
+    )
+    body = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    history = AuditedHistory()
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"comment {self.pk} on EXC-{self.exception_id}"
+
+
+# --- Replays --------------------------------------------------------------------------------
+
+
+class ReplayKind(models.TextChoices):
+    STEP = "step", "Replay a step (and the steps after it)"
+    WORKFLOW = "workflow", "Replay the whole workflow"
+    COMPENSATION = "compensation", "Compensate an effect that already happened"
+
+
+class Compensation(models.TextChoices):
+    CANCEL_ERP_ORDER = "cancel_erp_order", "Cancel the ERP sales order"
+
+
+class ReplayState(models.TextChoices):
+    REQUESTED = "requested", "Awaiting approval"
+    APPROVED = "approved", "Approved, queued"
+    REJECTED = "rejected", "Rejected"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+# Categories whose failing step may be replayed with a corrected payload: the data was wrong,
+# not the system. A downstream outage or a duplicate event is replayed as it was.
+CORRECTABLE_CATEGORIES: frozenset[str] = frozenset(
+    {Category.VALIDATION, Category.MAPPING, Category.MASTER_DATA, Category.TAX}
+)
+
+
+class Replay(ConcurrentTransitions, models.Model):
+    """A request to run a step, a workflow or a compensation again, approved by another
+    person before a worker executes it (maker-checker)."""
+
+    kind = models.CharField(max_length=20, choices=ReplayKind.choices)
+    state = FSMField(default=ReplayState.REQUESTED, choices=ReplayState.choices, protected=True)
+    exception = models.ForeignKey(
+        OperationalException, on_delete=models.PROTECT, null=True, blank=True,
+        related_name="replays",
+    )  # fmt: skip
+    workflow_run = models.ForeignKey(
+        "orchestration.WorkflowRun", on_delete=models.PROTECT, related_name="replays"
+    )
+    step_run = models.ForeignKey(
+        "orchestration.StepRun", on_delete=models.PROTECT, null=True, blank=True,
+        related_name="replays", help_text="the step the replay starts from",
+    )  # fmt: skip
+    compensation = models.CharField(max_length=30, choices=Compensation.choices, blank=True)
+    reason = models.TextField()
+    original_payload = models.JSONField(default=dict, blank=True)
+    corrected_payload = models.JSONField(null=True, blank=True)
+    preview = models.JSONField(default=dict, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="replays_requested"
+    )
+    requested_at = models.DateTimeField(default=timezone.now, db_index=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+        related_name="replays_decided",
+    )  # fmt: skip
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    result_message = models.TextField(blank=True)
+    result = models.JSONField(default=dict, blank=True)
+
+    history = AuditedHistory()
+
+    class Meta:
+        ordering = ["-requested_at", "-pk"]
+        indexes = [models.Index(fields=["state", "requested_at"])]
+        constraints = [
+            # Maker-checker: whoever decides is never whoever asked, whatever code path.
+            models.CheckConstraint(
+                condition=Q(decided_by__isnull=True) | ~Q(decided_by=F("requested_by")),
+                name="replay_decider_is_not_requester",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind=ReplayKind.COMPENSATION) | ~Q(compensation=""),
+                name="replay_compensation_named",
+            ),
+        ]
+        permissions = [
+            ("request_replay", "Can request a replay or a compensation"),
+            ("approve_replay", "Can approve or reject someone else's replay"),
+        ]
+
+    def __str__(self) -> str:
+        return f"RPL-{self.pk}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in (ReplayState.REQUESTED, ReplayState.APPROVED, ReplayState.RUNNING)
+
+    @transition(field=state, source=ReplayState.REQUESTED, target=ReplayState.APPROVED)
+    def approve(self, *, by: Any, note: str) -> None:
+        self.decided_by = by
+        self.decided_at = timezone.now()
+        self.decision_reason = note
+
+    @transition(field=state, source=ReplayState.REQUESTED, target=ReplayState.REJECTED)
+    def reject(self, *, by: Any, note: str) -> None:
+        self.decided_by = by
+        self.decided_at = timezone.now()
+        self.decision_reason = note
+
+    @transition(field=state, source=ReplayState.APPROVED, target=ReplayState.RUNNING)
+    def start(self) -> None:
+        self.started_at = timezone.now()
+
+    @transition(field=state, source=ReplayState.RUNNING, target=ReplayState.SUCCEEDED)
+    def succeed(self, *, message: str, result: dict[str, Any]) -> None:
+        self.finished_at = timezone.now()
+        self.result_message = message
+        self.result = result
+
+    @transition(
+        field=state, source=[ReplayState.APPROVED, ReplayState.RUNNING], target=ReplayState.FAILED
+    )
+    def fail(self, *, message: str, result: dict[str, Any]) -> None:
+        self.finished_at = timezone.now()
+        self.result_message = message
+        self.result = result

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Count, Max, Min, QuerySet
+from django.utils import timezone
 
-from exceptions.models import OPEN_STATES, OperationalException
+from exceptions.models import (
+    OPEN_STATES,
+    Compensation,
+    ExceptionComment,
+    OperationalException,
+    Replay,
+    ReplayKind,
+    ReplayState,
+)
 from orchestration.models import OutboundCall
-from orchestration.workflows.models import StepRun
+from orchestration.workflows.models import RunState, StepEffect, StepRun, WorkflowRun
 
 # Enough to follow one deal; an order with more calls than this is read in the admin.
 OUTBOUND_CALLS_SHOWN = 200
@@ -24,10 +34,24 @@ class ExceptionFilters:
     owner_team: str = ""
     system: str = ""
     fingerprint: str = ""
+    severity: str = ""
+    assignee_id: int | None = None  # 0 means unassigned
+    older_than: dt.timedelta | None = None
+    overdue: bool = False
 
 
 def _filtered(filters: ExceptionFilters) -> QuerySet[OperationalException]:
     qs = OperationalException.objects.all()
+    if filters.severity:
+        qs = qs.filter(severity=filters.severity)
+    if filters.assignee_id == 0:
+        qs = qs.filter(assignee__isnull=True)
+    elif filters.assignee_id is not None:
+        qs = qs.filter(assignee_id=filters.assignee_id)
+    if filters.older_than is not None:
+        qs = qs.filter(created_at__lt=timezone.now() - filters.older_than)
+    if filters.overdue:
+        qs = qs.filter(state__in=OPEN_STATES, sla_due_at__lt=timezone.now())
     if filters.states:
         qs = qs.filter(state__in=filters.states)
     if filters.category:
@@ -43,7 +67,7 @@ def _filtered(filters: ExceptionFilters) -> QuerySet[OperationalException]:
 
 def exception_list(*, filters: ExceptionFilters) -> QuerySet[OperationalException]:
     """Exceptions newest first, with the order each one holds (one query per page)."""
-    return _filtered(filters).select_related("order").order_by("-created_at", "-pk")
+    return _filtered(filters).select_related("order", "assignee").order_by("-created_at", "-pk")
 
 
 def exception_groups(*, filters: ExceptionFilters) -> QuerySet[OperationalException, Any]:
@@ -89,3 +113,154 @@ def exception_outbound_calls(*, exception: OperationalException) -> list[Outboun
         .order_by("-created_at", "-pk")[:OUTBOUND_CALLS_SHOWN]
     )
     return list(reversed(newest))
+
+
+def exception_comments(*, exception: OperationalException) -> QuerySet[ExceptionComment]:
+    return exception.comments.select_related("author").order_by("created_at", "pk")
+
+
+def assignable_users() -> QuerySet[Any]:
+    """Active people with a role in Tandem, by name."""
+    from django.contrib.auth import get_user_model
+
+    from q2c.roles import ROLE_NAMES
+
+    return (
+        get_user_model()
+        .objects.filter(is_active=True, groups__name__in=ROLE_NAMES)
+        .distinct()
+        .order_by("username")
+    )
+
+
+def exception_pks_for_group(*, fingerprint: str) -> list[int]:
+    """The open exceptions sharing one fingerprint (a group), oldest first."""
+    return list(
+        OperationalException.objects.filter(fingerprint=fingerprint, state__in=OPEN_STATES)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
+# --- Replays --------------------------------------------------------------------------------
+
+# Which step's effect each compensation reverses.
+COMPENSATION_STEP: dict[str, str] = {Compensation.CANCEL_ERP_ORDER: "create_erp_order"}
+
+
+def replay_list(*, state: str = "") -> QuerySet[Replay]:
+    """Replays newest first, with who asked and who decided (one query per page)."""
+    qs = Replay.objects.select_related(
+        "requested_by", "decided_by", "workflow_run", "step_run", "exception"
+    )
+    if state:
+        qs = qs.filter(state=state)
+    return qs.order_by("-requested_at", "-pk")
+
+
+def replay_get(*, pk: int) -> Replay:
+    return Replay.objects.select_related(
+        "requested_by", "decided_by", "workflow_run", "step_run", "exception"
+    ).get(pk=pk)
+
+
+def replay_corrected_payload(*, step_run_id: int) -> dict[str, Any] | None:
+    """The corrected payload of the running replay that starts at this step, if any."""
+    found = (
+        Replay.objects.filter(step_run_id=step_run_id, state=ReplayState.RUNNING)
+        .exclude(corrected_payload__isnull=True)
+        .values_list("corrected_payload", flat=True)
+        .first()
+    )
+    return found if isinstance(found, dict) else None
+
+
+def compensation_target(*, run: WorkflowRun, compensation: str) -> str:
+    """The external id the compensation reverses ('' when that effect never happened)."""
+    step_name = COMPENSATION_STEP.get(compensation)
+    step = StepRun.objects.filter(run=run, name=step_name).first() if step_name else None
+    if step is None:
+        return ""
+    effect = StepEffect.objects.filter(idempotency_key=step.idempotency_key).first()
+    return effect.external_id if effect is not None else ""
+
+
+def compensations_available(*, run: WorkflowRun) -> list[str]:
+    """Compensations offered for a run stopped by a failure after the effect happened."""
+    if run.state != RunState.PAUSED:
+        return []
+    return [code for code in Compensation.values if compensation_target(run=run, compensation=code)]
+
+
+def replay_original_payload(
+    *, step_run: StepRun, exception: OperationalException | None
+) -> dict[str, Any]:
+    """What the step worked with when it failed: the exception's context, else its result."""
+    if exception is not None and exception.step_run_id == step_run.pk:
+        return dict(exception.context)
+    return {"result": step_run.result, "external_id": step_run.external_id}
+
+
+def replay_preview(
+    *, kind: str, step_run: StepRun, compensation: str, payload: dict[str, Any]
+) -> dict[str, Any]:
+    """The dry run: which steps run again, which effects exist and are skipped, what is sent."""
+    from exceptions.services import compensation_key
+    from orchestration.workflows.engine import REGISTRY
+
+    run = step_run.run
+    if kind == ReplayKind.COMPENSATION:
+        key = compensation_key(run=run, compensation=compensation)
+        return {
+            "steps": [],
+            "sends": [
+                {
+                    "system": "erp",
+                    "operation": "sales_order_cancel",
+                    "target": compensation_target(run=run, compensation=compensation),
+                    "idempotency_key": key,
+                    "already_done": StepEffect.objects.filter(idempotency_key=key).exists(),
+                }
+            ],
+            "then": "resolve the run's open exceptions, cancel the run and the order",
+        }
+    definition = REGISTRY.get(run.kind)
+    defs = {step.name: step for step in definition.steps} if definition else {}
+    steps = list(StepRun.objects.filter(run=run, position__gte=step_run.position))
+    steps.sort(key=lambda s: s.position)
+    effects = {
+        effect.idempotency_key: effect
+        for effect in StepEffect.objects.filter(
+            idempotency_key__in=[step.idempotency_key for step in steps]
+        )
+    }
+    signals = set(run.signals.values_list("event_type", flat=True))
+    rows = []
+    for step in steps:
+        step_def = defs.get(step.name)
+        has_effect = step_def.has_effect if step_def else True
+        effect = effects.get(step.idempotency_key)
+        if has_effect and effect is not None:
+            action, detail = "skip", f"effect exists in {effect.system}: {effect.external_id}"
+        elif has_effect:
+            action, detail = "run", f"calls {step.system} under key {step.idempotency_key}"
+        elif step.waiting_for:
+            received = step.waiting_for in signals
+            action = "check"
+            detail = f"waits for {step.waiting_for} ({'received' if received else 'not yet'})"
+        else:
+            action, detail = "check", "runs again (no external effect)"
+        rows.append(
+            {"pk": step.pk, "name": step.name, "system": step.system, "state": step.state,
+             "action": action, "detail": detail}
+        )  # fmt: skip
+    return {
+        "steps": rows,
+        "sends": [
+            {"system": row["system"], "step": row["name"], "payload": payload if i == 0 else None}
+            for i, row in enumerate(rows)
+            if row["action"] == "run"
+        ],
+        "payload": payload,
+        "then": "the exception resolves itself when the failed step succeeds",
+    }

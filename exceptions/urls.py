@@ -8,4 +8,7 @@ urlpatterns = [
     path("<int:pk>/retry/", views.exception_retry, name="exception-retry"),
     path("<int:pk>/resolve/", views.exception_resolve, name="exception-resolve"),
     path("<int:pk>/ignore/", views.exception_ignore, name="exception-ignore"),
+    path("<int:pk>/assign/", views.exception_assign, name="exception-assign"),
+    path("<int:pk>/comment/", views.exception_comment, name="exception-comment"),
+    path("bulk/", views.exception_bulk, name="exception-bulk"),
 ]

@@ -6,8 +6,11 @@ Every view needs the queue's view permission; the actions also need their own pe
 
 from __future__ import annotations
 
+import datetime as dt
+import difflib
 import json
 import re
+from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -17,7 +20,20 @@ from django.views.decorators.http import require_POST
 from django_fsm import ConcurrentTransition
 
 from exceptions import selectors, services
-from exceptions.models import OPEN_STATES, Category, ExceptionState, OperationalException, Team
+from exceptions.models import (
+    CORRECTABLE_CATEGORIES,
+    OPEN_STATES,
+    Category,
+    Compensation,
+    ExceptionState,
+    OperationalException,
+    Replay,
+    ReplayKind,
+    ReplayState,
+    Severity,
+    Team,
+)
+from orchestration.workflows.models import StepRun, WorkflowRun
 from q2c.audit import Actor
 from q2c.errors import TransitionRefused
 from q2c.pagination import BoundedPaginator
@@ -75,7 +91,18 @@ RESOLUTION_CODES: dict[str, str] = {
 }
 
 
-def _filters(params: QueryDict) -> tuple[selectors.ExceptionFilters, dict[str, str]]:
+AGE_FILTERS: dict[str, tuple[str, dt.timedelta]] = {
+    "1h": ("older than 1 hour", dt.timedelta(hours=1)),
+    "4h": ("older than 4 hours", dt.timedelta(hours=4)),
+    "24h": ("older than 1 day", dt.timedelta(days=1)),
+    "7d": ("older than 7 days", dt.timedelta(days=7)),
+}
+ASSIGNEE_FILTERS = [("", "anyone"), ("me", "me"), ("none", "unassigned")]
+
+
+def _filters(
+    params: QueryDict, user_id: int | None = None
+) -> tuple[selectors.ExceptionFilters, dict[str, str]]:
     """The filters from the query string; unknown values are dropped, never trusted."""
 
     def pick(name: str, allowed: list[str]) -> str:
@@ -92,7 +119,16 @@ def _filters(params: QueryDict) -> tuple[selectors.ExceptionFilters, dict[str, s
         "owner_team": pick("owner_team", Team.values),
         "system": pick("system", [code for code, _ in SYSTEM_CHOICES]),
         "fingerprint": fingerprint if FINGERPRINT.match(fingerprint) else "",
+        "severity": pick("severity", Severity.values),
+        "assignee": pick("assignee", [value for value, _ in ASSIGNEE_FILTERS]),
+        "age": pick("age", list(AGE_FILTERS)),
+        "overdue": "1" if params.get("overdue") == "1" else "",
     }
+    assignee_id: int | None = None
+    if chosen["assignee"] == "none":
+        assignee_id = 0
+    elif chosen["assignee"] == "me" and user_id is not None:
+        assignee_id = user_id
     if state == OPEN_FILTER:
         states: tuple[str, ...] = tuple(OPEN_STATES)
     elif state == ANY_STATE:
@@ -105,13 +141,17 @@ def _filters(params: QueryDict) -> tuple[selectors.ExceptionFilters, dict[str, s
         owner_team=chosen["owner_team"],
         system=chosen["system"],
         fingerprint=chosen["fingerprint"],
+        severity=chosen["severity"],
+        assignee_id=assignee_id,
+        older_than=AGE_FILTERS[chosen["age"]][1] if chosen["age"] else None,
+        overdue=bool(chosen["overdue"]),
     )
     return filters, chosen
 
 
 @page_permission("exception-list")
 def exception_list(request: HtmxHttpRequest) -> HttpResponse:
-    filters, chosen = _filters(request.GET)
+    filters, chosen = _filters(request.GET, request.user.pk)
     grouped = request.GET.get("view") == "grouped"
     qs = (
         selectors.exception_groups(filters=filters)
@@ -137,6 +177,10 @@ def exception_list(request: HtmxHttpRequest) -> HttpResponse:
         "categories": Category.choices,
         "teams": Team.choices,
         "systems": SYSTEM_CHOICES,
+        "severities": Severity.choices,
+        "assignees": ASSIGNEE_FILTERS,
+        "ages": [(value, label) for value, (label, _) in AGE_FILTERS.items()],
+        "bulk_actions": _bulk_actions_for(request.user),
     }
     template = "exceptions/exception_list.html"
     if request.htmx:
@@ -170,8 +214,14 @@ def exception_detail(request: HttpRequest, pk: int) -> HttpResponse:
             )[:50],
             "next_steps": NEXT_STEPS.get(exception.category, []),
             "resolution_codes": RESOLUTION_CODES,
+            "comments": selectors.exception_comments(exception=exception),
+            "replays": exception.replays.select_related("requested_by").order_by("-pk"),
+            "assignable": selectors.assignable_users(),
             "can_retry": user.has_perm("exceptions.retry_exception"),
             "can_resolve": user.has_perm("exceptions.resolve_exception"),
+            "can_assign": user.has_perm("exceptions.assign_exception"),
+            "can_comment": user.has_perm("exceptions.add_exceptioncomment"),
+            "can_request_replay": user.has_perm("exceptions.request_replay"),
         },
     )
 
@@ -239,3 +289,292 @@ def exception_ignore(request: HttpRequest, pk: int) -> HttpResponse:
     except REFUSALS as exc:
         messages.error(request, str(exc))
     return redirect("exception-detail", pk=pk)
+
+
+@require_POST
+@page_permission("exception-list")
+def exception_assign(request: HttpRequest, pk: int) -> HttpResponse:
+    """Give the exception to me or to someone (or back to the team), with a reason."""
+    _require(request, "exceptions.assign_exception", "assign")
+    exception = get_object_or_404(OperationalException, pk=pk)
+    reason = (request.POST.get("reason") or "").strip() or "assigned"
+    try:
+        assignee = _assignee(request, request.POST.get("assignee") or "")
+        services.exception_assign(
+            exception=exception, assignee=assignee, actor=Actor.person(request.user), reason=reason
+        )
+        who = assignee.get_username() if assignee else "the owner team"
+        messages.success(request, f"EXC-{pk} assigned to {who}")
+    except REFUSALS as exc:
+        messages.error(request, str(exc))
+    return redirect("exception-detail", pk=pk)
+
+
+def _assignee(request: HttpRequest, value: str) -> Any:
+    """'me', '' (nobody) or the pk of a person with a role; anything else is refused."""
+    if value == "me":
+        return request.user
+    if not value:
+        return None
+    found = selectors.assignable_users().filter(pk=int(value)).first() if value.isdigit() else None
+    if found is None:
+        raise ValueError("choose a person with a role in Tandem")
+    return found
+
+
+@require_POST
+@page_permission("exception-list")
+def exception_comment(request: HttpRequest, pk: int) -> HttpResponse:
+    _require(request, "exceptions.add_exceptioncomment", "comment on")
+    exception = get_object_or_404(OperationalException, pk=pk)
+    try:
+        services.exception_comment(
+            exception=exception,
+            body=request.POST.get("body") or "",
+            actor=Actor.person(request.user),
+        )
+        messages.success(request, f"comment added to EXC-{pk}")
+    except REFUSALS as exc:
+        messages.error(request, str(exc))
+    return redirect("exception-detail", pk=pk)
+
+
+# --- Bulk actions ---------------------------------------------------------------------------
+
+BULK_PERMISSIONS = {
+    "retry": ("exceptions.retry_exception", "Retry the failed step"),
+    "assign": ("exceptions.assign_exception", "Assign"),
+    "resolve": ("exceptions.resolve_exception", "Resolve"),
+}
+
+
+def _bulk_actions_for(user: Any) -> list[tuple[str, str]]:
+    return [
+        (name, label) for name, (perm, label) in BULK_PERMISSIONS.items() if user.has_perm(perm)
+    ]
+
+
+@require_POST
+@page_permission("exception-list")
+def exception_bulk(request: HttpRequest) -> HttpResponse:
+    """A bulk action on a selection (``pk``) or a whole group (``fingerprint``): the first
+    POST shows what will be done and asks for confirmation, the confirmed POST runs it and
+    shows the report (done, failed and why, per exception)."""
+    action = request.POST.get("action") or ""
+    fingerprint = request.POST.get("fingerprint") or ""
+    group = request.POST.get("group") or ""  # "<action>:<fingerprint>" from a group's button
+    if group:
+        action, _, fingerprint = group.partition(":")
+    if action not in BULK_PERMISSIONS:
+        messages.error(request, "choose a bulk action")
+        return redirect("exception-list")
+    _require(request, BULK_PERMISSIONS[action][0], action)
+    if fingerprint and FINGERPRINT.match(fingerprint):
+        pks = selectors.exception_pks_for_group(fingerprint=fingerprint)
+    else:
+        fingerprint = ""
+        pks = sorted({int(v) for v in request.POST.getlist("pk") if v.isdigit()})
+    if not pks:
+        messages.error(request, "select at least one exception")
+        return redirect("exception-list")
+    context: dict[str, Any] = {
+        "action": action,
+        "action_label": BULK_PERMISSIONS[action][1],
+        "fingerprint": fingerprint,
+        "pks": pks,
+        "resolution_codes": RESOLUTION_CODES,
+        "assignable": selectors.assignable_users(),
+    }
+    if request.POST.get("confirm") != "1":
+        context["exceptions"] = OperationalException.objects.filter(pk__in=pks).order_by("pk")
+        return render(request, "exceptions/exception_bulk.html", context)
+    reason = (request.POST.get("reason") or "").strip()
+    code = request.POST.get("code") or ""
+    try:
+        if action == "resolve" and code not in RESOLUTION_CODES:
+            raise ValueError("choose a resolution code")
+        assignee = _assignee(request, request.POST.get("assignee") or "")
+        report = services.exceptions_bulk(
+            action=action, pks=pks, actor=Actor.person(request.user), reason=reason,
+            code=code, assignee=assignee,
+        )  # fmt: skip
+    except REFUSALS as exc:
+        messages.error(request, str(exc))
+        context["exceptions"] = OperationalException.objects.filter(pk__in=pks).order_by("pk")
+        return render(request, "exceptions/exception_bulk.html", context, status=400)
+    context["report"] = report
+    return render(request, "exceptions/exception_bulk.html", context)
+
+
+# --- Replays --------------------------------------------------------------------------------
+
+REPLAY_STATE_FILTERS = [("", "Any state"), *ReplayState.choices]
+
+
+@page_permission("replay-list")
+def replay_list(request: HtmxHttpRequest) -> HttpResponse:
+    state = request.GET.get("state") or ""
+    if state not in ReplayState.values:
+        state = ""
+    page = BoundedPaginator(selectors.replay_list(state=state), PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    context = {"page": page, "state": state, "state_filters": REPLAY_STATE_FILTERS}
+    template = "exceptions/replay_list.html"
+    if request.htmx:
+        return render(request, f"{template}#rows", context)
+    return render(request, template, context)
+
+
+def _pretty(payload: Any) -> str:
+    return json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def payload_diff(original: Any, corrected: Any) -> list[tuple[str, str]]:
+    """A unified diff of the pretty JSON, as (css class, line) pairs."""
+    lines = difflib.unified_diff(
+        _pretty(original).splitlines(), _pretty(corrected).splitlines(),
+        fromfile="original", tofile="corrected", lineterm="",
+    )  # fmt: skip
+    kinds = {"+": "added", "-": "removed", "@": "hunk"}
+    return [(kinds.get(line[:1], "same"), line) for line in lines]
+
+
+@page_permission("replay-list")
+def replay_create(request: HttpRequest) -> HttpResponse:
+    """Request a replay of ``?step_run=`` (and the steps after it) or ``?workflow_run=``, or
+    a compensation offered for the run; shows the dry run before anything is asked."""
+    _require(request, "exceptions.request_replay", "request replays of")
+    source = request.POST if request.method == "POST" else request.GET
+    step_run, workflow_run = _replay_target(source)
+    run = step_run.run if step_run is not None else workflow_run
+    assert run is not None
+    exception = (
+        OperationalException.objects.filter(workflow_run=run, state__in=OPEN_STATES)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    start = step_run or StepRun.objects.filter(run=run).order_by("position").first()
+    if start is None:
+        raise Http404(f"{run} has no steps")
+    kinds = [ReplayKind.STEP] if step_run is not None else [ReplayKind.WORKFLOW]
+    compensations = selectors.compensations_available(run=run)
+    if compensations:
+        kinds.append(ReplayKind.COMPENSATION)
+    original = selectors.replay_original_payload(step_run=start, exception=exception)
+    correctable = exception is not None and exception.category in CORRECTABLE_CATEGORIES
+    context: dict[str, Any] = {
+        "run": run,
+        "step_run": step_run,
+        "exception": exception,
+        "kinds": [(kind, ReplayKind(kind).label) for kind in kinds],
+        "compensations": [(c, Compensation(c).label) for c in compensations],
+        "correctable": correctable,
+        "original_json": _pretty(original),
+        "preview": selectors.replay_preview(
+            kind=kinds[0], step_run=start, compensation="", payload=original
+        ),
+    }
+    if request.method == "POST":
+        kind = request.POST.get("kind") or ""
+        corrected_text = (request.POST.get("corrected_payload") or "").strip()
+        try:
+            corrected = None
+            if corrected_text and corrected_text != context["original_json"].strip():
+                try:
+                    corrected = json.loads(corrected_text)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"the corrected payload is not valid JSON: {exc}") from None
+            replay = services.replay_request(
+                kind=kind if kind in {k for k, _ in context["kinds"]} else "",
+                actor=Actor.person(request.user),
+                reason=(request.POST.get("reason") or "").strip(),
+                step_run=start if kind != ReplayKind.WORKFLOW else None,
+                workflow_run=run,
+                compensation=request.POST.get("compensation") or "",
+                corrected_payload=corrected,
+            )
+        except REFUSALS as exc:
+            messages.error(request, str(exc))
+            context["corrected_text"] = corrected_text
+            return render(request, "exceptions/replay_create.html", context, status=400)
+        messages.success(request, f"{replay} requested; another person must approve it")
+        return redirect("replay-detail", pk=replay.pk)
+    return render(request, "exceptions/replay_create.html", context)
+
+
+def _replay_target(params: QueryDict) -> tuple[StepRun | None, WorkflowRun | None]:
+    step_value = params.get("step_run") or ""
+    run_value = params.get("workflow_run") or ""
+    if step_value.isdigit():
+        step = StepRun.objects.select_related("run").filter(pk=int(step_value)).first()
+        if step is None:
+            raise Http404(f"no step run {step_value}")
+        return step, step.run
+    if run_value.isdigit():
+        run = WorkflowRun.objects.filter(pk=int(run_value)).first()
+        if run is None:
+            raise Http404(f"no workflow run {run_value}")
+        return None, run
+    raise Http404("name the step (?step_run=) or the workflow run (?workflow_run=) to replay")
+
+
+def _replay_or_404(pk: int) -> Replay:
+    try:
+        return selectors.replay_get(pk=pk)
+    except Replay.DoesNotExist:
+        raise Http404(f"no replay RPL-{pk}") from None
+
+
+@page_permission("replay-list")
+def replay_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    replay = _replay_or_404(pk)
+    user = request.user
+    diff = (
+        payload_diff(replay.original_payload, replay.corrected_payload)
+        if replay.corrected_payload is not None
+        else []
+    )
+    return render(
+        request,
+        "exceptions/replay_detail.html",
+        {
+            "replay": replay,
+            "diff": diff,
+            "original_json": _pretty(replay.original_payload),
+            "history": replay.history.select_related("history_user").order_by(
+                "-history_date", "-history_id"
+            )[:50],
+            "may_decide": (
+                replay.state == ReplayState.REQUESTED
+                and user.has_perm("exceptions.approve_replay")
+                and replay.requested_by_id != user.pk
+            ),
+            "own_request": replay.requested_by_id == user.pk,
+        },
+    )
+
+
+def _replay_decide(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
+    _require(request, "exceptions.approve_replay", f"{decision}")
+    replay = get_object_or_404(Replay, pk=pk)
+    reason = (request.POST.get("reason") or "").strip()
+    service = services.replay_approve if decision == "approve" else services.replay_reject
+    try:
+        service(replay=replay, actor=Actor.person(request.user), reason=reason)
+        messages.success(request, f"RPL-{pk} {decision}d")
+    except (*REFUSALS, PermissionDenied) as exc:  # the permission is checked above: maker-checker
+        messages.error(request, str(exc))
+    return redirect("replay-detail", pk=pk)
+
+
+@require_POST
+@page_permission("replay-list")
+def replay_approve(request: HttpRequest, pk: int) -> HttpResponse:
+    return _replay_decide(request, pk, "approve")
+
+
+@require_POST
+@page_permission("replay-list")
+def replay_reject(request: HttpRequest, pk: int) -> HttpResponse:
+    return _replay_decide(request, pk, "reject")

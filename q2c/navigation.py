@@ -22,6 +22,7 @@ PAGES = [
     Page("invoice-list", "Invoices", "q2c.view_invoice"),
     Page("account-list", "Accounts", "masterdata.view_account"),
     Page("exception-list", "Exceptions", "exceptions.view_operationalexception"),
+    Page("replay-list", "Replays", "exceptions.view_replay"),
 ]
 PAGE_BY_NAME = {page.url_name: page for page in PAGES}
 

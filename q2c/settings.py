@@ -232,6 +232,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": envfloat("POLL_INTERVAL_SECONDS", 30.0),
         "options": {"queue": "default"},
     },
+    # Re-sends the execution of approved replays whose message was lost.
+    "sweep-replays": {
+        "task": "exceptions.sweep_replays",
+        "schedule": 60.0,
+        "options": {"queue": "default"},
+    },
 }
 
 # --- Logging ----------------------------------------------------------------------------

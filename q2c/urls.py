@@ -37,6 +37,8 @@ urlpatterns = [
     path("invoices/", views.invoice_list, name="invoice-list"),
     path("accounts/", masterdata_views.account_list, name="account-list"),
     path("exceptions/", include("exceptions.urls")),
+    path("replays/", include("exceptions.replay_urls")),
+    path("api/v1/", include("exceptions.api_urls")),
     path("webhooks/", include("orchestration.events.urls")),
     path("admin/", admin.site.urls),
 ]

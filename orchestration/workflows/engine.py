@@ -61,6 +61,8 @@ class StepContext:
     step: StepRun
     key: str
     signal: dict[str, Any] | None  # the awaited event's payload, for waiting steps
+    # An approved replay's corrected payload for this step (None: use the records as they are).
+    corrected: dict[str, Any] | None = None
 
     def result_of(self, step_name: str) -> dict[str, Any]:
         """The recorded result of an earlier step of this run."""
@@ -228,7 +230,15 @@ def _run_handler(
             error=StepRetryable(f"circuit open for {step.system}", retry_after=blocked_for),
             count_attempt=False,
         )
-    context = StepContext(run=run, step=step, key=step.idempotency_key, signal=signal)
+    from exceptions.selectors import replay_corrected_payload
+
+    context = StepContext(
+        run=run,
+        step=step,
+        key=step.idempotency_key,
+        signal=signal,
+        corrected=replay_corrected_payload(step_run_id=step.pk),
+    )
     try:
         outcome = step_def.handler(context)
     except StepRetryable as exc:
@@ -264,7 +274,7 @@ def _mark_waiting(step: StepRun) -> str:
 
 
 def _succeed(*, step: StepRun, outcome: Done, skipped: bool, record_effect: bool = True) -> str:
-    from exceptions.services import exceptions_resolve_for_step
+    from exceptions.services import exceptions_resolve_for_step, replays_finish_for_run
 
     now = timezone.now()
     with (
@@ -297,6 +307,7 @@ def _succeed(*, step: StepRun, outcome: Done, skipped: bool, record_effect: bool
             run.current_step = ""
             run.complete()
             run.save()
+            replays_finish_for_run(run=run, ok=True, message="every step succeeded")
             return StepState.SUCCEEDED
         run.current_step = following.name
         if run.state == RunState.WAITING:
@@ -334,7 +345,7 @@ def _retry_or_fail(
 
 
 def _fail(*, step: StepRun, definition: WorkflowDef, error: StepFailed) -> str:
-    from exceptions.services import exception_raise_for_step
+    from exceptions.services import exception_raise_for_step, replays_finish_for_run
 
     actor = Actor.system("worker")
     with transaction.atomic(), audit_context(actor=actor, reason=f"step {step.name} failed"):
@@ -350,6 +361,9 @@ def _fail(*, step: StepRun, definition: WorkflowDef, error: StepFailed) -> str:
             run.pause()
             run.save()
         exception_raise_for_step(step_run=locked, error=error, actor=actor)
+        replays_finish_for_run(
+            run=run, ok=False, message=f"step {locked.name} failed: {str(error)[:500]}"
+        )
         if definition.on_failure is not None:
             definition.on_failure(run=run, step=locked, error=error)
     logger.warning("step %s failed: %s", step.name, error)
@@ -399,6 +413,48 @@ def step_retry(*, step: StepRun, actor: Actor, reason: str) -> StepRun:
             run.save()
         exceptions_mark_retrying(step_run=locked, actor=actor)
     return locked
+
+
+def workflow_replay(
+    *, run: WorkflowRun, from_step: StepRun, actor: Actor, reason: str
+) -> list[StepRun]:
+    """Run ``from_step`` and every step after it again (an approved replay).
+
+    Only a paused or completed run is replayed, never one a worker is moving. The steps keep
+    their idempotency keys, so an effect that already exists (``StepEffect``) is skipped and
+    checks run again. Returns the steps that will run, in order.
+    """
+    from exceptions.services import exceptions_mark_retrying
+
+    now = timezone.now()
+    with transaction.atomic(), audit_context(actor=actor, reason=reason):
+        locked_run = WorkflowRun.objects.select_for_update().get(pk=run.pk)
+        if locked_run.state not in (RunState.PAUSED, RunState.COMPLETED):
+            raise ValueError(
+                f"{locked_run} is {locked_run.state}; only a paused or completed run is replayed"
+            )
+        steps = list(
+            StepRun.objects.select_for_update()
+            .filter(run=locked_run, position__gte=from_step.position)
+            .order_by("pk")
+        )
+        steps.sort(key=lambda s: s.position)
+        failed = [step for step in steps if step.state == StepState.FAILED]
+        for step in steps:
+            step.state = StepState.PENDING
+            step.attempts = 0
+            step.last_error = ""
+            step.finished_at = None
+            step.next_attempt_at = None
+            step.skipped_effect = False
+            step.save()
+        locked_run.current_step = steps[0].name
+        locked_run.replay()
+        locked_run.save()
+        for step in failed:
+            exceptions_mark_retrying(step_run=step, actor=actor)
+        _queue(steps[0], now=now)
+    return steps
 
 
 def steps_sweep(*, now: dt.datetime | None = None) -> int:

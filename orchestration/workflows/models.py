@@ -63,6 +63,11 @@ class WorkflowRun(ConcurrentTransitions, models.Model):
     def pause(self) -> None:
         pass
 
+    @transition(field=state, source=[RunState.PAUSED, RunState.COMPLETED], target=RunState.RUNNING)
+    def replay(self) -> None:
+        """An approved replay runs steps of a paused or completed run again."""
+        self.completed_at = None
+
     @transition(field=state, source=[RunState.RUNNING, RunState.WAITING], target=RunState.COMPLETED)
     def complete(self) -> None:
         self.completed_at = timezone.now()

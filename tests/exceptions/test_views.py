@@ -119,6 +119,8 @@ def test_a_row_shows_id_age_sla_category_severity_team_system_step_order_and_mes
             exc.order.enterprise_id,
             "Open",
             "customer rejected: tax id invalid",
+            "—",
+            "",
         ]
     ]
     assert f'<a href="/exceptions/{exc.pk}/">EXC-{exc.pk}</a>' in page
@@ -286,11 +288,11 @@ def test_detail_shows_message_context_order_steps_calls_and_next_steps(client):
     "who, forms",
     [
         ("auditor", []),
-        ("sales_ops", ["retry"]),
-        ("finance_ops", ["retry", "resolve", "ignore"]),
-        ("data_steward", ["retry", "resolve", "ignore"]),
-        ("integration_support", ["retry", "resolve", "ignore"]),
-        (ADMIN, ["retry", "resolve", "ignore"]),
+        ("sales_ops", ["retry", "assign", "comment"]),
+        ("finance_ops", ["retry", "resolve", "ignore", "assign", "comment"]),
+        ("data_steward", ["retry", "resolve", "ignore", "assign", "comment"]),
+        ("integration_support", ["retry", "resolve", "ignore", "assign", "comment"]),
+        (ADMIN, ["retry", "resolve", "ignore", "assign", "comment"]),
     ],
 )
 def test_detail_offers_exactly_the_actions_the_role_may_run(client, who, forms):
@@ -312,7 +314,8 @@ def test_detail_of_a_closed_exception_offers_no_actions(client):
     # when
     page = client.get(reverse("exception-detail", args=[exc.pk])).content.decode()
     # then
-    assert re.findall(r'data-action="(\w+)"', page) == []
+    assert re.findall(r'data-action="(\w+)"', page) == ["comment"]
+    assert "replay-create" not in page and 'data-link="replay"' not in page
     assert "ignored: test order" in page
 
 
@@ -333,8 +336,8 @@ def test_detail_is_refused_without_the_permission_and_404_when_unknown(client, w
 # Session, user, the user's groups (role), user and group permissions, count, rows.
 LIST_QUERIES = 7
 # Session, user, exception with its order/run/step/assignee, groups, permissions (2), steps,
-# outbound calls, history.
-DETAIL_QUERIES = 9
+# outbound calls, comments, replays, people it may be assigned to, history.
+DETAIL_QUERIES = 12
 
 
 @pytest.mark.django_db

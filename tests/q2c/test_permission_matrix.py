@@ -33,6 +33,7 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "contract-list",
         "account-list",
         "exception-list",
+        "replay-list",
     },
     "finance_ops": {
         "home",
@@ -42,8 +43,9 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "invoice-list",
         "account-list",
         "exception-list",
+        "replay-list",
     },
-    "data_steward": {"home", "account-list", "exception-list"},
+    "data_steward": {"home", "account-list", "exception-list", "replay-list"},
     "integration_support": {
         "home",
         "dashboard",
@@ -52,6 +54,7 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "invoice-list",
         "account-list",
         "exception-list",
+        "replay-list",
     },
     "auditor": {
         "home",
@@ -61,6 +64,7 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "invoice-list",
         "account-list",
         "exception-list",
+        "replay-list",
     },
     ADMIN: {
         "home",
@@ -70,6 +74,7 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "invoice-list",
         "account-list",
         "exception-list",
+        "replay-list",
     },
     NO_ROLE: set(),
     ANONYMOUS: set(),
@@ -139,6 +144,7 @@ def test_navigation_lists_exactly_the_pages_the_role_may_open(client):
         "home",
         "account-list",
         "exception-list",
+        "replay-list",
     ]
 
 

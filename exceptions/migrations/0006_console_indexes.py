@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('exceptions', '0003_roles'),
+        ('exceptions', '0005_replay_roles'),
     ]
 
     operations = [

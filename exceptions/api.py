@@ -1,0 +1,438 @@
+"""The exception queue and replays over REST: one view per action, nested input/output
+serializers (HackSoft), the same permissions as the console, checked on the server.
+
+Every view needs the queue's (or the replays') view permission; an action also needs its own
+(``ConsolePermission`` reads ``required`` from the view). Service refusals become 400 (or 409
+when another change won the race); the maker-checker refusal is a 403.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django_fsm import ConcurrentTransition
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from exceptions import selectors, services
+from exceptions.models import (
+    Category,
+    Compensation,
+    ExceptionState,
+    OperationalException,
+    Replay,
+    ReplayKind,
+    ReplayState,
+    Severity,
+    Team,
+)
+from exceptions.views import RESOLUTION_CODES
+from orchestration.workflows.models import StepRun, WorkflowRun
+from q2c.audit import Actor
+from q2c.errors import TransitionRefused
+from q2c.roles import role_of
+
+EXC_VIEW = "exceptions.view_operationalexception"
+REPLAY_VIEW = "exceptions.view_replay"
+
+
+class ConsolePermission(BasePermission):
+    """A role, and every permission the view names in ``required`` (deny by default)."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        required: tuple[str, ...] = getattr(view, "required", ())
+        if not (user and user.is_authenticated and role_of(user)) or not required:
+            return False
+        return all(user.has_perm(perm) for perm in required)
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "the record changed meanwhile; read it again"
+    default_code = "conflict"
+
+
+def _run(action: Any) -> Any:
+    """Call a service; turn its refusals into API errors (nothing was changed)."""
+    try:
+        return action()
+    except ConcurrentTransition as exc:
+        raise Conflict(str(exc) or None) from exc
+    except (TransitionRefused, ValueError) as exc:
+        raise ValidationError({"detail": str(exc)}) from exc
+
+
+def _actor(request: Request) -> Actor:
+    return Actor.person(request.user)
+
+
+class ActionInput(serializers.Serializer):
+    reason = serializers.CharField()
+
+
+# --- Exceptions -----------------------------------------------------------------------------
+
+
+class ExceptionOutput(serializers.ModelSerializer):
+    assignee = serializers.CharField(source="assignee.get_username", default=None)
+    order = serializers.CharField(source="order.enterprise_id", default=None)
+    is_overdue = serializers.BooleanField()
+
+    class Meta:
+        model = OperationalException
+        fields = [
+            "id", "state", "category", "severity", "owner_team", "assignee", "system", "step",
+            "error_class", "message", "fingerprint", "correlation_id", "order", "workflow_run",
+            "step_run", "created_at", "sla_due_at", "is_overdue", "resolved_at",
+            "resolution_code", "resolution_note",
+        ]  # fmt: skip
+
+
+class CommentOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    author = serializers.CharField(source="author.get_username")
+    body = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class ExceptionDetailOutput(ExceptionOutput):
+    # "context" comes from the model through Meta.fields: a declared attribute of that name
+    # would hide the serializer's own context.
+    comments = CommentOutput(many=True, source="comments.all")
+
+    class Meta(ExceptionOutput.Meta):
+        fields = [*ExceptionOutput.Meta.fields, "context", "comments"]
+
+
+def _exception(pk: int) -> OperationalException:
+    try:
+        return selectors.exception_get(pk=pk)
+    except OperationalException.DoesNotExist:
+        raise Http404(f"no exception EXC-{pk}") from None
+
+
+class ExceptionListApi(APIView):
+    permission_classes = [ConsolePermission]
+    required = (EXC_VIEW,)
+
+    class ExceptionFilterInput(serializers.Serializer):
+        state = serializers.ChoiceField(choices=ExceptionState.choices, required=False)
+        category = serializers.ChoiceField(choices=Category.choices, required=False)
+        severity = serializers.ChoiceField(choices=Severity.choices, required=False)
+        owner_team = serializers.ChoiceField(choices=Team.choices, required=False)
+        system = serializers.CharField(required=False, max_length=20)
+        fingerprint = serializers.RegexField(r"^[0-9a-f]{1,64}$", required=False)
+        assignee = serializers.IntegerField(required=False, min_value=0, max_value=2**31 - 1)
+
+    @extend_schema(
+        parameters=[ExceptionFilterInput],
+        responses=ExceptionOutput(many=True),
+        summary="The exception queue (open and retrying unless a state is given)",
+    )
+    def get(self, request: Request) -> Response:
+        params = self.ExceptionFilterInput(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        filters = selectors.ExceptionFilters(
+            states=(data["state"],) if data.get("state") else selectors.ExceptionFilters.states,
+            category=data.get("category", ""),
+            severity=data.get("severity", ""),
+            owner_team=data.get("owner_team", ""),
+            system=data.get("system", ""),
+            fingerprint=data.get("fingerprint", ""),
+            assignee_id=data.get("assignee"),
+        )
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(
+            selectors.exception_list(filters=filters), request, view=self
+        )
+        return paginator.get_paginated_response(ExceptionOutput(page, many=True).data)
+
+
+class ExceptionDetailApi(APIView):
+    permission_classes = [ConsolePermission]
+    required = (EXC_VIEW,)
+
+    @extend_schema(responses=ExceptionDetailOutput, summary="One exception with its context")
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(ExceptionDetailOutput(_exception(pk)).data)
+
+
+class ExceptionRetryApi(APIView):
+    permission_classes = [ConsolePermission]
+    required = (EXC_VIEW, "exceptions.retry_exception")
+
+    @extend_schema(request=ActionInput, responses=ExceptionOutput, summary="Retry the step")
+    def post(self, request: Request, pk: int) -> Response:
+        exception = _exception(pk)
+        data = ActionInput(data=request.data)
+        data.is_valid(raise_exception=True)
+
+        def retry() -> OperationalException:
+            if not exception.is_open:
+                raise ValueError(f"EXC-{pk} is {exception.state}; only an open one is retried")
+            return services.exception_retry(
+                exception=exception, actor=_actor(request), reason=data.validated_data["reason"]
+            )
+
+        return Response(ExceptionOutput(_run(retry)).data)
+
+
+class ExceptionAssignApi(APIView):
+    permission_classes = [ConsolePermission]
+    required = (EXC_VIEW, "exceptions.assign_exception")
+
+    class AssignInput(serializers.Serializer):
+        assignee = serializers.IntegerField(
+            allow_null=True, min_value=1, max_value=2**31 - 1,
+            help_text="the person's user id; null returns it to the owner team",
+        )  # fmt: skip
+        reason = serializers.CharField()
+
+    @extend_schema(request=AssignInput, responses=ExceptionOutput, summary="Assign to a person")
+    def post(self, request: Request, pk: int) -> Response:
+        exception = _exception(pk)
+        data = self.AssignInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        assignee = None
+        if data.validated_data["assignee"] is not None:
+            assignee = (
+                selectors.assignable_users().filter(pk=data.validated_data["assignee"]).first()
+            )
+            if assignee is None:
+                raise ValidationError({"assignee": "no person with a role has that id"})
+        updated = _run(
+            lambda: services.exception_assign(
+                exception=exception,
+                assignee=assignee,
+                actor=_actor(request),
+                reason=data.validated_data["reason"],
+            )
+        )
+        return Response(ExceptionOutput(selectors.exception_get(pk=updated.pk)).data)
+
+
+class ExceptionResolveApi(APIView):
+    permission_classes = [ConsolePermission]
+    required = (EXC_VIEW, "exceptions.resolve_exception")
+
+    class ResolveInput(serializers.Serializer):
+        code = serializers.ChoiceField(choices=list(RESOLUTION_CODES.items()))
+        reason = serializers.CharField()
+
+    @extend_schema(request=ResolveInput, responses=ExceptionOutput, summary="Resolve with a code")
+    def post(self, request: Request, pk: int) -> Response:
+        exception = _exception(pk)
+        data = self.ResolveInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        resolved = _run(
+            lambda: services.exception_resolve(
+                exception=exception,
+                code=data.validated_data["code"],
+                actor=_actor(request),
+                reason=data.validated_data["reason"],
+            )
+        )
+        return Response(ExceptionOutput(resolved).data)
+
+
+class ExceptionIgnoreApi(APIView):
+    permission_classes = [ConsolePermission]
+    required = (EXC_VIEW, "exceptions.resolve_exception")
+
+    @extend_schema(request=ActionInput, responses=ExceptionOutput, summary="Ignore with a reason")
+    def post(self, request: Request, pk: int) -> Response:
+        exception = _exception(pk)
+        data = ActionInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        ignored = _run(
+            lambda: services.exception_ignore(
+                exception=exception, actor=_actor(request), reason=data.validated_data["reason"]
+            )
+        )
+        return Response(ExceptionOutput(ignored).data)
+
+
+class ExceptionCommentApi(APIView):
+    permission_classes = [ConsolePermission]
+    required = (EXC_VIEW, "exceptions.add_exceptioncomment")
+
+    class CommentInput(serializers.Serializer):
+        body = serializers.CharField()
+
+    @extend_schema(request=CommentInput, responses={201: CommentOutput}, summary="Add a comment")
+    def post(self, request: Request, pk: int) -> Response:
+        exception = _exception(pk)
+        data = self.CommentInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        comment = _run(
+            lambda: services.exception_comment(
+                exception=exception, body=data.validated_data["body"], actor=_actor(request)
+            )
+        )
+        return Response(CommentOutput(comment).data, status=status.HTTP_201_CREATED)
+
+
+# --- Replays --------------------------------------------------------------------------------
+
+
+class ReplayOutput(serializers.ModelSerializer):
+    requested_by = serializers.CharField(source="requested_by.get_username")
+    decided_by = serializers.CharField(source="decided_by.get_username", default=None)
+
+    class Meta:
+        model = Replay
+        fields = [
+            "id", "kind", "state", "compensation", "exception", "workflow_run", "step_run",
+            "reason", "requested_by", "requested_at", "decided_by", "decided_at",
+            "decision_reason", "started_at", "finished_at", "result_message",
+        ]  # fmt: skip
+
+
+class ReplayDetailOutput(ReplayOutput):
+    original_payload = serializers.JSONField()
+    corrected_payload = serializers.JSONField(allow_null=True)
+    preview = serializers.JSONField()
+    result = serializers.JSONField()
+
+    class Meta(ReplayOutput.Meta):
+        fields = [
+            *ReplayOutput.Meta.fields,
+            "original_payload",
+            "corrected_payload",
+            "preview",
+            "result",
+        ]
+
+
+def _replay(pk: int) -> Replay:
+    try:
+        return selectors.replay_get(pk=pk)
+    except Replay.DoesNotExist:
+        raise Http404(f"no replay RPL-{pk}") from None
+
+
+class ReplayListApi(APIView):
+    permission_classes = [ConsolePermission]
+    required = (REPLAY_VIEW,)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("state", enum=ReplayState.values, required=False),
+        ],
+        responses=ReplayOutput(many=True),
+        summary="Replays, newest first",
+    )
+    def get(self, request: Request) -> Response:
+        state = request.query_params.get("state") or ""
+        if state and state not in ReplayState.values:
+            raise ValidationError({"state": f"one of {', '.join(ReplayState.values)}"})
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(selectors.replay_list(state=state), request, view=self)
+        return paginator.get_paginated_response(ReplayOutput(page, many=True).data)
+
+
+class ReplayDetailApi(APIView):
+    permission_classes = [ConsolePermission]
+    required = (REPLAY_VIEW,)
+
+    @extend_schema(responses=ReplayDetailOutput, summary="One replay with its preview and result")
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(ReplayDetailOutput(_replay(pk)).data)
+
+
+class ReplayRequestApi(APIView):
+    permission_classes = [ConsolePermission]
+    required = (REPLAY_VIEW, "exceptions.request_replay")
+
+    class ReplayRequestInput(serializers.Serializer):
+        kind = serializers.ChoiceField(choices=ReplayKind.choices)
+        step_run = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
+        workflow_run = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
+        compensation = serializers.ChoiceField(choices=Compensation.choices, required=False)
+        corrected_payload = serializers.JSONField(required=False, allow_null=True)
+        reason = serializers.CharField()
+
+    @extend_schema(
+        request=ReplayRequestInput,
+        responses={201: ReplayDetailOutput},
+        summary="Request a replay or a compensation (another person approves it)",
+    )
+    def post(self, request: Request) -> Response:
+        data = self.ReplayRequestInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        step_run = workflow_run = None
+        if values.get("step_run"):
+            step_run = StepRun.objects.select_related("run").filter(pk=values["step_run"]).first()
+            if step_run is None:
+                raise ValidationError({"step_run": "no such step run"})
+        if values.get("workflow_run"):
+            workflow_run = WorkflowRun.objects.filter(pk=values["workflow_run"]).first()
+            if workflow_run is None:
+                raise ValidationError({"workflow_run": "no such workflow run"})
+        replay = _run(
+            lambda: services.replay_request(
+                kind=values["kind"],
+                actor=_actor(request),
+                reason=values["reason"],
+                step_run=step_run,
+                workflow_run=workflow_run,
+                compensation=values.get("compensation", ""),
+                corrected_payload=values.get("corrected_payload"),
+            )
+        )
+        return Response(ReplayDetailOutput(replay).data, status=status.HTTP_201_CREATED)
+
+
+class _ReplayDecisionApi(APIView):
+    permission_classes = [ConsolePermission]
+    required = (REPLAY_VIEW, "exceptions.approve_replay")
+    decision = ""
+
+    def post(self, request: Request, pk: int) -> Response:
+        replay = _replay(pk)
+        data = ActionInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        service = services.replay_approve if self.decision == "approve" else services.replay_reject
+        try:
+            decided = _run(
+                lambda: service(
+                    replay=replay, actor=_actor(request), reason=data.validated_data["reason"]
+                )
+            )
+        except PermissionDenied:
+            raise  # the maker-checker refusal: 403
+        return Response(ReplayOutput(decided).data)
+
+
+class ReplayApproveApi(_ReplayDecisionApi):
+    decision = "approve"
+
+    @extend_schema(
+        request=ActionInput,
+        responses={
+            200: ReplayOutput,
+            403: inline_serializer("Refusal", {"detail": serializers.CharField()}),
+        },
+        summary="Approve someone else's replay; a worker executes it",
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        return super().post(request, pk)
+
+
+class ReplayRejectApi(_ReplayDecisionApi):
+    decision = "reject"
+
+    @extend_schema(request=ActionInput, responses=ReplayOutput, summary="Reject with a reason")
+    def post(self, request: Request, pk: int) -> Response:
+        return super().post(request, pk)
