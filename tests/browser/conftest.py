@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.integration.conftest import rig, start_worker  # noqa: F401 (fixtures used here)
+
 # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make between
 # browser steps are ordinary blocking calls, which Django would otherwise refuse.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
