@@ -16,6 +16,27 @@ def pytest_report_header(config: Any) -> list[str]:
     return [f"tandem backends: database={db['ENGINE'].rsplit('.', 1)[-1]} broker={broker}"]
 
 
+@pytest.fixture(autouse=True)
+def _role_groups(request: pytest.FixtureRequest) -> None:
+    """The role groups (made by a data migration) for every test that uses the database.
+
+    A transactional test flushes every table when it ends, the groups included; a test after
+    it (in this run or on a reused database) would find no roles. One query when they exist.
+    """
+    uses_db = "django_db" in {mark.name for mark in request.node.iter_markers()} or bool(
+        {"db", "transactional_db"} & set(request.fixturenames)
+    )
+    if not uses_db:
+        return
+    request.getfixturevalue("db")
+    from django.apps import apps
+
+    from q2c.roles import ROLE_NAMES, roles_sync
+
+    if Group.objects.filter(name__in=ROLE_NAMES).count() != len(ROLE_NAMES):
+        roles_sync(apps)
+
+
 @pytest.fixture
 def system_actor(db: Any) -> Actor:
     return Actor.system("worker")
