@@ -25,8 +25,11 @@ NO_ROLE = "no role"
 ADMIN = "admin"
 WHO = [*ROLE_NAMES, ADMIN, NO_ROLE, ANONYMOUS]
 
+# Every role reads the audit trail of the records it may view.
+AUDIT_PAGES = {"audit-history", "audit-operators", "audit-as-of", "audit-export"}
 EXPECTED_PAGES: dict[str, set[str]] = {
-    "sales_ops": {"home", "order-list", "contract-list", "account-list", "exception-list"},
+    "sales_ops": {"home", "order-list", "contract-list", "account-list", "exception-list"}
+    | AUDIT_PAGES,
     "finance_ops": {
         "home",
         "order-list",
@@ -34,8 +37,9 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "invoice-list",
         "account-list",
         "exception-list",
-    },
-    "data_steward": {"home", "account-list", "exception-list"},
+    }
+    | AUDIT_PAGES,
+    "data_steward": {"home", "account-list", "exception-list"} | AUDIT_PAGES,
     "integration_support": {
         "home",
         "order-list",
@@ -43,7 +47,8 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "invoice-list",
         "account-list",
         "exception-list",
-    },
+    }
+    | AUDIT_PAGES,
     "auditor": {
         "home",
         "order-list",
@@ -51,7 +56,8 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "invoice-list",
         "account-list",
         "exception-list",
-    },
+    }
+    | AUDIT_PAGES,
     ADMIN: {
         "home",
         "order-list",
@@ -59,7 +65,8 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "invoice-list",
         "account-list",
         "exception-list",
-    },
+    }
+    | AUDIT_PAGES,
     NO_ROLE: set(),
     ANONYMOUS: set(),
 }
@@ -128,6 +135,7 @@ def test_navigation_lists_exactly_the_pages_the_role_may_open(client):
         "home",
         "account-list",
         "exception-list",
+        "audit-history",
     ]
 
 
