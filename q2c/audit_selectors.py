@@ -93,8 +93,9 @@ class HistoryFilter:
     """What an auditor narrows the trail by. Empty values do not filter.
 
     ``record`` is an enterprise id (any model that has one) or a primary key (digits).
-    ``since`` is inclusive, ``until`` exclusive. ``field`` needs one model: a row changes a
-    field when it created the record or its value differs from the record's previous row.
+    ``since`` is inclusive, ``until`` exclusive. ``field`` keeps the rows that changed that
+    field (models without it drop out): a row changes a field when it created the record or
+    the value differs from the record's previous row.
     """
 
     models: tuple[str, ...] = ()

@@ -71,10 +71,7 @@ def history_filter_from(
             raw[name] = ""
     if raw["field"]:
         tracked = sel.tracked_model(raw["model"]) if raw["model"] else None
-        if tracked is None:
-            errors.append("choose a model to filter by the field changed")
-            raw["field"] = ""
-        elif raw["field"] not in tracked.fields:
+        if tracked is not None and raw["field"] not in tracked.fields:
             errors.append(f"{raw['model']} has no tracked field {raw['field']!r}")
             raw["field"] = ""
     flt = sel.HistoryFilter(

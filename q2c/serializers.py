@@ -228,9 +228,7 @@ class PaymentSerializer(_WithCrosswalk, serializers.ModelSerializer):
 class AccountSerializer(_WithCrosswalk, serializers.ModelSerializer):
     legal_entity = _ref("code", allow_null=True)
     merged_into = _ref(allow_null=True)
-    aliases: Any = serializers.SlugRelatedField(
-        slug_field="alias", many=True, read_only=True
-    )
+    aliases: Any = serializers.SlugRelatedField(slug_field="alias", many=True, read_only=True)
 
     class Meta:
         model = Account
