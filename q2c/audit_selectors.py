@@ -217,6 +217,17 @@ def _previous_row(history_model: type[models.Model]) -> QuerySet[Any]:
     )
 
 
+def _set_at_creation(tracked: TrackedModel, attname: str) -> Q:
+    """A creation row sets a field when it gives it a value (as ``row_changes`` shows it)."""
+    field = next(f for f in tracked.model._meta.concrete_fields if f.attname == attname)
+    condition = Q(**{f"{attname}__isnull": False})
+    if isinstance(field, models.CharField | models.TextField):
+        condition &= ~Q(**{attname: ""})
+    elif isinstance(field, models.JSONField):
+        condition &= ~Q(**{attname: {}}) & ~Q(**{attname: []})
+    return condition
+
+
 def _before(cursor: Cursor, model_key: str) -> Q:
     """Rows of ``model_key`` that come after ``cursor`` in (date, model, id) descending order."""
     older = Q(history_date__lt=cursor.history_date)
@@ -255,15 +266,15 @@ def _history_queryset(
         if flt.field not in tracked.fields:
             return None
         previous = _previous_row(hist)
-        # A creation, or a change whose previous row holds another value (NULL-safe).
+        # A creation that gives it a value, or a change from the previous row (NULL-safe).
         qs = qs.annotate(
             _prev_exists=Exists(previous),
             _prev_value=Subquery(previous.values(flt.field)[:1]),
         ).filter(
-            Q(_prev_exists=False)
-            | Q(_prev_value__isnull=True, **{f"{flt.field}__isnull": False})
-            | Q(_prev_value__isnull=False, **{f"{flt.field}__isnull": True})
-            | ~Q(_prev_value=F(flt.field))
+            (Q(_prev_exists=False) & _set_at_creation(tracked, flt.field))
+            | Q(_prev_exists=True, _prev_value__isnull=True, **{f"{flt.field}__isnull": False})
+            | Q(_prev_exists=True, _prev_value__isnull=False, **{f"{flt.field}__isnull": True})
+            | (Q(_prev_exists=True) & ~Q(_prev_value=F(flt.field)))
         )
     return qs.order_by("-history_date", "-history_id")
 
