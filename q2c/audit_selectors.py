@@ -309,6 +309,12 @@ def history_page(
             continue
         if after is not None:
             qs = qs.filter(_before(after, tracked.key))
+        if with_changes:
+            qs = qs.annotate(
+                _prev_history_id=Subquery(
+                    _previous_row(tracked.history_model).values("history_id")[:1]
+                )
+            )
         entries.extend(HistoryEntry(tracked, row) for row in qs[: size + 1])
     entries.sort(key=lambda e: e.cursor, reverse=True)
     more = len(entries) > size
@@ -348,12 +354,7 @@ def _attach_changes(entries: list[HistoryEntry]) -> None:
         wanted = [e for e in group if e.row.history_type != "-"]
         if not wanted:
             continue
-        pairs = (
-            hist._default_manager.filter(history_id__in=[e.history_id for e in wanted])
-            .annotate(prev_id=Subquery(_previous_row(hist).values("history_id")[:1]))
-            .values_list("history_id", "prev_id")
-        )
-        prev_of = dict(pairs)
+        prev_of = {e.history_id: e.row._prev_history_id for e in wanted}
         previous = {
             row.history_id: row
             for row in hist._default_manager.filter(
