@@ -130,6 +130,9 @@ class RecordFilters:
             if value in (None, ""):
                 continue
             allowed = self.choices.get(name)
+            if "\x00" in value:
+                errors[name] = ["must not contain NUL characters"]
+                continue
             if allowed is not None and value not in allowed:
                 errors[name] = [f"must be one of {', '.join(a or '(empty)' for a in allowed)}"]
                 continue

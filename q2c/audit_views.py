@@ -11,7 +11,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    StreamingHttpResponse,
+)
 from django.shortcuts import render
 from django.utils import timezone
 
@@ -55,6 +60,10 @@ def history_filter_from(
     if actor_kind is not None:
         raw["actor_kind"] = actor_kind
     errors = []
+    for name, value in raw.items():
+        if "\x00" in value:  # PostgreSQL refuses NUL in text
+            errors.append(f"{name} must not contain NUL characters")
+            raw[name] = ""
     keys = {t.key for t in visible}
     if raw["model"] and raw["model"] not in keys:
         if sel.tracked_model(raw["model"]) is not None:
@@ -135,6 +144,8 @@ def as_of(request: HttpRequest) -> HttpResponse:
     model = (request.GET.get("model") or "").strip()
     record = (request.GET.get("record") or "").strip()
     at_text = (request.GET.get("at") or "").strip()
+    if "\x00" in model + record + at_text:
+        return HttpResponseBadRequest("parameters must not contain NUL characters")
     errors: list[str] = []
     result = None
     at = None

@@ -5,6 +5,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser, Group
 from rest_framework.authtoken.models import Token
@@ -13,6 +14,7 @@ from rest_framework.test import APIClient
 from masterdata import services as md
 from q2c import services
 from q2c.money import Money
+from q2c.roles import roles_sync
 from tests import factories
 from tests.q2c import helpers
 
@@ -30,6 +32,9 @@ def user_for(who: str) -> Any:
         return users.create_superuser(username="admin-user", password="pw", email="a@example.com")
     user = users.create_user(username=f"user-{who.replace(' ', '-')}", password="pw")
     if who != NO_ROLE:
+        if not Group.objects.filter(name=who).exists():
+            # transaction=True tests flush the tables, groups from the migration included.
+            roles_sync(apps)
         user.groups.add(Group.objects.get(name=who))
     return user
 

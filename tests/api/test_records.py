@@ -275,3 +275,16 @@ def test_api_token_command_refuses_unknown_and_inactive_users(make_user):
     with pytest.raises(CommandError, match="'gone' is not active"):
         call_command("api_token", "gone")
     assert Token.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_nul_character_in_a_filter_is_a_400_not_a_server_error(records):
+    # given
+    client = token_client(user_for("sales_ops"))
+    # when
+    response = client.get(reverse("api-order-list"), {"account": "ACC\x00"})
+    # then
+    assert (response.status_code, response.json()) == (
+        400,
+        {"account": ["must not contain NUL characters"]},
+    )

@@ -4,7 +4,9 @@ pinned query counts and who may read which model's history."""
 from __future__ import annotations
 
 import csv
+import html
 import io
+import re
 from typing import Any
 
 import pytest
@@ -251,3 +253,36 @@ def test_history_page_across_models_reads_only_the_models_on_the_page(client, ma
         {"q2c.order"},
     )
     assert len(queries) == 5 + 1 + len(on_page) + len(with_previous) + 1
+
+
+@pytest.mark.django_db
+def test_as_of_link_of_a_row_shows_the_record_right_after_that_change(client, make_user, story):
+    # given: the held row's date has microseconds, which the link must keep
+    signed_in(client, make_user, "auditor")
+    held = story.rows[2]
+    held.__class__.objects.filter(history_id=held.history_id).update(
+        history_date=held.history_date.replace(microsecond=654321)
+    )
+    page = client.get(
+        reverse("audit-history"), {"model": "q2c.order", "record": story.order.enterprise_id}
+    )
+    links = re.findall(r'href="(/audit/as-of/\?[^"]+)"', page.content.decode())
+    # when: the links are newest first; the second is alice's hold
+    response = client.get(html.unescape(links[1]))
+    # then
+    values = dict(response.context["result"].values)
+    assert (values["state"], values["hold_reason"]) == ("on_hold", "credit check")
+    assert response.context["result"].row.history_id == held.history_id
+
+
+@pytest.mark.django_db
+def test_a_nul_character_in_a_filter_is_reported_not_a_server_error(client, make_user, story):
+    # given
+    signed_in(client, make_user, "auditor")
+    # when
+    response = client.get(reverse("audit-history"), {"model": "q2c.order", "actor": "al\x00"})
+    as_of = client.get(reverse("audit-as-of"), {"model": "q2c.order", "record": "\x00", "at": "x"})
+    # then
+    assert response.context["errors"] == ["actor must not contain NUL characters"]
+    assert len(response.context["page"].entries) == 4
+    assert as_of.status_code == 400
