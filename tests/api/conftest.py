@@ -16,6 +16,7 @@ from q2c import services
 from q2c.money import Money
 from q2c.roles import roles_sync
 from tests import factories
+from tests.audit.conftest import story  # noqa: F401  (one order's story, for audit tests)
 from tests.q2c import helpers
 
 ANONYMOUS = "anonymous"
