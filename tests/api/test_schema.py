@@ -68,8 +68,8 @@ def test_every_operation_conforms_to_the_schema(api_schema, auditor_token):
 
         conforms()
         checked.append(operation.label)
-    # then
-    assert len(checked) == 18
+    # then: this module's 18 operations at least (other apps mount theirs beside them)
+    assert len(checked) == len(operations) >= 18
 
 
 @pytest.mark.django_db
@@ -83,7 +83,9 @@ def test_schema_is_served_to_token_holders_only(records):
     # then
     assert served.status_code == 200
     paths = served.json()["paths"]
-    assert sorted(paths) == [
+    assert [p for p in paths if not p.startswith("/api/v1/")] == []
+    # the read API's paths (the exceptions app mounts its actions beside them)
+    assert set(paths) >= {
         "/api/v1/accounts/",
         "/api/v1/accounts/{enterprise_id}/",
         "/api/v1/audit/as-of/",
@@ -102,7 +104,7 @@ def test_schema_is_served_to_token_holders_only(records):
         "/api/v1/products/{enterprise_id}/",
         "/api/v1/quotes/",
         "/api/v1/quotes/{enterprise_id}/",
-    ]
+    }
     assert served.json()["components"]["securitySchemes"]["tokenAuth"] == {
         "type": "apiKey",
         "in": "header",
