@@ -12,6 +12,7 @@ class Page:
     url_name: str
     title: str
     permission: str  # "" means any signed-in user with a role
+    in_nav: bool = True  # False: reached from another page, not listed in the navigation
 
 
 PAGES = [
@@ -23,6 +24,11 @@ PAGES = [
     Page("account-list", "Accounts", "masterdata.view_account"),
     Page("exception-list", "Exceptions", "exceptions.view_operationalexception"),
     Page("replay-list", "Replays", "exceptions.view_replay"),
+    # Audit pages: each person sees the history of the models they may view.
+    Page("audit-history", "Audit", ""),
+    Page("audit-operators", "Operator actions", "", in_nav=False),
+    Page("audit-as-of", "Record as of", "", in_nav=False),
+    Page("audit-export", "Audit export", "", in_nav=False),
 ]
 PAGE_BY_NAME = {page.url_name: page for page in PAGES}
 
@@ -32,4 +38,4 @@ def may_see(user: Any, page: Page) -> bool:
 
 
 def visible_pages(user: Any) -> list[Page]:
-    return [page for page in PAGES if may_see(user, page)]
+    return [page for page in PAGES if page.in_nav and may_see(user, page)]

@@ -163,6 +163,22 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Canonical quote-to-cash records and operator actions.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema is served to signed-in users and token holders only (q2c.api.SchemaView).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "QuoteStateEnum": "q2c.models.QuoteState",
+        "OrderStateEnum": "q2c.models.OrderState",
+        "ContractStateEnum": "q2c.models.ContractState",
+        "ContractVersionStateEnum": "q2c.models.VersionState",
+        "ContractVersionKindEnum": "q2c.models.VersionKind",
+        "InvoiceStateEnum": "q2c.models.InvoiceState",
+        "CreditNoteStateEnum": "q2c.models.CreditNoteState",
+        "PaymentStateEnum": "q2c.models.PaymentState",
+        "AccountStatusEnum": "masterdata.models.AccountStatus",
+        "LineKindEnum": "q2c.records.LineKind",
+        "BillingPeriodEnum": "q2c.records.BillingPeriod",
+    },
 }
 
 # --- Celery -----------------------------------------------------------------------------

@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from masterdata import views as masterdata_views
-from q2c import views
+from q2c import api, audit_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -40,5 +40,12 @@ urlpatterns = [
     path("replays/", include("exceptions.replay_urls")),
     path("api/v1/", include("exceptions.api_urls")),
     path("webhooks/", include("orchestration.events.urls")),
+    path("audit/", audit_views.history, name="audit-history"),
+    path("audit/operators/", audit_views.operator_actions, name="audit-operators"),
+    path("audit/as-of/", audit_views.as_of, name="audit-as-of"),
+    path("audit/export.csv", audit_views.export_csv, name="audit-export"),
+    path("api/v1/", include("q2c.api_urls")),
+    path("api/schema/", api.SchemaView.as_view(), name="api-schema"),
+    path("api/docs/", api.SchemaDocsView.as_view(), name="api-docs"),
     path("admin/", admin.site.urls),
 ]

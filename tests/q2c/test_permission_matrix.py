@@ -25,6 +25,8 @@ NO_ROLE = "no role"
 ADMIN = "admin"
 WHO = [*ROLE_NAMES, ADMIN, NO_ROLE, ANONYMOUS]
 
+# Every role reads the audit trail of the records it may view.
+AUDIT_PAGES = {"audit-history", "audit-operators", "audit-as-of", "audit-export"}
 EXPECTED_PAGES: dict[str, set[str]] = {
     "sales_ops": {
         "home",
@@ -34,7 +36,8 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "account-list",
         "exception-list",
         "replay-list",
-    },
+    }
+    | AUDIT_PAGES,
     "finance_ops": {
         "home",
         "dashboard",
@@ -44,8 +47,9 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "account-list",
         "exception-list",
         "replay-list",
-    },
-    "data_steward": {"home", "account-list", "exception-list", "replay-list"},
+    }
+    | AUDIT_PAGES,
+    "data_steward": {"home", "account-list", "exception-list", "replay-list"} | AUDIT_PAGES,
     "integration_support": {
         "home",
         "dashboard",
@@ -55,7 +59,8 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "account-list",
         "exception-list",
         "replay-list",
-    },
+    }
+    | AUDIT_PAGES,
     "auditor": {
         "home",
         "dashboard",
@@ -65,7 +70,8 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "account-list",
         "exception-list",
         "replay-list",
-    },
+    }
+    | AUDIT_PAGES,
     ADMIN: {
         "home",
         "dashboard",
@@ -75,7 +81,8 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "account-list",
         "exception-list",
         "replay-list",
-    },
+    }
+    | AUDIT_PAGES,
     NO_ROLE: set(),
     ANONYMOUS: set(),
 }
@@ -145,6 +152,7 @@ def test_navigation_lists_exactly_the_pages_the_role_may_open(client):
         "account-list",
         "exception-list",
         "replay-list",
+        "audit-history",
     ]
 
 
