@@ -20,6 +20,8 @@ PAGES = [
     Page("contract-list", "Contracts", "q2c.view_contract"),
     Page("invoice-list", "Invoices", "q2c.view_invoice"),
     Page("account-list", "Accounts", "masterdata.view_account"),
+    Page("duplicate-list", "Duplicates", "masterdata.view_duplicatecandidate"),
+    Page("merge-list", "Merges", "masterdata.view_mergerecord"),
     Page("exception-list", "Exceptions", "exceptions.view_operationalexception"),
 ]
 PAGE_BY_NAME = {page.url_name: page for page in PAGES}

@@ -35,7 +35,7 @@ def domain_of(website: str | None) -> str:
 class CrmSystem(SalesforceSystem):
     name = "crm"
     sobject = "Account"
-    collections = ("accounts",)
+    collections = ("accounts", "merged_accounts")
 
     def routes(self) -> list[Route]:
         return [
@@ -43,6 +43,7 @@ class CrmSystem(SalesforceSystem):
             route("POST", "/accounts", self.account_create),
             route("GET", "/accounts/{id}", self.account_get),
             route("PATCH", "/accounts/{id}", self.account_update),
+            route("POST", "/accounts/{id}/merge", self.account_merge),
         ]
 
     def _values(self, body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
@@ -90,6 +91,24 @@ class CrmSystem(SalesforceSystem):
         account["Domain__c"] = domain_of(account.get("Website"))
         account["LastModifiedDate"] = sf_datetime(call.now)
         return Reply(204)
+
+    def account_merge(self, call: Call) -> Reply:
+        """Merge another account into this one (Salesforce's merge: the loser is deleted and
+        remembers its master record). Merging an already merged loser again is a no-op."""
+        accounts = call.collection("accounts")
+        survivor = self.lookup(accounts, call.params["id"])
+        fields = self.check(call.body, ("MergedAccountId",))
+        loser_id = str(fields.string("MergedAccountId", required=True))
+        merged = call.collection("merged_accounts")
+        if loser_id in merged and merged[loser_id]["MasterRecordId"] == survivor["Id"]:
+            return Reply(200, {"id": survivor["Id"], "mergedId": loser_id, "success": True})
+        loser = self.lookup(accounts, loser_id)
+        if loser["Id"] == survivor["Id"]:
+            raise self.invalid("MergedAccountId", "an account cannot be merged into itself")
+        del accounts[loser["Id"]]
+        merged[loser["Id"]] = {**loser, "MasterRecordId": survivor["Id"], "IsDeleted": True}
+        survivor["LastModifiedDate"] = sf_datetime(call.now)
+        return Reply(200, {"id": survivor["Id"], "mergedId": loser["Id"], "success": True})
 
     def account_search(self, call: Call) -> Reply:
         name = (call.arg("name") or "").strip().lower()
