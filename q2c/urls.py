@@ -19,6 +19,7 @@ urlpatterns = [
     path("contracts/", views.contract_list, name="contract-list"),
     path("invoices/", views.invoice_list, name="invoice-list"),
     path("accounts/", masterdata_views.account_list, name="account-list"),
+    path("", include("masterdata.urls")),
     path("exceptions/", include("exceptions.urls")),
     path("webhooks/", include("orchestration.events.urls")),
     path("admin/", admin.site.urls),

@@ -35,7 +35,7 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "account-list",
         "exception-list",
     },
-    "data_steward": {"home", "account-list", "exception-list"},
+    "data_steward": {"home", "account-list", "duplicate-list", "merge-list", "exception-list"},
     "integration_support": {
         "home",
         "order-list",
@@ -50,6 +50,8 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "contract-list",
         "invoice-list",
         "account-list",
+        "duplicate-list",
+        "merge-list",
         "exception-list",
     },
     ADMIN: {
@@ -58,6 +60,8 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "contract-list",
         "invoice-list",
         "account-list",
+        "duplicate-list",
+        "merge-list",
         "exception-list",
     },
     NO_ROLE: set(),
@@ -127,6 +131,8 @@ def test_navigation_lists_exactly_the_pages_the_role_may_open(client):
     assert [page.url_name for page in response.context["console_nav"]] == [
         "home",
         "account-list",
+        "duplicate-list",
+        "merge-list",
         "exception-list",
     ]
 
