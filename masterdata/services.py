@@ -537,6 +537,11 @@ def _merge_execute(merge: MergeRecord, *, approver: Any, actor: Actor, reason: s
             before,
             {"object_id": survivor.pk, "enterprise_id": survivor.enterprise_id},
         )
+    # Accounts merged into the loser earlier now point at the survivor: chains stay flat.
+    for earlier in Account.objects.select_for_update().filter(merged_into=loser).order_by("pk"):
+        earlier.merged_into = survivor
+        earlier.save(update_fields=["merged_into", "updated_at"])
+        record(earlier, "merged_into", loser.pk, survivor.pk)
     for alias in AccountAlias.objects.select_for_update().filter(account=loser).order_by("pk"):
         alias.account = survivor
         alias.save()

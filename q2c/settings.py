@@ -263,7 +263,7 @@ TANDEM_DEMO_MODE = envbool("TANDEM_DEMO_MODE", False)
 
 # --- Master data ------------------------------------------------------------------------
 # Pairs scoring at least this are duplicate candidates (chosen on the labelled set: README).
-TANDEM_DUPLICATE_THRESHOLD = envfloat("TANDEM_DUPLICATE_THRESHOLD", 0.6)
+TANDEM_DUPLICATE_THRESHOLD = envfloat("TANDEM_DUPLICATE_THRESHOLD", 0.7)
 if not 0 < TANDEM_DUPLICATE_THRESHOLD < 1:
     raise ImproperlyConfigured("TANDEM_DUPLICATE_THRESHOLD must be between 0 and 1")
 # Maker-checker: a merge is requested by one steward and run when another approves it.
