@@ -146,6 +146,7 @@ def main() -> None:
     print()
     print(f"accounts                 {summary.accounts}")
     print(f"time (end to end)        {summary.seconds:.1f} s   (this process's CPU: {cpu:.1f} s)")
+    print(f"phases (s)               {summary.timings}")
     print(f"pairs compared           {summary.comparisons}  (names compared while blocking)")
     print(f"pairs scored             {summary.pairs_scored}  (every field)")
     print(f"candidates stored        {summary.found}")

@@ -216,6 +216,7 @@ class DetectionSummary:
     reopened: int
     updated: int
     seconds: float
+    timings: dict[str, float]
 
 
 def _active_rows() -> list[AccountRow]:
@@ -252,8 +253,10 @@ def duplicates_detect(*, actor: Actor, threshold: float | None = None) -> Detect
     started = time.perf_counter()
     cutoff = settings.TANDEM_DUPLICATE_THRESHOLD if threshold is None else threshold
     rows = _active_rows()
+    read = time.perf_counter()
     by_pk = {row.pk: row for row in rows}
     result = duplicates_find(rows, threshold=cutoff)
+    found = time.perf_counter()
     existing = {
         (candidate.account_a_id, candidate.account_b_id): candidate
         for candidate in DuplicateCandidate.objects.filter(
@@ -320,6 +323,11 @@ def duplicates_detect(*, actor: Actor, threshold: float | None = None) -> Detect
         reopened=reopened,
         updated=len(changed) - reopened,
         seconds=round(time.perf_counter() - started, 2),
+        timings={
+            "read": round(read - started, 2),
+            **{key: round(value, 2) for key, value in result.timings.items()},
+            "store": round(time.perf_counter() - found, 2),
+        },
     )
 
 
