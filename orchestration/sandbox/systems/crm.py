@@ -35,7 +35,7 @@ def domain_of(website: str | None) -> str:
 class CrmSystem(SalesforceSystem):
     name = "crm"
     sobject = "Account"
-    collections = ("accounts", "merged_accounts")
+    collections = ("accounts",)
 
     def routes(self) -> list[Route]:
         return [
@@ -93,22 +93,21 @@ class CrmSystem(SalesforceSystem):
         return Reply(204)
 
     def account_merge(self, call: Call) -> Reply:
-        """Merge another account into this one (Salesforce's merge: the loser is deleted and
-        remembers its master record). Merging an already merged loser again is a no-op."""
+        """Merge another account into this one, as Salesforce does: the loser is deleted
+        (kept here with ``IsDeleted`` and its ``MasterRecordId``). Repeating it is a no-op."""
         accounts = call.collection("accounts")
         survivor = self.lookup(accounts, call.params["id"])
         fields = self.check(call.body, ("MergedAccountId",))
-        loser_id = str(fields.string("MergedAccountId", required=True))
-        merged = call.collection("merged_accounts")
-        if loser_id in merged and merged[loser_id]["MasterRecordId"] == survivor["Id"]:
-            return Reply(200, {"id": survivor["Id"], "mergedId": loser_id, "success": True})
-        loser = self.lookup(accounts, loser_id)
-        if loser["Id"] == survivor["Id"]:
-            raise self.invalid("MergedAccountId", "an account cannot be merged into itself")
-        del accounts[loser["Id"]]
-        merged[loser["Id"]] = {**loser, "MasterRecordId": survivor["Id"], "IsDeleted": True}
-        survivor["LastModifiedDate"] = sf_datetime(call.now)
-        return Reply(200, {"id": survivor["Id"], "mergedId": loser["Id"], "success": True})
+        loser = self.lookup(accounts, str(fields.string("MergedAccountId", required=True)))
+        reply = {"id": survivor["Id"], "mergedId": loser["Id"], "success": True}
+        if loser.get("MasterRecordId") == survivor["Id"]:
+            return Reply(200, reply)
+        if loser["Id"] == survivor["Id"] or loser.get("IsDeleted") or survivor.get("IsDeleted"):
+            raise self.invalid("MergedAccountId", "only two different live accounts merge")
+        loser["IsDeleted"] = True
+        loser["MasterRecordId"] = survivor["Id"]
+        loser["LastModifiedDate"] = survivor["LastModifiedDate"] = sf_datetime(call.now)
+        return Reply(200, reply)
 
     def account_search(self, call: Call) -> Reply:
         name = (call.arg("name") or "").strip().lower()
@@ -117,7 +116,8 @@ class CrmSystem(SalesforceSystem):
         found = [
             account
             for account in call.collection("accounts").values()
-            if (not name or name in (account["Name"] or "").lower())
+            if not account.get("IsDeleted")
+            and (not name or name in (account["Name"] or "").lower())
             and (not domain or account["Domain__c"] == domain)
             and (not tax_id or account["Tax_Id__c"] == tax_id)
         ]
