@@ -125,3 +125,20 @@ def account_reference_fields() -> list[tuple[type[Model], str]]:
             continue
         found.append((model, relation.field.name))
     return sorted(found, key=lambda item: (item[0]._meta.label, item[1]))
+
+
+def records_attached_since(*, merge: MergeRecord) -> list[Model]:
+    """Records on the survivor created after the merge: an unmerge leaves them there unless
+    the steward picks them."""
+    if merge.merged_at is None:
+        return []
+    found: list[Model] = []
+    for model, field in account_reference_fields():
+        if not any(f.name == "created_at" for f in model._meta.get_fields()):
+            continue
+        found.extend(
+            model._default_manager.filter(
+                **{field: merge.survivor_id, "created_at__gt": merge.merged_at}
+            ).order_by("pk")
+        )
+    return found

@@ -246,6 +246,12 @@ def merge_detail(request: HttpRequest, pk: int) -> HttpResponse:
             and merge.state == MergeState.REQUESTED
             and merge.requested_by_id != user.pk,
             "can_unmerge": can_act and merge.state == MergeState.MERGED,
+            "attached_since": [
+                (f"{obj._meta.label_lower}:{obj.pk}", obj)
+                for obj in selectors.records_attached_since(merge=merge)
+            ]
+            if merge.state == MergeState.MERGED
+            else [],
             "can_retry_push": can_act and merge.push_state == PushState.FAILED,
         },
     )
@@ -263,7 +269,8 @@ def _merge_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
             services.merge_reject(merge=merge, actor=actor, reason=reason)
             messages.success(request, f"{merge} rejected")
         elif action == "unmerge":
-            services.account_unmerge(merge=merge, actor=actor, reason=reason)
+            picked = _picked_records(request, merge)
+            services.account_unmerge(merge=merge, actor=actor, reason=reason, also_move=picked)
             messages.success(request, f"{merge} undone: what it moved is back on {merge.loser}")
         else:
             services.merge_push_retry(merge=merge, actor=actor, reason=reason)
@@ -271,6 +278,15 @@ def _merge_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     except REFUSALS as exc:
         messages.error(request, _message(exc))
     return redirect("merge-detail", pk=pk)
+
+
+def _picked_records(request: HttpRequest, merge: MergeRecord) -> list[Any]:
+    """The records attached since the merge that the steward ticked to move back too."""
+    offered = {
+        f"{obj._meta.label_lower}:{obj.pk}": obj
+        for obj in selectors.records_attached_since(merge=merge)
+    }
+    return [offered[key] for key in request.POST.getlist("also_move") if key in offered]
 
 
 @require_POST

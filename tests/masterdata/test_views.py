@@ -250,3 +250,29 @@ def test_the_merge_log_lists_merges_newest_first(client, make_user, django_asser
         response = client.get(reverse("merge-list"))
     # then
     assert [m.pk for m in response.context["page"]] == [m.pk for m in reversed(merges)]
+
+
+@pytest.mark.django_db
+def test_unmerge_from_the_page_moves_back_only_the_picked_newer_records(client, make_user):
+    # given
+    world = helpers.world()
+    actor = helpers.steward(make_user)
+    merge = md.merge_request(
+        survivor=world.survivor, loser=world.loser, actor=actor, reason="one tax id"
+    )
+    survivor = Account.objects.get(pk=world.survivor.pk)
+    stays, picked = factories.order(account=survivor), factories.order(account=survivor)
+    client.force_login(actor.user)
+    page = client.get(reverse("merge-detail", args=[merge.pk]))
+    assert [key for key, _ in page.context["attached_since"]] == [
+        f"q2c.order:{stays.pk}",
+        f"q2c.order:{picked.pk}",
+    ]
+    # when
+    client.post(
+        reverse("merge-unmerge", args=[merge.pk]),
+        {"reason": "wrong merge", "also_move": [f"q2c.order:{picked.pk}", "q2c.order:999999"]},
+    )
+    # then
+    assert Order.objects.get(pk=stays.pk).account_id == world.survivor.pk
+    assert Order.objects.get(pk=picked.pk).account_id == world.loser.pk
