@@ -143,7 +143,9 @@ class AuditedHistory(HistoricalRecords):
 
     def get_change_reason_for_object(self, instance: Any, history_type: str, using: Any) -> Any:
         explicit = super().get_change_reason_for_object(instance, history_type, using)
-        return explicit or current_reason()
+        reason = explicit or current_reason()
+        # The history column holds 100 characters; a longer reason must not fail the write.
+        return reason[:100] if isinstance(reason, str) else reason
 
 
 class AuditContextMiddleware:

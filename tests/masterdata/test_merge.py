@@ -239,3 +239,19 @@ def test_a_merge_of_two_crm_accounts_is_queued_for_the_crm(
     # then
     assert merge.push_state == PushState.PENDING
     assert len(callbacks) == 1
+
+
+@pytest.mark.django_db
+def test_a_long_reason_is_kept_in_full_on_the_merge_and_cut_to_fit_in_history(make_user):
+    # given
+    world = helpers.world()
+    reason = "same VAT number, same address, the CRM record was keyed by hand " * 3
+    # when
+    merge = md.merge_request(
+        survivor=world.survivor, loser=world.loser, actor=helpers.steward(make_user),
+        reason=reason,
+    )  # fmt: skip
+    # then
+    assert merge.reason == reason
+    loser = Account.objects.get(pk=world.loser.pk)
+    assert loser.history.first().history_change_reason == reason[:100]
