@@ -598,17 +598,22 @@ def _merge_execute(merge: MergeRecord, *, approver: Any, actor: Actor, reason: s
 
 
 def _exceptions_naming(enterprise_id: str) -> list[Any]:
-    """Master-data exceptions whose candidate accounts include ``enterprise_id`` (a JSON
-    list, read in Python so SQLite and PostgreSQL behave alike; there are few of them)."""
+    """Master-data exceptions whose candidate accounts include ``enterprise_id``, locked.
+
+    The JSON list is read in Python (SQLite and PostgreSQL alike; there are few of them) and
+    only the matching rows are locked, in pk order."""
     from exceptions.models import Category, OperationalException
 
-    return [
-        exc
-        for exc in OperationalException.objects.select_for_update()
-        .filter(category=Category.MASTER_DATA)
-        .order_by("pk")
-        if enterprise_id in (exc.context.get("candidates") or [])
+    naming = [
+        pk
+        for pk, context in OperationalException.objects.filter(
+            category=Category.MASTER_DATA
+        ).values_list("pk", "context")
+        if enterprise_id in ((context or {}).get("candidates") or [])
     ]
+    return list(
+        OperationalException.objects.select_for_update().filter(pk__in=naming).order_by("pk")
+    )
 
 
 def _crm_supports_merge() -> bool:
