@@ -231,7 +231,7 @@ LIST_QUERIES = 7
         ("order-list", add_orders, 'href="/orders/ORD-'),
         ("contract-list", add_contracts, "<td>CTR-"),
         ("invoice-list", add_invoices, "<td>INV-"),
-        ("account-list", add_accounts, "<td>ACC-"),
+        ("account-list", add_accounts, '">ACC-'),
     ],
 )
 def test_list_page_query_count_does_not_grow_with_rows(
