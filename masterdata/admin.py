@@ -4,8 +4,11 @@ from django.contrib.contenttypes.models import ContentType
 from masterdata.models import (
     Account,
     AccountAlias,
+    DuplicateCandidate,
     ExternalId,
     LegalEntity,
+    MergedReference,
+    MergeRecord,
     Product,
     ProductMapping,
 )
@@ -63,3 +66,47 @@ class ProductMappingAdmin(AuditedAdmin):
     list_display = ("product", "system", "external_id", "external_kind")
     list_filter = ("system",)
     search_fields = ("external_id", "product__sku")
+
+
+@admin.register(DuplicateCandidate)
+class DuplicateCandidateAdmin(AuditedAdmin):
+    """Read-only: candidates are written by detection and decided on the console."""
+
+    list_display = ("__str__", "account_a", "account_b", "score", "status", "detected_at")
+    list_filter = ("status",)
+    search_fields = ("account_a__enterprise_id", "account_b__enterprise_id")
+    list_select_related = ("account_a", "account_b")
+
+    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+
+class MergedReferenceInline(admin.TabularInline):
+    model = MergedReference
+    extra = 0
+    can_delete = False
+    fields = ("label", "content_type", "object_id", "field", "before", "after", "moved_back")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(MergeRecord)
+class MergeRecordAdmin(AuditedAdmin):
+    """Read-only: merges are requested, approved and undone on the console (services)."""
+
+    list_display = ("__str__", "survivor", "loser", "state", "push_state", "requested_at")
+    list_filter = ("state", "push_state")
+    search_fields = ("survivor__enterprise_id", "loser__enterprise_id")
+    list_select_related = ("survivor", "loser")
+    inlines = [MergedReferenceInline]
+
+    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False

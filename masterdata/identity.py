@@ -38,14 +38,30 @@ ABBREVIATIONS = {
 }
 
 
+# The VAT prefix of a country where it differs from its ISO code (Greece uses EL).
+VAT_PREFIX = {"GR": "EL"}
+# Words some countries print after the number: Swiss "CHE-123.456.789 MWST/TVA/IVA".
+_VAT_SUFFIXES = ("MWST", "TVA", "IVA")
+
+
 def tax_id_key(tax_id: str, country: str = "") -> str:
-    """'GB 123-456-789' and 'gb123456789' are the same VAT number: 'GB123456789'."""
+    """'GB 123-456-789' and 'gb123456789' are the same VAT number: 'GB123456789'.
+
+    Country formats: a number given without its prefix gets the country's VAT prefix
+    (Greece's is EL, so 'GR123…' and '123…' in GR both become 'EL123…'); Swiss numbers lose
+    their MWST/TVA/IVA suffix; a US EIN '47-3816290' becomes 'US473816290'."""
     key = re.sub(r"[^0-9A-Za-z]", "", tax_id or "").upper()
     if not key:
         return ""
+    for suffix in _VAT_SUFFIXES:
+        if key.startswith("CHE") and key.endswith(suffix):
+            key = key[: -len(suffix)]
     country = (country or "").upper()
-    if country and not key.startswith(country) and not key[:2].isalpha():
-        key = country + key  # a number given without its VAT prefix
+    prefix = VAT_PREFIX.get(country, country)
+    if key[:2] in VAT_PREFIX:
+        key = VAT_PREFIX[key[:2]] + key[2:]
+    if prefix and not key.startswith(prefix) and not key[:2].isalpha():
+        key = prefix + key  # a number given without its VAT prefix
     return key
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
+from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
@@ -205,3 +209,160 @@ class ProductMapping(models.Model):
 
     def __str__(self) -> str:
         return f"{self.product_id}@{self.system}={self.external_id}"
+
+
+class CandidateStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    MERGED = "merged", "Merged"
+    DISMISSED = "dismissed", "Dismissed"
+
+
+class DuplicateCandidate(models.Model):
+    """Two active accounts that look like one customer, with the evidence for it.
+
+    ``fingerprint`` hashes the compared fields of both accounts when the pair was scored: a
+    dismissed pair is only offered again once either account's fields change.
+    """
+
+    account_a = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    account_b = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    score = models.DecimalField(max_digits=4, decimal_places=3)
+    evidence = models.JSONField(default=dict)
+    fingerprint = models.CharField(max_length=64)
+    status = models.CharField(
+        max_length=10, choices=CandidateStatus.choices, default=CandidateStatus.OPEN
+    )
+    detected_at = models.DateTimeField(db_index=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+        related_name="+",
+    )  # fmt: skip
+    decision_reason = models.TextField(blank=True)
+
+    history = AuditedHistory()
+
+    class Meta:
+        ordering = ["-score", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account_a", "account_b"], name="candidate_one_per_pair"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(account_a__lt=models.F("account_b")),
+                name="candidate_pair_ordered",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "score"])]
+
+    def __str__(self) -> str:
+        return f"DUP-{self.pk}"
+
+
+class MergeState(models.TextChoices):
+    REQUESTED = "requested", "Awaiting approval"
+    REJECTED = "rejected", "Rejected"
+    MERGED = "merged", "Merged"
+    UNMERGED = "unmerged", "Unmerged"
+
+
+class PushState(models.TextChoices):
+    NOT_NEEDED = "not_needed", "Nothing to push"
+    PENDING = "pending", "Queued"
+    DONE = "done", "Pushed"
+    FAILED = "failed", "Failed"
+
+
+class MergeRecord(ConcurrentTransitions, models.Model):
+    """One merge of ``loser`` into ``survivor``: what was chosen, what moved, who approved."""
+
+    survivor = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="merges_won")
+    loser = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="merges_lost")
+    candidate = models.ForeignKey(
+        DuplicateCandidate, on_delete=models.SET_NULL, null=True, blank=True, related_name="merges"
+    )
+    state = FSMField(default=MergeState.REQUESTED, choices=MergeState.choices, protected=True)
+    # {field: "survivor" | "loser"}: whose value the survivor keeps.
+    field_choices = models.JSONField(default=dict)
+    # The survivor's values before the merge, for the fields the merge changed.
+    survivor_before = models.JSONField(default=dict, blank=True)
+    reason = models.TextField()
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    requested_at = models.DateTimeField()
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+        related_name="+",
+    )  # fmt: skip
+    merged_at = models.DateTimeField(null=True, blank=True)
+    unmerged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+        related_name="+",
+    )  # fmt: skip
+    unmerged_at = models.DateTimeField(null=True, blank=True)
+    unmerge_reason = models.TextField(blank=True)
+    push_state = models.CharField(
+        max_length=12, choices=PushState.choices, default=PushState.NOT_NEEDED
+    )
+    push_attempts = models.PositiveIntegerField(default=0)
+    push_error = models.TextField(blank=True)
+
+    history = AuditedHistory()
+
+    class Meta:
+        ordering = ["-requested_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(survivor=models.F("loser")), name="merge_two_accounts"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(approved_by__isnull=True)
+                | ~models.Q(approved_by=models.F("requested_by")),
+                name="merge_approver_is_not_requester",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"MRG-{self.pk}"
+
+    @transition(field=state, source=MergeState.REQUESTED, target=MergeState.MERGED)
+    def complete(self, *, approved_by: Any, at: dt.datetime) -> None:
+        self.approved_by = approved_by
+        self.merged_at = at
+
+    @transition(field=state, source=MergeState.REQUESTED, target=MergeState.REJECTED)
+    def reject(self, *, by: Any, at: dt.datetime) -> None:
+        self.approved_by = by
+        self.unmerge_reason = f"rejected at {at}"
+
+    @transition(field=state, source=MergeState.MERGED, target=MergeState.UNMERGED)
+    def undo(self, *, by: Any, at: dt.datetime, reason_text: str) -> None:
+        self.unmerged_by = by
+        self.unmerged_at = at
+        self.unmerge_reason = reason_text
+
+
+class MergedReference(models.Model):
+    """One reference a merge re-pointed from the loser to the survivor (or back)."""
+
+    merge = models.ForeignKey(MergeRecord, on_delete=models.PROTECT, related_name="references")
+    content_type = models.ForeignKey(ContentType, on_delete=models.PROTECT)
+    object_id = models.PositiveBigIntegerField()
+    record = GenericForeignKey("content_type", "object_id")
+    label = models.CharField(max_length=60)  # the record's business id, for the screens
+    field = models.CharField(max_length=40)
+    before = models.JSONField()
+    after = models.JSONField()
+    moved_back = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["content_type_id", "object_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["merge", "content_type", "object_id", "field"], name="mergedref_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label}.{self.field}"

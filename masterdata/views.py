@@ -1,11 +1,49 @@
+"""Master-data console pages: accounts, the duplicate queue, merges. Thin: they read through
+the selectors, act through the services, and check permissions on the server."""
+
 from __future__ import annotations
 
-from django.http import HttpResponse
-from django.shortcuts import render
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
-from masterdata.models import Account
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+from django_fsm import ConcurrentTransition, TransitionNotAllowed
+
+from masterdata import selectors, services
+from masterdata.models import (
+    Account,
+    CandidateStatus,
+    DuplicateCandidate,
+    MergeRecord,
+    MergeState,
+    PushState,
+)
+from q2c.audit import Actor
+from q2c.errors import ReasonRequired
 from q2c.pagination import BoundedPaginator
 from q2c.views import PAGE_SIZE, HtmxHttpRequest, page_permission
+
+MERGE_PERM = "masterdata.merge_account"
+# What the services refuse with a message a steward can act on; nothing is changed.
+REFUSALS = (ValidationError, ReasonRequired, ConcurrentTransition, TransitionNotAllowed)
+
+
+def _message(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(exc.messages)
+    return str(exc)
+
+
+def _require_merge(request: HttpRequest) -> Actor:
+    if not request.user.has_perm(MERGE_PERM):
+        raise PermissionDenied("you may not merge accounts")
+    return Actor.person(request.user)
 
 
 @page_permission("account-list")
@@ -19,3 +57,257 @@ def account_list(request: HtmxHttpRequest) -> HttpResponse:
     if request.htmx:
         return render(request, "masterdata/account_list.html#rows", context)
     return render(request, "masterdata/account_list.html", context)
+
+
+@page_permission("account-list")
+def account_detail(request: HttpRequest, enterprise_id: str) -> HttpResponse:
+    account = get_object_or_404(
+        Account.objects.select_related("legal_entity", "merged_into"), enterprise_id=enterprise_id
+    )
+    return render(
+        request,
+        "masterdata/account_detail.html",
+        {
+            "account": account,
+            "crosswalk": selectors.account_crosswalk(account=account),
+            "aliases": list(account.aliases.order_by("alias")),
+            "merges": selectors.account_merges(account=account),
+            "merged_accounts": list(account.merged_accounts.order_by("enterprise_id")),
+            "references": selectors.account_references(account=account),
+        },
+    )
+
+
+# --- The duplicate queue ----------------------------------------------------------------------
+
+
+@page_permission("duplicate-list")
+def duplicate_list(request: HtmxHttpRequest) -> HttpResponse:
+    status = request.GET.get("status", CandidateStatus.OPEN)
+    if status not in CandidateStatus.values and status != "":
+        status = CandidateStatus.OPEN
+    query = (request.GET.get("q") or "").strip()
+    country = (request.GET.get("country") or "").strip().upper()[:2]
+    try:
+        min_score = Decimal(request.GET.get("min_score") or "0") or None
+    except InvalidOperation:
+        min_score = None
+    qs = selectors.candidates_queue(status=status, q=query, min_score=min_score, country=country)
+    page = BoundedPaginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "page": page, "status": status, "q": query, "country": country,
+        "min_score": min_score or "", "statuses": CandidateStatus.choices,
+        "can_act": request.user.has_perm(MERGE_PERM),
+    }  # fmt: skip
+    if request.htmx:
+        return render(request, "masterdata/duplicate_list.html#rows", context)
+    return render(request, "masterdata/duplicate_list.html", context)
+
+
+SIDE_BY_SIDE = (
+    ("legal_name", "Legal name"), ("tax_id", "Tax id"), ("domain", "Domain"),
+    ("address_line1", "Address"), ("city", "City"), ("postcode", "Postcode"),
+    ("country", "Country"), ("phone", "Phone"), ("email", "E-mail"),
+)  # fmt: skip
+
+
+@page_permission("duplicate-list")
+def duplicate_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    candidate = get_object_or_404(
+        DuplicateCandidate.objects.select_related("account_a", "account_b", "decided_by"), pk=pk
+    )
+    a, b = candidate.account_a, candidate.account_b
+    rows = [
+        {
+            "label": label,
+            "a": getattr(a, name),
+            "b": getattr(b, name),
+            "same": getattr(a, name) == getattr(b, name),
+        }
+        for name, label in SIDE_BY_SIDE
+    ]
+    return render(
+        request,
+        "masterdata/duplicate_detail.html",
+        {
+            "candidate": candidate,
+            "rows": rows,
+            "evidence": candidate.evidence,
+            "can_act": request.user.has_perm(MERGE_PERM)
+            and candidate.status == CandidateStatus.OPEN,
+        },
+    )
+
+
+@require_POST
+@page_permission("duplicate-list")
+def duplicate_dismiss(request: HttpRequest, pk: int) -> HttpResponse:
+    actor = _require_merge(request)
+    candidate = get_object_or_404(DuplicateCandidate, pk=pk)
+    try:
+        services.candidate_dismiss(
+            candidate=candidate, actor=actor, reason=(request.POST.get("reason") or "").strip()
+        )
+        messages.success(request, f"DUP-{pk} dismissed: it comes back only if a record changes")
+    except REFUSALS as exc:
+        messages.error(request, _message(exc))
+    return redirect("duplicate-detail", pk=pk)
+
+
+@require_POST
+@page_permission("duplicate-list")
+def duplicate_detect(request: HttpRequest) -> HttpResponse:
+    """Run the detection job now, in a worker."""
+    _require_merge(request)
+    from masterdata.tasks import detect_duplicates
+
+    transaction.on_commit(lambda: detect_duplicates.delay())
+    messages.success(request, "duplicate detection queued; new candidates appear when it ends")
+    return redirect("duplicate-list")
+
+
+# --- Merges -----------------------------------------------------------------------------------
+
+
+@page_permission("merge-list")
+def merge_list(request: HtmxHttpRequest) -> HttpResponse:
+    state = request.GET.get("state") or ""
+    qs = selectors.merge_log()
+    if state in MergeState.values:
+        qs = qs.filter(state=state)
+    page = BoundedPaginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {"page": page, "state": state, "states": MergeState.choices}
+    if request.htmx:
+        return render(request, "masterdata/merge_list.html#rows", context)
+    return render(request, "masterdata/merge_list.html", context)
+
+
+def _accounts_for_merge(request: HttpRequest) -> tuple[Account, Account]:
+    source = request.POST if request.method == "POST" else request.GET
+    survivor = get_object_or_404(Account, enterprise_id=source.get("survivor") or "")
+    loser = get_object_or_404(Account, enterprise_id=source.get("loser") or "")
+    return survivor, loser
+
+
+@page_permission("merge-list")
+def merge_new(request: HttpRequest) -> HttpResponse:
+    """The merge page: preview what moves and choose, per field, which value survives."""
+    actor = _require_merge(request)
+    survivor, loser = _accounts_for_merge(request)
+    candidate_id = (request.POST if request.method == "POST" else request.GET).get("candidate")
+    candidate = DuplicateCandidate.objects.filter(pk=candidate_id).first() if candidate_id else None
+    if request.method == "POST":
+        choices = {
+            name: request.POST.get(f"keep_{name}", "survivor") for name in services.MERGE_FIELDS
+        }
+        try:
+            merge = services.merge_request(
+                survivor=survivor, loser=loser, field_choices=choices, candidate=candidate,
+                actor=actor, reason=(request.POST.get("reason") or "").strip(),
+            )  # fmt: skip
+        except REFUSALS as exc:
+            messages.error(request, _message(exc))
+        else:
+            if merge.state == MergeState.MERGED:
+                messages.success(
+                    request, f"{loser.enterprise_id} merged into {survivor.enterprise_id}"
+                )
+            else:
+                messages.success(request, f"{merge} requested: another steward must approve it")
+            return redirect("merge-detail", pk=merge.pk)
+    defaults = services.survivorship_defaults(survivor=survivor, loser=loser)
+    swap = reverse("merge-new") + f"?survivor={loser.enterprise_id}&loser={survivor.enterprise_id}"
+    if candidate is not None:
+        swap += f"&candidate={candidate.pk}"
+    return render(
+        request,
+        "masterdata/merge_new.html",
+        {
+            "survivor": survivor, "loser": loser, "candidate": candidate,
+            "fields": defaults, "moves": selectors.account_references(account=loser),
+            "swap_url": swap,
+        },
+    )  # fmt: skip
+
+
+@page_permission("merge-list")
+def merge_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    merge = get_object_or_404(selectors.merge_log(), pk=pk)
+    references = list(merge.references.select_related("content_type").order_by("pk"))
+    user: Any = request.user
+    can_act = user.has_perm(MERGE_PERM)
+    return render(
+        request,
+        "masterdata/merge_detail.html",
+        {
+            "merge": merge,
+            "references": references,
+            "can_decide": can_act
+            and merge.state == MergeState.REQUESTED
+            and merge.requested_by_id != user.pk,
+            "can_unmerge": can_act and merge.state == MergeState.MERGED,
+            "attached_since": [
+                (f"{obj._meta.label_lower}:{obj.pk}", obj)
+                for obj in selectors.records_attached_since(merge=merge)
+            ]
+            if merge.state == MergeState.MERGED
+            else [],
+            "can_retry_push": can_act and merge.push_state == PushState.FAILED,
+        },
+    )
+
+
+def _merge_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    actor = _require_merge(request)
+    merge = get_object_or_404(MergeRecord, pk=pk)
+    reason = (request.POST.get("reason") or "").strip()
+    try:
+        if action == "approve":
+            services.merge_approve(merge=merge, actor=actor, reason=reason)
+            messages.success(request, f"{merge} approved and run")
+        elif action == "reject":
+            services.merge_reject(merge=merge, actor=actor, reason=reason)
+            messages.success(request, f"{merge} rejected")
+        elif action == "unmerge":
+            picked = _picked_records(request, merge)
+            services.account_unmerge(merge=merge, actor=actor, reason=reason, also_move=picked)
+            messages.success(request, f"{merge} undone: what it moved is back on {merge.loser}")
+        else:
+            services.merge_push_retry(merge=merge, actor=actor, reason=reason)
+            messages.success(request, f"{merge}: push to the CRM queued again")
+    except REFUSALS as exc:
+        messages.error(request, _message(exc))
+    return redirect("merge-detail", pk=pk)
+
+
+def _picked_records(request: HttpRequest, merge: MergeRecord) -> list[Any]:
+    """The records attached since the merge that the steward ticked to move back too."""
+    offered = {
+        f"{obj._meta.label_lower}:{obj.pk}": obj
+        for obj in selectors.records_attached_since(merge=merge)
+    }
+    return [offered[key] for key in request.POST.getlist("also_move") if key in offered]
+
+
+@require_POST
+@page_permission("merge-list")
+def merge_approve(request: HttpRequest, pk: int) -> HttpResponse:
+    return _merge_action(request, pk, "approve")
+
+
+@require_POST
+@page_permission("merge-list")
+def merge_reject(request: HttpRequest, pk: int) -> HttpResponse:
+    return _merge_action(request, pk, "reject")
+
+
+@require_POST
+@page_permission("merge-list")
+def merge_unmerge(request: HttpRequest, pk: int) -> HttpResponse:
+    return _merge_action(request, pk, "unmerge")
+
+
+@require_POST
+@page_permission("merge-list")
+def merge_push_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    return _merge_action(request, pk, "push")

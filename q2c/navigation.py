@@ -22,6 +22,8 @@ PAGES = [
     Page("contract-list", "Contracts", "q2c.view_contract"),
     Page("invoice-list", "Invoices", "q2c.view_invoice"),
     Page("account-list", "Accounts", "masterdata.view_account"),
+    Page("duplicate-list", "Duplicates", "masterdata.view_duplicatecandidate"),
+    Page("merge-list", "Merges", "masterdata.view_mergerecord"),
     Page("exception-list", "Exceptions", "exceptions.view_operationalexception"),
     Page("replay-list", "Replays", "exceptions.view_replay"),
     # Audit pages: each person sees the history of the models they may view.

@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from masterdata.locks import lock_account_survivor
 from masterdata.models import Account, LegalEntity, Product
 from q2c.audit import Actor, audit_context
 from q2c.errors import TransitionRefused, reason_require
@@ -183,6 +184,8 @@ def order_assign_account(*, order: Order, account: Account, actor: Actor, reason
     if order.account_id is not None and order.account_id != account.pk:
         raise ValidationError(f"{order} already belongs to {order.account}")
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
+        # Waits for a merge of this account in progress and follows it to the survivor.
+        account = lock_account_survivor(account.pk)
         order.account = account
         order.save(update_fields=["account", "updated_at"])
         quote = order.quote

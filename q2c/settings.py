@@ -254,6 +254,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"queue": "default"},
     },
+    # Duplicate-account candidates for the data stewards' queue.
+    "detect-duplicates": {
+        "task": "masterdata.detect_duplicates",
+        "schedule": crontab(minute=15, hour="*/6"),
+        "options": {"queue": "default"},
+    },
 }
 
 # --- Logging ----------------------------------------------------------------------------
@@ -296,6 +302,26 @@ CONTRACT_STATE_SLA_MINUTES = envminutes(
     {"pending_activation": 1440, "renewed": 43200},
     keys=["pending_activation", "renewed"],
 )
+
+# --- Master data ------------------------------------------------------------------------
+# Pairs scoring at least this are duplicate candidates (chosen on the labelled set: README).
+TANDEM_DUPLICATE_THRESHOLD = envfloat("TANDEM_DUPLICATE_THRESHOLD", 0.7)
+if not 0 < TANDEM_DUPLICATE_THRESHOLD < 1:
+    raise ImproperlyConfigured("TANDEM_DUPLICATE_THRESHOLD must be between 0 and 1")
+# Maker-checker: a merge is requested by one steward and run when another approves it.
+TANDEM_MERGE_REQUIRES_APPROVAL = envbool("TANDEM_MERGE_REQUIRES_APPROVAL", False)
+# Survivorship: per account field, the systems whose value is trusted most, best first ("*"
+# for any other field); without a trusted system the most recent non-empty value wins.
+TANDEM_SURVIVORSHIP: dict[str, list[str]] = {
+    "legal_name": ["erp", "billing", "crm"],
+    "tax_id": ["erp", "tax", "billing", "crm"],
+    "address_line1": ["billing", "erp", "crm"],
+    "address_line2": ["billing", "erp", "crm"],
+    "city": ["billing", "erp", "crm"],
+    "postcode": ["billing", "erp", "crm"],
+    "email": ["billing", "crm"],
+    "*": ["crm", "erp", "billing", "cpq"],
+}
 
 # --- Connectors and webhooks ------------------------------------------------------------
 # Every system is reached over HTTP through orchestration.connectors.transport. The defaults

@@ -36,6 +36,7 @@ urlpatterns = [
     path("dashboard/", views.dashboard, name="dashboard"),
     path("invoices/", views.invoice_list, name="invoice-list"),
     path("accounts/", masterdata_views.account_list, name="account-list"),
+    path("", include("masterdata.urls")),
     path("exceptions/", include("exceptions.urls")),
     path("replays/", include("exceptions.replay_urls")),
     path("api/v1/", include("exceptions.api_urls")),

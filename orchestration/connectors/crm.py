@@ -47,6 +47,16 @@ class SandboxCrm:
         )
         return RemoteRecord(id=str(response.body["id"]), status="created")
 
+    def account_merge(self, *, survivor_id: str, loser_id: str, idempotency_key: str) -> None:
+        """Merge the CRM's ``loser_id`` account into ``survivor_id`` (safe to repeat)."""
+        self.transport.call(
+            operation="account_merge",
+            method="POST",
+            path=f"accounts/{survivor_id}/merge",
+            json={"MergedAccountId": loser_id},
+            idempotency_key=idempotency_key,
+        )
+
 
 def account_record(body: dict[str, Any]) -> RemoteRecord:
     return RemoteRecord(

@@ -18,8 +18,9 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from masterdata import services as md
-from masterdata.models import AccountAlias
+from masterdata.models import AccountAlias, DuplicateCandidate
 from q2c import services
+from q2c.audit import Actor
 from q2c.identifiers import PREFIXES, identifier_allocate
 from q2c.models import CreditNote, Order, OrderState, UsageRecord, WorkerHeartbeat
 from tests import factories
@@ -89,6 +90,14 @@ def seed_every_registered_model(superuser: Any) -> None:
         occurred_at=timezone.now() - dt.timedelta(hours=1),
         source_system="billing",
         source_event_id="evt-1",
+    )
+    twin = factories.account()
+    DuplicateCandidate.objects.create(
+        account_a=account, account_b=twin, score=Decimal("0.9"), evidence={},
+        fingerprint="f", detected_at=timezone.now(),
+    )  # fmt: skip
+    md.merge_request(
+        survivor=account, loser=twin, actor=Actor.person(superuser), reason="test setup"
     )
     WorkerHeartbeat.objects.create(hostname="worker-1", seen_at=timezone.now())
     Token.objects.create(user=superuser)

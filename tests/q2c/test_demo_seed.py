@@ -92,11 +92,11 @@ def test_seed_demo_loads_the_dataset_in_every_state(settings, monkeypatch):
         ("TANDEM-GB", "GB", "GBP"),
         ("TANDEM-US", "US", "USD"),
     ]
-    assert counts["accounts"] == 8
-    assert counts["external_ids"] == 24
+    assert counts["accounts"] == 11  # 8 customers and 3 near-duplicates of them
+    assert counts["external_ids"] == 27
     assert dict(
         ExternalId.objects.values_list("system").annotate(n=Count("pk")).order_by("system")
-    ) == {"billing": 8, "crm": 8, "erp": 8}
+    ) == {"billing": 9, "crm": 9, "erp": 9}
     assert counts["products"] == 8
     assert dict(Product.objects.values_list("kind").annotate(n=Count("pk")).order_by("kind")) == {
         "one_time": 2,
@@ -112,7 +112,7 @@ def test_seed_demo_loads_the_dataset_in_every_state(settings, monkeypatch):
         "fulfilled": 2,
         "on_hold": 1,
         "provisioning": 1,
-        "received": 1,
+        "received": 4,
         "rejected": 1,
         "submitted_to_erp": 1,
         "validated": 1,
@@ -149,7 +149,7 @@ def test_seed_demo_writes_history_as_the_system_actor_with_the_demo_reason(setti
     _seed(settings, monkeypatch, password=DEMO_PASSWORD)
     # then
     orders = list(Order.objects.all())
-    assert len(orders) == 12
+    assert len(orders) == 15
     for order in orders:
         rows = list(
             order.history.order_by("history_id").values_list(

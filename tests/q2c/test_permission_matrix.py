@@ -49,7 +49,15 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "replay-list",
     }
     | AUDIT_PAGES,
-    "data_steward": {"home", "account-list", "exception-list", "replay-list"} | AUDIT_PAGES,
+    "data_steward": {
+        "home",
+        "account-list",
+        "duplicate-list",
+        "merge-list",
+        "exception-list",
+        "replay-list",
+    }
+    | AUDIT_PAGES,
     "integration_support": {
         "home",
         "dashboard",
@@ -68,6 +76,8 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "contract-list",
         "invoice-list",
         "account-list",
+        "duplicate-list",
+        "merge-list",
         "exception-list",
         "replay-list",
     }
@@ -79,6 +89,8 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "contract-list",
         "invoice-list",
         "account-list",
+        "duplicate-list",
+        "merge-list",
         "exception-list",
         "replay-list",
     }
@@ -150,6 +162,8 @@ def test_navigation_lists_exactly_the_pages_the_role_may_open(client):
     assert [page.url_name for page in response.context["console_nav"]] == [
         "home",
         "account-list",
+        "duplicate-list",
+        "merge-list",
         "exception-list",
         "replay-list",
         "audit-history",

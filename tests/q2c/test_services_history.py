@@ -302,6 +302,69 @@ def _payment_apply() -> Run:
     )
 
 
+def _twins() -> tuple[Any, Any]:
+    first = factories.account(legal_name="Acme Ltd")
+    return first, factories.account(legal_name="Acme Ltd", legal_entity=first.legal_entity)
+
+
+def _merge_requested(*, approval: bool) -> Any:
+    from django.test import override_settings
+
+    survivor, loser = _twins()
+    with override_settings(TANDEM_MERGE_REQUIRES_APPROVAL=approval):
+        return md.merge_request(
+            survivor=survivor, loser=loser, actor=factories.actor(), reason="test setup"
+        )
+
+
+def _candidate_dismiss() -> Run:
+    from masterdata.models import DuplicateCandidate
+
+    a, b = _twins()
+    candidate = DuplicateCandidate.objects.create(
+        account_a=a, account_b=b, score=Decimal("0.9"), evidence={}, fingerprint="f",
+        detected_at=timezone.now(),
+    )  # fmt: skip
+    return lambda actor, reason: md.candidate_dismiss(
+        candidate=candidate, actor=actor, reason=reason
+    )
+
+
+def _merge_request() -> Run:
+    survivor, loser = _twins()
+    return lambda actor, reason: md.merge_request(
+        survivor=survivor, loser=loser, actor=actor, reason=reason
+    )
+
+
+def _merge_approve() -> Run:
+    merge = _merge_requested(approval=True)
+    return lambda actor, reason: md.merge_approve(merge=merge, actor=actor, reason=reason)
+
+
+def _merge_reject() -> Run:
+    merge = _merge_requested(approval=True)
+    return lambda actor, reason: md.merge_reject(merge=merge, actor=actor, reason=reason)
+
+
+def _account_unmerge() -> Run:
+    merge = _merge_requested(approval=False)
+    return lambda actor, reason: md.account_unmerge(merge=merge, actor=actor, reason=reason)
+
+
+def _merge_push_retry() -> Run:
+    from django.db import transaction
+
+    from masterdata.models import PushState
+    from q2c.audit import audit_context
+
+    merge = _merge_requested(approval=False)
+    with transaction.atomic(), audit_context(actor=factories.actor(), reason="test setup"):
+        merge.push_state = PushState.FAILED
+        merge.save()
+    return lambda actor, reason: md.merge_push_retry(merge=merge, actor=actor, reason=reason)
+
+
 def _order_case(name: str, source: str) -> Case:
     return Case(_order_step(name, source), [("Order", "~")])
 
@@ -313,6 +376,19 @@ CASES: dict[str, Case] = {
     "external_id_link": Case(_external_id_link, [("ExternalId", "+")]),
     "product_create": Case(_product_create, [("Product", "+")]),
     "product_map": Case(_product_map, [("ProductMapping", "+")]),
+    "candidate_dismiss": Case(_candidate_dismiss, [("DuplicateCandidate", "~")]),
+    "merge_request": Case(
+        _merge_request,
+        [("Account", "~"), ("AccountAlias", "+"), ("MergeRecord", "+"), ("MergeRecord", "~")],
+    ),
+    "merge_approve": Case(
+        _merge_approve, [("Account", "~"), ("AccountAlias", "+"), ("MergeRecord", "~")]
+    ),
+    "merge_reject": Case(_merge_reject, [("MergeRecord", "~")]),
+    "account_unmerge": Case(
+        _account_unmerge, [("Account", "~"), ("AccountAlias", "-"), ("MergeRecord", "~")]
+    ),
+    "merge_push_retry": Case(_merge_push_retry, [("MergeRecord", "~")]),
     # q2c.services
     "quote_create": Case(
         _quote_create, [("Quote", "+"), ("Quote", "~"), ("QuoteLine", "+"), ("QuoteLine", "+")]

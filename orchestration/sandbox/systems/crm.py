@@ -43,6 +43,7 @@ class CrmSystem(SalesforceSystem):
             route("POST", "/accounts", self.account_create),
             route("GET", "/accounts/{id}", self.account_get),
             route("PATCH", "/accounts/{id}", self.account_update),
+            route("POST", "/accounts/{id}/merge", self.account_merge),
         ]
 
     def _values(self, body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
@@ -91,6 +92,23 @@ class CrmSystem(SalesforceSystem):
         account["LastModifiedDate"] = sf_datetime(call.now)
         return Reply(204)
 
+    def account_merge(self, call: Call) -> Reply:
+        """Merge another account into this one, as Salesforce does: the loser is deleted
+        (kept here with ``IsDeleted`` and its ``MasterRecordId``). Repeating it is a no-op."""
+        accounts = call.collection("accounts")
+        survivor = self.lookup(accounts, call.params["id"])
+        fields = self.check(call.body, ("MergedAccountId",))
+        loser = self.lookup(accounts, str(fields.string("MergedAccountId", required=True)))
+        reply = {"id": survivor["Id"], "mergedId": loser["Id"], "success": True}
+        if loser.get("MasterRecordId") == survivor["Id"]:
+            return Reply(200, reply)
+        if loser["Id"] == survivor["Id"] or loser.get("IsDeleted") or survivor.get("IsDeleted"):
+            raise self.invalid("MergedAccountId", "only two different live accounts merge")
+        loser["IsDeleted"] = True
+        loser["MasterRecordId"] = survivor["Id"]
+        loser["LastModifiedDate"] = survivor["LastModifiedDate"] = sf_datetime(call.now)
+        return Reply(200, reply)
+
     def account_search(self, call: Call) -> Reply:
         name = (call.arg("name") or "").strip().lower()
         domain = domain_of(call.arg("domain"))
@@ -98,7 +116,8 @@ class CrmSystem(SalesforceSystem):
         found = [
             account
             for account in call.collection("accounts").values()
-            if (not name or name in (account["Name"] or "").lower())
+            if not account.get("IsDeleted")
+            and (not name or name in (account["Name"] or "").lower())
             and (not domain or account["Domain__c"] == domain)
             and (not tax_id or account["Tax_Id__c"] == tax_id)
         ]

@@ -34,3 +34,15 @@ class Command(BaseCommand):
         else:
             self.stdout.write("Demo dataset already present; nothing loaded.")
         self.stdout.write(demo_user_table(result.users, password=password))
+        if result.data_created:
+            self._near_duplicates()
+
+    def _near_duplicates(self) -> None:
+        """The same customers as other systems keyed them, and a first detection run."""
+        from masterdata.demo import demo_near_duplicates_seed
+        from masterdata.services import duplicates_detect
+        from q2c.audit import Actor
+        from q2c.demo import DEMO_ACTOR, DEMO_REASON
+
+        demo_near_duplicates_seed(actor=Actor.system(DEMO_ACTOR), reason=DEMO_REASON)
+        duplicates_detect(actor=Actor.system("scheduler"))

@@ -1,0 +1,20 @@
+from django.db import migrations
+
+
+def sync(apps, schema_editor):
+    from q2c.roles import roles_sync
+
+    roles_sync(apps)
+
+
+class Migration(migrations.Migration):
+    """Grant the duplicate and merge permissions now that their models exist."""
+
+    dependencies = [
+        ("masterdata", "0003_duplicates_and_merges"),
+        ("q2c", "0002_roles"),
+        ("auth", "0012_alter_user_first_name_max_length"),
+        ("contenttypes", "0002_remove_content_type_name"),
+    ]
+
+    operations = [migrations.RunPython(sync, migrations.RunPython.noop)]

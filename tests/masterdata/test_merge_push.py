@@ -1,0 +1,92 @@
+"""A merge pushed to the sandbox CRM over real HTTP: done, retried, or failed visibly."""
+
+from __future__ import annotations
+
+import pytest
+
+from exceptions.models import Category, OperationalException
+from masterdata import services as md
+from masterdata.models import MergeRecord, PushState
+from orchestration.connectors.crm import SandboxCrm
+from orchestration.models import OutboundCall
+from tests import factories
+from tests.connectors.conftest import connectors, sandbox  # noqa: F401  (fixtures)
+from tests.connectors.helpers import throttled
+from tests.masterdata import helpers
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("connectors")]
+
+
+def crm_twins(make_user, *, loser_in_crm: bool = True) -> MergeRecord:  # type: ignore[no-untyped-def]
+    crm = SandboxCrm()
+    survivor_id = crm.account_create(
+        name="Acme Ltd", domain="acme.example", country="GB", currency="GBP",
+        idempotency_key="t-survivor",
+    ).id  # fmt: skip
+    loser_id = (
+        crm.account_create(
+            name="ACME LIMITED", domain="", country="GB", currency="GBP", idempotency_key="t-loser"
+        ).id
+        if loser_in_crm
+        else "001000000000GONE"
+    )
+    survivor, loser = factories.account(), factories.account()
+    helpers.link(survivor, "crm", survivor_id)
+    helpers.link(loser, "crm", loser_id)
+    return md.merge_request(
+        survivor=survivor, loser=loser, actor=helpers.steward(make_user), reason="one company"
+    )
+
+
+def test_the_crm_merges_the_loser_into_the_survivor(make_user, sandbox):  # noqa: F811
+    # given
+    merge = crm_twins(make_user)
+    assert merge.push_state == PushState.PENDING
+    survivor_crm, (loser_crm,) = md._merge_crm_ids(merge)
+    # when
+    state = md.merge_push(merge_id=merge.pk)
+    # then
+    assert state == PushState.DONE
+    loser_in_crm = sandbox.get("crm", f"/accounts/{loser_crm}").json()
+    assert (loser_in_crm["IsDeleted"], loser_in_crm["MasterRecordId"]) == (True, survivor_crm)
+    merge.refresh_from_db()
+    assert (merge.push_state, merge.push_attempts, merge.push_error) == (PushState.DONE, 1, "")
+    assert list(
+        OutboundCall.objects.filter(operation="account_merge").values_list("system", "status_code")
+    ) == [("crm", 200)]
+
+
+def test_a_refused_merge_fails_visibly_and_a_steward_can_queue_it_again(make_user, sandbox):  # noqa: F811
+    # given: the loser's CRM id is unknown to the CRM
+    merge = crm_twins(make_user, loser_in_crm=False)
+    # when
+    state = md.merge_push(merge_id=merge.pk)
+    # then
+    assert state == PushState.FAILED
+    (exc,) = OperationalException.objects.all()
+    assert (exc.category, exc.owner_team, exc.system, exc.step, exc.context["merge"]) == (
+        Category.MASTER_DATA, "data_steward", "crm", "merge_push", merge.pk,
+    )  # fmt: skip
+    # when
+    md.merge_push_retry(merge=merge, actor=helpers.steward(make_user, "two"), reason="fixed")
+    # then
+    merge.refresh_from_db()
+    assert (merge.push_state, merge.push_attempts) == (PushState.PENDING, 0)
+
+
+def test_a_throttled_crm_is_retried_and_the_last_attempt_fails_visibly(make_user, sandbox):  # noqa: F811
+    # given
+    merge = crm_twins(make_user)
+    throttled(sandbox, "crm", 1)
+    # when
+    with pytest.raises(md.MergePushRetry):
+        md.merge_push(merge_id=merge.pk)
+    # then
+    merge.refresh_from_db()
+    assert (merge.push_state, merge.push_attempts) == (PushState.PENDING, 1)
+    assert not OperationalException.objects.exists()
+    # when: the task's last attempt
+    state = md.merge_push(merge_id=merge.pk, final_attempt=True)
+    # then
+    assert state == PushState.FAILED
+    assert OperationalException.objects.get().error_class == "MergePushFailed"
