@@ -13,7 +13,12 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django_fsm import ConcurrentTransition
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.pagination import LimitOffsetPagination
@@ -120,6 +125,28 @@ def _exception(pk: int) -> OperationalException:
         raise Http404(f"no exception EXC-{pk}") from None
 
 
+_ERRORS = {
+    400: OpenApiResponse(description="the input is not valid"),
+    401: OpenApiResponse(description="no valid token or session"),
+    403: OpenApiResponse(description="your role may not do this"),
+}
+_ONE = {**_ERRORS, 404: OpenApiResponse(description="no such exception or replay")}
+_ACTION = {**_ONE, 409: OpenApiResponse(description="refused in the record's current state")}
+
+
+def _page_of(item: type[serializers.Serializer], name: str) -> serializers.Serializer:
+    """The schema of a LimitOffsetPagination page of ``item``, as the list views answer."""
+    return inline_serializer(
+        name=name,
+        fields={
+            "count": serializers.IntegerField(),
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+            "results": item(many=True),
+        },
+    )
+
+
 class ExceptionListApi(APIView):
     permission_classes = [ConsolePermission]
     required = (EXC_VIEW,)
@@ -135,7 +162,8 @@ class ExceptionListApi(APIView):
 
     @extend_schema(
         parameters=[ExceptionFilterInput],
-        responses=ExceptionOutput(many=True),
+        responses={200: _page_of(ExceptionOutput, "ExceptionPage"), **_ERRORS},
+        operation_id="v1_exceptions_list",
         summary="The exception queue (open and retrying unless a state is given)",
     )
     def get(self, request: Request) -> Response:
@@ -162,7 +190,9 @@ class ExceptionDetailApi(APIView):
     permission_classes = [ConsolePermission]
     required = (EXC_VIEW,)
 
-    @extend_schema(responses=ExceptionDetailOutput, summary="One exception with its context")
+    @extend_schema(
+        responses={200: ExceptionDetailOutput, **_ONE}, summary="One exception with its context"
+    )
     def get(self, request: Request, pk: int) -> Response:
         return Response(ExceptionDetailOutput(_exception(pk)).data)
 
@@ -171,7 +201,9 @@ class ExceptionRetryApi(APIView):
     permission_classes = [ConsolePermission]
     required = (EXC_VIEW, "exceptions.retry_exception")
 
-    @extend_schema(request=ActionInput, responses=ExceptionOutput, summary="Retry the step")
+    @extend_schema(
+        request=ActionInput, responses={200: ExceptionOutput, **_ACTION}, summary="Retry the step"
+    )
     def post(self, request: Request, pk: int) -> Response:
         exception = _exception(pk)
         data = ActionInput(data=request.data)
@@ -198,7 +230,11 @@ class ExceptionAssignApi(APIView):
         )  # fmt: skip
         reason = serializers.CharField()
 
-    @extend_schema(request=AssignInput, responses=ExceptionOutput, summary="Assign to a person")
+    @extend_schema(
+        request=AssignInput,
+        responses={200: ExceptionOutput, **_ACTION},
+        summary="Assign to a person",
+    )
     def post(self, request: Request, pk: int) -> Response:
         exception = _exception(pk)
         data = self.AssignInput(data=request.data)
@@ -229,7 +265,11 @@ class ExceptionResolveApi(APIView):
         code = serializers.ChoiceField(choices=list(RESOLUTION_CODES.items()))
         reason = serializers.CharField()
 
-    @extend_schema(request=ResolveInput, responses=ExceptionOutput, summary="Resolve with a code")
+    @extend_schema(
+        request=ResolveInput,
+        responses={200: ExceptionOutput, **_ACTION},
+        summary="Resolve with a code",
+    )
     def post(self, request: Request, pk: int) -> Response:
         exception = _exception(pk)
         data = self.ResolveInput(data=request.data)
@@ -249,7 +289,11 @@ class ExceptionIgnoreApi(APIView):
     permission_classes = [ConsolePermission]
     required = (EXC_VIEW, "exceptions.resolve_exception")
 
-    @extend_schema(request=ActionInput, responses=ExceptionOutput, summary="Ignore with a reason")
+    @extend_schema(
+        request=ActionInput,
+        responses={200: ExceptionOutput, **_ACTION},
+        summary="Ignore with a reason",
+    )
     def post(self, request: Request, pk: int) -> Response:
         exception = _exception(pk)
         data = ActionInput(data=request.data)
@@ -269,7 +313,9 @@ class ExceptionCommentApi(APIView):
     class CommentInput(serializers.Serializer):
         body = serializers.CharField()
 
-    @extend_schema(request=CommentInput, responses={201: CommentOutput}, summary="Add a comment")
+    @extend_schema(
+        request=CommentInput, responses={201: CommentOutput, **_ACTION}, summary="Add a comment"
+    )
     def post(self, request: Request, pk: int) -> Response:
         exception = _exception(pk)
         data = self.CommentInput(data=request.data)
@@ -329,7 +375,8 @@ class ReplayListApi(APIView):
         parameters=[
             OpenApiParameter("state", enum=ReplayState.values, required=False),
         ],
-        responses=ReplayOutput(many=True),
+        responses={200: _page_of(ReplayOutput, "ReplayPage"), **_ERRORS},
+        operation_id="v1_replays_list",
         summary="Replays, newest first",
     )
     def get(self, request: Request) -> Response:
@@ -345,7 +392,10 @@ class ReplayDetailApi(APIView):
     permission_classes = [ConsolePermission]
     required = (REPLAY_VIEW,)
 
-    @extend_schema(responses=ReplayDetailOutput, summary="One replay with its preview and result")
+    @extend_schema(
+        responses={200: ReplayDetailOutput, **_ONE},
+        summary="One replay with its preview and result",
+    )
     def get(self, request: Request, pk: int) -> Response:
         return Response(ReplayDetailOutput(_replay(pk)).data)
 
@@ -364,7 +414,7 @@ class ReplayRequestApi(APIView):
 
     @extend_schema(
         request=ReplayRequestInput,
-        responses={201: ReplayDetailOutput},
+        responses={201: ReplayDetailOutput, **_ACTION},
         summary="Request a replay or a compensation (another person approves it)",
     )
     def post(self, request: Request) -> Response:
@@ -421,6 +471,7 @@ class ReplayApproveApi(_ReplayDecisionApi):
     @extend_schema(
         request=ActionInput,
         responses={
+            **_ACTION,
             200: ReplayOutput,
             403: inline_serializer("Refusal", {"detail": serializers.CharField()}),
         },
@@ -433,6 +484,10 @@ class ReplayApproveApi(_ReplayDecisionApi):
 class ReplayRejectApi(_ReplayDecisionApi):
     decision = "reject"
 
-    @extend_schema(request=ActionInput, responses=ReplayOutput, summary="Reject with a reason")
+    @extend_schema(
+        request=ActionInput,
+        responses={200: ReplayOutput, **_ACTION},
+        summary="Reject with a reason",
+    )
     def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)

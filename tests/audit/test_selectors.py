@@ -208,11 +208,15 @@ def test_every_history_model_is_tracked():
     keys = [t.key for t in sel.tracked_models()]
     # then
     assert keys == [
+        "exceptions.exceptioncomment",
         "exceptions.operationalexception",
+        "exceptions.replay",
         "masterdata.account",
         "masterdata.accountalias",
+        "masterdata.duplicatecandidate",
         "masterdata.externalid",
         "masterdata.legalentity",
+        "masterdata.mergerecord",
         "masterdata.product",
         "masterdata.productmapping",
         "orchestration.workflowrun",

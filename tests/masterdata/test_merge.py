@@ -254,4 +254,4 @@ def test_a_long_reason_is_kept_in_full_on_the_merge_and_cut_to_fit_in_history(ma
     # then
     assert merge.reason == reason
     loser = Account.objects.get(pk=world.loser.pk)
-    assert loser.history.first().history_change_reason == reason[:100]
+    assert loser.history.first().history_change_reason == reason[:99] + "…"

@@ -230,7 +230,7 @@ RECORD_LIST_QUERIES = LIST_QUERIES + 1
 @pytest.mark.parametrize(
     "url_name, add_rows, expected_rows, queries",
     [
-        ("order-list", add_orders, 'href="/orders/ORD-', RECORD_LIST_QUERIES),
+        ("order-list", add_orders, '<td><a href="/orders/ORD-', RECORD_LIST_QUERIES),
         ("contract-list", add_contracts, "<td>CTR-", RECORD_LIST_QUERIES),
         ("invoice-list", add_invoices, "<td>INV-", LIST_QUERIES),
         ("account-list", add_accounts, '">ACC-', LIST_QUERIES),
