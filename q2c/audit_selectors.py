@@ -17,7 +17,7 @@ from typing import Any
 
 from django.apps import apps
 from django.contrib.auth import get_user_model
-from django.db import models
+from django.db import connection, models
 from django.db.models import CharField, Exists, F, OuterRef, Q, QuerySet, Subquery, Value
 from django.utils import timezone
 
@@ -341,7 +341,11 @@ def _narrow_to_page(
         .order_by("-history_date", "-history_id")[: size + 1]
         for tracked, qs in matching
     ]
-    keys = sorted(keyed[0].union(*keyed[1:], all=True), reverse=True)[: size + 1]
+    if connection.features.supports_slicing_ordering_in_compound:
+        rows = list(keyed[0].union(*keyed[1:], all=True))
+    else:  # SQLite (the demo): no LIMIT inside a UNION; one small read per table instead
+        rows = [row for qs in keyed for row in qs]
+    keys = sorted(rows, reverse=True)[: size + 1]
     ids: dict[str, list[int]] = {}
     for _, model, history_id in keys:
         ids.setdefault(model, []).append(history_id)
