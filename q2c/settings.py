@@ -178,6 +178,9 @@ SPECTACULAR_SETTINGS = {
         "AccountStatusEnum": "masterdata.models.AccountStatus",
         "LineKindEnum": "q2c.records.LineKind",
         "BillingPeriodEnum": "q2c.records.BillingPeriod",
+        "ExceptionStateEnum": "exceptions.models.ExceptionState",
+        "ReplayStateEnum": "exceptions.models.ReplayState",
+        "ReplayKindEnum": "exceptions.models.ReplayKind",
     },
 }
 
