@@ -54,7 +54,7 @@ def test_an_auditor_reconstructs_who_changed_what_on_a_contract_and_exports_it(
     assert "fiona" in activated and "customer accepted" in activated
     assert "pending_activation" in activated and "active" in activated
     assert "worker" in first and "test setup" in first
-    screenshot(page, "audit")
+    screenshot(page, "audit-contract")
 
     # when: the auditor opens the contract as of its creation
     rows.nth(2).get_by_role("link", name="as of").click()

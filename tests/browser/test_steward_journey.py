@@ -55,7 +55,7 @@ def test_a_steward_merges_a_detected_pair_sees_the_orders_move_and_unmerges_them
     assert rows.count() == 1
     assert survivor.enterprise_id in rows.first.inner_text()
     assert loser.enterprise_id in rows.first.inner_text()
-    screenshot(page, "duplicates")
+    screenshot(page, "steward-duplicates")
 
     # ... opens the side-by-side comparison
     rows.first.get_by_role("link", name=f"DUP-{pair.pk}").click()
@@ -75,7 +75,7 @@ def test_a_steward_merges_a_detected_pair_sees_the_orders_move_and_unmerges_them
     assert any(loser_orders[0] in text for text in page.locator("ul.moves").all_inner_texts())
     page.locator("input[name=keep_legal_name][value=survivor]").check()
     page.locator("input[name=keep_phone][value=loser]").check()
-    screenshot(page, "merge-preview")
+    screenshot(page, "steward-merge-preview")
     page.get_by_label("Reason").fill("same tax id, same postcode")
     page.get_by_role("button", name="Merge", exact=True).click()
     page.wait_for_url("**/merges/*/")
