@@ -84,7 +84,7 @@ def test_support_bulk_retries_the_group_a_billing_outage_left_and_the_orders_go_
     assert group.get_attribute("data-fingerprint") == failed[0].fingerprint
     assert group.locator("td").first.inner_text() == str(ORDERS)
     assert "billing" in group.inner_text()
-    screenshot(page, "exceptions-grouped")
+    screenshot(page, "support-exceptions-grouped")
     # ... retries the whole group and sees what it is about to retry
     group.locator("button[data-bulk=retry]").click()
     page.wait_for_url("**/exceptions/bulk/")
