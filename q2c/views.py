@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django_fsm import ConcurrentTransition
@@ -246,6 +248,12 @@ def _timeline_context(request: HttpRequest, timeline: Timeline) -> dict[str, Any
     }
 
 
+def _history_url(record: Order | Contract) -> str:
+    """The audit browser filtered to ``record``: who changed what on it."""
+    query = urlencode({"model": record._meta.label_lower, "record": record.enterprise_id})
+    return f"{reverse('audit-history')}?{query}"
+
+
 @page_permission("order-list")
 def order_timeline(request: HttpRequest, enterprise_id: str) -> HttpResponse:
     order = get_object_or_404(
@@ -258,6 +266,7 @@ def order_timeline(request: HttpRequest, enterprise_id: str) -> HttpResponse:
         order=order,
         stuck=selectors.is_stuck(order, now=timezone.now()),
         can_hold=request.user.has_perm("q2c.hold_order") and order.state in HOLDABLE,
+        history_url=_history_url(order),
     )
     return render(request, "q2c/timeline.html", context)
 
@@ -275,6 +284,7 @@ def contract_timeline(request: HttpRequest, enterprise_id: str) -> HttpResponse:
         stuck=selectors.is_stuck(contract, now=timezone.now()),
         can_hold=False,
         can_retry=False,  # steps are retried from the order's timeline
+        history_url=_history_url(contract),
     )
     return render(request, "q2c/timeline.html", context)
 

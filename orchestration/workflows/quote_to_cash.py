@@ -59,7 +59,11 @@ def connector_errors(*, category: str = "downstream_api", compensation: str = ""
         yield
     except RetryableError as exc:
         raise StepRetryable(
-            str(exc), retry_after=exc.retry_after, outbound_call_id=exc.outbound_call_id
+            str(exc),
+            retry_after=exc.retry_after,
+            outbound_call_id=exc.outbound_call_id,
+            # kept for when the retries run out: the exception is grouped by what went wrong
+            error_class=f"{exc.system}.{exc.kind}",
         ) from exc
     except PermanentError as exc:
         raise StepFailed(

@@ -273,6 +273,8 @@ def test_as_of_link_of_a_row_shows_the_record_right_after_that_change(client, ma
     values = dict(response.context["result"].values)
     assert (values["state"], values["hold_reason"]) == ("on_hold", "credit check")
     assert response.context["result"].row.history_id == held.history_id
+    # the link carries the record's id; the page names it as people know it
+    assert f"<strong>{story.order.enterprise_id}</strong> as of" in response.content.decode()
 
 
 @pytest.mark.django_db

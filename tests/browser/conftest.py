@@ -41,13 +41,15 @@ def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]
 
 @pytest.fixture
 def screenshot(tmp_path: Path) -> Callable[[Any, str], Path]:
-    """``screenshot(page, "orders")`` saves the full page as orders.png and returns its path."""
+    """``screenshot(page, "orders")`` saves the 1280x800 viewport as orders.png and returns its
+    path; ``full_page=True`` saves the whole page (keep that for short pages: long ones make
+    large files)."""
     folder = Path(os.environ.get("TANDEM_SCREENSHOTS_DIR") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
 
-    def take(page: Any, name: str) -> Path:
+    def take(page: Any, name: str, *, full_page: bool = False) -> Path:
         path = folder / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)
+        page.screenshot(path=str(path), full_page=full_page)
         return path
 
     return take

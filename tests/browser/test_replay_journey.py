@@ -43,11 +43,11 @@ def test_sales_ops_requests_a_replay_finance_ops_approves_it_and_the_order_goes_
     rows = sam.locator("#rows tbody tr")
     assert rows.count() == 1
     assert order.enterprise_id in rows.first.inner_text()
-    screenshot(sam, "orders")
+    screenshot(sam, "orders-held")
     rows.first.get_by_role("link", name="timeline").click()
     sam.wait_for_url(f"**/orders/{order.enterprise_id}/timeline/")
     assert "create_subscription" in sam.content()
-    screenshot(sam, "timeline")
+    screenshot(sam, "timeline-held")
     # ... and requests a replay of the whole run, with a reason
     sam.get_by_role("link", name="replay the run").first.click()
     sam.get_by_label("Reason").fill("billing plan remapped by the steward")

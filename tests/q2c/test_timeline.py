@@ -376,3 +376,26 @@ def test_timeline_needs_the_records_view_permission(client):
     assert (
         client.get(reverse("contract-timeline", args=[contract.enterprise_id])).status_code == 403
     )
+
+
+@pytest.mark.django_db
+def test_timelines_link_to_the_audit_trail_filtered_to_their_record(client):
+    # given
+    order = factories.order()
+    contract = factories.contract(account=order.account, order=order)
+    sign_in(client, "auditor")
+    # when
+    order_page = client.get(reverse("order-timeline", args=[order.enterprise_id]))
+    contract_page = client.get(reverse("contract-timeline", args=[contract.enterprise_id]))
+    history = client.get(f"/audit/?model=q2c.contract&record={contract.enterprise_id}")
+    # then
+    assert (
+        f'<a href="/audit/?model=q2c.order&amp;record={order.enterprise_id}">'
+        f"who changed what on {order.enterprise_id}</a>"
+    ) in order_page.content.decode()
+    assert (
+        f'<a href="/audit/?model=q2c.contract&amp;record={contract.enterprise_id}">'
+        f"who changed what on {contract.enterprise_id}</a>"
+    ) in contract_page.content.decode()
+    assert history.status_code == 200
+    assert {e.record for e in history.context["page"].entries} == {contract.enterprise_id}

@@ -330,3 +330,24 @@ def test_backoff_grows_with_jitter_under_a_cap_and_honours_retry_after():
     assert backoff_delay(attempt=1, retry_after=45, rng=rng) >= 45
     with pytest.raises(ValueError):
         backoff_delay(attempt=0)
+
+
+@pytest.mark.django_db
+def test_exhausted_retries_keep_the_error_class_of_the_last_failure():
+    # given
+    behaviour["create_customer"] = [StepRetryable("erp 503", error_class="erp.server_error")] * 5
+    run = start()
+    step = run.steps.get(name="create_customer")
+    # when
+    for _ in range(5):
+        drain(run)
+        step.refresh_from_db()
+        if step.state == StepState.RETRY_SCHEDULED:
+            make_due(step)
+            StepRun.objects.filter(pk=step.pk).update(state=StepState.QUEUED)
+    # then
+    exc = OperationalException.objects.get()
+    assert (exc.error_class, exc.message) == (
+        "erp.server_error",
+        "gave up after 5 attempts: erp 503",
+    )
