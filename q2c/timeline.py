@@ -35,6 +35,9 @@ class Entry:
     operator: bool = False  # done by a person, not by the platform
     state: str = ""
     row: Any = None
+    # Ties at one instant: the record's own rows (0) before its parts' (a contract's versions:
+    # 1), then by primary key, which only orders rows of one table.
+    sort_source: int = 0
     sort_pk: int = 0
 
 
@@ -176,7 +179,7 @@ def _inbound_entries(events: list[InboundEvent]) -> list[Entry]:
 
 def _merged(*groups: list[Entry]) -> list[Entry]:
     entries = [entry for group in groups for entry in group]
-    return sorted(entries, key=lambda e: (e.at, _KIND_ORDER[e.kind], e.sort_pk))
+    return sorted(entries, key=lambda e: (e.at, _KIND_ORDER[e.kind], e.sort_source, e.sort_pk))
 
 
 def _deal_sources(
@@ -282,6 +285,7 @@ def contract_timeline(*, contract: Contract) -> Timeline:
                 operator=operator,
                 state=row.state,
                 row=row,
+                sort_source=1,
                 sort_pk=row.history_id,
             )
         )
