@@ -141,3 +141,34 @@ def stripe_rig(  # quote to cash with the sandbox for every system but billing: 
     yield Rig(sandbox=client, env=env)
     client.http.close()
     server.stop()
+
+
+@pytest.fixture
+def tryton_stripe_rig(
+    tryton_server: TrytonServer,
+    live_server: Any,
+    start_worker: Any,  # noqa: F811 (the integration fixture, imported above)
+    localstripe: LocalStripe,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Rig]:
+    """Both real systems at once: Tryton as the ERP, localstripe as billing, the sandbox for
+    CPQ, CRM, tax and payments, live Tandem and a real worker."""
+    server = rig_start(live_server_url=live_server.url)
+    env = (
+        system_environment(server.url)
+        | tryton_server.environment()
+        | stripe_environment(localstripe)
+    )
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)  # the webhook endpoint reads its secrets per request
+    _point_erp_at(tryton_server, settings, monkeypatch)
+    settings.WEBHOOK_SIGNATURE_BILLING = "stripe"
+    localstripe.webhook_register(f"{live_server.url}/webhooks/billing/")
+    catalog_seed()
+    start_worker(extra_env=env, concurrency=4)
+    client = SandboxClient(server)
+    yield Rig(sandbox=client, env=env)
+    client.http.close()
+    server.stop()
+    sessions_forget()
