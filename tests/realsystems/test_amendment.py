@@ -34,7 +34,9 @@ from tests.integration.q2c_env import (
     system_environment,
     wait_until,
 )
+from tests.realsystems.conftest import LossyRig
 from tests.realsystems.localstripe_server import LocalStripe
+from tests.realsystems.lossy_proxy import rpc_method_is, stripe_update_of_a_subscription
 from tests.sandbox.helpers import SandboxClient
 
 pytestmark = pytest.mark.integration
@@ -217,13 +219,16 @@ def _tryton_sales(erp: TrytonErp, reference: str) -> list[dict[str, Any]]:
     )  # fmt: skip
 
 
-def test_an_amendment_reaches_tryton_and_stripe_once_and_billing_waits_for_tryton(
-    tryton_stripe_rig: Rig, localstripe: LocalStripe, live_server: Any
+def test_an_amendment_reaches_tryton_and_stripe_once_despite_lost_answers_and_waits_for_tryton(
+    lossy_tryton_stripe_rig: LossyRig, localstripe: LocalStripe, live_server: Any
 ):
-    # given: a contract live in Tryton and Stripe
+    # given: a contract live in Tryton and Stripe; from now on the answer to the next sale
+    # created in Tryton and to the next subscription update in Stripe is lost
     erp = TrytonErp()
-    order = _live_in_tryton_and_stripe(tryton_stripe_rig, localstripe, erp)
+    order = _live_in_tryton_and_stripe(lossy_tryton_stripe_rig.rig, localstripe, erp)
     contract = order.contracts.get()
+    lossy_tryton_stripe_rig.erp_proxy.lose_answers(rpc_method_is("model.sale.sale.create"))
+    lossy_tryton_stripe_rig.billing_proxy.lose_answers(stripe_update_of_a_subscription)
     # when: the amendment arrives three times; its sale waits in Tryton for finance
     _deliver_three_times(live_server.url, contract)
     amendment = wait_until(
@@ -231,7 +236,7 @@ def test_an_amendment_reaches_tryton_and_stripe_once_and_billing_waits_for_tryto
         what="the amendment's sale in Tryton",
     )
     [sale] = _tryton_sales(erp, amendment.enterprise_id)
-    assert sale["state"] == "quotation"
+    assert sale["state"] == "quotation"  # the lost create's draft, quoted when found
     [before] = localstripe.get("/v1/subscriptions", status="all", limit=100)["data"]
     assert [item["quantity"] for item in before["items"]["data"]] == [25]  # not yet billed
     erp.sales_order_confirm(sales_order_id=str(sale["id"]))
@@ -241,7 +246,11 @@ def test_an_amendment_reaches_tryton_and_stripe_once_and_billing_waits_for_tryto
         what="the amendment to be in effect",
         timeout=120,
     )
-    # then: Tryton has one sale for the ten seats added
+    # then: both answers were lost, after Tryton and localstripe had done the work
+    [lost_update] = lossy_tryton_stripe_rig.billing_proxy.dropped
+    assert lossy_tryton_stripe_rig.erp_proxy.dropped == ["POST /tandem/rpc/"]
+    assert lost_update == f"POST /v1/subscriptions/{before['id']}"
+    # Tryton has one sale for the ten seats added
     [sale] = _tryton_sales(erp, amendment.enterprise_id)
     assert (sale["state"], sale["untaxed_amount"]) == ("processing", Decimal("360.00"))
     lines = erp.rpc("test_read", "model.sale.line.read",
@@ -254,5 +263,14 @@ def test_an_amendment_reaches_tryton_and_stripe_once_and_billing_waits_for_tryto
     assert [(item["plan"]["id"], item["quantity"]) for item in subscription["items"]["data"]] == [
         (plan_id_for("prod_platpro:GBP:36.00:month"), 35)
     ]
-    assert OutboundCall.objects.filter(operation="subscription_update").count() == 1
+    # one update sent (its answer lost); the retry found it done and sent nothing
+    updates = OutboundCall.objects.filter(operation="subscription_update")
+    assert list(updates.values_list("error_class", flat=True)) == ["connection_error"]
+    creates = OutboundCall.objects.filter(
+        operation="sales_order_create", correlation_id=amendment.enterprise_id
+    )
+    assert list(creates.values_list("error_class", flat=True)) == ["connection_error"]
+    steps = StepRun.objects.filter(run__kind="amendment")
+    assert steps.get(name="create_erp_order").result["found"] is True
+    assert steps.get(name="update_subscription").result["found"] is True
     _assert_amended_once_in_tandem(contract, amendment)
