@@ -512,6 +512,18 @@ class TrytonErp:
         )
         return self._sale_submit(int(created[0]))
 
+    def sales_orders_count(self, *, references: list[str]) -> dict[str, int]:
+        """How many sales Tryton holds for each reference (a rehearsal's books check)."""
+        counts = dict.fromkeys(references, 0)
+        for start in range(0, len(references), POLL_PAGE):
+            chunk = references[start : start + POLL_PAGE]
+            for row in self.search_read(
+                "sale.sale", [["reference", "in", chunk]], ["reference"],
+                operation="sales_order_count",
+            ):  # fmt: skip
+                counts[str(row["reference"])] += 1
+        return counts
+
     def sales_order_confirm(self, *, sales_order_id: str) -> RemoteRecord:
         """Confirm and process a quoted sale (what finance does in Tryton to accept it)."""
         self.button("sale.sale", "confirm", [int(sales_order_id)], operation="sales_order_confirm")
