@@ -41,6 +41,15 @@ def tryton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrytonSe
     server.stop()
 
 
+@pytest.fixture
+def rig_tryton_server(tmp_path: Path) -> Iterator[TrytonServer]:
+    """A Tryton server of the test's own (~3 s): Tandem's ids restart in every test's
+    database, so a shared server would already hold a sale named ORD-000001."""
+    server = tryton_start(tmp_path / "tryton")
+    yield server
+    server.stop()
+
+
 def _point_erp_at(server: TrytonServer, settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in server.environment().items():
         monkeypatch.setenv(name, value)
@@ -69,7 +78,7 @@ def tryton_erp(
 
 @pytest.fixture
 def tryton_rig(
-    tryton_server: TrytonServer,
+    rig_tryton_server: TrytonServer,
     live_server: Any,
     start_worker: Any,  # noqa: F811 (the integration fixture, imported above)
     settings: Any,
@@ -77,10 +86,10 @@ def tryton_rig(
 ) -> Iterator[Rig]:
     """The quote-to-cash rig with Tryton as the ERP and the sandbox for every other system."""
     server = rig_start(live_server_url=live_server.url)
-    env = {**system_environment(server.url), **tryton_server.environment()}
+    env = {**system_environment(server.url), **rig_tryton_server.environment()}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    _point_erp_at(tryton_server, settings, monkeypatch)
+    _point_erp_at(rig_tryton_server, settings, monkeypatch)
     catalog_seed()
     start_worker(extra_env=env, concurrency=4)
     client = SandboxClient(server)
@@ -175,7 +184,7 @@ def _tryton_stripe_rig_start(
 
 @pytest.fixture
 def tryton_stripe_rig(
-    tryton_server: TrytonServer,
+    rig_tryton_server: TrytonServer,
     live_server: Any,
     start_worker: Any,  # noqa: F811 (the integration fixture, imported above)
     localstripe: LocalStripe,
@@ -185,7 +194,7 @@ def tryton_stripe_rig(
     """Both real systems at once: Tryton as the ERP, localstripe as billing, the sandbox for
     CPQ, CRM, tax and payments, live Tandem and a real worker."""
     rig, server = _tryton_stripe_rig_start(
-        tryton_server=tryton_server, live_server=live_server, start_worker=start_worker,
+        tryton_server=rig_tryton_server, live_server=live_server, start_worker=start_worker,
         localstripe=localstripe, settings=settings, monkeypatch=monkeypatch, worker_env={},
     )  # fmt: skip
     yield rig
@@ -196,7 +205,7 @@ def tryton_stripe_rig(
 
 @pytest.fixture
 def lossy_tryton_stripe_rig(
-    tryton_server: TrytonServer,
+    rig_tryton_server: TrytonServer,
     live_server: Any,
     start_worker: Any,  # noqa: F811 (the integration fixture, imported above)
     localstripe: LocalStripe,
@@ -206,14 +215,14 @@ def lossy_tryton_stripe_rig(
     """``tryton_stripe_rig`` whose worker reaches Tryton and localstripe through proxies that
     lose answers when told to (tests/realsystems/lossy_proxy.py); the test process itself
     talks to both directly."""
-    erp_proxy = LossyProxy(upstream=tryton_server.url).start()
+    erp_proxy = LossyProxy(upstream=rig_tryton_server.url).start()
     billing_proxy = LossyProxy(upstream=localstripe.url).start()
     rig, server = _tryton_stripe_rig_start(
-        tryton_server=tryton_server, live_server=live_server, start_worker=start_worker,
+        tryton_server=rig_tryton_server, live_server=live_server, start_worker=start_worker,
         localstripe=localstripe, settings=settings, monkeypatch=monkeypatch,
         worker_env={
-            "CONNECTOR_ERP_BASE_URL": tryton_server.database_url.replace(
-                tryton_server.url, erp_proxy.url
+            "CONNECTOR_ERP_BASE_URL": rig_tryton_server.database_url.replace(
+                rig_tryton_server.url, erp_proxy.url
             ),
             "CONNECTOR_BILLING_BASE_URL": billing_proxy.url,
             "CIRCUIT_OPEN_SECONDS": "1",
