@@ -7,16 +7,24 @@ prints its JSON summary and exit status. This is the acceptance run of the quote
 issue: zero duplicates downstream and every quote accounted for.
 
 Run: ``.venv/bin/python bench/rehearsal.py [--quotes 500] [--chaos heavy] [--seed 1]``
+
+With ``--systems tryton-stripe`` the ERP is a real ``trytond`` and billing is localstripe,
+both started on loopback from the test helpers (tests/realsystems/) and stopped by their PID
+at the end; Tandem confirms the sales it creates (``CONNECTOR_ERP_TRYTON_CONFIRM=1``), the beat
+polls Tryton every 2 s, and every Stripe customer gets the test card. The sandbox still plays
+CPQ, CRM, tax and payments; use ``--chaos none`` (the faults are the sandbox's).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -42,6 +50,7 @@ def main() -> None:
     parser.add_argument("--chaos", default="heavy")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--systems", choices=["sandbox", "tryton-stripe"], default="sandbox")
     args = parser.parse_args()
 
     step(f"machine: {machine_summary()}")
@@ -59,12 +68,54 @@ def main() -> None:
     from tests.integration.q2c_env import catalog_seed
 
     catalog_seed()
+    real_systems = _real_systems_start(env) if args.systems == "tryton-stripe" else []
+    try:
+        code = _rehearse(args, env, tandem_port=tandem_port, sandbox_port=sandbox_port,
+                         real_systems=real_systems)  # fmt: skip
+    finally:
+        for server in real_systems:
+            server.stop()
+    redis_flush()
+    raise SystemExit(code)
+
+
+def _real_systems_start(env: dict[str, str]) -> list[Any]:
+    """trytond and localstripe on loopback; ``env`` is pointed at them."""
+    from tests.realsystems.localstripe_server import localstripe_start, stripe_environment
+    from tests.realsystems.tryton_server import tryton_start
+
+    directory = (Path("var") / "bench" / "rehearsal-systems").resolve()
+    shutil.rmtree(directory, ignore_errors=True)
+    tryton = tryton_start(directory / "tryton")
+    stripe = localstripe_start(log_path=directory / "localstripe.log")
+    env.update(tryton.environment() | stripe_environment(stripe))
+    env.update(
+        {
+            "CONNECTOR_ERP_TRYTON_CONFIRM": "1",
+            "CONNECTOR_BILLING_STRIPE_TEST_PAYMENT_METHOD": "pm_card_visa",
+            "POLL_INTERVAL_SECONDS": "2",
+        }
+    )
+    os.environ.update(env)
+    step(f"trytond on {tryton.url} (pid {tryton.pid}), localstripe on {stripe.url} "
+         f"(pid {stripe.pid})")  # fmt: skip
+    return [tryton, stripe]
+
+
+def _rehearse(
+    args: argparse.Namespace, env: dict[str, str], *, tandem_port: int, sandbox_port: int,
+    real_systems: list[Any],
+) -> int:  # fmt: skip
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
     with children() as kids:
         kids.start("rehearsal-sandbox", [sys.executable, "manage.py", "sandbox",
                    "--port", str(sandbox_port), "--seed", str(args.seed),
                    "--webhook-url", f"http://127.0.0.1:{tandem_port}/webhooks/"], env)  # fmt: skip
         http_wait(sandbox_port, "/_control/health", kids)
         gunicorn_start(kids, name="rehearsal-gunicorn", port=tandem_port, env=env)
+        for server in real_systems:
+            if hasattr(server, "webhook_register"):  # localstripe signs and sends its events
+                server.webhook_register(f"http://127.0.0.1:{tandem_port}/webhooks/billing/")
         names = workers_start(kids, env, pool="threads", profile="")
         kids.start("rehearsal-beat", [str(BIN / "celery"), "-A", "q2c", "beat", "--loglevel",
                    "INFO", "-s", str(Path("var") / "bench" / "rehearsal-beat")], env)  # fmt: skip
@@ -77,8 +128,7 @@ def main() -> None:
                    "--timeout", str(args.timeout)]  # fmt: skip
         result = subprocess.run(command, env={**os.environ, **env}, check=False)  # noqa: S603
         step(f"simulate exited {result.returncode} after {time.monotonic() - started:.0f} s")
-    redis_flush()
-    raise SystemExit(result.returncode)
+    return result.returncode
 
 
 if __name__ == "__main__":

@@ -7,4 +7,7 @@ class OrchestrationConfig(AppConfig):
 
     def ready(self) -> None:
         from orchestration import checks  # noqa: F401  (registers the system checks)
-        from orchestration.workflows import quote_to_cash  # noqa: F401  (registers the workflow)
+        from orchestration.workflows import (  # noqa: F401  (they register the workflows)
+            amendment,
+            quote_to_cash,
+        )

@@ -28,6 +28,7 @@ from django.db import connections
 from exceptions.models import OPEN_STATES, Category, OperationalException
 from exceptions.services import exception_retry
 from masterdata.models import Account, LegalEntity, Product
+from orchestration.connectors.registry import connector_for
 from q2c.audit import Actor
 from q2c.models import ORDER_FINAL, Order, OrderState
 from q2c.records import LineKind
@@ -246,13 +247,21 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 def _downstream(sandbox: Sandbox, orders: list[Order]) -> dict[str, Any]:
-    erp = sandbox.control("GET", "/state/erp")["records"]
-    billing = sandbox.control("GET", "/state/billing")["records"]
-    sales_orders = Counter(row.get("externalId") for row in erp.get("salesorders", []))
-    subscriptions = Counter(
-        (row.get("metadata") or {}).get("tandem_order") for row in billing.get("subscriptions", [])
-    )
+    """Each order's sales orders and subscriptions, counted in whichever system serves the
+    ERP and billing: a real one (Tryton, Stripe) is asked through its connector, the sandbox
+    is read from its state."""
     ids = [order.enterprise_id for order in orders]
+    erp, billing = connector_for("erp"), connector_for("billing")
+    if hasattr(erp, "sales_orders_count"):
+        sales_orders = Counter(erp.sales_orders_count(references=ids))
+    else:
+        rows = sandbox.control("GET", "/state/erp")["records"].get("salesorders", [])
+        sales_orders = Counter(row.get("externalId") for row in rows)
+    if hasattr(billing, "subscriptions_count"):
+        subscriptions = Counter(billing.subscriptions_count(references=ids))
+    else:
+        rows = sandbox.control("GET", "/state/billing")["records"].get("subscriptions", [])
+        subscriptions = Counter((row.get("metadata") or {}).get("tandem_order") for row in rows)
     duplicates = {
         order_id: {"erp": sales_orders[order_id], "billing": subscriptions[order_id]}
         for order_id in ids

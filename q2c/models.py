@@ -200,6 +200,12 @@ class Order(ConcurrentTransitions, StatefulRecord):
     cancellation_reason = models.TextField(blank=True)
     accepted_at = models.DateTimeField(null=True, blank=True)
     activated_at = models.DateTimeField(null=True, blank=True)
+    # An amendment order changes an existing contract from ``effective_date`` on.
+    amends = models.ForeignKey(
+        "Contract", on_delete=models.PROTECT, related_name="amendment_orders",
+        null=True, blank=True,
+    )  # fmt: skip
+    effective_date = models.DateField(null=True, blank=True)
 
     history = AuditedHistory()
 

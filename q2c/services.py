@@ -244,6 +244,37 @@ def quote_convert_to_order(*, quote: Quote, actor: Actor, reason: str) -> Order:
     return order
 
 
+def amendment_order_create(
+    *,
+    contract: Contract,
+    cpq_quote_id: str,
+    effective_date: dt.date,
+    approved_at: dt.datetime,
+    lines: list[LineInput],
+    actor: Actor,
+    reason: str,
+) -> Order:
+    """The order that carries an amendment of ``contract``: its quote (once per CPQ quote id)
+    and an order with the contract's new lines, to take effect on ``effective_date``.
+
+    The lines are the contract's lines as they will be, not the difference."""
+    if contract.state != ContractState.ACTIVE:
+        raise ValidationError(f"{contract.enterprise_id} is {contract.state}, not active")
+    if not contract.start_date <= effective_date <= contract.end_date:
+        raise ValidationError("an amendment takes effect within the contract term")
+    with transaction.atomic(), audit_context(actor=actor, reason=reason):
+        quote = quote_create(
+            cpq_quote_id=cpq_quote_id, account=contract.account,
+            legal_entity=contract.legal_entity, currency=contract.currency,
+            approved_at=approved_at, lines=lines, actor=actor, reason=reason,
+        )  # fmt: skip
+        order = quote_convert_to_order(quote=quote, actor=actor, reason=reason)
+        order.amends = contract
+        order.effective_date = effective_date
+        order.save(update_fields=["amends", "effective_date", "updated_at"])
+    return order
+
+
 def order_validate(*, order: Order, actor: Actor, reason: str) -> Order:
     return transition_apply(order, "validate", actor=actor, reason=reason)
 

@@ -12,7 +12,7 @@ computed from the Decimal with the currency's ISO 4217 minor units, never throug
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from orchestration.connectors.errors import PermanentError
 from orchestration.connectors.interfaces import BillingApi, Party, RemoteRecord
@@ -23,6 +23,7 @@ SYSTEM = "billing"
 ACCOUNT_KEY = "tandem_account"
 ORDER_KEY = "tandem_order"
 CONTRACT_KEY = "tandem_contract"
+AMENDMENT_KEY = "tandem_amendment"  # the amendment order whose change a subscription carries
 # Tandem billing periods -> Stripe's (interval, interval_count); "" is a one-time price.
 INTERVALS: dict[str, tuple[str, int] | None] = {
     "day": ("day", 1),
@@ -187,6 +188,49 @@ class SandboxBilling:
         )
         return subscription_record(response.body)
 
+    def subscription_get(self, *, subscription_id: str) -> RemoteRecord:
+        response = self.transport.call(
+            operation="subscription_get", method="GET", path=f"subscriptions/{subscription_id}"
+        )
+        return subscription_record(response.body)
+
+    def subscription_update(
+        self,
+        *,
+        subscription_id: str,
+        items: list[tuple[str, Decimal]],
+        idempotency_key: str,
+        metadata: dict[str, str] | None = None,
+    ) -> RemoteRecord:
+        """Amend a subscription to exactly ``items`` (price id, quantity), with prorations:
+        an item whose price stays keeps its id, items no longer wanted are deleted."""
+        current = self.subscription_get(subscription_id=subscription_id)
+        price_ids = cast(list[str], current.data["price_ids"])
+        by_price = dict(zip(price_ids, cast(list[str], current.data["item_ids"]), strict=True))
+        changes: list[dict[str, Any]] = []
+        for price_id, quantity in items:
+            if price_id in by_price:
+                changes.append({"id": by_price[price_id], "quantity": _whole(quantity)})
+            else:
+                changes.append({"price": price_id, "quantity": _whole(quantity)})
+        wanted = {price_id for price_id, _ in items}
+        changes += [
+            {"id": item_id, "deleted": True}
+            for price_id, item_id in by_price.items()
+            if price_id not in wanted
+        ]
+        body: dict[str, Any] = {"items": changes, "proration_behavior": "create_prorations"}
+        if metadata:
+            body["metadata"] = metadata
+        response = self.transport.call(
+            operation="subscription_update",
+            method="POST",
+            path=f"subscriptions/{subscription_id}",
+            json=body,
+            idempotency_key=idempotency_key,
+        )
+        return subscription_record(response.body)
+
     def subscription_cancel(self, *, subscription_id: str, idempotency_key: str) -> RemoteRecord:
         response = self.transport.call(
             operation="subscription_cancel",
@@ -267,10 +311,13 @@ def subscription_record(body: dict[str, Any]) -> RemoteRecord:
             "customer_id": str(body.get("customer") or ""),
             "order_reference": metadata.get(ORDER_KEY, ""),
             "contract_reference": metadata.get(CONTRACT_KEY, ""),
+            "amendment_reference": metadata.get(AMENDMENT_KEY, ""),
             "latest_invoice_id": str(body.get("latest_invoice") or ""),
             "current_period_start": body.get("current_period_start"),
             "current_period_end": body.get("current_period_end"),
             "item_ids": [str(item["id"]) for item in body["items"]["data"]],
+            "price_ids": [str(item["price"]["id"]) for item in body["items"]["data"]],
+            "quantities": [int(item.get("quantity") or 1) for item in body["items"]["data"]],
         },
     )
 

@@ -140,6 +140,17 @@ class BillingApi(Protocol):
         contract_reference: str = "",  # CTR-…, named by billing's subscription.activated
     ) -> RemoteRecord: ...
 
+    def subscription_get(self, *, subscription_id: str) -> RemoteRecord: ...
+
+    def subscription_update(
+        self,
+        *,
+        subscription_id: str,
+        items: list[tuple[str, Decimal]],  # the subscription's items afterwards
+        idempotency_key: str,
+        metadata: dict[str, str] | None = None,
+    ) -> RemoteRecord: ...
+
     def subscription_cancel(
         self, *, subscription_id: str, idempotency_key: str
     ) -> RemoteRecord: ...

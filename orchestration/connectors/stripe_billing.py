@@ -38,6 +38,7 @@ from django.conf import settings
 
 from orchestration.connectors.billing import (
     ACCOUNT_KEY,
+    AMENDMENT_KEY,
     CONTRACT_KEY,
     INTERVALS,
     ORDER_KEY,
@@ -388,6 +389,22 @@ class StripeBilling:
         )  # fmt: skip
         return subscription_record(found) if found is not None else None
 
+    def subscriptions_count(self, *, references: list[str]) -> dict[str, int]:
+        """How many subscriptions (any status) name each order reference in their metadata."""
+        counts = dict.fromkeys(references, 0)
+        params: Any = {"limit": LIST_PAGE, "status": "all"}
+        with self._operation("subscription_count"):
+            while True:
+                page = self.client.v1.subscriptions.list(params=params)
+                for obj in page.data:
+                    reference = (obj.to_dict().get("metadata") or {}).get(ORDER_KEY)
+                    if reference in counts:
+                        counts[reference] += 1
+                if not page.has_more or not page.data:
+                    break
+                params["starting_after"] = page.data[-1].id
+        return counts
+
     def subscription_create(
         self,
         *,
@@ -608,6 +625,7 @@ def subscription_record(body: dict[str, Any]) -> RemoteRecord:
             "customer_id": _id_of(body.get("customer")),
             "order_reference": metadata.get(ORDER_KEY, ""),
             "contract_reference": metadata.get(CONTRACT_KEY, ""),
+            "amendment_reference": metadata.get(AMENDMENT_KEY, ""),
             "latest_invoice_id": _id_of(body.get("latest_invoice")),
             "current_period_start": body.get("current_period_start")
             or first.get("current_period_start"),

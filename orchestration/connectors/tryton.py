@@ -62,6 +62,8 @@ POLL_PAGE = 100
 ENTERPRISE_ID = re.compile(r"^[A-Z]{2,4}-\d{6,}$")
 TRYTON_ERRORS = {"UserError", "ConcurrencyException", "LoginException", "RateLimitException"}
 RETRYABLE_RPC_ERRORS = {"ConcurrencyException", "RateLimitException"}
+# UserErrors that mean a concurrent write won, not that the request is wrong.
+RACE_MESSAGES = re.compile(r"must be unique\.?$|^You can not call \"")
 
 
 # --- JSON-RPC values -------------------------------------------------------------------------
@@ -141,6 +143,11 @@ def rpc_error(body: Any) -> tuple[str, str, str] | None:
             "user_warning",
             f"{message[:400]} [warning: {warning[:90]}]",
         )
+    if name == "UserError" and texts and RACE_MESSAGES.search(texts[0]):
+        # Lost to a concurrent writer (two workers numbering or creating at once, a retry
+        # racing the attempt whose answer timed out): the step's retry looks the record up
+        # again and finds how things stand.
+        return OutboundOutcome.RETRYABLE, "conflict", " — ".join(texts[:2])[:500]
     if name in TRYTON_ERRORS:
         outcome = (
             OutboundOutcome.RETRYABLE if name in RETRYABLE_RPC_ERRORS else OutboundOutcome.PERMANENT
@@ -511,6 +518,18 @@ class TrytonErp:
             idempotency_key=idempotency_key,
         )
         return self._sale_submit(int(created[0]))
+
+    def sales_orders_count(self, *, references: list[str]) -> dict[str, int]:
+        """How many sales Tryton holds for each reference (a rehearsal's books check)."""
+        counts = dict.fromkeys(references, 0)
+        for start in range(0, len(references), POLL_PAGE):
+            chunk = references[start : start + POLL_PAGE]
+            for row in self.search_read(
+                "sale.sale", [["reference", "in", chunk]], ["reference"],
+                operation="sales_order_count",
+            ):  # fmt: skip
+                counts[str(row["reference"])] += 1
+        return counts
 
     def sales_order_confirm(self, *, sales_order_id: str) -> RemoteRecord:
         """Confirm and process a quoted sale (what finance does in Tryton to accept it)."""

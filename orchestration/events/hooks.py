@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from masterdata import services as md_services
@@ -26,7 +27,7 @@ from orchestration.workflows.engine import workflow_signal, workflow_start
 from orchestration.workflows.models import WorkflowRun
 from q2c import services
 from q2c.audit import Actor, audit_context
-from q2c.models import Contract, Invoice, InvoiceState, Order, Payment, Quote
+from q2c.models import Contract, ContractState, Invoice, InvoiceState, Order, Payment, Quote
 from q2c.money import Money
 
 logger = logging.getLogger(__name__)
@@ -100,8 +101,58 @@ def _quote_approved(event: InboundEvent, data: dict[str, Any]) -> str:
     return ""
 
 
+def _lines_in(data: dict[str, Any]) -> list[services.LineInput]:
+    return [
+        services.LineInput(
+            product_code=line["product_code"],
+            kind=line["kind"],
+            quantity=_decimal(line["quantity"], "quantity"),
+            unit_price=_decimal(line["unit_price"], "unit_price"),
+            description=line.get("description") or "",
+            discount_percent=_decimal(line.get("discount_percent") or "0", "discount_percent"),
+            billing_period=line.get("billing_period") or "",
+            term_start=_date(line.get("term_start")),
+            term_end=_date(line.get("term_end")),
+        )
+        for line in data["lines"]
+    ]
+
+
+def _amendment_processed(event: InboundEvent, data: dict[str, Any]) -> str:
+    """An amendment of an active contract: an amendment order and its workflow, once per
+    amendment (its CPQ quote id, or the amendment id)."""
+    cpq_quote_id = data.get("cpq_quote_id") or data["amendment_id"]
+    existing = Quote.objects.filter(cpq_quote_id=cpq_quote_id).first()
+    if existing is not None:
+        return f"amendment {cpq_quote_id} was already received as {existing.enterprise_id}"
+    contract = Contract.objects.filter(enterprise_id=data["contract_id"]).first()
+    if contract is None:
+        raise EventRejected(f"unknown contract {data['contract_id']}")
+    if contract.state == ContractState.PENDING_ACTIVATION:
+        raise EventNotReady(f"{contract.enterprise_id} is not active yet")
+    effective_date = _date(data["effective_date"])
+    if effective_date is None:
+        raise EventRejected(f"effective_date is not a date: {data['effective_date']!r}")
+    actor = Actor.system(f"connector:{event.system}")
+    reason = f"amendment of {contract.enterprise_id} ({event.event_id})"
+    try:
+        order = services.amendment_order_create(
+            contract=contract, cpq_quote_id=cpq_quote_id, effective_date=effective_date,
+            approved_at=timezone.now(),
+            lines=_lines_in(data), actor=actor, reason=reason,
+        )  # fmt: skip
+    except ValidationError as exc:
+        raise EventRejected("; ".join(exc.messages)) from exc
+    event.correlation_id = order.enterprise_id
+    event.save(update_fields=["correlation_id"])
+    workflow_start(kind="amendment", subject_id=order.enterprise_id, order=order, actor=actor)
+    return ""
+
+
 def _signal(order_id: str, event_type: str, data: dict[str, Any]) -> str:
-    run = WorkflowRun.objects.filter(kind="quote_to_cash", subject_id=order_id).first()
+    run = WorkflowRun.objects.filter(
+        kind__in=["quote_to_cash", "amendment"], subject_id=order_id
+    ).first()
     if run is None:
         # Either the order is not started yet or the quote.approved that creates it is still
         # on its way (events arrive out of order): wait; the last retry rejects it, visibly.
@@ -216,6 +267,7 @@ HANDLERS = {
     "subscription.activated": _subscription_activated,
     "invoice.posted": _invoice_posted,
     "payment.received": _payment_received,
+    "amendment.processed": _amendment_processed,
 }
 
 

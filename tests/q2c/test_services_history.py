@@ -218,6 +218,19 @@ def _contract_amend() -> Run:
     )
 
 
+def _amendment_order_create() -> Run:
+    contract = _contract_in(ContractState.ACTIVE)
+    return lambda actor, reason: services.amendment_order_create(
+        contract=contract,
+        cpq_quote_id="AMD-1",
+        effective_date=dt.date(2026, 7, 1),
+        approved_at=dt.datetime(2026, 6, 1, tzinfo=dt.UTC),
+        lines=[factories.line(quantity=Decimal("15"))],
+        actor=actor,
+        reason=reason,
+    )
+
+
 def _contract_renew() -> Run:
     contract = _contract_in(ContractState.ACTIVE)
     return lambda actor, reason: services.contract_renew(
@@ -423,6 +436,19 @@ CASES: dict[str, Case] = {
             ("ContractVersion", "+"),
             ("ContractVersion", "~"),
             ("ContractVersion", "~"),
+        ],
+    ),
+    "amendment_order_create": Case(
+        _amendment_order_create,
+        [
+            ("Order", "+"),
+            ("Order", "~"),
+            ("Order", "~"),
+            ("OrderLine", "+"),
+            ("Quote", "+"),
+            ("Quote", "~"),
+            ("Quote", "~"),
+            ("QuoteLine", "+"),
         ],
     ),
     "contract_renew": Case(

@@ -13,6 +13,7 @@ as the ERP. ``localstripe`` / ``stripe_rig`` do the same for billing with locals
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from tests.realsystems.localstripe_server import (
     localstripe_start,
     stripe_environment,
 )
+from tests.realsystems.lossy_proxy import LossyProxy
 from tests.realsystems.tryton_server import TrytonServer, tryton_start
 from tests.sandbox.helpers import SandboxClient, sandbox_start
 
@@ -35,6 +37,15 @@ from tests.sandbox.helpers import SandboxClient, sandbox_start
 @pytest.fixture(scope="session")
 def tryton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrytonServer]:
     server = tryton_start(Path(tmp_path_factory.mktemp("tryton")))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def rig_tryton_server(tmp_path: Path) -> Iterator[TrytonServer]:
+    """A Tryton server of the test's own (~3 s): Tandem's ids restart in every test's
+    database, so a shared server would already hold a sale named ORD-000001."""
+    server = tryton_start(tmp_path / "tryton")
     yield server
     server.stop()
 
@@ -67,7 +78,7 @@ def tryton_erp(
 
 @pytest.fixture
 def tryton_rig(
-    tryton_server: TrytonServer,
+    rig_tryton_server: TrytonServer,
     live_server: Any,
     start_worker: Any,  # noqa: F811 (the integration fixture, imported above)
     settings: Any,
@@ -75,10 +86,10 @@ def tryton_rig(
 ) -> Iterator[Rig]:
     """The quote-to-cash rig with Tryton as the ERP and the sandbox for every other system."""
     server = rig_start(live_server_url=live_server.url)
-    env = {**system_environment(server.url), **tryton_server.environment()}
+    env = {**system_environment(server.url), **rig_tryton_server.environment()}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    _point_erp_at(tryton_server, settings, monkeypatch)
+    _point_erp_at(rig_tryton_server, settings, monkeypatch)
     catalog_seed()
     start_worker(extra_env=env, concurrency=4)
     client = SandboxClient(server)
@@ -141,3 +152,85 @@ def stripe_rig(  # quote to cash with the sandbox for every system but billing: 
     yield Rig(sandbox=client, env=env)
     client.http.close()
     server.stop()
+
+
+@dataclass
+class LossyRig:
+    rig: Rig
+    erp_proxy: LossyProxy  # between the worker and Tryton
+    billing_proxy: LossyProxy  # between the worker and localstripe
+
+
+def _tryton_stripe_rig_start(
+    *, tryton_server: TrytonServer, live_server: Any, start_worker: Any,  # noqa: F811
+    localstripe: LocalStripe, settings: Any, monkeypatch: pytest.MonkeyPatch,
+    worker_env: dict[str, str],
+) -> tuple[Rig, Any]:  # fmt: skip
+    server = rig_start(live_server_url=live_server.url)
+    env = (
+        system_environment(server.url)
+        | tryton_server.environment()
+        | stripe_environment(localstripe)
+    )
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)  # the webhook endpoint reads its secrets per request
+    _point_erp_at(tryton_server, settings, monkeypatch)
+    settings.WEBHOOK_SIGNATURE_BILLING = "stripe"
+    localstripe.webhook_register(f"{live_server.url}/webhooks/billing/")
+    catalog_seed()
+    start_worker(extra_env=env | worker_env, concurrency=4)
+    return Rig(sandbox=SandboxClient(server), env=env), server
+
+
+@pytest.fixture
+def tryton_stripe_rig(
+    rig_tryton_server: TrytonServer,
+    live_server: Any,
+    start_worker: Any,  # noqa: F811 (the integration fixture, imported above)
+    localstripe: LocalStripe,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Rig]:
+    """Both real systems at once: Tryton as the ERP, localstripe as billing, the sandbox for
+    CPQ, CRM, tax and payments, live Tandem and a real worker."""
+    rig, server = _tryton_stripe_rig_start(
+        tryton_server=rig_tryton_server, live_server=live_server, start_worker=start_worker,
+        localstripe=localstripe, settings=settings, monkeypatch=monkeypatch, worker_env={},
+    )  # fmt: skip
+    yield rig
+    rig.sandbox.http.close()
+    server.stop()
+    sessions_forget()
+
+
+@pytest.fixture
+def lossy_tryton_stripe_rig(
+    rig_tryton_server: TrytonServer,
+    live_server: Any,
+    start_worker: Any,  # noqa: F811 (the integration fixture, imported above)
+    localstripe: LocalStripe,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[LossyRig]:
+    """``tryton_stripe_rig`` whose worker reaches Tryton and localstripe through proxies that
+    lose answers when told to (tests/realsystems/lossy_proxy.py); the test process itself
+    talks to both directly."""
+    erp_proxy = LossyProxy(upstream=rig_tryton_server.url).start()
+    billing_proxy = LossyProxy(upstream=localstripe.url).start()
+    rig, server = _tryton_stripe_rig_start(
+        tryton_server=rig_tryton_server, live_server=live_server, start_worker=start_worker,
+        localstripe=localstripe, settings=settings, monkeypatch=monkeypatch,
+        worker_env={
+            "CONNECTOR_ERP_BASE_URL": rig_tryton_server.database_url.replace(
+                rig_tryton_server.url, erp_proxy.url
+            ),
+            "CONNECTOR_BILLING_BASE_URL": billing_proxy.url,
+            "CIRCUIT_OPEN_SECONDS": "1",
+        },
+    )  # fmt: skip
+    yield LossyRig(rig=rig, erp_proxy=erp_proxy, billing_proxy=billing_proxy)
+    rig.sandbox.http.close()
+    server.stop()
+    erp_proxy.stop()
+    billing_proxy.stop()
+    sessions_forget()

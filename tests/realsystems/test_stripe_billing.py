@@ -274,3 +274,13 @@ def test_a_test_payment_method_is_refused_with_a_live_key(localstripe, settings,
     with pytest.raises(ConnectorConfigurationError, match="the key is live"):
         StripeBilling()
     assert OutboundCall.objects.count() == 0
+
+
+def test_subscriptions_are_counted_per_order_reference_for_a_rehearsals_books(localstripe):
+    # given
+    billing = StripeBilling()
+    _subscribed(localstripe, billing)
+    # when
+    counts = billing.subscriptions_count(references=["ORD-000001", "ORD-000002"])
+    # then
+    assert counts == {"ORD-000001": 1, "ORD-000002": 0}

@@ -359,3 +359,17 @@ def test_an_invoice_paid_in_tryton_is_polled_as_a_payment_of_its_total(
         "received_at": event_data(event)["received_at"],
         "method": "other",
     }
+
+
+def test_sales_are_counted_per_reference_for_a_rehearsals_books(tryton_erp: TrytonErp):
+    # given: one sale for the first reference, none for the second
+    customer_id = customer(tryton_erp)
+    made, never = unique("ORD"), unique("ORD")
+    tryton_erp.sales_order_create(
+        reference=made, customer_id=customer_id, currency="GBP", lines=sale_lines(),
+        order_date=dt.date.today(), idempotency_key=unique("key"),
+    )  # fmt: skip
+    # when
+    counts = tryton_erp.sales_orders_count(references=[made, never])
+    # then
+    assert counts == {made: 1, never: 0}
