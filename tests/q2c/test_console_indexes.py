@@ -12,10 +12,13 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from exceptions import selectors as exception_selectors
 from masterdata.models import Account
-from q2c import selectors
+from q2c import audit_selectors, dashboard, selectors
+from q2c.models import Order
 
 pytestmark = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="the trigram indexes exist on PostgreSQL only"
@@ -82,3 +85,86 @@ def test_account_search_uses_the_trigram_indexes_for_name_and_id():
     # then
     assert "Bitmap Index Scan on account_legal_name_trgm" in plan
     assert "Bitmap Index Scan on account_eid_trgm" in plan
+
+
+# On empty test tables the planner would read anything; these leave it the index reads only,
+# and prefer plans that need no sort (as it does at a million rows).
+INDEX_ONLY_SETTINGS = ("enable_seqscan", "enable_bitmapscan", "enable_sort", "enable_hashagg")
+
+
+def index_plan_of(qs: Any) -> str:
+    """The plan with sequential and bitmap scans off: what remains is an index read, or the
+    query cannot be answered from an index."""
+    sql, params = qs.query.sql_with_params()
+    with connection.cursor() as cursor:
+        for setting in INDEX_ONLY_SETTINGS:
+            cursor.execute(f"SET LOCAL {setting} = off")
+        cursor.execute(f"EXPLAIN {sql}", params)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+@pytest.mark.django_db
+def test_dashboard_stuck_counts_read_each_state_from_the_index_alone():
+    # given
+    model = Order
+    qs = dashboard.stuck_counts_query(model, now=timezone.now())
+    # when
+    plan = index_plan_of(qs)
+    # then: one index-only read per state with an SLA, nothing from the table
+    states = len(selectors.state_sla(model))
+    assert plan.count("Index Only Scan using") == states
+    assert plan.count("Index Scan using") == 0
+    assert plan.count("AND (state_changed_at < ") == states
+
+
+@pytest.mark.django_db
+def test_dashboard_open_exceptions_are_counted_from_the_partial_team_index():
+    # given
+    qs = dashboard.open_exceptions_query(now=timezone.now())
+    # when
+    plan = index_plan_of(qs)
+    # then
+    assert "Index Only Scan using exception_open_team_idx" in plan
+
+
+@pytest.mark.django_db
+def test_open_exception_groups_are_aggregated_from_the_partial_group_index():
+    # given
+    qs = exception_selectors.exception_groups(filters=exception_selectors.ExceptionFilters())
+    # when
+    plan = index_plan_of(qs)
+    # then
+    assert "Index Only Scan using exception_open_group_idx" in plan
+
+
+@pytest.mark.django_db
+def test_a_group_example_is_the_end_of_its_fingerprint_range():
+    # given
+    groups = [{"fingerprint": "a" * 32}, {"fingerprint": "b" * 32}]
+    filters = exception_selectors.ExceptionFilters(states=())
+    # when
+    with CaptureQueriesContext(connection) as captured:
+        exception_selectors.exception_group_examples(filters=filters, groups=groups)
+    with connection.cursor() as cursor:
+        for setting in INDEX_ONLY_SETTINGS:
+            cursor.execute(f"SET LOCAL {setting} = off")
+        cursor.execute(f"EXPLAIN {captured[0]['sql']}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    # then: one query, each fingerprint's newest row read from the index
+    assert len(captured) == 1
+    assert plan.count("Index Scan using exception_fp_created_idx") == 2
+    assert "Limit" in plan
+
+
+@pytest.mark.django_db
+def test_the_audit_trail_by_actor_reads_that_actors_index_range():
+    # given
+    tracked = audit_selectors.tracked_model("q2c.order")
+    assert tracked is not None
+    flt = audit_selectors.HistoryFilter(actor="farah.haddad")
+    qs = audit_selectors._history_queryset(tracked, flt, system_ids=None, actor_id=7)
+    # when
+    plan = index_plan_of(qs[:51])
+    # then: the (history_user, history_date) index, not a join of every row to its user
+    assert "Index Scan Backward using q2c_histori_history_" in plan
+    assert "Index Cond: (history_user_id = 7)" in plan
