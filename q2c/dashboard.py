@@ -20,9 +20,11 @@ from django.db.models import (
     CharField,
     Count,
     DurationField,
+    Exists,
     ExpressionWrapper,
     F,
     FloatField,
+    OuterRef,
     Q,
     QuerySet,
     Value,
@@ -299,7 +301,10 @@ def cycle_times(*, now: dt.datetime) -> list[CycleTime]:
     activated = Order.objects.filter(activated_at__gte=now - dt.timedelta(days=longest))
     cycle = ExpressionWrapper(F("activated_at") - F("created_at"), output_field=DurationField())
     windows = {days: Q(activated_at__gte=now - dt.timedelta(days=days)) for days in CYCLE_WINDOWS}
-    aggregates: dict[str, Any] = {f"n{d}": Count("pk", filter=q) for d, q in windows.items()}
+    # Counted on created_at (never null) so order_activated_cycle_idx alone answers.
+    aggregates: dict[str, Any] = {
+        f"n{d}": Count("created_at", filter=q) for d, q in windows.items()
+    }
     if native_percentiles():
         from django.db.models import Func
 
@@ -338,9 +343,10 @@ class InvoiceExceptionRate:
 def invoice_exception_rate(*, now: dt.datetime) -> InvoiceExceptionRate:
     """Of the invoices created in the last 30 days, how many belong to an order that had an
     exception (open or closed) at any time (one query)."""
-    # IN (not a correlated EXISTS) lets PostgreSQL hash the exceptions' orders once.
-    had_exception = Q(order_id__in=OperationalException.objects.values("order_id"))
+    # A correlated EXISTS: the window's invoices (index-only on invoice_created_order_idx)
+    # each probe the exceptions' order index; an IN hashed all 200k exceptions first (300 ms).
+    had_exception = Exists(OperationalException.objects.filter(order_id=OuterRef("order_id")))
     found = Invoice.objects.filter(created_at__gte=now - INVOICE_WINDOW).aggregate(
-        invoices=Count("pk"), with_exception=Count("pk", filter=had_exception)
+        invoices=Count("created_at"), with_exception=Count("created_at", filter=had_exception)
     )
     return InvoiceExceptionRate(invoices=found["invoices"], with_exception=found["with_exception"])
