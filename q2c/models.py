@@ -226,6 +226,8 @@ class Order(ConcurrentTransitions, StatefulRecord):
             models.Index(
                 fields=["activated_at"], include=["created_at"], name="order_activated_cycle_idx"
             ),
+            # The list sorted by total (either way: the index is read backwards for -total).
+            models.Index(fields=["total_amount", "id"], name="order_total_idx"),
         ]
         permissions = [
             ("hold_order", "Can put an order on hold and release it"),
@@ -371,6 +373,8 @@ class Contract(ConcurrentTransitions, StatefulRecord):
             models.Index(fields=["account", "state"]),
             models.Index(fields=["state", "end_date"]),
             models.Index(fields=["state", "-created_at", "-id"], name="contract_state_created_idx"),
+            # The list sorted by end date, soonest first.
+            models.Index(fields=["end_date", "id"], name="contract_end_idx"),
         ]
         permissions = [("cancel_contract", "Can cancel a contract")]
 
