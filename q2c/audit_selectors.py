@@ -201,8 +201,21 @@ def _is_system_user(user: Any) -> bool:
 
 def _system_user_ids() -> list[int]:
     """The service users that stand for system actors (a handful of rows)."""
-    users = get_user_model().objects.filter(is_active=False).only("pk", "username")
-    return [u.pk for u in users if SYSTEM_ACTOR_PATTERN.match(u.get_username())]
+    return _user_ids_by_kind()[0]
+
+
+def _user_ids_by_kind() -> tuple[list[int], list[int]]:
+    """(system actors' user ids, people's user ids), from one read of the users.
+
+    "People only" filters on the people's ids: each history table is then read on its
+    ``(history_user, history_date)`` index; excluding the system actors instead walked the
+    whole table when people changed few of its rows (2.3 s on a million contracts' history).
+    """
+    system: list[int] = []
+    people: list[int] = []
+    for user in get_user_model().objects.only("pk", "username", "is_active"):
+        (system if _is_system_user(user) else people).append(user.pk)
+    return system, people
 
 
 def _previous_row(history_model: type[models.Model]) -> QuerySet[Any]:
@@ -250,6 +263,7 @@ def _history_queryset(
     *,
     system_ids: list[int] | None,
     actor_id: int | None = None,
+    person_ids: list[int] | None = None,
 ) -> QuerySet[Any] | None:
     """Rows of one model's history matching ``flt``; None when nothing there can match."""
     hist = tracked.history_model
@@ -266,7 +280,9 @@ def _history_queryset(
         if actor_id is None:
             return None
         qs = qs.filter(history_user_id=actor_id)
-    if flt.actor_kind == "person":
+    if flt.actor_kind == "person" and person_ids is not None:
+        qs = qs.filter(history_user_id__in=person_ids)
+    elif flt.actor_kind == "person":
         qs = qs.filter(history_user__isnull=False).exclude(history_user_id__in=system_ids or [])
     elif flt.actor_kind == "system":
         qs = qs.filter(history_user_id__in=system_ids or [])
@@ -312,12 +328,14 @@ def history_page(
         chosen = [visible[key] for key in flt.models]
     else:
         chosen = list(visible.values())
-    system_ids = _system_user_ids() if flt.actor_kind in ACTOR_KINDS else None
+    system_ids, person_ids = _user_ids_by_kind() if flt.actor_kind in ACTOR_KINDS else (None, None)
     actor_id = _actor_id(flt.actor) if flt.actor else None
 
     matching: list[tuple[TrackedModel, QuerySet[Any]]] = []
     for tracked in chosen:
-        qs = _history_queryset(tracked, flt, system_ids=system_ids, actor_id=actor_id)
+        qs = _history_queryset(
+            tracked, flt, system_ids=system_ids, actor_id=actor_id, person_ids=person_ids
+        )
         if qs is None:
             continue
         if after is not None:
