@@ -193,3 +193,14 @@ def test_dashboard_cycle_times_and_invoice_rate_read_their_windows_from_covering
     assert len(plans) == 2
     assert "Index Only Scan using order_activated_cycle_idx" in plans[0]
     assert "Index Only Scan using invoice_created_order_idx" in plans[1]
+
+
+@pytest.mark.django_db
+def test_connections_run_without_jit():
+    # given: a connection opened with the project's database settings
+    with connection.cursor() as cursor:
+        # when
+        cursor.execute("SHOW jit")
+        (jit,) = cursor.fetchone()
+    # then: no compilation of the console's reads (1-2 s each at a million orders)
+    assert jit == "off"
