@@ -3,6 +3,7 @@
     .venv/bin/python bench/console.py                  # 1M orders, 200k exceptions, 10M history
     .venv/bin/python bench/console.py --small          # 20k orders: a quick run
     .venv/bin/python bench/console.py --measure-only   # time the pages again on the seeded data
+    .venv/bin/python bench/console.py --extras-only    # add the later pages' tables, then time
 
 Seeding drops and recreates its own database (``tandem_bench`` by default, from
 ``BENCH_DATABASE_URL``; any name without "bench" in it is refused), migrates it and fills it
@@ -16,6 +17,7 @@ measured once they exist. Prints p50/p95/max per page variant and the seeding ti
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import statistics
 import sys
@@ -82,6 +84,7 @@ def database_recreate() -> None:
 def seed(args: argparse.Namespace) -> float:
     from django.db import connection
 
+    from bench.console_extras import extras_seed
     from bench.console_seed import Scale, Seeder
 
     scale = Scale(
@@ -96,6 +99,7 @@ def seed(args: argparse.Namespace) -> float:
         # The rows are consistent by construction: skip the per-row foreign-key triggers.
         cursor.execute("SET session_replication_role = replica")
     counts = Seeder(scale, workers=args.workers, say=step).run()
+    counts.update(extras_seed(step))
     seeded = time.monotonic() - started
     step(f"rows written in {seeded:.0f} s; VACUUM ANALYZE")
     vacuum_started = time.monotonic()
@@ -140,11 +144,13 @@ class Samples:
     invoice_numbers: list[str]
     cpq_ids: list[str]
     erp_ids: list[str]
+    run_orders: list[str]  # orders with a workflow run: the fullest timelines
 
 
 def samples_load(n: int = 40) -> Samples:
     from exceptions.models import OperationalException
     from masterdata.models import Account, ExternalId
+    from orchestration.workflows.models import WorkflowRun
     from q2c.models import Contract, Invoice, Order
 
     def spread(model: Any, field: str, **filters: Any) -> list[Any]:
@@ -174,6 +180,9 @@ def samples_load(n: int = 40) -> Samples:
             .order_by("-pk")
             .values_list("external_id", flat=True)[:n]
         ),
+        run_orders=list(
+            WorkflowRun.objects.order_by("-pk").values_list("order__enterprise_id", flat=True)[:n]
+        ),
     )
 
 
@@ -184,30 +193,48 @@ def _pick(values: list[Any], i: int, default: Any = "none") -> Any:
 DEEP = "150"  # 50 rows a page: rows 7,451-7,500
 PROBES: list[Probe] = [
     Probe("home", ("home",)),
-    Probe("dashboard", ("dashboard", "console-dashboard", "q2c-dashboard")),
+    Probe("dashboard", ("dashboard",)),
     Probe("orders", ("order-list",)),
     Probe("orders state=provisioning", ("order-list",), {"state": "provisioning"}),
     Probe("orders state=on_hold", ("order-list",), {"state": "on_hold"}),
     Probe("orders stuck", ("order-list",), {"stuck": "1"}),
+    Probe("orders stuck age=gt7d", ("order-list",), {"stuck": "1", "age": "gt7d"}),
+    Probe(
+        "orders stuck state=provisioning 1d-7d",
+        ("order-list",),
+        {"state": "provisioning", "stuck": "1", "age": "1d-7d"},
+    ),
+    Probe("orders system=billing", ("order-list",), {"system": "billing"}),
+    Probe("orders currency=EUR", ("order-list",), {"currency": "EUR"}),
+    Probe("orders account=<ACC>", ("order-list",), {"account": "{account_id}"}),
     Probe("orders q=<order id>", ("order-list",), {"q": "{order}"}),
     Probe("orders q=<cpq quote id>", ("order-list",), {"q": "{cpq}"}),
     Probe("orders q=<erp order id>", ("order-list",), {"q": "{erp}"}),
     Probe("orders q=<invoice number>", ("order-list",), {"q": "{invoice_number}"}),
     Probe("orders q=<account name>", ("order-list",), {"q": "{account_word}"}),
     Probe("orders page=150", ("order-list",), {"page": DEEP}),
-    Probe("orders sort=-total", ("order-list",), {"sort": "-total_amount"}),
+    Probe("orders sort=-total", ("order-list",), {"sort": "-total"}),
+    Probe("orders sort=in_state", ("order-list",), {"sort": "in_state"}),
     Probe(
         "order timeline",
-        ("order-timeline", "deal-timeline", "order-detail"),
+        ("order-timeline",),
+        kwargs=lambda s, i: {"enterprise_id": _pick(s.run_orders or s.orders, i)},
+    ),
+    Probe(
+        "order detail",
+        ("order-detail",),
         kwargs=lambda s, i: {"enterprise_id": _pick(s.orders, i)},
     ),
     Probe("contracts", ("contract-list",)),
     Probe("contracts state=active", ("contract-list",), {"state": "active"}),
+    Probe("contracts stuck", ("contract-list",), {"stuck": "1"}),
+    Probe("contracts system=billing", ("contract-list",), {"system": "billing"}),
+    Probe("contracts sort=end", ("contract-list",), {"sort": "end"}),
     Probe("contracts q=<contract id>", ("contract-list",), {"q": "{contract}"}),
     Probe("contracts page=150", ("contract-list",), {"page": DEEP}),
     Probe(
         "contract timeline",
-        ("contract-timeline", "contract-detail"),
+        ("contract-timeline",),
         kwargs=lambda s, i: {"enterprise_id": _pick(s.contracts, i)},
     ),
     Probe("invoices", ("invoice-list",)),
@@ -217,14 +244,29 @@ PROBES: list[Probe] = [
     Probe("accounts q=<name>", ("account-list",), {"q": "{account_word}"}),
     Probe("accounts q=<account id>", ("account-list",), {"q": "{account_id}"}),
     Probe("accounts page=150", ("account-list",), {"page": DEEP}),
+    Probe(
+        "account detail",
+        ("account-detail",),
+        kwargs=lambda s, i: {"enterprise_id": _pick(s.account_ids, i)},
+    ),
     Probe("exceptions (open)", ("exception-list",)),
     Probe("exceptions state=any", ("exception-list",), {"state": "any"}),
     Probe("exceptions category=tax", ("exception-list",), {"category": "tax"}),
     Probe(
         "exceptions team=integration", ("exception-list",), {"owner_team": "integration_support"}
     ),
+    Probe("exceptions system=erp", ("exception-list",), {"system": "erp"}),
+    Probe("exceptions severity=critical", ("exception-list",), {"severity": "critical"}),
+    Probe("exceptions unassigned", ("exception-list",), {"assignee": "none"}),
+    Probe("exceptions overdue", ("exception-list",), {"overdue": "1"}),
+    Probe("exceptions age=24h", ("exception-list",), {"age": "24h"}),
     Probe("exceptions grouped", ("exception-list",), {"view": "grouped"}),
     Probe("exceptions grouped any", ("exception-list",), {"view": "grouped", "state": "any"}),
+    Probe(
+        "exceptions grouped team=finance",
+        ("exception-list",),
+        {"view": "grouped", "owner_team": "finance_ops"},
+    ),
     Probe("exceptions any page=150", ("exception-list",), {"state": "any", "page": DEEP}),
     Probe(
         "exception detail",
@@ -232,17 +274,43 @@ PROBES: list[Probe] = [
         kwargs=lambda s, i: {"pk": _pick(s.exceptions, i, 1)},
     ),
     Probe("replays", ("replay-list",)),
+    Probe("replays state=requested", ("replay-list",), {"state": "requested"}),
+    Probe("replays page=150", ("replay-list",), {"page": DEEP}),
+    Probe("audit", ("audit-history",)),
+    Probe("audit model=order", ("audit-history",), {"model": "q2c.order"}),
+    Probe("audit actor=connector:erp", ("audit-history",), {"actor": "connector:erp"}),
+    Probe("audit actor=<person>", ("audit-history",), {"actor": "farah.haddad"}),
+    Probe("audit people only", ("audit-history",), {"actor_kind": "person"}),
+    Probe("audit systems only", ("audit-history",), {"actor_kind": "system"}),
     Probe(
-        "audit",
-        ("audit-list", "audit"),
+        "audit order field=state",
+        ("audit-history",),
+        {"model": "q2c.order", "field": "state"},
     ),
-    Probe("audit model=order", ("audit-list", "audit"), {"model": "q2c.order"}),
-    Probe("audit actor=connector:erp", ("audit-list", "audit"), {"actor": "connector:erp"}),
+    Probe(
+        "audit contract field=state people",
+        ("audit-history",),
+        {"model": "q2c.contract", "field": "state", "actor_kind": "person"},
+    ),
+    Probe("audit record=<order>", ("audit-history",), {"model": "q2c.order", "record": "{order}"}),
+    Probe("audit since 30 days", ("audit-history",), {"since": "{since}"}),
+    Probe("audit operators", ("audit-operators",)),
+    Probe(
+        "audit as-of <order>",
+        ("audit-as-of",),
+        {"model": "q2c.order", "record": "{order}", "at": "{since}"},
+    ),
     Probe("legal entities", ("legalentity-list", "legal-entity-list")),
     Probe("products", ("product-list",)),
     Probe("crosswalk", ("externalid-list", "crosswalk")),
     Probe("crosswalk q=<erp id>", ("externalid-list", "crosswalk"), {"q": "{erp}"}),
-    Probe("duplicates", ("duplicate-list", "account-duplicates")),
+    Probe("duplicates", ("duplicate-list",)),
+    Probe("duplicates min_score=0.9", ("duplicate-list",), {"min_score": "0.9"}),
+    Probe("duplicates status=dismissed", ("duplicate-list",), {"status": "dismissed"}),
+    Probe("duplicates q=<name>", ("duplicate-list",), {"q": "{account_word}"}),
+    Probe("duplicates page=150", ("duplicate-list",), {"page": DEEP}),
+    Probe("merges", ("merge-list",)),
+    Probe("merges state=unmerged", ("merge-list",), {"state": "unmerged"}),
 ]
 
 
@@ -276,6 +344,7 @@ def resolve(probe: Probe, samples: Samples, i: int) -> str | None:
             "account_word": _pick(samples.account_words, i),
             "account_id": _pick(samples.account_ids, i),
             "contract": _pick(samples.contracts, i),
+            "since": (dt.date.today() - dt.timedelta(days=30)).isoformat(),
         }
         query = {k: v.format(**values) for k, v in probe.query.items()}
         return f"{path}?{urlencode(query)}"
@@ -400,6 +469,11 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=3, help="seeding processes")
     parser.add_argument("--measure-only", action="store_true", help="keep the seeded data")
+    parser.add_argument(
+        "--extras-only",
+        action="store_true",
+        help="keep the seeded data; (re)seed only replays, comments, duplicates, merges, cursors",
+    )
     parser.add_argument("--repeat", type=int, default=30, help="timed requests per page")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--only", help="measure only pages whose label contains this")
@@ -408,14 +482,20 @@ def main() -> None:
         args.orders, args.exceptions, args.history = 20_000, 4_000, 200_000
     environment_set()
     seeded_s = None
-    if not args.measure_only:
+    keep = args.measure_only or args.extras_only
+    if not keep:
         step(f"recreating {urlsplit(DATABASE_URL).path.lstrip('/')} and migrating")
         database_recreate()
     import django
 
     django.setup()
-    if not args.measure_only:
+    if not keep:
         seeded_s = seed(args)
+    if args.extras_only:
+        from bench.console_extras import extras_seed
+
+        step("seeding replays, comments, duplicate candidates, merges, poll cursors")
+        extras_seed(step)
     step("measuring")
     results = measure(args.repeat, args.warmup, args.only)
     report(results, seeded_s, args.repeat)

@@ -124,6 +124,32 @@ class OperationalException(ConcurrentTransitions, models.Model):
                 condition=models.Q(state__in=OPEN_STATES),
                 name="exception_open_created_idx",
             ),
+            # The grouped queue's default view (open or retrying): every column it groups,
+            # counts and filters on, so the open groups are aggregated from the index alone,
+            # and each group's newest open exception (its example) is the end of its range.
+            models.Index(
+                fields=[
+                    "fingerprint",
+                    "category",
+                    "owner_team",
+                    "system",
+                    "step",
+                    "error_class",
+                    "created_at",
+                ],
+                include=["sla_due_at"],
+                condition=models.Q(state__in=OPEN_STATES),
+                name="exception_open_group_idx",
+            ),
+            # A group's newest exception in any state (the example of the grouped view).
+            models.Index(fields=["fingerprint", "-created_at"], name="exception_fp_created_idx"),
+            # The dashboard's open exceptions by team, age and overdue, from the index alone.
+            models.Index(
+                fields=["owner_team", "created_at"],
+                include=["sla_due_at"],
+                condition=models.Q(state__in=OPEN_STATES),
+                name="exception_open_team_idx",
+            ),
         ]
         permissions = [
             ("retry_exception", "Can retry the step behind an exception"),

@@ -36,7 +36,7 @@ from exceptions.models import (
 from orchestration.workflows.models import StepRun, WorkflowRun
 from q2c.audit import Actor
 from q2c.errors import TransitionRefused
-from q2c.pagination import BoundedPaginator
+from q2c.pagination import COUNT_LIMIT, BoundedPaginator
 from q2c.records import SYSTEM_CHOICES
 from q2c.views import PAGE_SIZE, HtmxHttpRequest, page_permission
 
@@ -153,17 +153,23 @@ def _filters(
 def exception_list(request: HtmxHttpRequest) -> HttpResponse:
     filters, chosen = _filters(request.GET, request.user.pk)
     grouped = request.GET.get("view") == "grouped"
-    qs = (
-        selectors.exception_groups(filters=filters)
-        if grouped
-        else selectors.exception_list(filters=filters)
-    )
-    page = BoundedPaginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    rows: Any
+    if grouped:
+        # One aggregate read whole (groups are few) instead of a count and a page of it, each
+        # aggregating every matching exception again.
+        rows = list(selectors.exception_groups(filters=filters)[: COUNT_LIMIT + 1])
+    else:
+        rows = selectors.exception_list(filters=filters)
+    page = BoundedPaginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
     if grouped:
         categories, teams = dict(Category.choices), dict(Team.choices)
+        examples = selectors.exception_group_examples(
+            filters=filters, groups=list(page.object_list)
+        )
         page.object_list = [
             {
                 **row,
+                "example": examples.get(row["fingerprint"], ""),
                 "category_label": categories.get(row["category"], row["category"]),
                 "owner_team_label": teams.get(row["owner_team"], row["owner_team"]),
             }

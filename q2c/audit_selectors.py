@@ -201,8 +201,21 @@ def _is_system_user(user: Any) -> bool:
 
 def _system_user_ids() -> list[int]:
     """The service users that stand for system actors (a handful of rows)."""
-    users = get_user_model().objects.filter(is_active=False).only("pk", "username")
-    return [u.pk for u in users if SYSTEM_ACTOR_PATTERN.match(u.get_username())]
+    return _user_ids_by_kind()[0]
+
+
+def _user_ids_by_kind() -> tuple[list[int], list[int]]:
+    """(system actors' user ids, people's user ids), from one read of the users.
+
+    "People only" filters on the people's ids: each history table is then read on its
+    ``(history_user, history_date)`` index; excluding the system actors instead walked the
+    whole table when people changed few of its rows (2.3 s on a million contracts' history).
+    """
+    system: list[int] = []
+    people: list[int] = []
+    for user in get_user_model().objects.only("pk", "username", "is_active"):
+        (system if _is_system_user(user) else people).append(user.pk)
+    return system, people
 
 
 def _previous_row(history_model: type[models.Model]) -> QuerySet[Any]:
@@ -238,8 +251,19 @@ def _before(cursor: Cursor, model_key: str) -> Q:
     return older
 
 
+def _actor_id(username: str) -> int | None:
+    """The user behind an actor name, read once per page: each history table is then filtered
+    on its ``(history_user, history_date)`` index instead of joining every row to its user."""
+    return get_user_model().objects.filter(username=username).values_list("pk", flat=True).first()
+
+
 def _history_queryset(
-    tracked: TrackedModel, flt: HistoryFilter, *, system_ids: list[int] | None
+    tracked: TrackedModel,
+    flt: HistoryFilter,
+    *,
+    system_ids: list[int] | None,
+    actor_id: int | None = None,
+    person_ids: list[int] | None = None,
 ) -> QuerySet[Any] | None:
     """Rows of one model's history matching ``flt``; None when nothing there can match."""
     hist = tracked.history_model
@@ -253,8 +277,12 @@ def _history_queryset(
         else:
             return None
     if flt.actor:
-        qs = qs.filter(history_user__username=flt.actor)
-    if flt.actor_kind == "person":
+        if actor_id is None:
+            return None
+        qs = qs.filter(history_user_id=actor_id)
+    if flt.actor_kind == "person" and person_ids is not None:
+        qs = qs.filter(history_user_id__in=person_ids)
+    elif flt.actor_kind == "person":
         qs = qs.filter(history_user__isnull=False).exclude(history_user_id__in=system_ids or [])
     elif flt.actor_kind == "system":
         qs = qs.filter(history_user_id__in=system_ids or [])
@@ -300,11 +328,14 @@ def history_page(
         chosen = [visible[key] for key in flt.models]
     else:
         chosen = list(visible.values())
-    system_ids = _system_user_ids() if flt.actor_kind in ACTOR_KINDS else None
+    system_ids, person_ids = _user_ids_by_kind() if flt.actor_kind in ACTOR_KINDS else (None, None)
+    actor_id = _actor_id(flt.actor) if flt.actor else None
 
     matching: list[tuple[TrackedModel, QuerySet[Any]]] = []
     for tracked in chosen:
-        qs = _history_queryset(tracked, flt, system_ids=system_ids)
+        qs = _history_queryset(
+            tracked, flt, system_ids=system_ids, actor_id=actor_id, person_ids=person_ids
+        )
         if qs is None:
             continue
         if after is not None:

@@ -20,9 +20,11 @@ from django.db.models import (
     CharField,
     Count,
     DurationField,
+    Exists,
     ExpressionWrapper,
     F,
     FloatField,
+    OuterRef,
     Q,
     QuerySet,
     Value,
@@ -34,7 +36,7 @@ from orchestration.models import OutboundCall, OutboundOutcome
 from orchestration.workflows.models import CircuitBreaker, CircuitState
 from q2c.models import Contract, Invoice, Order, OrderState
 from q2c.records import SYSTEM_CHOICES
-from q2c.selectors import AGE_BUCKETS, state_sla, stuck_q
+from q2c.selectors import AGE_BUCKETS, state_sla
 
 CONNECTOR_WINDOW = dt.timedelta(hours=1)
 CYCLE_WINDOWS = (7, 30)  # days
@@ -124,19 +126,40 @@ def age_bucket(field: str, *, now: dt.datetime) -> Case:
     return Case(*whens, default=Value(""), output_field=CharField())
 
 
-def stuck_orders(*, now: dt.datetime) -> list[Row]:
-    """Stuck orders by state and time in state (one query: the stuck rows are found on the
-    (state, state_changed_at) index and grouped by state and age bucket)."""
-    labels = dict(OrderState.choices)
-    states = [state for state in labels if state in state_sla(Order)]
-    found = {
-        (row["state"], row["bucket"]): row["n"]
-        for row in Order.objects.filter(stuck_q(Order, now=now))
+def stuck_by_state_and_age(model: type[Order] | type[Contract], *, now: dt.datetime) -> dict:  # type: ignore[type-arg]
+    """{(state, age bucket): n} of the stuck records of ``model`` (one query).
+
+    One ``GROUP BY`` per state with an SLA, joined by ``UNION ALL``: each reads only its
+    state's stuck entries of the ``(state, state_changed_at)`` index, without the table (an
+    OR over the states made PostgreSQL fetch every stuck row from the heap: 30k orders,
+    12k pages, 100-400 ms).
+    """
+    rows = stuck_counts_query(model, now=now)
+    return {(row["state"], row["bucket"]): row["n"] for row in rows} if rows is not None else {}
+
+
+def stuck_counts_query(
+    model: type[Order] | type[Contract], *, now: dt.datetime
+) -> QuerySet[Any, Any] | None:
+    """The query behind ``stuck_by_state_and_age`` (None when no state has an SLA)."""
+    parts = [
+        model.objects.filter(state=state, state_changed_at__lt=now - sla)
         .annotate(bucket=age_bucket("state_changed_at", now=now))
         .values("state", "bucket")
-        .annotate(n=Count("pk"))
+        .annotate(n=Count("*"))
         .order_by()
-    }
+        for state, sla in state_sla(model).items()
+    ]
+    if not parts:
+        return None
+    return parts[0].union(*parts[1:], all=True) if len(parts) > 1 else parts[0]
+
+
+def stuck_orders(*, now: dt.datetime) -> list[Row]:
+    """Stuck orders by state and time in state (one query)."""
+    labels = dict(OrderState.choices)
+    states = [state for state in labels if state in state_sla(Order)]
+    found = stuck_by_state_and_age(Order, now=now)
     rows = []
     for state in states:
         cells = [
@@ -161,23 +184,29 @@ def stuck_orders(*, now: dt.datetime) -> list[Row]:
 
 
 def stuck_contracts_count(*, now: dt.datetime) -> int:
-    return Contract.objects.filter(stuck_q(Contract, now=now)).count()
+    return sum(stuck_by_state_and_age(Contract, now=now).values())
 
 
 # --- Exceptions -----------------------------------------------------------------------------
+
+
+def open_exceptions_query(*, now: dt.datetime) -> QuerySet[Any, dict[str, Any]]:
+    """Open exceptions counted by team and age bucket, with the overdue ones: every column
+    it reads is in exception_open_team_idx, so the index alone answers."""
+    return (
+        OperationalException.objects.filter(state__in=OPEN_STATES)
+        .annotate(bucket=age_bucket("created_at", now=now))
+        .values("owner_team", "bucket")
+        .annotate(n=Count("*"), late=Count("created_at", filter=Q(sla_due_at__lt=now)))
+        .order_by()
+    )
 
 
 def open_exceptions(*, now: dt.datetime) -> tuple[list[Row], dict[str, int]]:
     """Open exceptions by owner team and age, and each team's overdue count (one query)."""
     counts: dict[tuple[str, str], int] = {}
     overdue: dict[str, int] = {team: 0 for team in Team.values}
-    for row in (
-        OperationalException.objects.filter(state__in=OPEN_STATES)
-        .annotate(bucket=age_bucket("created_at", now=now))
-        .values("owner_team", "bucket")
-        .annotate(n=Count("pk"), late=Count("pk", filter=Q(sla_due_at__lt=now)))
-        .order_by()
-    ):
+    for row in open_exceptions_query(now=now):
         counts[(row["owner_team"], row["bucket"])] = row["n"]
         overdue[row["owner_team"]] = overdue.get(row["owner_team"], 0) + row["late"]
     rows = []
@@ -272,7 +301,10 @@ def cycle_times(*, now: dt.datetime) -> list[CycleTime]:
     activated = Order.objects.filter(activated_at__gte=now - dt.timedelta(days=longest))
     cycle = ExpressionWrapper(F("activated_at") - F("created_at"), output_field=DurationField())
     windows = {days: Q(activated_at__gte=now - dt.timedelta(days=days)) for days in CYCLE_WINDOWS}
-    aggregates: dict[str, Any] = {f"n{d}": Count("pk", filter=q) for d, q in windows.items()}
+    # Counted on created_at (never null) so order_activated_cycle_idx alone answers.
+    aggregates: dict[str, Any] = {
+        f"n{d}": Count("created_at", filter=q) for d, q in windows.items()
+    }
     if native_percentiles():
         from django.db.models import Func
 
@@ -311,9 +343,10 @@ class InvoiceExceptionRate:
 def invoice_exception_rate(*, now: dt.datetime) -> InvoiceExceptionRate:
     """Of the invoices created in the last 30 days, how many belong to an order that had an
     exception (open or closed) at any time (one query)."""
-    # IN (not a correlated EXISTS) lets PostgreSQL hash the exceptions' orders once.
-    had_exception = Q(order_id__in=OperationalException.objects.values("order_id"))
+    # A correlated EXISTS: the window's invoices (index-only on invoice_created_order_idx)
+    # each probe the exceptions' order index; an IN hashed all 200k exceptions first (300 ms).
+    had_exception = Exists(OperationalException.objects.filter(order_id=OuterRef("order_id")))
     found = Invoice.objects.filter(created_at__gte=now - INVOICE_WINDOW).aggregate(
-        invoices=Count("pk"), with_exception=Count("pk", filter=had_exception)
+        invoices=Count("created_at"), with_exception=Count("created_at", filter=had_exception)
     )
     return InvoiceExceptionRate(invoices=found["invoices"], with_exception=found["with_exception"])

@@ -227,7 +227,13 @@ class Order(ConcurrentTransitions, StatefulRecord):
             models.Index(fields=["account", "state"]),
             # The order list filtered by state, newest first: read in index order, no sort.
             models.Index(fields=["state", "-created_at", "-id"], name="order_state_created_idx"),
-            models.Index(fields=["activated_at"], name="order_activated_at_idx"),
+            # The dashboard's cycle times (created -> active) over a window of activations,
+            # read from the index alone.
+            models.Index(
+                fields=["activated_at"], include=["created_at"], name="order_activated_cycle_idx"
+            ),
+            # The list sorted by total (either way: the index is read backwards for -total).
+            models.Index(fields=["total_amount", "id"], name="order_total_idx"),
         ]
         permissions = [
             ("hold_order", "Can put an order on hold and release it"),
@@ -373,6 +379,8 @@ class Contract(ConcurrentTransitions, StatefulRecord):
             models.Index(fields=["account", "state"]),
             models.Index(fields=["state", "end_date"]),
             models.Index(fields=["state", "-created_at", "-id"], name="contract_state_created_idx"),
+            # The list sorted by end date, soonest first.
+            models.Index(fields=["end_date", "id"], name="contract_end_idx"),
         ]
         permissions = [("cancel_contract", "Can cancel a contract")]
 
@@ -524,6 +532,10 @@ class Invoice(ConcurrentTransitions, StatefulRecord):
             models.Index(fields=["legal_entity", "state"]),
             models.Index(fields=["account", "state"]),
             models.Index(fields=["state", "-created_at"], name="invoice_state_created_idx"),
+            # The dashboard's invoice exception rate over the last 30 days of invoices.
+            models.Index(
+                fields=["created_at"], include=["order"], name="invoice_created_order_idx"
+            ),
         ]
         permissions = [("void_invoice", "Can void an invoice")]
 

@@ -58,7 +58,10 @@ class BoundedPaginator(Paginator):
     def _bounded_count(self) -> tuple[int, bool]:
         # Unordered: the number is the same, and the planner may then pick any index (a
         # bitmap over a search's matches) instead of walking the list's sort order.
-        found = self.object_list.order_by()[: self.limit + 1].count()  # type: ignore[attr-defined]
+        if not isinstance(self.object_list, QuerySet):  # rows already read (a list)
+            found = len(self.object_list)
+            return min(found, self.limit), found > self.limit
+        found = self.object_list.order_by()[: self.limit + 1].count()
         return min(found, self.limit), found > self.limit
 
     @cached_property
