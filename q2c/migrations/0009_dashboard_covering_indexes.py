@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('masterdata', '0005_history_audit_indexes'),
-        ('q2c', '0007_history_audit_indexes'),
+        ('q2c', '0008_order_amends_contract'),
     ]
 
     operations = [

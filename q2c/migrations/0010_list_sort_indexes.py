@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('masterdata', '0005_history_audit_indexes'),
-        ('q2c', '0008_dashboard_covering_indexes'),
+        ('q2c', '0009_dashboard_covering_indexes'),
     ]
 
     operations = [
