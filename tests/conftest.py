@@ -46,14 +46,7 @@ def system_actor(db: Any) -> Actor:
 def make_user(db: Any):  # type: ignore[no-untyped-def]
     def make(username: str, role: str | None = None, **extra: Any) -> Any:
         user = get_user_model().objects.create_user(username=username, password="pw", **extra)
-        if role:
-            if not Group.objects.filter(name=role).exists():
-                # transaction=True tests flush the tables, groups from the migration included.
-                from django.apps import apps
-
-                from q2c.roles import roles_sync
-
-                roles_sync(apps)
+        if role:  # the groups exist: _role_groups restores them for every database test
             user.groups.add(Group.objects.get(name=role))
         return user
 

@@ -40,6 +40,14 @@ def reference_key(reference: str) -> str:
     return CONTRACT_KEY if reference.startswith("CTR-") else ORDER_KEY
 
 
+def subscription_metadata(reference: str, contract_reference: str = "") -> dict[str, str]:
+    """The metadata a subscription is found by again: its order, and its contract if known."""
+    metadata = {reference_key(reference): reference}
+    if contract_reference:
+        metadata[CONTRACT_KEY] = contract_reference
+    return metadata
+
+
 class SandboxBilling:
     def __init__(self, transport: Transport | None = None) -> None:
         self.transport = transport or Transport.for_system(SYSTEM)
@@ -169,9 +177,7 @@ class SandboxBilling:
         idempotency_key: str,
         contract_reference: str = "",
     ) -> RemoteRecord:
-        metadata = {reference_key(reference): reference}
-        if contract_reference:
-            metadata[CONTRACT_KEY] = contract_reference
+        metadata = subscription_metadata(reference, contract_reference)
         body = {
             "customer": customer_id,
             "items": [

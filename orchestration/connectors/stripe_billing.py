@@ -43,6 +43,7 @@ from orchestration.connectors.billing import (
     INTERVALS,
     ORDER_KEY,
     reference_key,
+    subscription_metadata,
 )
 from orchestration.connectors.errors import (
     ConnectorConfigurationError,
@@ -414,9 +415,7 @@ class StripeBilling:
         idempotency_key: str,
         contract_reference: str = "",
     ) -> RemoteRecord:
-        metadata = {reference_key(reference): reference}
-        if contract_reference:
-            metadata[CONTRACT_KEY] = contract_reference
+        metadata = subscription_metadata(reference, contract_reference)
         price_field = "plan" if self.catalog() == "plans" else "price"
         params: Any = {
             "customer": customer_id,

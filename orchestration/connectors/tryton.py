@@ -957,7 +957,8 @@ def party_record(row: dict[str, Any], reference: str) -> RemoteRecord:
     )
 
 
-def sale_record(row: dict[str, Any]) -> RemoteRecord:
+def _document_record(row: dict[str, Any], **extra: str) -> RemoteRecord:
+    """A sale or an invoice: both carry a reference, a party, a currency and totals."""
     return RemoteRecord(
         id=str(row["id"]),
         status=str(row["state"]),
@@ -968,25 +969,17 @@ def sale_record(row: dict[str, Any]) -> RemoteRecord:
             "currency": _currency_code(row),
             "total": _money(row.get("total_amount")),
             "tax_total": _money(row.get("tax_amount")),
-            "invoice_state": row.get("invoice_state") or "",
+            **extra,
         },
     )
+
+
+def sale_record(row: dict[str, Any]) -> RemoteRecord:
+    return _document_record(row, invoice_state=row.get("invoice_state") or "")
 
 
 def invoice_record(row: dict[str, Any]) -> RemoteRecord:
-    return RemoteRecord(
-        id=str(row["id"]),
-        status=str(row["state"]),
-        number=str(row.get("number") or ""),
-        data={
-            "external_id": row.get("reference") or "",
-            "customer_id": str(row.get("party") or ""),
-            "currency": _currency_code(row),
-            "total": _money(row.get("total_amount")),
-            "tax_total": _money(row.get("tax_amount")),
-            "untaxed_total": _money(row.get("untaxed_amount")),
-        },
-    )
+    return _document_record(row, untaxed_total=_money(row.get("untaxed_amount")))
 
 
 def _implements(connector: TrytonErp) -> ErpApi:
