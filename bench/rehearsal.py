@@ -11,7 +11,8 @@ Run: ``.venv/bin/python bench/rehearsal.py [--quotes 500] [--chaos heavy] [--see
 With ``--systems tryton-stripe`` the ERP is a real ``trytond`` and billing is localstripe,
 both started on loopback from the test helpers (tests/realsystems/) and stopped by their PID
 at the end; Tandem confirms the sales it creates (``CONNECTOR_ERP_TRYTON_CONFIRM=1``), the beat
-polls Tryton every 2 s, and every Stripe customer gets the test card. The sandbox still plays
+polls Tryton every 2 s, Tryton's answers are awaited 30 s, and every Stripe customer gets the
+test card. The sandbox still plays
 CPQ, CRM, tax and payments; use ``--chaos none`` (the faults are the sandbox's).
 """
 
@@ -92,6 +93,7 @@ def _real_systems_start(env: dict[str, str]) -> list[Any]:
     env.update(
         {
             "CONNECTOR_ERP_TRYTON_CONFIRM": "1",
+            "CONNECTOR_ERP_READ_TIMEOUT": "30",  # trytond on SQLite: writers queue for the lock
             "CONNECTOR_BILLING_STRIPE_TEST_PAYMENT_METHOD": "pm_card_visa",
             "POLL_INTERVAL_SECONDS": "2",
         }

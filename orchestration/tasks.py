@@ -58,7 +58,7 @@ def poll_systems() -> int:
     """Read the changes of every system without webhooks; returns how many events were new."""
     from orchestration.polling import systems_poll
 
-    return sum(result.stored for result in systems_poll())
+    return sum(result.stored + result.recovered for result in systems_poll())
 
 
 # The workflow engine's tasks, so Celery's autodiscovery registers them.

@@ -398,6 +398,15 @@ TRYTON_ACCOUNT_CATEGORY = envstr("CONNECTOR_ERP_TRYTON_ACCOUNT_CATEGORY", "Tande
 # Off: finance confirms each sale in Tryton, and that confirmation is the financial
 # acceptance Tandem polls for. On: Tandem confirms the sales it creates (unattended setups).
 TRYTON_CONFIRM_SALES = envbool("CONNECTOR_ERP_TRYTON_CONFIRM", False)
+# A create that got no answer (a timeout, a dropped connection) may still be running in
+# Tryton, which has no unique constraint on the references Tandem looks records up by: no
+# second create with the same key is sent until this long after the first was (it should
+# exceed the longest request trytond takes, lock waits and its own retries included).
+TRYTON_SETTLE_SECONDS = envfloat("CONNECTOR_ERP_TRYTON_SETTLE_SECONDS", 120.0)
+# Polling re-reads this much of each stream behind its cursor: a transaction that began
+# before the cursor's write date but committed after the cursor moved is still seen (the
+# events' ids are stable, so what was read before is absorbed as a duplicate).
+TRYTON_POLL_LOOKBACK_SECONDS = envfloat("CONNECTOR_ERP_TRYTON_POLL_LOOKBACK_SECONDS", 300.0)
 # Per-system circuit breaker (orchestration.workflows.resilience): consecutive failed steps
 # that open it, and how long it stays open before one trial call.
 CIRCUIT_FAILURE_THRESHOLD = envint("CIRCUIT_FAILURE_THRESHOLD", 5, minimum=1)

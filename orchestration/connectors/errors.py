@@ -27,6 +27,7 @@ class ConnectorError(Exception):
         status: int | None = None,
         outbound_call_id: int | None = None,
         retry_after: int | None = None,
+        waiting: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -35,6 +36,9 @@ class ConnectorError(Exception):
         self.status = status
         self.outbound_call_id = outbound_call_id
         self.retry_after = retry_after
+        # Not a failure of the system but a wait for it (an earlier call's outcome is still
+        # unknown): the retry neither uses up an attempt nor counts against the circuit.
+        self.waiting = waiting
 
     def __str__(self) -> str:
         status = f" {self.status}" if self.status is not None else ""

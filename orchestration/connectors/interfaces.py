@@ -191,3 +191,13 @@ class Pollable(Protocol):
     def poll_streams(self) -> list[str]: ...
 
     def poll(self, *, stream: str, cursor: str) -> PollBatch: ...
+
+
+class Rechecking(Pollable, Protocol):
+    """A polled system whose changes can become visible behind the cursor (a transaction that
+    began before the cursor's position committed after the cursor moved past it)."""
+
+    def poll_recheck(self, *, stream: str, cursor: str) -> list[dict[str, Any]]:
+        """Every change of the look-back window just behind ``cursor``, as ``poll`` would give
+        it (the same stable event ids), whether or not it was read before."""
+        ...

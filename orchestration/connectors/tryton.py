@@ -23,7 +23,12 @@ Records and references:
   posted (posting warnings are acknowledged as the Tryton client would).
 
 Every create is preceded by a search on the reference (the workflow calls ``*_find`` first),
-so a create whose answer was lost is found instead of made twice. Tryton answers business
+so a create whose answer was lost is found instead of made twice. A search cannot see a
+create that is still running in Tryton (its answer timed out, its transaction has not
+committed), and Tryton has no unique constraint on references: so after a create with the
+same idempotency key got no answer, no second one is sent until
+``settings.TRYTON_SETTLE_SECONDS`` have passed (the step waits, without using up an
+attempt, and looks again). Tryton answers business
 errors with HTTP 200 and ``{"error": ["UserError", [message, description]]}``: they are
 permanent, with Tryton's message; a concurrent write is retryable; 429 and 5xx are
 retryable through the transport.
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import math
 import re
 import threading
 from dataclasses import dataclass
@@ -40,18 +46,19 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
 from orchestration.connectors.errors import PermanentError, RetryableError
 from orchestration.connectors.interfaces import (
     ErpApi,
     Party,
-    Pollable,
     PollBatch,
+    Rechecking,
     RemoteLine,
     RemoteRecord,
 )
 from orchestration.connectors.transport import Transport
-from orchestration.models import OutboundOutcome
+from orchestration.models import OutboundCall, OutboundOutcome
 from q2c.env import envstr
 
 SYSTEM = "erp"
@@ -59,11 +66,14 @@ RPC_PATH = "rpc/"  # relative to the database URL
 ACCEPTED_STATES = ("confirmed", "processing", "done")
 POSTED_STATES = ("posted", "paid")
 POLL_PAGE = 100
+RECHECK_PAGES = 10  # the look-back re-reads at most this many pages per stream and poll
 ENTERPRISE_ID = re.compile(r"^[A-Z]{2,4}-\d{6,}$")
 TRYTON_ERRORS = {"UserError", "ConcurrencyException", "LoginException", "RateLimitException"}
 RETRYABLE_RPC_ERRORS = {"ConcurrencyException", "RateLimitException"}
 # UserErrors that mean a concurrent write won, not that the request is wrong.
 RACE_MESSAGES = re.compile(r"must be unique\.?$|^You can not call \"")
+# Transport error classes of a request that was sent but got no answer: it may still commit.
+UNANSWERED = ("timeout", "connection_error")
 
 
 # --- JSON-RPC values -------------------------------------------------------------------------
@@ -317,6 +327,37 @@ class TrytonErp:
         rows = self.rpc(operation, f"model.{model}.search_read", [domain, 0, limit, order, fields])
         return list(rows or [])
 
+    def _settled(self, operation: str, idempotency_key: str) -> None:
+        """Raise a waiting ``RetryableError`` while an earlier ``operation`` with this key that
+        got no answer may still commit (see the module's docstring)."""
+        settle = float(settings.TRYTON_SETTLE_SECONDS)
+        if not idempotency_key or settle <= 0:
+            return
+        now = timezone.now()
+        sent = (
+            OutboundCall.objects.filter(
+                system=SYSTEM,
+                operation=operation,
+                idempotency_key=idempotency_key,
+                error_class__in=UNANSWERED,
+                created_at__gte=now - dt.timedelta(seconds=settle),
+            )
+            .order_by("-created_at")
+            .values_list("created_at", flat=True)
+            .first()
+        )
+        if sent is None:
+            return
+        wait = max(1, math.ceil((sent + dt.timedelta(seconds=settle) - now).total_seconds()))
+        raise RetryableError(
+            f"an earlier {operation} sent at {sent.astimezone(dt.UTC):%H:%M:%S} UTC got no "
+            f"answer and may still commit in Tryton; looking again in {wait} s",
+            system=SYSTEM,
+            kind="outcome_unknown",
+            retry_after=wait,
+            waiting=True,
+        )
+
     def _one(self, model: str, domain: list[Any], what: str) -> int:
         key = f"{model}:{domain!r}"
         if key not in self._cache:
@@ -340,6 +381,7 @@ class TrytonErp:
         return party_record(rows[0], reference) if rows else None
 
     def customer_create(self, *, party: Party, idempotency_key: str) -> RemoteRecord:
+        self._settled("customer_create", idempotency_key)
         identifiers = [{"type": None, "code": party.reference}]
         if party.crm_id:
             identifiers.append({"type": None, "code": party.crm_id})
@@ -472,6 +514,7 @@ class TrytonErp:
         order_date: dt.date,
         idempotency_key: str,
     ) -> RemoteRecord:
+        self._settled("sales_order_create", idempotency_key)
         party = self.rpc(
             "customer_read", "model.party.party.read", [[int(customer_id)], ["addresses"]]
         )
@@ -593,6 +636,7 @@ class TrytonErp:
         """Invoice ``lines`` (against the sale's matching lines when ``sales_order_id``) and
         post the invoice. A draft left by a call that failed before posting is posted."""
         if self._invoice_by_reference(reference) is None:
+            self._settled("invoice_create", idempotency_key)
             self._invoice_draft(
                 reference=reference,
                 customer_id=customer_id,
@@ -733,6 +777,31 @@ class TrytonErp:
 
     def poll(self, *, stream: str, cursor: str) -> PollBatch:
         """Changes after ``cursor`` in ``stream`` as canonical events, oldest first."""
+        return self._reader(stream)(cursor, None)
+
+    def poll_recheck(self, *, stream: str, cursor: str) -> list[dict[str, Any]]:
+        """The changes of the ``settings.TRYTON_POLL_LOOKBACK_SECONDS`` before the cursor.
+
+        Tryton stamps ``write_date`` when the transaction writes (with PostgreSQL, when it
+        began), and the write becomes visible when it commits: a long transaction can
+        commit after the cursor moved past its stamp. Re-reading this window (at most
+        ``RECHECK_PAGES`` pages) finds it; ``orchestration.polling`` absorbs the rest."""
+        after, _ = cursor_parse(cursor)
+        lookback = float(settings.TRYTON_POLL_LOOKBACK_SECONDS)
+        if after is None or lookback <= 0:
+            return []
+        reader = self._reader(stream)
+        position = cursor_format(after - dt.timedelta(seconds=lookback), 0)
+        events: list[dict[str, Any]] = []
+        for _page in range(RECHECK_PAGES):
+            batch = reader(position, after)
+            events.extend(batch.events)
+            if batch.cursor == position:
+                break
+            position = batch.cursor
+        return events
+
+    def _reader(self, stream: str) -> Any:
         reader = {
             "sales": self._poll_sales,
             "invoices": self._poll_invoices,
@@ -742,11 +811,18 @@ class TrytonErp:
             raise PermanentError(
                 f"Tryton has no poll stream {stream!r}", system=SYSTEM, kind="not_found"
             )
-        return reader(cursor)
+        return reader
 
     def _changed_since(
-        self, model: str, cursor: str, domain: list[Any], fields: list[str], operation: str
+        self,
+        model: str,
+        cursor: str,
+        domain: list[Any],
+        fields: list[str],
+        operation: str,
+        until: dt.datetime | None,
     ) -> tuple[list[dict[str, Any]], str]:
+        """A page of rows written after ``cursor`` (and not after ``until``), oldest first."""
         after, after_id = cursor_parse(cursor)
         window: list[Any] = []
         if after is not None:
@@ -757,6 +833,8 @@ class TrytonErp:
                     [["write_date", "=", after], ["id", ">", after_id]],
                 ]
             ]
+        if until is not None:
+            window.append(["write_date", "<=", until])
         rows = self.search_read(
             model,
             [["write_date", "!=", None], *domain, *window],
@@ -768,13 +846,14 @@ class TrytonErp:
         next_cursor = cursor_format(rows[-1]["write_date"], rows[-1]["id"]) if rows else cursor
         return rows, next_cursor
 
-    def _poll_sales(self, cursor: str) -> PollBatch:
+    def _poll_sales(self, cursor: str, until: dt.datetime | None) -> PollBatch:
         rows, next_cursor = self._changed_since(
             "sale.sale",
             cursor,
             [["state", "in", list(ACCEPTED_STATES)]],
             SALE_FIELDS,
             "poll_sales",
+            until,
         )
         events = []
         for row in rows:
@@ -798,13 +877,14 @@ class TrytonErp:
             )
         return PollBatch(events=events, cursor=next_cursor)
 
-    def _poll_invoices(self, cursor: str) -> PollBatch:
+    def _poll_invoices(self, cursor: str, until: dt.datetime | None) -> PollBatch:
         rows, next_cursor = self._changed_since(
             "account.invoice",
             cursor,
             [["type", "=", "out"], ["state", "in", list(POSTED_STATES)]],
             INVOICE_FIELDS,
             "poll_invoices",
+            until,
         )
         line_ids = [line_id for row in rows for line_id in row.get("lines") or []]
         lines_by_id: dict[int, dict[str, Any]] = {}
@@ -855,7 +935,7 @@ class TrytonErp:
             )
         return PollBatch(events=events, cursor=next_cursor)
 
-    def _poll_payments(self, cursor: str) -> PollBatch:
+    def _poll_payments(self, cursor: str, until: dt.datetime | None) -> PollBatch:
         """Customer invoices paid in full in Tryton, as ``payment.received`` of their total."""
         rows, next_cursor = self._changed_since(
             "account.invoice",
@@ -863,6 +943,7 @@ class TrytonErp:
             [["type", "=", "out"], ["state", "=", "paid"]],
             INVOICE_FIELDS,
             "poll_payments",
+            until,
         )
         events = []
         for row in rows:
@@ -986,5 +1067,5 @@ def _implements(connector: TrytonErp) -> ErpApi:
     return connector  # mypy checks that TrytonErp satisfies ErpApi
 
 
-def _polls(connector: TrytonErp) -> Pollable:
-    return connector  # and that it can be polled
+def _polls(connector: TrytonErp) -> Rechecking:
+    return connector  # and that it can be polled, with a look-back

@@ -8,7 +8,9 @@
   an effect that already happened. Handlers that create something remotely must also look
   it up by that key first, for the case where the remote system committed and the response
   was lost.
-- Retryable failures back off with jitter (honouring Retry-After) up to ``max_attempts``;
+- Retryable failures back off with jitter (honouring Retry-After) up to ``max_attempts``
+  (a retry that only waits for a system to settle, ``StepRetryable(waiting=True)``, uses
+  none of them);
   a permanent failure, or the last retry, raises an exception for a person, holds the order
   and pauses the run. ``step_retry`` re-runs the failed step; when it succeeds the
   exception resolves itself.
@@ -242,9 +244,11 @@ def _run_handler(
     try:
         outcome = step_def.handler(context)
     except StepRetryable as exc:
-        if step.system != "default":
+        if step.system != "default" and not exc.waiting:
             circuit_record(system=step.system, ok=False, error=str(exc))
-        return _retry_or_fail(step=step, definition=definition, error=exc)
+        return _retry_or_fail(
+            step=step, definition=definition, error=exc, count_attempt=not exc.waiting
+        )
     except StepFailed as exc:
         return _fail(step=step, definition=definition, error=exc)
     if step.system != "default":

@@ -8,9 +8,18 @@ from typing import Any
 class StepRetryable(Exception):
     """A transient failure (timeout, 5xx, 429): the step is retried with backoff."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **context: Any):
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        waiting: bool = False,
+        **context: Any,
+    ):
         super().__init__(message)
         self.retry_after = retry_after
+        # waiting for a system to settle, not a failure: no attempt is used up
+        self.waiting = waiting
         self.context = context
 
 

@@ -61,6 +61,7 @@ def connector_errors(*, category: str = "downstream_api", compensation: str = ""
         raise StepRetryable(
             str(exc),
             retry_after=exc.retry_after,
+            waiting=exc.waiting,
             outbound_call_id=exc.outbound_call_id,
             # kept for when the retries run out: the exception is grouped by what went wrong
             error_class=f"{exc.system}.{exc.kind}",

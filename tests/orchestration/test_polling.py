@@ -151,6 +151,40 @@ def test_changes_read_again_from_an_older_cursor_are_absorbed(system: ListSystem
     assert set(InboundEvent.objects.values_list("duplicate_deliveries", flat=True)) == {0}
 
 
+class LateCommits(ListSystem):
+    """A system where a change can appear behind the cursor; the look-back gives the last
+    three changes before the cursor, as ``poll`` would give them."""
+
+    rechecks: ClassVar[list[str]] = []
+
+    def poll_recheck(self, *, stream: str, cursor: str) -> list[dict[str, Any]]:
+        LateCommits.rechecks.append(cursor)
+        end = int(cursor or 0)
+        return self.changes[max(0, end - 3) : end]
+
+
+def test_a_change_that_committed_behind_the_cursor_is_found_by_the_look_back_once(
+    system: ListSystem, django_capture_on_commit_callbacks: Any
+):
+    # given: five changes polled, then one more commits late, at a place already passed
+    late = LateCommits()
+    LateCommits.rechecks = []
+    poll_cursor_run(system="erp", stream="sales", connector=late)
+    ListSystem.changes.insert(3, change(99))
+    # when
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        result = poll_cursor_run(system="erp", stream="sales", connector=late)
+    again = poll_cursor_run(system="erp", stream="sales", connector=late)
+    # then: stored once, without moving the cursor back; the other re-read changes absorbed
+    assert (result.stored, result.recovered, result.error) == (0, 1, "")
+    assert (again.stored, again.recovered) == (0, 0)
+    assert sorted(stored_ids()) == sorted([f"sale-{n}-accepted" for n in (1, 2, 3, 4, 5, 99)])
+    assert LateCommits.rechecks == ["5", "6", "6"]
+    cursor = PollCursor.objects.get(system="erp", stream="sales")
+    assert (cursor.cursor, cursor.events_stored) == ("6", 6)
+    assert len(callbacks) == 1  # the recovered event (the main pass read a repeat only)
+
+
 def test_a_poll_that_lost_the_race_for_the_cursor_stores_nothing(system: ListSystem):
     # given: another poller moves the cursor while this one is reading
     class Racing(ListSystem):

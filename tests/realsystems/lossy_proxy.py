@@ -3,7 +3,10 @@
 Every request is forwarded to the upstream and handled there; for a request a rule matches,
 the upstream's answer is thrown away and the connection closed, the first ``times`` times:
 the system committed and Tandem never hears of it (a lost response after commit, at the
-edge, for a worker in another process). Started in a thread, on 127.0.0.1 only.
+edge, for a worker in another process). A held request (``hold_requests``) reaches the
+upstream only after a delay: to the caller, whose read timeout is shorter, it is a request
+still running in the system when the caller gave up, which commits later. Started in a
+thread, on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,6 +31,7 @@ HOP_HEADERS = {"host", "content-length", "connection", "transfer-encoding", "con
 class DropRule:
     matches: Callable[[str, str, bytes], bool]  # (method, path, body)
     times: int = 1
+    hold_seconds: float = 0.0  # > 0: a hold (forwarded late), not a drop
 
 
 @dataclass
@@ -34,6 +39,7 @@ class LossyProxy:
     upstream: str
     rules: list[DropRule] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -46,14 +52,35 @@ class LossyProxy:
         with self.lock:
             self.rules.append(DropRule(matches, times))
 
-    def _should_drop(self, method: str, path: str, body: bytes) -> bool:
+    def hold_requests(
+        self, matches: Callable[[str, str, bytes], bool], *, seconds: float, times: int = 1
+    ) -> None:
+        with self.lock:
+            self.rules.append(DropRule(matches, times, hold_seconds=seconds))
+
+    def _rule_take(self, method: str, path: str, body: bytes, *, hold: bool) -> DropRule | None:
         with self.lock:
             for rule in self.rules:
+                if (rule.hold_seconds > 0) != hold:
+                    continue
                 if rule.times > 0 and rule.matches(method, path, body):
                     rule.times -= 1
-                    self.dropped.append(f"{method} {path}")
-                    return True
-        return False
+                    return rule
+        return None
+
+    def _should_drop(self, method: str, path: str, body: bytes) -> bool:
+        if self._rule_take(method, path, body, hold=False) is None:
+            return False
+        with self.lock:
+            self.dropped.append(f"{method} {path}")
+        return True
+
+    def _hold(self, method: str, path: str, body: bytes) -> None:
+        rule = self._rule_take(method, path, body, hold=True)
+        if rule is not None:
+            with self.lock:
+                self.held.append(f"{method} {path}")
+            time.sleep(rule.hold_seconds)
 
     def start(self) -> LossyProxy:
         proxy = self
@@ -63,6 +90,7 @@ class LossyProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
+                proxy._hold(self.command, self.path, body)
                 answer = requests.request(
                     self.command, f"{proxy.upstream}{self.path}", data=body, headers=headers,
                     timeout=60, allow_redirects=False,
@@ -71,13 +99,16 @@ class LossyProxy:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
-                self.send_response(answer.status_code)
-                for name, value in answer.headers.items():
-                    if name.lower() not in HOP_HEADERS:
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(answer.content)))
-                self.end_headers()
-                self.wfile.write(answer.content)
+                try:
+                    self.send_response(answer.status_code)
+                    for name, value in answer.headers.items():
+                        if name.lower() not in HOP_HEADERS:
+                            self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(answer.content)))
+                    self.end_headers()
+                    self.wfile.write(answer.content)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the caller gave up on a held request
 
             do_GET = do_POST = do_DELETE = _forward
 

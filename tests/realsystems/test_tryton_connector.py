@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import time
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -17,10 +19,11 @@ import requests
 from orchestration.connectors import transport
 from orchestration.connectors.errors import PermanentError, RetryableError
 from orchestration.connectors.interfaces import Party, RemoteLine
-from orchestration.connectors.tryton import TrytonErp
+from orchestration.connectors.tryton import TrytonErp, sessions_forget
 from orchestration.models import InboundEvent, OutboundCall, PollCursor
 from orchestration.polling import poll_cursor_run
 from tests.realsystems.helpers import tryton_pay_in_full
+from tests.realsystems.lossy_proxy import LossyProxy, rpc_method_is
 from tests.realsystems.tryton_server import TrytonServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -156,6 +159,42 @@ def test_confirming_a_sale_is_its_acceptance_and_polling_reads_it_back(
     cursor = PollCursor.objects.get(system="erp", stream="sales")
     assert cursor.cursor == after.cursor != before.cursor
     assert poll_cursor_run(system="erp", stream="sales", connector=tryton_erp).stored == 0
+
+
+def test_a_sale_accepted_behind_the_polling_cursor_is_found_by_the_look_back(
+    tryton_erp: TrytonErp, tryton_server: TrytonServer, settings: Any,
+    django_capture_on_commit_callbacks: Any,
+):  # fmt: skip
+    # given: sale A quoted, sale B (made after it) confirmed and polled: the cursor is at B
+    def sale(reference: str) -> str:
+        return tryton_erp.sales_order_create(
+            reference=reference, customer_id=customer(tryton_erp), currency="GBP",
+            lines=sale_lines(), order_date=dt.date.today(), idempotency_key=reference,
+        ).id  # fmt: skip
+
+    late, early = unique("ORD"), unique("ORD")
+    late_id, early_id = sale(late), sale(early)
+    tryton_erp.sales_order_confirm(sales_order_id=early_id)
+    poll_cursor_run(system="erp", stream="sales", connector=tryton_erp)
+    # A is confirmed by a transaction stamped as B's, committing only now: behind the cursor
+    tryton_erp.sales_order_confirm(sales_order_id=late_id)
+    tryton_server.sql(
+        "UPDATE sale_sale SET write_date = (SELECT write_date FROM sale_sale WHERE id = ?) "
+        "WHERE id = ?", int(early_id), int(late_id),
+    )  # fmt: skip
+    settings.TRYTON_POLL_LOOKBACK_SECONDS = 0
+    blind = poll_cursor_run(system="erp", stream="sales", connector=tryton_erp)
+    assert (blind.stored, blind.recovered) == (0, 0)  # the cursor alone never sees it
+    # when
+    settings.TRYTON_POLL_LOOKBACK_SECONDS = 300
+    with django_capture_on_commit_callbacks():
+        result = poll_cursor_run(system="erp", stream="sales", connector=tryton_erp)
+    # then
+    assert (result.stored, result.recovered, result.error) == (0, 1, "")
+    assert result.cursor == blind.cursor  # the cursor did not move back
+    event = InboundEvent.objects.get(event_id=f"tryton-sale-{late_id}-accepted")
+    assert (event.event_type, event.correlation_id) == ("order.accepted", late)
+    assert poll_cursor_run(system="erp", stream="sales", connector=tryton_erp).recovered == 0
 
 
 def test_one_time_lines_are_invoiced_against_the_sale_posted_and_read_back(
@@ -295,6 +334,68 @@ def test_a_lost_answer_after_tryton_created_the_sale_creates_no_second_sale(
     assert found is not None
     assert found.status == "quotation"  # the lost create's draft, quoted when found
     assert [row["id"] for row in sales_with_reference(tryton_erp, reference)] == [int(found.id)]
+
+
+@pytest.fixture
+def slow_tryton(
+    tryton_server: TrytonServer, tryton_erp: TrytonErp, settings: Any
+) -> Iterator[tuple[TrytonErp, LossyProxy]]:
+    """The connector reaching Tryton through a proxy that can hold requests, with a 1 s read
+    timeout: a held create is still running in Tryton when the connector gives up on it."""
+    proxy = LossyProxy(upstream=tryton_server.url).start()
+    connectors = {**settings.TANDEM_CONNECTORS}
+    connectors["erp"] = {
+        **connectors["erp"],
+        "base_url": tryton_server.database_url.replace(tryton_server.url, proxy.url),
+        "read_timeout": 1.0,
+    }
+    settings.TANDEM_CONNECTORS = connectors
+    sessions_forget()
+    yield TrytonErp(), proxy
+    proxy.stop()
+
+
+@pytest.mark.parametrize("settle_seconds", [6.0, 0.0], ids=["settling", "without-settling"])
+def test_a_create_still_running_in_tryton_when_its_answer_timed_out_is_not_sent_twice(
+    slow_tryton: tuple[TrytonErp, LossyProxy], settings: Any, settle_seconds: float
+):
+    # given: the create reaches Tryton 3 s late, 2 s after the connector stopped waiting
+    erp, proxy = slow_tryton
+    settings.TRYTON_SETTLE_SECONDS = settle_seconds
+    customer_id = customer(erp)
+    reference = unique("ORD")
+    proxy.hold_requests(rpc_method_is("model.sale.sale.create"), seconds=3)
+
+    def create() -> Any:
+        return erp.sales_order_create(
+            reference=reference, customer_id=customer_id, currency="GBP", lines=sale_lines(),
+            order_date=dt.date.today(), idempotency_key="step-key",
+        )  # fmt: skip
+
+    with pytest.raises(RetryableError) as timed_out:
+        create()
+    assert timed_out.value.kind == "timeout"
+    # when: the step's retry comes while that create is still running in Tryton
+    assert erp.sales_order_find(reference=reference) is None  # nothing committed yet
+    if settle_seconds == 0:
+        # then, without waiting for it to settle, a second sale is made (what the wait stops)
+        create()
+        time.sleep(4)
+        assert len(sales_with_reference(erp, reference)) == 2
+        return
+    with pytest.raises(RetryableError) as waiting:
+        create()
+    # then: it waits for the first create to settle instead of sending a second one
+    assert (waiting.value.kind, waiting.value.waiting) == ("outcome_unknown", True)
+    assert waiting.value.retry_after is not None and 1 <= waiting.value.retry_after <= 6
+    creates = OutboundCall.objects.filter(operation="sales_order_create")
+    assert list(creates.values_list("error_class", flat=True)) == ["timeout"]
+    # and the retry after the wait finds the first create's sale and quotes it
+    time.sleep(waiting.value.retry_after)
+    found = erp.sales_order_find(reference=reference)
+    assert found is not None and found.status == "quotation"
+    assert [row["id"] for row in sales_with_reference(erp, reference)] == [int(found.id)]
+    assert proxy.held == ["POST /tandem/rpc/"]
 
 
 def test_a_lost_answer_after_tryton_created_the_invoice_creates_no_second_invoice(

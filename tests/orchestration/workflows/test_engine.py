@@ -276,6 +276,33 @@ def test_exhausted_retries_become_one_exception():
 
 
 @pytest.mark.django_db
+def test_waiting_for_a_system_to_settle_uses_up_no_attempt_and_never_opens_the_circuit(
+    settings,
+):
+    # given: a create's outcome is unknown for longer than five attempts would last
+    settings.CIRCUIT_FAILURE_THRESHOLD = 2
+    waiting = StepRetryable("an earlier create may still commit", retry_after=30, waiting=True)
+    behaviour["create_customer"] = [waiting] * 6
+    run = start()
+    step = run.steps.get(name="create_customer")
+    # when
+    for _ in range(7):
+        before = timezone.now()
+        drain(run)
+        step.refresh_from_db()
+        if step.state == StepState.RETRY_SCHEDULED:
+            assert step.next_attempt_at >= before + dt.timedelta(seconds=30)
+            make_due(step)
+            StepRun.objects.filter(pk=step.pk).update(state=StepState.QUEUED)
+    # then: the seventh run went ahead and succeeded; no exception, no open circuit
+    step.refresh_from_db()
+    assert calls["create_customer"] == 7
+    assert (step.state, step.attempts) == ("succeeded", 1)
+    assert OperationalException.objects.count() == 0
+    assert CircuitBreaker.objects.get(system="erp").state == CircuitState.CLOSED
+
+
+@pytest.mark.django_db
 def test_circuit_opens_after_repeated_failures_and_then_calls_are_not_made(settings):
     # given
     settings.CIRCUIT_FAILURE_THRESHOLD = 2
