@@ -10,8 +10,9 @@ would re-check the password on every call). One session per process and user is 
 401 drops it, logs in again and retries the call once.
 
 Records and references:
-- a customer is a ``party.party`` with Tandem's enterprise id (and the CRM id, when known) as
-  untyped party identifiers; ``customer_find`` searches the identifiers;
+- a customer is a ``party.party`` whose code is Tandem's enterprise id, with that id (and the
+  CRM id, when known) as untyped party identifiers; ``customer_find`` searches the
+  identifiers; Tryton's unique party code makes a second create of it fail;
 - a product is a service ``product.product`` whose code is the ERP mapping's external id
   (``ProductMapping`` for system ``erp``); it is created on first use in the account
   category ``settings.TRYTON_ACCOUNT_CATEGORY``, whose customer taxes the lines carry;
@@ -397,6 +398,10 @@ class TrytonErp:
                 [
                     {
                         "name": party.name,
+                        # Tandem's id as the party's code: Tryton keeps codes unique, so a
+                        # second create of the same customer is refused, and no party waits
+                        # on (or races for) the party sequence.
+                        "code": party.reference,
                         "identifiers": [["create", identifiers]],
                         "addresses": [["create", [address]]],
                     }

@@ -81,6 +81,25 @@ def test_a_customer_becomes_a_party_with_tandems_and_the_crms_ids(tryton_erp: Tr
     assert tryton_erp.customer_find(reference=unique("ACC")) is None
 
 
+def test_a_customers_party_code_is_its_tandem_id_so_tryton_refuses_a_second_one(
+    tryton_erp: TrytonErp,
+):
+    # given
+    reference = unique("ACC")
+    created = tryton_erp.customer_create(party=party(reference), idempotency_key="k1")
+    # when: the same customer is created again (a create racing one still in flight)
+    with pytest.raises(RetryableError) as second:
+        tryton_erp.customer_create(party=party(reference), idempotency_key="k2")
+    # then: a conflict, retried as such; the retry's search finds the one party
+    assert second.value.kind == "conflict"
+    assert "must be unique" in second.value.message
+    parties = tryton_erp.search_read(
+        "party.party", [["code", "=", reference]], ["id"], operation="test_read"
+    )
+    assert [str(row["id"]) for row in parties] == [created.id]
+    assert tryton_erp.customer_find(reference=reference) == created
+
+
 def test_a_mapped_product_code_becomes_one_service_product(tryton_erp: TrytonErp):
     # given
     code = unique("ITEM")
