@@ -209,3 +209,34 @@ def test_a_missing_event_row_is_a_no_op():
     process_inbound_event(987654)
     # then
     assert InboundEvent.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_quote_naming_a_merged_away_crm_id_is_booked_on_the_survivor(webhook_secrets, make_user):
+    # given: two accounts merged; the loser's CRM id 001L now belongs to the survivor
+    from masterdata import services as md
+    from orchestration.workflows import engine
+    from tests.masterdata import helpers as md_helpers
+
+    factories.legal_entity(code="UK01", erp_subsidiary="2", tax_registration="GB1")
+    world = md_helpers.world()
+    md.merge_request(
+        survivor=world.survivor, loser=world.loser, actor=md_helpers.steward(make_user),
+        reason="same company, two CRM records",
+    )  # fmt: skip
+    payload = example("quote.approved")
+    payload["data"]["account"] = {
+        **payload["data"]["account"],
+        "name": "Nothing Alike GmbH", "domain": "", "tax_id": "", "crm_id": "001L",
+    }  # fmt: skip
+    event = received("cpq", payload, webhook_secrets["current"])
+    # when: the CPQ's webhook is processed and the workflow resolves the customer
+    process_inbound_event(event.pk)
+    order = Order.objects.get(quote__cpq_quote_id=payload["data"]["cpq_quote_id"])
+    run = WorkflowRun.objects.get(subject_id=order.enterprise_id)
+    for name in ("validate_quote", "resolve_customer"):
+        assert engine.step_execute(step_id=run.steps.get(name=name).pk) == "succeeded"
+    # then
+    order.refresh_from_db()
+    assert order.account_id == world.survivor.pk
+    assert run.steps.get(name="resolve_customer").external_id == world.survivor.enterprise_id
