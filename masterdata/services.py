@@ -714,6 +714,12 @@ def account_unmerge(
                 setattr(survivor, key, value)
             survivor.save()
         merge.undo(by=actor.user, at=timezone.now(), reason_text=reason)
+        if merge.push_state == PushState.DONE:
+            # CRMs cannot undo a merge through their API: a steward restores it there.
+            _crm_restore_exception(merge, actor=actor)
+        elif merge.push_state in (PushState.PENDING, PushState.FAILED):
+            merge.push_state = PushState.NOT_NEEDED  # never tell the CRM about it now
+            merge.push_error = "unmerged before the crm was told"
         merge.save()
         if merge.candidate_id is not None:
             candidate = DuplicateCandidate.objects.select_for_update().get(pk=merge.candidate_id)
@@ -797,6 +803,9 @@ def merge_push(*, merge_id: int, final_attempt: bool = False) -> str:
     with transaction.atomic(), audit_context(actor=actor, reason="merge pushed to crm"):
         locked = MergeRecord.objects.select_for_update().get(pk=merge.pk)
         if locked.push_state != PushState.PENDING:
+            if not error and locked.state == MergeState.UNMERGED and loser_crms:
+                # unmerged while this push was talking to the CRM, which has now merged
+                _crm_restore_exception(locked, actor=actor)
             return locked.push_state
         locked.push_attempts += 1
         locked.push_error = error
@@ -836,6 +845,47 @@ def _merge_push_exception(merge: MergeRecord, *, error: str, actor: Actor) -> No
                 system="crm", error_class="MergePushFailed", step="merge_push"
             ),
             correlation_id=merge.survivor.enterprise_id,
+            created_at=now,
+            sla_due_at=now + CATEGORY_SLA[Category.MASTER_DATA],
+        )
+
+
+def _crm_restore_exception(merge: MergeRecord, *, actor: Actor) -> None:
+    """A merge the CRM carried out was undone in Tandem: the stewards restore it in the CRM."""
+    from exceptions.models import CATEGORY_SLA, Category, OperationalException, Severity, Team
+    from exceptions.services import exception_fingerprint
+
+    external_ct = ContentType.objects.get_for_model(ExternalId)
+    moved = merge.references.filter(content_type=external_ct, field="object_id")
+    loser_crms = [
+        str(value)
+        for value in ExternalId.objects.filter(
+            pk__in=moved.values_list("object_id", flat=True), system="crm", object_type="account"
+        ).values_list("external_id", flat=True)
+    ]  # wherever they point now (an unmerge moved them back)
+    ids = ", ".join(loser_crms) or "the loser's records"
+    now = timezone.now()
+    with audit_context(actor=actor, reason=f"{merge} undone after the crm merged"):
+        OperationalException.objects.create(
+            category=Category.MASTER_DATA,
+            severity=Severity.MEDIUM,
+            owner_team=Team.DATA_STEWARD,
+            system="crm",
+            step="merge_push",
+            error_class="CrmRestoreNeeded",
+            message=f"{merge} was undone, but the crm had merged {ids} into the survivor's "
+            f"record and cannot undo that through its API: restore {ids} in the crm (e.g. "
+            f"from its recycle bin), then resolve this",
+            context={
+                "merge": merge.pk,
+                "survivor": merge.survivor.enterprise_id,
+                "loser": merge.loser.enterprise_id,
+                "crm_ids": loser_crms,
+            },
+            fingerprint=exception_fingerprint(
+                system="crm", error_class="CrmRestoreNeeded", step="merge_push"
+            ),
+            correlation_id=merge.loser.enterprise_id,
             created_at=now,
             sla_due_at=now + CATEGORY_SLA[Category.MASTER_DATA],
         )

@@ -90,3 +90,35 @@ def test_a_throttled_crm_is_retried_and_the_last_attempt_fails_visibly(make_user
     # then
     assert state == PushState.FAILED
     assert OperationalException.objects.get().error_class == "MergePushFailed"
+
+
+def test_unmerging_after_the_crm_merged_asks_a_steward_to_restore_it_there(make_user, sandbox):  # noqa: F811
+    # given: the CRM has merged the pair
+    merge = crm_twins(make_user)
+    _, (loser_crm,) = md._merge_crm_ids(merge)
+    assert md.merge_push(merge_id=merge.pk) == PushState.DONE
+    # when
+    md.account_unmerge(merge=merge, actor=helpers.steward(make_user, "two"), reason="two firms")
+    # then: Tandem cannot undo the CRM's merge; the stewards' queue says what to restore
+    (exc,) = OperationalException.objects.all()
+    assert (exc.error_class, exc.owner_team, exc.system, exc.context["crm_ids"]) == (
+        "CrmRestoreNeeded", "data_steward", "crm", [loser_crm],
+    )  # fmt: skip
+    assert f"restore {loser_crm} in the crm" in exc.message
+    merge.refresh_from_db()
+    assert merge.push_state == PushState.DONE
+
+
+def test_unmerging_before_the_push_ran_never_tells_the_crm(make_user, sandbox):  # noqa: F811
+    # given: the push is still queued
+    merge = crm_twins(make_user)
+    _, (loser_crm,) = md._merge_crm_ids(merge)
+    # when
+    md.account_unmerge(merge=merge, actor=helpers.steward(make_user, "two"), reason="two firms")
+    state = md.merge_push(merge_id=merge.pk)  # the queued task runs after all
+    # then
+    assert state == PushState.NOT_NEEDED
+    loser_in_crm = sandbox.get("crm", f"/accounts/{loser_crm}").json()
+    assert not loser_in_crm.get("IsDeleted")
+    assert not OutboundCall.objects.filter(operation="account_merge").exists()
+    assert not OperationalException.objects.exists()
