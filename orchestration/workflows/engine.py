@@ -14,6 +14,9 @@
   a permanent failure, or the last retry, raises an exception for a person, holds the order
   and pauses the run. ``step_retry`` re-runs the failed step; when it succeeds the
   exception resolves itself.
+- A step may declare its input (``StepDef.payload``): an approved replay's corrected payload
+  for that step is written to the records through its ``StepInput.apply`` just before the
+  handler runs, so the handler reads the corrected records and history shows the change.
 """
 
 from __future__ import annotations
