@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,7 @@ from django.db.models import Count, Max, Min, QuerySet
 from django.utils import timezone
 
 from exceptions.models import (
+    CORRECTABLE_CATEGORIES,
     OPEN_STATES,
     Compensation,
     ExceptionComment,
@@ -189,15 +191,62 @@ def replay_get(*, pk: int) -> Replay:
     ).get(pk=pk)
 
 
-def replay_corrected_payload(*, step_run_id: int) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class ReplayCorrection:
+    """An approved correction of a step's input: the payload, and who approved it (the reason
+    of the history rows that apply it)."""
+
+    payload: dict[str, Any]
+    reason: str
+
+
+def replay_correction(*, step_run_id: int) -> ReplayCorrection | None:
     """The corrected payload of the running replay that starts at this step, if any."""
     found = (
         Replay.objects.filter(step_run_id=step_run_id, state=ReplayState.RUNNING)
         .exclude(corrected_payload__isnull=True)
-        .values_list("corrected_payload", flat=True)
+        .select_related("decided_by")
         .first()
     )
-    return found if isinstance(found, dict) else None
+    if found is None or not isinstance(found.corrected_payload, dict):
+        return None
+    approver = found.decided_by.get_username() if found.decided_by else "nobody"
+    return ReplayCorrection(
+        payload=found.corrected_payload, reason=f"{found} approved by {approver}"
+    )
+
+
+def replay_correction_refusal(
+    *, kind: str, step_run: StepRun, exception: OperationalException | None
+) -> str:
+    """Why a replay starting at ``step_run`` cannot take a corrected payload ('' when it can).
+
+    The failure must be about data (a correctable category), the replay must start at the
+    failed step, and that step must declare its input (``StepDef.payload``): a correction
+    nothing reads is refused rather than silently ignored.
+    """
+    from orchestration.workflows.engine import step_input
+
+    if kind == ReplayKind.COMPENSATION:
+        return "a compensation takes no corrected payload"
+    category = exception.category if exception is not None else ""
+    if exception is None or category not in CORRECTABLE_CATEGORIES:
+        allowed = ", ".join(sorted(CORRECTABLE_CATEGORIES))
+        return (
+            f"a corrected payload is allowed only for {allowed} exceptions,"
+            f" not for {category or 'a run without an open exception'}"
+        )
+    if exception.step_run_id != step_run.pk:
+        return (
+            f"a corrected payload replaces the input of the failed step {exception.step};"
+            f" replay from that step to correct it"
+        )
+    if step_input(kind=step_run.run.kind, step=step_run.name) is None:
+        return (
+            f"step {step_run.name} takes no corrected payload: correct the records it reads"
+            f" (the order, the catalog, the mappings) and replay it unchanged"
+        )
+    return ""
 
 
 def compensation_target(*, run: WorkflowRun, compensation: str) -> str:
@@ -220,18 +269,32 @@ def compensations_available(*, run: WorkflowRun) -> list[str]:
 def replay_original_payload(
     *, step_run: StepRun, exception: OperationalException | None
 ) -> dict[str, Any]:
-    """What the step worked with when it failed: the exception's context, else its result."""
+    """What the step works with: its declared input (``StepDef.payload``) read from the
+    records as they are now; for a step without one, the exception's context, else its result."""
+    from orchestration.workflows.engine import step_input
+
+    declared = step_input(kind=step_run.run.kind, step=step_run.name)
+    if declared is not None:
+        return declared.read(step_run.run)
     if exception is not None and exception.step_run_id == step_run.pk:
         return dict(exception.context)
     return {"result": step_run.result, "external_id": step_run.external_id}
 
 
 def replay_preview(
-    *, kind: str, step_run: StepRun, compensation: str, payload: dict[str, Any]
+    *,
+    kind: str,
+    step_run: StepRun,
+    compensation: str,
+    payload: dict[str, Any],
+    corrected: bool = False,
 ) -> dict[str, Any]:
-    """The dry run: which steps run again, which effects exist and are skipped, what is sent."""
+    """The dry run: which steps run again, which effects exist and are skipped, what is sent.
+
+    ``payload`` is what the first step works with (``corrected``: a correction that replaces
+    its declared input before it runs)."""
     from exceptions.services import compensation_key
-    from orchestration.workflows.engine import REGISTRY
+    from orchestration.workflows.engine import REGISTRY, step_input
 
     run = step_run.run
     if kind == ReplayKind.COMPENSATION:
@@ -275,10 +338,22 @@ def replay_preview(
             detail = f"waits for {step.waiting_for} ({'received' if received else 'not yet'})"
         else:
             action, detail = "check", "runs again (no external effect)"
+        if corrected and step.pk == step_run.pk:
+            detail += "; uses the corrected payload"
         rows.append(
             {"pk": step.pk, "name": step.name, "system": step.system, "state": step.state,
              "action": action, "detail": detail}
         )  # fmt: skip
+    declared = step_input(kind=run.kind, step=step_run.name)
+    uses = None
+    if declared is not None:
+        uses = {
+            "step": step_run.name,
+            "what": declared.describe,
+            "corrected": corrected,
+            "payload": payload,
+            "text": json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False, default=str),
+        }
     return {
         "steps": rows,
         "sends": [
@@ -287,5 +362,6 @@ def replay_preview(
             if row["action"] == "run"
         ],
         "payload": payload,
+        "uses": uses,
         "then": "the exception resolves itself when the failed step succeeds",
     }

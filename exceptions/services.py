@@ -16,7 +16,6 @@ from exceptions import selectors
 from exceptions.models import (
     CATEGORY_OWNER,
     CATEGORY_SLA,
-    CORRECTABLE_CATEGORIES,
     OPEN_STATES,
     Category,
     ExceptionComment,
@@ -26,7 +25,7 @@ from exceptions.models import (
     ReplayKind,
     ReplayState,
 )
-from orchestration.workflows.engine import workflow_replay
+from orchestration.workflows.engine import step_input, workflow_replay
 from orchestration.workflows.errors import StepFailed
 from orchestration.workflows.models import RunState, StepEffect, StepRun, WorkflowRun
 from q2c.audit import Actor, audit_context
@@ -319,7 +318,13 @@ def replay_request(
     corrected_payload: dict[str, Any] | None = None,
 ) -> Replay:
     """Ask for a replay of a step (and the steps after it), a whole workflow, or a
-    compensation. It waits for another person's approval; the dry-run preview is stored."""
+    compensation. It waits for another person's approval; the dry-run preview is stored.
+
+    ``corrected_payload`` replaces the failed step's declared input (``StepDef.payload``);
+    it is refused here (``ValueError``, nothing stored) when the failure is not about data,
+    the replay does not start at the failed step, the step declares no input, or the payload
+    does not fit that input. Approved, it is written to the records just before the step
+    runs again."""
     if not actor.has_perm("exceptions.request_replay"):
         raise PermissionDenied(f"{actor.name} may not request replays")
     reason_require(reason)
@@ -348,22 +353,24 @@ def replay_request(
         compensation = ""
         if run.state not in (RunState.PAUSED, RunState.COMPLETED):
             raise ValueError(f"{run} is {run.state}; only a paused or completed run is replayed")
+    original = selectors.replay_original_payload(step_run=step_run, exception=exception)
     if corrected_payload is not None:
         if not isinstance(corrected_payload, dict):
             raise ValueError("the corrected payload must be a JSON object")
-        category = exception.category if exception is not None else ""
-        if category not in CORRECTABLE_CATEGORIES:
-            allowed = ", ".join(sorted(CORRECTABLE_CATEGORIES))
-            raise ValueError(
-                f"a corrected payload is allowed only for {allowed} exceptions,"
-                f" not for {category or 'a run without an open exception'}"
-            )
-    original = selectors.replay_original_payload(step_run=step_run, exception=exception)
+        refusal = selectors.replay_correction_refusal(
+            kind=kind, step_run=step_run, exception=exception
+        )
+        if refusal:
+            raise ValueError(refusal)
+        declared = step_input(kind=run.kind, step=step_run.name)
+        assert declared is not None  # the refusal above says so otherwise
+        corrected_payload = declared.check(run, corrected_payload)
     preview = selectors.replay_preview(
         kind=kind,
         step_run=step_run,
         compensation=compensation,
         payload=corrected_payload if corrected_payload is not None else original,
+        corrected=corrected_payload is not None,
     )
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
         WorkflowRun.objects.select_for_update().get(pk=run.pk)  # one request at a time per run

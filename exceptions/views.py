@@ -21,7 +21,6 @@ from django_fsm import ConcurrentTransition
 
 from exceptions import selectors, services
 from exceptions.models import (
-    CORRECTABLE_CATEGORIES,
     OPEN_STATES,
     Category,
     Compensation,
@@ -33,6 +32,7 @@ from exceptions.models import (
     Severity,
     Team,
 )
+from orchestration.workflows.engine import step_input
 from orchestration.workflows.models import StepRun, WorkflowRun
 from q2c.audit import Actor
 from q2c.errors import TransitionRefused
@@ -468,14 +468,19 @@ def replay_create(request: HttpRequest) -> HttpResponse:
     if compensations:
         kinds.append(ReplayKind.COMPENSATION)
     original = selectors.replay_original_payload(step_run=start, exception=exception)
-    correctable = exception is not None and exception.category in CORRECTABLE_CATEGORIES
+    refusal = selectors.replay_correction_refusal(
+        kind=kinds[0], step_run=start, exception=exception
+    )
+    declared = step_input(kind=run.kind, step=start.name)
     context: dict[str, Any] = {
         "run": run,
         "step_run": step_run,
         "exception": exception,
         "kinds": [(kind, ReplayKind(kind).label) for kind in kinds],
         "compensations": [(c, Compensation(c).label) for c in compensations],
-        "correctable": correctable,
+        "correctable": not refusal,
+        "correction_refusal": refusal,
+        "payload_describe": declared.describe if declared is not None else "",
         "original_json": _pretty(original),
         "preview": selectors.replay_preview(
             kind=kinds[0], step_run=start, compensation="", payload=original

@@ -109,6 +109,50 @@ def account_create(
     return account
 
 
+def account_update_address(
+    *,
+    account: Account,
+    address_line1: str,
+    city: str,
+    postcode: str,
+    country: str,
+    actor: Actor,
+    reason: str,
+) -> Account:
+    """Correct a live account's address (and country, which its match keys depend on).
+
+    One history row with the actor and reason; the same address again writes nothing.
+    A merged account is refused: its survivor holds the address now.
+    """
+    reason_require(reason)
+    with transaction.atomic(), audit_context(actor=actor, reason=reason):
+        locked = lock_accounts([account.pk])[account.pk]
+        if locked.status != AccountStatus.ACTIVE:
+            raise ValidationError(f"{locked} is {locked.status}; correct its survivor instead")
+        wanted = {
+            "address_line1": address_line1,
+            "city": city,
+            "postcode": postcode,
+            "country": country,
+        }
+        if all(getattr(locked, name) == value for name, value in wanted.items()):
+            return locked
+        for name, value in wanted.items():
+            setattr(locked, name, value)
+        keys = account_keys(
+            legal_name=locked.legal_name,
+            country=locked.country,
+            tax_id=locked.tax_id,
+            domain=locked.domain,
+            email=locked.email,
+        )
+        for name, value in keys.items():
+            setattr(locked, name, value)
+        record_full_clean(locked)
+        locked.save()
+    return locked
+
+
 def external_id_link(
     *,
     record: CanonicalRecord,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from q2c.models import Contract, Invoice, Order
+from q2c.models import Contract, Invoice, Order, Quote
 
 
 def lock_orders(ids: Iterable[int]) -> list[Order]:
@@ -17,3 +17,7 @@ def lock_contract(contract_id: int) -> Contract:
 
 def lock_invoice(invoice_id: int) -> Invoice:
     return Invoice.objects.select_for_update().get(pk=invoice_id)
+
+
+def lock_quote(quote_id: int) -> Quote:
+    return Quote.objects.select_for_update().get(pk=quote_id)

@@ -19,7 +19,7 @@ from masterdata.models import Account, LegalEntity, Product
 from q2c.audit import Actor, audit_context
 from q2c.errors import TransitionRefused, reason_require
 from q2c.identifiers import PREFIXES, identifier_allocate
-from q2c.locks import lock_contract, lock_invoice
+from q2c.locks import lock_contract, lock_invoice, lock_quote
 from q2c.models import (
     CommercialLine,
     Contract,
@@ -193,6 +193,25 @@ def order_assign_account(*, order: Order, account: Account, actor: Actor, reason
             quote.account = account
             quote.save(update_fields=["account", "updated_at"])
     return order
+
+
+def quote_correct_customer_snapshot(
+    *, quote: Quote, snapshot: dict[str, object], actor: Actor, reason: str
+) -> Quote:
+    """Replace the customer as CPQ sent it with a corrected one (an approved replay's
+    correction), before the customer is resolved. Writing the same snapshot again changes
+    nothing and writes no history."""
+    reason_require(reason)
+    with transaction.atomic(), audit_context(actor=actor, reason=reason):
+        locked = lock_quote(quote.pk)
+        if locked.account_id is not None:
+            raise ValidationError(
+                f"{locked} already belongs to {locked.account}; its snapshot is no longer read"
+            )
+        if locked.customer_snapshot != snapshot:
+            locked.customer_snapshot = dict(snapshot)
+            locked.save(update_fields=["customer_snapshot", "updated_at"])
+    return locked
 
 
 def order_lines_link_products(*, order: Order, actor: Actor, reason: str) -> int:

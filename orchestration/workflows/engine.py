@@ -14,6 +14,9 @@
   a permanent failure, or the last retry, raises an exception for a person, holds the order
   and pauses the run. ``step_retry`` re-runs the failed step; when it succeeds the
   exception resolves itself.
+- A step may declare its input (``StepDef.payload``): an approved replay's corrected payload
+  for that step is written to the records through its ``StepInput.apply`` just before the
+  handler runs, so the handler reads the corrected records and history shows the change.
 """
 
 from __future__ import annotations
@@ -63,8 +66,11 @@ class StepContext:
     step: StepRun
     key: str
     signal: dict[str, Any] | None  # the awaited event's payload, for waiting steps
-    # An approved replay's corrected payload for this step (None: use the records as they are).
+    # An approved replay's corrected payload for this step (None: use the records as they are),
+    # already applied to the records by the step's ``StepInput`` before the handler runs.
     corrected: dict[str, Any] | None = None
+    # Who approved the correction, for the history rows it writes ("RPL-7 approved by fiona").
+    correction_reason: str = ""
 
     def result_of(self, step_name: str) -> dict[str, Any]:
         """The recorded result of an earlier step of this run."""
@@ -76,6 +82,24 @@ Handler = Callable[[StepContext], Done]
 
 
 @dataclass(frozen=True)
+class StepInput:
+    """The data a step works on, as a replay may correct it.
+
+    ``read`` gives the input as the step would use it now (the replay's original payload);
+    ``check`` refuses a correction that does not fit (``ValueError`` with the reason) and
+    returns it normalized; ``apply`` writes an approved correction to the records, through
+    audited services, just before the step runs again (``StepFailed`` when it cannot). The
+    handler then reads the records as usual, so the correction is durable and visible in
+    history, and a later retry uses it too.
+    """
+
+    describe: str  # what the payload is, for people: "the quote's customer snapshot"
+    read: Callable[[WorkflowRun], dict[str, Any]]
+    check: Callable[[WorkflowRun, dict[str, Any]], dict[str, Any]]
+    apply: Callable[[StepContext, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
 class StepDef:
     name: str
     handler: Handler
@@ -83,6 +107,7 @@ class StepDef:
     max_attempts: int = 5
     waits_for: str = ""  # an event type: the step completes when that event arrives
     has_effect: bool = True  # False for pure checks; they re-run on replay
+    payload: StepInput | None = None  # None: a replay cannot correct this step's input
 
 
 @dataclass(frozen=True)
@@ -101,6 +126,13 @@ def workflow_register(definition: WorkflowDef) -> WorkflowDef:
         raise ValueError(f"workflow {definition.kind} repeats a step name")
     REGISTRY[definition.kind] = definition
     return definition
+
+
+def step_input(*, kind: str, step: str) -> StepInput | None:
+    """The correctable input of workflow ``kind``'s step ``step`` (None: not correctable)."""
+    definition = REGISTRY.get(kind)
+    found = next((s for s in definition.steps if s.name == step), None) if definition else None
+    return found.payload if found is not None else None
 
 
 def _definition(run: WorkflowRun) -> WorkflowDef:
@@ -232,16 +264,20 @@ def _run_handler(
             error=StepRetryable(f"circuit open for {step.system}", retry_after=blocked_for),
             count_attempt=False,
         )
-    from exceptions.selectors import replay_corrected_payload
+    from exceptions.selectors import replay_correction
 
+    correction = replay_correction(step_run_id=step.pk)
     context = StepContext(
         run=run,
         step=step,
         key=step.idempotency_key,
         signal=signal,
-        corrected=replay_corrected_payload(step_run_id=step.pk),
+        corrected=correction.payload if correction is not None else None,
+        correction_reason=correction.reason if correction is not None else "",
     )
     try:
+        if context.corrected is not None and step_def.payload is not None:
+            step_def.payload.apply(context, context.corrected)
         outcome = step_def.handler(context)
     except StepRetryable as exc:
         if step.system != "default" and not exc.waiting:

@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.utils import timezone
 
 from masterdata import services as md_services
@@ -27,9 +28,10 @@ from masterdata.models import Account, ExternalId, ProductMapping
 from orchestration.connectors.errors import PermanentError, RetryableError
 from orchestration.connectors.interfaces import Party, RemoteLine
 from orchestration.connectors.registry import connector_for
-from orchestration.workflows.engine import Done, StepContext, StepDef, WorkflowDef
+from orchestration.workflows.engine import Done, StepContext, StepDef, StepInput, WorkflowDef
 from orchestration.workflows.engine import workflow_register as _register
 from orchestration.workflows.errors import StepFailed, StepRetryable
+from orchestration.workflows.models import WorkflowRun
 from q2c import services
 from q2c.audit import Actor
 from q2c.models import Contract, ContractState, Order, OrderLine, OrderState
@@ -454,15 +456,183 @@ def activate_contract(ctx: StepContext) -> Done:
     return Done(contract.enterprise_id if contract else "", {})
 
 
+# --- what a replay may correct ------------------------------------------------------------
+#
+# A replay of a failed step may carry a corrected payload only for the steps below; each
+# declares the data it works on (StepInput): how to read it, how to refuse a correction that
+# does not fit, and how to write an approved one through the audited services before the step
+# runs again. validate_quote declares none: its input is the order lines, and Tandem has no
+# audited service that rewrites lines (their totals, the quote they came from); a bad line is
+# fixed in CPQ and the corrected quote arrives as a new event. map_products reads the catalog
+# and its mappings, fixed by a data steward, then replayed unchanged.
+
+# The customer as CPQ sends it (the quote.approved event's ``account``), with its limits.
+SNAPSHOT_FIELDS: dict[str, int] = {
+    "name": 255, "country": 2, "currency": 3, "tax_id": 50, "domain": 255, "email": 254,
+    "crm_id": 64,
+}  # fmt: skip
+SNAPSHOT_ADDRESS_FIELDS: dict[str, int] = {
+    "line1": 255, "line2": 255, "city": 100, "postcode": 20, "region": 100, "country": 2,
+}  # fmt: skip
+ADDRESS_FIELDS: dict[str, int] = {"line1": 255, "city": 100, "postcode": 20, "country": 2}
+
+
+def _run_order(run: WorkflowRun) -> Order:
+    return Order.objects.select_related("account", "quote").get(enterprise_id=run.subject_id)
+
+
+def _strings(payload: dict[str, Any], fields: dict[str, int], where: str) -> dict[str, str]:
+    """The payload's fields as trimmed strings, refusing unknown keys, non-strings, overlong
+    values and a country or currency that is not an ISO code."""
+    unknown = sorted(set(payload) - set(fields))
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}"
+            f" (allowed: {', '.join(fields)})"
+        )
+    out: dict[str, str] = {}
+    for name, value in payload.items():
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: {name} must be a string, not {type(value).__name__}")
+        value = value.strip()
+        if name == "country" and value and not (len(value) == 2 and value.isalpha()):
+            raise ValueError(f"{where}: country must be a 2-letter ISO code, not {value!r}")
+        if name == "currency" and value and not (len(value) == 3 and value.isalpha()):
+            raise ValueError(f"{where}: currency must be a 3-letter ISO code, not {value!r}")
+        if len(value) > fields[name]:
+            raise ValueError(f"{where}: {name} is longer than {fields[name]} characters")
+        out[name] = value.upper() if name in ("country", "currency") else value
+    return out
+
+
+def customer_snapshot_read(run: WorkflowRun) -> dict[str, Any]:
+    order = _run_order(run)
+    return dict(order.quote.customer_snapshot) if order.quote else {}
+
+
+def customer_snapshot_check(run: WorkflowRun, payload: dict[str, Any]) -> dict[str, Any]:
+    """A whole customer snapshot: name, country and currency required; email well formed."""
+    order = _run_order(run)
+    if order.quote is None:
+        raise ValueError(f"{order.enterprise_id} has no quote whose customer could be corrected")
+    if order.account_id is not None:
+        raise ValueError(f"{order.enterprise_id} already has its customer {order.account}")
+    fields = {key: value for key, value in payload.items() if key != "address"}
+    checked: dict[str, Any] = _strings(fields, SNAPSHOT_FIELDS, "customer")
+    missing = [name for name in ("name", "country", "currency") if not checked.get(name)]
+    if missing:
+        raise ValueError(f"customer: {', '.join(missing)} required")
+    if checked.get("email"):
+        try:
+            validate_email(checked["email"])
+        except ValidationError:
+            raise ValueError(f"customer: email {checked['email']!r} is not valid") from None
+    if "address" in payload:
+        address = payload["address"]
+        if not isinstance(address, dict):
+            raise ValueError("customer: address must be an object")
+        checked["address"] = _strings(address, SNAPSHOT_ADDRESS_FIELDS, "customer address")
+    return checked
+
+
+def customer_snapshot_apply(ctx: StepContext, payload: dict[str, Any]) -> None:
+    """Store the corrected snapshot on the quote (audited); resolve_customer then reads it."""
+    order = _order(ctx)
+    if order.account_id is not None:
+        return  # resolved already (a redelivered message): the snapshot is no longer read
+    assert order.quote is not None  # checked when the replay was requested
+    try:
+        services.quote_correct_customer_snapshot(
+            quote=order.quote, snapshot=payload, actor=_actor(),
+            reason=f"{ctx.correction_reason}: customer corrected",
+        )  # fmt: skip
+    except ValidationError as exc:
+        raise StepFailed(
+            f"the corrected customer cannot be stored: {'; '.join(exc.messages)}",
+            category="master_data", error_class="CorrectionRefused",
+        ) from exc  # fmt: skip
+
+
+def account_address_read(run: WorkflowRun) -> dict[str, Any]:
+    account = _run_order(run).account
+    if account is None:
+        return {}
+    return {
+        "line1": account.address_line1, "city": account.city, "postcode": account.postcode,
+        "country": account.country,
+    }  # fmt: skip
+
+
+def account_address_check(run: WorkflowRun, payload: dict[str, Any]) -> dict[str, Any]:
+    """The account's whole address: line1, city, postcode and a 2-letter country."""
+    order = _run_order(run)
+    if order.account is None:
+        raise ValueError(f"{order.enterprise_id} has no customer whose address could be corrected")
+    checked = _strings(payload, ADDRESS_FIELDS, "address")
+    missing = [name for name in ADDRESS_FIELDS if name not in checked]
+    if missing:
+        raise ValueError(f"address: {', '.join(missing)} required")
+    if not checked["country"]:
+        raise ValueError("address: country required")
+    return checked
+
+
+def account_address_apply(ctx: StepContext, payload: dict[str, Any]) -> None:
+    """Correct the account's address (audited); check_tax_and_entity then validates it."""
+    order = _order(ctx)
+    assert order.account is not None  # checked when the replay was requested
+    try:
+        md_services.account_update_address(
+            account=order.account, address_line1=payload["line1"], city=payload["city"],
+            postcode=payload["postcode"], country=payload["country"], actor=_actor(),
+            reason=f"{ctx.correction_reason}: address corrected",
+        )  # fmt: skip
+    except ValidationError as exc:
+        raise StepFailed(
+            f"the corrected address cannot be stored: {'; '.join(exc.messages)}",
+            category="tax", error_class="CorrectionRefused",
+        ) from exc  # fmt: skip
+
+
+CUSTOMER_SNAPSHOT = StepInput(
+    describe="the quote's customer snapshot (the customer as CPQ sent it)",
+    read=customer_snapshot_read,
+    check=customer_snapshot_check,
+    apply=customer_snapshot_apply,
+)
+ACCOUNT_ADDRESS = StepInput(
+    describe="the customer account's address, validated with the tax engine",
+    read=account_address_read,
+    check=account_address_check,
+    apply=account_address_apply,
+)
+# The one place that says which steps take a corrected payload.
+STEP_INPUTS: dict[str, StepInput] = {
+    "resolve_customer": CUSTOMER_SNAPSHOT,
+    "check_tax_and_entity": ACCOUNT_ADDRESS,
+}
+
+
 QUOTE_TO_CASH = _register(
     WorkflowDef(
         kind=KIND,
         steps=[
             StepDef("validate_quote", validate_quote, has_effect=False),
-            StepDef("resolve_customer", resolve_customer, has_effect=False),
+            StepDef(
+                "resolve_customer",
+                resolve_customer,
+                has_effect=False,
+                payload=STEP_INPUTS["resolve_customer"],
+            ),
             StepDef("map_products", map_products, has_effect=False),
             StepDef("split_lines", split_lines, has_effect=False),
-            StepDef("check_tax_and_entity", check_tax_and_entity, system="tax", has_effect=False),
+            StepDef(
+                "check_tax_and_entity",
+                check_tax_and_entity,
+                system="tax",
+                has_effect=False,
+                payload=STEP_INPUTS["check_tax_and_entity"],
+            ),
             StepDef("upsert_customer_erp", upsert_customer_erp, system="erp"),
             StepDef("upsert_customer_billing", upsert_customer_billing, system="billing"),
             StepDef("create_erp_order", create_erp_order, system="erp"),

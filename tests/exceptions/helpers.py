@@ -90,3 +90,64 @@ def user_for(who: str) -> Any:
     if who != NO_ROLE:
         user.groups.add(Group.objects.get(name=who))
     return user
+
+
+# --- quote to cash, for corrected payloads ---------------------------------------------------
+
+GOOD_CUSTOMER: dict[str, Any] = {
+    "name": "Harbour Analytics Ltd",
+    "country": "GB",
+    "currency": "GBP",
+    "crm_id": "001HARBOUR",
+    "tax_id": "GB 318 2260 11",
+    "domain": "harbour-analytics.example",
+    "email": "ap@harbour-analytics.example",
+    "address": {"line1": "42 George Street", "city": "Edinburgh", "postcode": "EH2 2LE"},
+}
+
+
+def q2c_run(*, customer_snapshot: dict[str, Any], account: Any = None) -> tuple[Order, WorkflowRun]:
+    """A quote from CPQ (one mapped recurring line) converted to an order, its quote-to-cash
+    run started; nothing executed yet."""
+    from django.utils import timezone
+
+    from masterdata import services as md_services
+    from orchestration.workflows.quote_to_cash import KIND as Q2C
+    from q2c import services as q2c_services
+
+    worker = Actor.system("worker")
+    entity = (
+        account.legal_entity
+        if account is not None
+        else factories.legal_entity(erp_subsidiary="1", tax_registration="GB999999973")
+    )
+    product = factories.product()
+    for system in ("erp", "billing"):
+        md_services.product_map(
+            product=product, system=system, external_id=f"{system}-{product.sku}",
+            actor=worker, reason="test setup",
+        )  # fmt: skip
+    quote = q2c_services.quote_create(
+        cpq_quote_id=f"Q-{product.sku}", account=account, legal_entity=entity, currency="GBP",
+        approved_at=timezone.now(),
+        lines=[factories.line(product_code=product.sku, product=product)],
+        customer_snapshot=customer_snapshot, actor=worker, reason="test setup",
+    )  # fmt: skip
+    order = q2c_services.quote_convert_to_order(quote=quote, actor=worker, reason="test setup")
+    run = engine.workflow_start(kind=Q2C, subject_id=order.enterprise_id, order=order, actor=worker)
+    return order, run
+
+
+def run_through(run: WorkflowRun, last_step: str) -> None:
+    """Execute queued steps in order up to and including ``last_step`` (no further: the later
+    steps call systems)."""
+    limit = StepRun.objects.get(run=run, name=last_step).position
+    while True:
+        step = (
+            StepRun.objects.filter(run=run, state=StepState.QUEUED, position__lte=limit)
+            .order_by("position")
+            .first()
+        )
+        if step is None:
+            return
+        engine.step_execute(step_id=step.pk)

@@ -13,10 +13,18 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 
 from exceptions import services
-from exceptions.models import Category, Replay, ReplayKind, ReplayState
+from exceptions.models import Category, OperationalException, Replay, ReplayKind, ReplayState
 from q2c.audit import Actor
 from q2c.roles import ROLE_NAMES
-from tests.exceptions.helpers import ADMIN, NO_ROLE, raise_exception, user_for
+from tests.exceptions.helpers import (
+    ADMIN,
+    GOOD_CUSTOMER,
+    NO_ROLE,
+    q2c_run,
+    raise_exception,
+    run_through,
+    user_for,
+)
 
 _people = count(1)
 
@@ -52,16 +60,54 @@ def test_the_request_page_shows_the_dry_run_and_the_payload(client):
     assert 'name="corrected_payload"' not in page
 
 
+def failed_to_resolve_the_customer() -> OperationalException:
+    """Quote to cash stopped at resolve_customer: CPQ sent an email the account cannot hold."""
+    _order, run = q2c_run(customer_snapshot={**GOOD_CUSTOMER, "email": "ap at harbour"})
+    run_through(run, "resolve_customer")
+    return OperationalException.objects.get(workflow_run=run)
+
+
+@pytest.mark.django_db
+def test_the_request_page_offers_the_failed_steps_input_to_correct(client):
+    # given
+    exc = failed_to_resolve_the_customer()
+    client.force_login(person("data_steward"))
+    # when
+    response = client.get(reverse("replay-create"), {"step_run": exc.step_run_id})
+    # then
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert json.loads(response.context["original_json"]) == {
+        **GOOD_CUSTOMER, "email": "ap at harbour"
+    }  # fmt: skip
+    assert 'name="corrected_payload"' in page
+    assert "works with the quote&#x27;s customer snapshot" in page
+
+
+@pytest.mark.django_db
+def test_a_step_that_declares_no_input_is_offered_no_corrected_payload(client):
+    # given
+    exc = raise_exception()  # master data, but the test flow's create_customer declares no input
+    client.force_login(person("data_steward"))
+    # when
+    response = client.get(reverse("replay-create"), {"step_run": exc.step_run_id})
+    # then
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert 'name="corrected_payload"' not in page
+    assert "Step create_customer takes no corrected payload" in page
+
+
 @pytest.mark.django_db
 def test_a_request_with_a_corrected_payload_is_shown_as_a_diff(client):
     # given
-    exc = raise_exception()  # master data: a corrected payload is allowed
-    corrected = {**exc.context, "tax_id": "GB123456789"}
+    exc = failed_to_resolve_the_customer()  # master data on a step with an input: correctable
+    corrected = {**GOOD_CUSTOMER, "email": "ap@harbour.example"}
     client.force_login(person("data_steward"))
     # when
     response = client.post(
         reverse("replay-create"),
-        {"step_run": exc.step_run_id, "kind": "step", "reason": "tax id corrected",
+        {"step_run": exc.step_run_id, "kind": "step", "reason": "email corrected",
          "corrected_payload": json.dumps(corrected)},
     )  # fmt: skip
     replay = Replay.objects.get()
@@ -72,9 +118,30 @@ def test_a_request_with_a_corrected_payload_is_shown_as_a_diff(client):
     assert (replay.state, replay.corrected_payload) == (ReplayState.REQUESTED, corrected)
     diff = re.findall(r'<span class="(added|removed)">(.*?)</span>', page)
     assert diff == [("removed", "--- original"), ("added", "+++ corrected"),
-                    ("added", '+  &quot;tax_id&quot;: &quot;GB123456789&quot;,')]  # fmt: skip
+                    ("removed", '-  &quot;email&quot;: &quot;ap at harbour&quot;,'),
+                    ("added", '+  &quot;email&quot;: &quot;ap@harbour.example&quot;,')]  # fmt: skip
+    assert "What step resolve_customer will use (corrected)" in page
     assert "You requested this replay; another person" in page  # no decision forms for them
     assert 'data-action="approve"' not in page
+
+
+@pytest.mark.django_db
+def test_a_corrected_payload_that_does_not_fit_is_refused_with_its_reason_and_kept(client):
+    # given
+    exc = failed_to_resolve_the_customer()
+    text = json.dumps({**GOOD_CUSTOMER, "country": "United Kingdom"})
+    client.force_login(person("data_steward"))
+    # when
+    response = client.post(
+        reverse("replay-create"),
+        {"step_run": exc.step_run_id, "kind": "step", "reason": "x", "corrected_payload": text},
+    )
+    # then
+    page = response.content.decode()
+    assert response.status_code == 400
+    assert "country must be a 2-letter ISO code, not &#x27;United Kingdom&#x27;" in page
+    assert response.context["corrected_text"] == text
+    assert Replay.objects.count() == 0
 
 
 @pytest.mark.django_db

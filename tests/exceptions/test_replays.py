@@ -235,43 +235,32 @@ def test_a_second_request_for_the_same_run_is_refused_while_one_is_pending():
 
 
 @pytest.mark.django_db
-def test_a_corrected_payload_is_kept_for_a_data_category_and_handed_to_the_step():
+def test_a_corrected_payload_is_refused_for_a_step_that_declares_no_input():
+    # given: a data failure, but nothing would read a correction of this step (it used to be
+    # stored and handed to the step, which ignored it); see test_corrected_payloads.py for
+    # the quote-to-cash steps that take one
+    exc = raise_exception(step="create_customer")  # master data
+    # when / then
+    with pytest.raises(ValueError, match="step create_customer takes no corrected payload"):
+        services.replay_request(
+            kind=ReplayKind.STEP, step_run=exc.step_run, actor=person("data_steward"),
+            reason="tax id fixed", corrected_payload={**exc.context, "tax_id": "GB123456789"},
+        )  # fmt: skip
+    assert Replay.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_the_original_payload_of_a_step_without_input_is_the_exceptions_context():
     # given
-    exc = raise_exception(step="create_customer")  # master data: correctable
-    step = exc.step_run
-    corrected = {**exc.context, "tax_id": "GB123456789"}
-    seen = []
-    from tests.exceptions import helpers
-
-    original_handler = helpers.FLOW.steps[1].handler
-
-    replay = services.replay_request(
-        kind=ReplayKind.STEP, step_run=step, actor=person("data_steward"), reason="tax id fixed",
-        corrected_payload=corrected,
-    )  # fmt: skip
-    services.replay_approve(replay=replay, actor=person("finance_ops"), reason="ok")
-    services.replay_execute(replay_id=replay.pk)
+    exc = raise_exception(step="create_customer")
     # when
-    from orchestration.workflows import engine
-
-    queued = StepRun.objects.get(pk=step.pk)
-    definition = engine.REGISTRY[helpers.KIND]
-    engine.REGISTRY[helpers.KIND] = engine.WorkflowDef(
-        kind=helpers.KIND,
-        steps=[
-            definition.steps[0],
-            engine.StepDef(
-                "create_customer",
-                lambda ctx: seen.append(ctx.corrected) or original_handler(ctx),
-                system="erp",
-            ),
-            definition.steps[2],
-        ],
-    )
-    engine.step_execute(step_id=queued.pk)
+    replay = services.replay_request(
+        kind=ReplayKind.STEP, step_run=exc.step_run, actor=person("data_steward"),
+        reason="tax id fixed in the ERP",
+    )  # fmt: skip
     # then
-    assert replay.original_payload == exc.context
-    assert seen == [corrected]
+    assert (replay.original_payload, replay.corrected_payload) == (exc.context, None)
+    assert replay.preview["uses"] is None
 
 
 @pytest.mark.django_db

@@ -16,6 +16,7 @@ from orchestration.workflows.models import RunState, StepEffect, WorkflowRun
 from q2c.audit import Actor, audit_context
 from q2c.models import Order, OrderState
 from tests.integration.q2c_env import Rig, rig_records, wait_until
+from tests.sandbox.helpers import cpq_quote, crm_account
 
 pytestmark = pytest.mark.integration
 
@@ -137,3 +138,46 @@ def test_an_approved_compensation_cancels_the_erp_sales_order(rig: Rig, make_use
         "worker",
         f"{replay} approved by fiona: billing cannot take this deal",
     )
+
+
+def test_an_approved_corrected_address_is_validated_and_reaches_the_erp_customer(
+    rig: Rig, make_user
+):
+    # given: the CRM holds an all-zero postcode, which the tax engine always refuses
+    quote = cpq_quote(rig.sandbox, crm_account(rig.sandbox, BillingPostalCode="00000"))
+    response = rig.sandbox.post("cpq", f"/quotes/{quote['Id']}/approve")
+    assert response.status_code == 200, response.text
+    order = wait_until(
+        lambda: Order.objects.filter(
+            quote__cpq_quote_id=quote["Id"], state=OrderState.ON_HOLD
+        ).first(),
+        what="the order to be held",
+    )
+    exception = OperationalException.objects.get(order=order)
+    assert (exception.step, exception.category) == ("check_tax_and_entity", "tax")
+    maker, checker = make_user("fiona", "finance_ops"), make_user("frank", "finance_ops")
+    replay = services.replay_request(
+        kind=ReplayKind.STEP, step_run=exception.step_run, actor=Actor.person(maker),
+        reason="postcode mistyped in the CRM",
+        corrected_payload={"line1": "1 High Street", "city": "London", "postcode": "EC1A 1AA",
+                           "country": "GB"},
+    )  # fmt: skip
+    assert replay.original_payload == {
+        "line1": "1 High Street", "city": "London", "postcode": "00000", "country": "GB",
+    }  # fmt: skip
+    # when
+    services.replay_approve(replay=replay, actor=Actor.person(checker), reason="agreed")
+    done = finished(replay)
+    # then
+    assert (done.state, done.result_message) == ("succeeded", "every step succeeded")
+    order = Order.objects.select_related("account").get(pk=order.pk)
+    assert order.state == OrderState.ACTIVE
+    assert order.account is not None
+    assert order.account.postcode == "EC1A 1AA"
+    corrected = order.account.history.filter(postcode="EC1A 1AA").order_by("history_id").first()
+    assert (corrected.history_user.username, corrected.history_change_reason) == (
+        "worker",
+        f"{replay} approved by frank: address corrected",
+    )
+    (customer,) = rig_records(rig, "erp", "customers")
+    assert customer["billAddress"]["zip"] == "EC1A 1AA"

@@ -120,6 +120,27 @@ def _order_create() -> Run:
     )
 
 
+def _account_update_address() -> Run:
+    account = factories.account(address_line1="1 High St", city="London", postcode="00000")
+    return lambda actor, reason: md.account_update_address(
+        account=account, address_line1="1 High Street", city="London", postcode="EC1A 1AA",
+        country="GB", actor=actor, reason=reason,
+    )  # fmt: skip
+
+
+def _quote_correct_customer_snapshot() -> Run:
+    entity = factories.legal_entity()
+    quote = services.quote_create(
+        cpq_quote_id="CPQ-4712", account=None, legal_entity=entity, currency="GBP",
+        approved_at=APPROVED_AT, lines=[factories.line()], customer_snapshot={"name": "Acme"},
+        actor=factories.actor(), reason="setup",
+    )  # fmt: skip
+    return lambda actor, reason: services.quote_correct_customer_snapshot(
+        quote=quote, snapshot={"name": "Acme Ltd", "country": "GB", "currency": "GBP"},
+        actor=actor, reason=reason,
+    )  # fmt: skip
+
+
 def _order_assign_account() -> Run:
     account = factories.account()
     order = services.order_create(
@@ -386,6 +407,7 @@ CASES: dict[str, Case] = {
     # masterdata.services
     "legal_entity_create": Case(_legal_entity_create, [("LegalEntity", "+")]),
     "account_create": Case(_account_create, [("Account", "+")]),
+    "account_update_address": Case(_account_update_address, [("Account", "~")]),
     "external_id_link": Case(_external_id_link, [("ExternalId", "+")]),
     "product_create": Case(_product_create, [("Product", "+")]),
     "product_map": Case(_product_map, [("ProductMapping", "+")]),
@@ -408,6 +430,7 @@ CASES: dict[str, Case] = {
     ),
     "order_create": Case(_order_create, [("Order", "+"), ("Order", "~"), ("OrderLine", "+")]),
     "order_assign_account": Case(_order_assign_account, [("Order", "~")]),
+    "quote_correct_customer_snapshot": Case(_quote_correct_customer_snapshot, [("Quote", "~")]),
     "order_lines_link_products": Case(_order_lines_link_products, [("OrderLine", "~")]),
     "quote_convert_to_order": Case(
         _quote_convert_to_order,
