@@ -13,7 +13,7 @@ from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Model
+from django.db.models import Model, QuerySet
 from django.utils import timezone
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history
 
@@ -795,20 +795,25 @@ class MergePushRetry(Exception):
         self.retry_after = retry_after
 
 
+def _moved_crm_links(merge: MergeRecord) -> QuerySet[ExternalId]:
+    """The loser's CRM account ids that the merge moved to the survivor."""
+    moved = merge.references.filter(
+        content_type=ContentType.objects.get_for_model(ExternalId), field="object_id"
+    ).values_list("object_id", flat=True)
+    return ExternalId.objects.filter(pk__in=moved, system="crm", object_type="account").order_by(
+        "pk"
+    )
+
+
 def _merge_crm_ids(merge: MergeRecord) -> tuple[str, list[str]]:
     """(the survivor's CRM id, the CRM ids the loser brought) from what the merge moved."""
-    external_ct = ContentType.objects.get_for_model(ExternalId)
-    moved = list(
-        merge.references.filter(content_type=external_ct, field="object_id").values_list(
-            "object_id", flat=True
-        )
-    )
     crm = ExternalId.objects.filter(
         content_type=ContentType.objects.get_for_model(Account),
         object_id=merge.survivor_id,
         system="crm",
         object_type="account",
     ).order_by("pk")
+    moved = _moved_crm_links(merge).values_list("pk", flat=True)
     losers = list(crm.filter(pk__in=moved).values_list("external_id", flat=True))
     kept = crm.exclude(pk__in=moved).values_list("external_id", flat=True).first()
     return str(kept or ""), [str(value) for value in losers]
@@ -864,75 +869,76 @@ def merge_push(*, merge_id: int, final_attempt: bool = False) -> str:
     return locked.push_state
 
 
-def _merge_push_exception(merge: MergeRecord, *, error: str, actor: Actor) -> None:
+def _steward_crm_exception(
+    merge: MergeRecord,
+    *,
+    actor: Actor,
+    reason: str,
+    error_class: str,
+    message: str,
+    correlation_id: str,
+    **context: Any,
+) -> None:
+    """An exception on the data stewards' queue about a merge and the CRM."""
     from exceptions.models import CATEGORY_SLA, Category, OperationalException, Severity, Team
     from exceptions.services import exception_fingerprint
 
     now = timezone.now()
-    with audit_context(actor=actor, reason=f"{merge} could not be pushed to crm"):
+    with audit_context(actor=actor, reason=reason):
         OperationalException.objects.create(
             category=Category.MASTER_DATA,
             severity=Severity.MEDIUM,
             owner_team=Team.DATA_STEWARD,
             system="crm",
             step="merge_push",
-            error_class="MergePushFailed",
-            message=f"{merge}: merging {merge.loser.enterprise_id} into "
-            f"{merge.survivor.enterprise_id} in crm failed: {error[:500]}",
+            error_class=error_class,
+            message=message,
             context={
                 "merge": merge.pk,
                 "survivor": merge.survivor.enterprise_id,
                 "loser": merge.loser.enterprise_id,
-                "attempts": merge.push_attempts,
+                **context,
             },
             fingerprint=exception_fingerprint(
-                system="crm", error_class="MergePushFailed", step="merge_push"
+                system="crm", error_class=error_class, step="merge_push"
             ),
-            correlation_id=merge.survivor.enterprise_id,
+            correlation_id=correlation_id,
             created_at=now,
             sla_due_at=now + CATEGORY_SLA[Category.MASTER_DATA],
         )
+
+
+def _merge_push_exception(merge: MergeRecord, *, error: str, actor: Actor) -> None:
+    _steward_crm_exception(
+        merge,
+        actor=actor,
+        reason=f"{merge} could not be pushed to crm",
+        error_class="MergePushFailed",
+        message=f"{merge}: merging {merge.loser.enterprise_id} into "
+        f"{merge.survivor.enterprise_id} in crm failed: {error[:500]}",
+        correlation_id=merge.survivor.enterprise_id,
+        attempts=merge.push_attempts,
+    )
 
 
 def _crm_restore_exception(merge: MergeRecord, *, actor: Actor) -> None:
     """A merge the CRM carried out was undone in Tandem: the stewards restore it in the CRM."""
-    from exceptions.models import CATEGORY_SLA, Category, OperationalException, Severity, Team
-    from exceptions.services import exception_fingerprint
-
-    external_ct = ContentType.objects.get_for_model(ExternalId)
-    moved = merge.references.filter(content_type=external_ct, field="object_id")
+    # wherever those ids point now (an unmerge moved them back to the loser)
     loser_crms = [
-        str(value)
-        for value in ExternalId.objects.filter(
-            pk__in=moved.values_list("object_id", flat=True), system="crm", object_type="account"
-        ).values_list("external_id", flat=True)
-    ]  # wherever they point now (an unmerge moved them back)
+        str(value) for value in _moved_crm_links(merge).values_list("external_id", flat=True)
+    ]
     ids = ", ".join(loser_crms) or "the loser's records"
-    now = timezone.now()
-    with audit_context(actor=actor, reason=f"{merge} undone after the crm merged"):
-        OperationalException.objects.create(
-            category=Category.MASTER_DATA,
-            severity=Severity.MEDIUM,
-            owner_team=Team.DATA_STEWARD,
-            system="crm",
-            step="merge_push",
-            error_class="CrmRestoreNeeded",
-            message=f"{merge} was undone, but the crm had merged {ids} into the survivor's "
-            f"record and cannot undo that through its API: restore {ids} in the crm (e.g. "
-            f"from its recycle bin), then resolve this",
-            context={
-                "merge": merge.pk,
-                "survivor": merge.survivor.enterprise_id,
-                "loser": merge.loser.enterprise_id,
-                "crm_ids": loser_crms,
-            },
-            fingerprint=exception_fingerprint(
-                system="crm", error_class="CrmRestoreNeeded", step="merge_push"
-            ),
-            correlation_id=merge.loser.enterprise_id,
-            created_at=now,
-            sla_due_at=now + CATEGORY_SLA[Category.MASTER_DATA],
-        )
+    _steward_crm_exception(
+        merge,
+        actor=actor,
+        reason=f"{merge} undone after the crm merged",
+        error_class="CrmRestoreNeeded",
+        message=f"{merge} was undone, but the crm had merged {ids} into the survivor's "
+        f"record and cannot undo that through its API: restore {ids} in the crm (e.g. "
+        f"from its recycle bin), then resolve this",
+        correlation_id=merge.loser.enterprise_id,
+        crm_ids=loser_crms,
+    )
 
 
 def merge_push_retry(*, merge: MergeRecord, actor: Actor, reason: str) -> MergeRecord:

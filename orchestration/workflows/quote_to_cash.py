@@ -535,22 +535,29 @@ def customer_snapshot_check(run: WorkflowRun, payload: dict[str, Any]) -> dict[s
     return checked
 
 
+@contextlib.contextmanager
+def correction_refusals(*, what: str, category: str) -> Iterator[None]:
+    """A correction the records refuse stops the step for a person, with their reasons."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise StepFailed(
+            f"the corrected {what} cannot be stored: {'; '.join(exc.messages)}",
+            category=category, error_class="CorrectionRefused",
+        ) from exc  # fmt: skip
+
+
 def customer_snapshot_apply(ctx: StepContext, payload: dict[str, Any]) -> None:
     """Store the corrected snapshot on the quote (audited); resolve_customer then reads it."""
     order = _order(ctx)
     if order.account_id is not None:
         return  # resolved already (a redelivered message): the snapshot is no longer read
     assert order.quote is not None  # checked when the replay was requested
-    try:
+    with correction_refusals(what="customer", category="master_data"):
         services.quote_correct_customer_snapshot(
             quote=order.quote, snapshot=payload, actor=_actor(),
             reason=f"{ctx.correction_reason}: customer corrected",
         )  # fmt: skip
-    except ValidationError as exc:
-        raise StepFailed(
-            f"the corrected customer cannot be stored: {'; '.join(exc.messages)}",
-            category="master_data", error_class="CorrectionRefused",
-        ) from exc  # fmt: skip
 
 
 def account_address_read(run: WorkflowRun) -> dict[str, Any]:
@@ -581,17 +588,12 @@ def account_address_apply(ctx: StepContext, payload: dict[str, Any]) -> None:
     """Correct the account's address (audited); check_tax_and_entity then validates it."""
     order = _order(ctx)
     assert order.account is not None  # checked when the replay was requested
-    try:
+    with correction_refusals(what="address", category="tax"):
         md_services.account_update_address(
             account=order.account, address_line1=payload["line1"], city=payload["city"],
             postcode=payload["postcode"], country=payload["country"], actor=_actor(),
             reason=f"{ctx.correction_reason}: address corrected",
         )  # fmt: skip
-    except ValidationError as exc:
-        raise StepFailed(
-            f"the corrected address cannot be stored: {'; '.join(exc.messages)}",
-            category="tax", error_class="CorrectionRefused",
-        ) from exc  # fmt: skip
 
 
 CUSTOMER_SNAPSHOT = StepInput(

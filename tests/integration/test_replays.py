@@ -34,16 +34,21 @@ def billing_refuses_the_subscription(rig: Rig) -> tuple[Order, OperationalExcept
     )  # fmt: skip
     assert response.status_code == 200, response.text
     quote = rig.approve_quote()
-    order = wait_until(
-        lambda: Order.objects.filter(
-            quote__cpq_quote_id=quote["Id"], state=OrderState.ON_HOLD
-        ).first(),
-        what="the order to be held",
-    )
+    order = held(quote["Id"])
     exception = OperationalException.objects.get(order=order)
     assert (exception.step, exception.state) == ("create_subscription", ExceptionState.OPEN)
     assert exception.context["compensation"].startswith("cancel ERP sales order ")
     return order, exception
+
+
+def held(cpq_quote_id: str) -> Order:
+    """The order of that CPQ quote, once the worker has held it."""
+    return wait_until(
+        lambda: Order.objects.filter(
+            quote__cpq_quote_id=cpq_quote_id, state=OrderState.ON_HOLD
+        ).first(),
+        what="the order to be held",
+    )
 
 
 def finished(replay: Replay) -> Any:
@@ -147,12 +152,7 @@ def test_an_approved_corrected_address_is_validated_and_reaches_the_erp_customer
     quote = cpq_quote(rig.sandbox, crm_account(rig.sandbox, BillingPostalCode="00000"))
     response = rig.sandbox.post("cpq", f"/quotes/{quote['Id']}/approve")
     assert response.status_code == 200, response.text
-    order = wait_until(
-        lambda: Order.objects.filter(
-            quote__cpq_quote_id=quote["Id"], state=OrderState.ON_HOLD
-        ).first(),
-        what="the order to be held",
-    )
+    order = held(quote["Id"])
     exception = OperationalException.objects.get(order=order)
     assert (exception.step, exception.category) == ("check_tax_and_entity", "tax")
     maker, checker = make_user("fiona", "finance_ops"), make_user("frank", "finance_ops")

@@ -95,6 +95,22 @@ def start(order=None) -> WorkflowRun:  # type: ignore[no-untyped-def]
     )
 
 
+def retries_run(run: WorkflowRun, step: StepRun, times: int) -> list[dt.timedelta]:
+    """Run ``step`` up to ``times`` times, making each scheduled retry due at once (as the
+    clock would); returns how far ahead each retry had been scheduled."""
+    scheduled = []
+    for _ in range(times):
+        before = timezone.now()
+        drain(run)
+        step.refresh_from_db()
+        if step.state == StepState.RETRY_SCHEDULED:
+            scheduled.append(step.next_attempt_at - before)
+            make_due(step)
+            StepRun.objects.filter(pk=step.pk).update(state=StepState.QUEUED)
+    step.refresh_from_db()
+    return scheduled
+
+
 def states(run: WorkflowRun) -> list[tuple[str, str]]:
     return list(run.steps.order_by("position").values_list("name", "state"))
 
@@ -261,14 +277,8 @@ def test_exhausted_retries_become_one_exception():
     run = start()
     step = run.steps.get(name="create_customer")
     # when
-    for _ in range(5):
-        drain(run)
-        step.refresh_from_db()
-        if step.state == StepState.RETRY_SCHEDULED:
-            make_due(step)
-            StepRun.objects.filter(pk=step.pk).update(state=StepState.QUEUED)
+    retries_run(run, step, 5)
     # then
-    step.refresh_from_db()
     assert (step.state, step.attempts) == ("failed", 5)
     exc = OperationalException.objects.get()
     assert exc.message == "gave up after 5 attempts: timeout"
@@ -286,16 +296,10 @@ def test_waiting_for_a_system_to_settle_uses_up_no_attempt_and_never_opens_the_c
     run = start()
     step = run.steps.get(name="create_customer")
     # when
-    for _ in range(7):
-        before = timezone.now()
-        drain(run)
-        step.refresh_from_db()
-        if step.state == StepState.RETRY_SCHEDULED:
-            assert step.next_attempt_at >= before + dt.timedelta(seconds=30)
-            make_due(step)
-            StepRun.objects.filter(pk=step.pk).update(state=StepState.QUEUED)
+    scheduled = retries_run(run, step, 7)
     # then: the seventh run went ahead and succeeded; no exception, no open circuit
-    step.refresh_from_db()
+    assert len(scheduled) == 6
+    assert all(ahead >= dt.timedelta(seconds=30) for ahead in scheduled)
     assert calls["create_customer"] == 7
     assert (step.state, step.attempts) == ("succeeded", 1)
     assert OperationalException.objects.count() == 0
@@ -366,12 +370,7 @@ def test_exhausted_retries_keep_the_error_class_of_the_last_failure():
     run = start()
     step = run.steps.get(name="create_customer")
     # when
-    for _ in range(5):
-        drain(run)
-        step.refresh_from_db()
-        if step.state == StepState.RETRY_SCHEDULED:
-            make_due(step)
-            StepRun.objects.filter(pk=step.pk).update(state=StepState.QUEUED)
+    retries_run(run, step, 5)
     # then
     exc = OperationalException.objects.get()
     assert (exc.error_class, exc.message) == (
