@@ -122,3 +122,28 @@ def test_unmerging_before_the_push_ran_never_tells_the_crm(make_user, sandbox): 
     assert not loser_in_crm.get("IsDeleted")
     assert not OutboundCall.objects.filter(operation="account_merge").exists()
     assert not OperationalException.objects.exists()
+
+
+def test_a_push_that_lands_while_the_merge_is_undone_asks_a_steward_to_restore_it(
+    make_user,
+    sandbox,  # noqa: F811
+    monkeypatch,
+):
+    # given: a steward undoes the merge while the push is talking to the CRM
+    merge = crm_twins(make_user)
+    _, (loser_crm,) = md._merge_crm_ids(merge)
+    real_merge = SandboxCrm.account_merge
+
+    def merge_while_a_steward_unmerges(self, **kwargs):  # type: ignore[no-untyped-def]
+        answer = real_merge(self, **kwargs)  # the CRM merges the pair
+        md.account_unmerge(merge=merge, actor=helpers.steward(make_user, "two"), reason="two")
+        return answer
+
+    monkeypatch.setattr(SandboxCrm, "account_merge", merge_while_a_steward_unmerges)
+    # when
+    state = md.merge_push(merge_id=merge.pk)
+    # then: the push finds the merge undone; the CRM's merge is put to the stewards
+    assert state == PushState.NOT_NEEDED
+    assert sandbox.get("crm", f"/accounts/{loser_crm}").json()["IsDeleted"] is True
+    (exc,) = OperationalException.objects.all()
+    assert (exc.error_class, exc.context["crm_ids"]) == ("CrmRestoreNeeded", [loser_crm])
