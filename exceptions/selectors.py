@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -352,7 +351,6 @@ def replay_preview(
             "what": declared.describe,
             "corrected": corrected,
             "payload": payload,
-            "text": json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False, default=str),
         }
     return {
         "steps": rows,

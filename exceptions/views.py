@@ -32,6 +32,7 @@ from exceptions.models import (
     Severity,
     Team,
 )
+from exceptions.templatetags.replays import pretty_json
 from orchestration.workflows.engine import step_input
 from orchestration.workflows.models import StepRun, WorkflowRun
 from q2c.audit import Actor
@@ -432,14 +433,10 @@ def replay_list(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
-def _pretty(payload: Any) -> str:
-    return json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False, default=str)
-
-
 def payload_diff(original: Any, corrected: Any) -> list[tuple[str, str]]:
     """A unified diff of the pretty JSON, as (css class, line) pairs."""
     lines = difflib.unified_diff(
-        _pretty(original).splitlines(), _pretty(corrected).splitlines(),
+        pretty_json(original).splitlines(), pretty_json(corrected).splitlines(),
         fromfile="original", tofile="corrected", lineterm="",
     )  # fmt: skip
     kinds = {"+": "added", "-": "removed", "@": "hunk"}
@@ -481,7 +478,7 @@ def replay_create(request: HttpRequest) -> HttpResponse:
         "correctable": not refusal,
         "correction_refusal": refusal,
         "payload_describe": declared.describe if declared is not None else "",
-        "original_json": _pretty(original),
+        "original_json": pretty_json(original),
         "preview": selectors.replay_preview(
             kind=kinds[0], step_run=start, compensation="", payload=original
         ),
@@ -552,7 +549,7 @@ def replay_detail(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "replay": replay,
             "diff": diff,
-            "original_json": _pretty(replay.original_payload),
+            "original_json": pretty_json(replay.original_payload),
             "history": replay.history.select_related("history_user").order_by(
                 "-history_date", "-history_id"
             )[:50],

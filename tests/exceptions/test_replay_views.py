@@ -3,6 +3,7 @@ diff, approve/reject; who may do what; query counts."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from itertools import count
@@ -121,6 +122,9 @@ def test_a_request_with_a_corrected_payload_is_shown_as_a_diff(client):
                     ("removed", '-  &quot;email&quot;: &quot;ap at harbour&quot;,'),
                     ("added", '+  &quot;email&quot;: &quot;ap@harbour.example&quot;,')]  # fmt: skip
     assert "What step resolve_customer will use (corrected)" in page
+    uses = re.search(r'will use \(corrected\).*?<pre class="context">(.*?)</pre>', page, re.S)
+    assert uses is not None
+    assert html.unescape(uses.group(1)) == json.dumps(corrected, indent=2, sort_keys=True)
     assert "You requested this replay; another person" in page  # no decision forms for them
     assert 'data-action="approve"' not in page
 
