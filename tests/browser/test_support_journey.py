@@ -14,18 +14,15 @@ import pytest
 from exceptions.models import ExceptionState, OperationalException
 from q2c.models import Order, OrderState
 from tests.browser.conftest import browser_login
+from tests.integration.conftest import rig_serve
 from tests.integration.q2c_env import (
     Rig,
     approve_quotes,
-    catalog_seed,
     rig_faults,
     rig_faults_clear,
     rig_records,
-    rig_start,
-    system_environment,
     wait_until,
 )
-from tests.sandbox.helpers import SandboxClient
 
 pytestmark = pytest.mark.integration
 
@@ -39,16 +36,7 @@ OUTAGE_WORKER_ENV = {"CIRCUIT_FAILURE_THRESHOLD": "1000"}
 def outage_rig(
     live_server: Any, start_worker: Any, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Rig]:
-    server = rig_start(live_server_url=live_server.url)
-    env = system_environment(server.url)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)  # the webhook endpoint reads its secrets per request
-    catalog_seed()
-    start_worker(extra_env={**env, **OUTAGE_WORKER_ENV}, concurrency=4)
-    client = SandboxClient(server)
-    yield Rig(sandbox=client, env=env)
-    client.http.close()
-    server.stop()
+    yield from rig_serve(live_server, start_worker, monkeypatch, worker_env=OUTAGE_WORKER_ENV)
 
 
 def test_support_bulk_retries_the_group_a_billing_outage_left_and_the_orders_go_live(

@@ -58,20 +58,32 @@ def celery_worker_process(start_worker: Callable[..., WorkerHandle]) -> WorkerHa
     return start_worker()
 
 
-@pytest.fixture
-def rig(  # the whole quote-to-cash rig: sandbox, live Tandem, one worker
-    live_server: Any, start_worker: Any, monkeypatch: pytest.MonkeyPatch
+def rig_serve(
+    live_server: Any,
+    start_worker: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    worker_env: dict[str, str] | None = None,
 ) -> Iterator[Rig]:
+    """The sandbox, live Tandem and one worker (with ``worker_env`` on top), for a fixture
+    to yield from; stopped when the fixture ends."""
     server = rig_start(live_server_url=live_server.url)
     env = system_environment(server.url)
     for name, value in env.items():
         monkeypatch.setenv(name, value)  # the webhook endpoint reads its secrets per request
     catalog_seed()
-    start_worker(extra_env=env, concurrency=4)
+    start_worker(extra_env={**env, **(worker_env or {})}, concurrency=4)
     client = SandboxClient(server)
     yield Rig(sandbox=client, env=env)
     client.http.close()
     server.stop()
+
+
+@pytest.fixture
+def rig(  # the whole quote-to-cash rig: sandbox, live Tandem, one worker
+    live_server: Any, start_worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Rig]:
+    yield from rig_serve(live_server, start_worker, monkeypatch)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
