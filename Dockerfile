@@ -34,4 +34,4 @@ USER tandem
 
 EXPOSE 8000
 
-CMD ["gunicorn", "q2c.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-", "--no-control-socket"]
+CMD ["gunicorn", "tandem.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-", "--no-control-socket"]

@@ -41,7 +41,7 @@ format: install  ## apply ruff formatting and safe fixes
 	$(BIN)/ruff format .
 
 typecheck: install  ## mypy with django-stubs
-	$(BIN)/mypy q2c masterdata orchestration exceptions
+	$(BIN)/mypy core masterdata q2c orchestration exceptions console tandem demo sandbox
 
 migrations-check: install  ## fail if a model change has no migration
 	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run

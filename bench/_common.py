@@ -51,7 +51,7 @@ def bench_environment(**extra: str) -> dict[str, str]:
     env.pop("CELERY_TASK_ALWAYS_EAGER", None)
     env.update(
         {
-            "DJANGO_SETTINGS_MODULE": "q2c.settings",
+            "DJANGO_SETTINGS_MODULE": "tandem.settings",
             "DATABASE_URL": DATABASE_URL,
             "CELERY_BROKER_URL": REDIS_URL,
             "DEBUG": "0",
@@ -185,7 +185,7 @@ def children() -> Iterator[Children]:
 
 
 def gunicorn_start(
-    kids: Children, *, name: str, port: int, env: dict[str, str], app: str = "q2c.wsgi"
+    kids: Children, *, name: str, port: int, env: dict[str, str], app: str = "tandem.wsgi"
 ) -> None:
     argv = [str(BIN / "gunicorn"), app, "--bind", f"127.0.0.1:{port}", *GUNICORN_ARGS]
     kids.start(name, argv, env)

@@ -30,5 +30,5 @@ def ceiling_insert(request: HttpRequest) -> JsonResponse:
 
 urlpatterns = [
     path("bench/ceiling/", ceiling_insert, name="bench-ceiling"),
-    path("", include("q2c.urls")),
+    path("", include("tandem.urls")),
 ]

@@ -44,7 +44,7 @@ def step(message: str) -> None:
 def environment_set() -> None:
     os.environ.update(
         {
-            "DJANGO_SETTINGS_MODULE": "q2c.settings",
+            "DJANGO_SETTINGS_MODULE": "tandem.settings",
             "DATABASE_URL": DATABASE_URL,
             "CELERY_BROKER_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7"),
             "DEBUG": "0",
@@ -316,7 +316,7 @@ PROBES: list[Probe] = [
 
 def probes_with_navigation() -> list[Probe]:
     """The table above plus every page in the navigation it does not name yet."""
-    from q2c.navigation import PAGES
+    from core.navigation import PAGES
 
     named = {name for probe in PROBES for name in probe.url_names}
     extra = [

@@ -225,7 +225,7 @@ BENCH_USER = "bench.auditor"
 
 def users_create() -> dict[str, int]:
     """People in every role plus the system actors; returns username -> pk."""
-    from q2c.audit import system_user
+    from core.audit import system_user
 
     user_model = get_user_model()
     found: dict[str, int] = {}
@@ -564,7 +564,7 @@ class Seeder:
         _CURRENT = None
 
     def reference_data(self) -> None:
-        from q2c.identifiers import format_identifier
+        from core.identifiers import format_identifier
 
         s = self.streams.table(self.t_entity)
         self.entities: list[tuple[int, str]] = []
@@ -639,7 +639,7 @@ class Seeder:
         )
 
     def accounts(self) -> None:
-        from q2c.identifiers import format_identifier
+        from core.identifiers import format_identifier
 
         rng = self.rng
         n = self.scale.accounts
@@ -695,9 +695,9 @@ class Seeder:
                 self.xid(pk * 4 + 2, "billing", "customer", f"cus_{pk:014x}", "account", pk, eid)
 
     def orders(self, first: int, last: int) -> None:
+        from core.identifiers import format_identifier
         from orchestration.models import InboundEvent, OutboundCall
         from orchestration.workflows.models import StepRun, WorkflowRun
-        from q2c.identifiers import format_identifier
         from q2c.models import (
             Contract,
             ContractLine,
@@ -1392,7 +1392,7 @@ class Seeder:
         weights = [30, 14, 8, 2, 8, 6, 6, 3, 5, 4, 6, 5, 1]
         people = {team: [self.users[u] for u in names] for team, names in PEOPLE.items()}
         run_cut = run_cut_of(self.scale)
-        from q2c.identifiers import format_identifier
+        from core.identifiers import format_identifier
 
         for pk in range(1, n + 1):
             cat, sev, system, step, err, msg = rng.choices(kinds, weights=weights)[0]
@@ -1485,7 +1485,7 @@ class Seeder:
     def sequences_reset(self) -> None:
         """Point every sequence past the seeded ids and the identifier counters at the
         last number used, so the application keeps allocating from there."""
-        from q2c.identifiers import IdentifierCounter
+        from core.identifiers import IdentifierCounter
 
         with connection.cursor() as cursor:
             cursor.execute(

@@ -39,7 +39,7 @@ def environment() -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         {
-            "DJANGO_SETTINGS_MODULE": "q2c.settings",
+            "DJANGO_SETTINGS_MODULE": "tandem.settings",
             "DATABASE_URL": DATABASE_URL,
             "DEBUG": "1",
             "CELERY_BROKER_URL": "memory://",
@@ -83,12 +83,12 @@ def main() -> None:
     from django.conf import settings
     from django.db import connection
 
+    from core.audit import Actor
     from masterdata.duplicates import duplicates_find, synthetic_rows
     from masterdata.identity import account_keys
     from masterdata.models import Account, DuplicateCandidate
     from masterdata.services import duplicates_detect
     from masterdata.synthetic import labelled_set
-    from q2c.audit import Actor
 
     step(f"generating the labelled set ({args.accounts} accounts, seed {args.seed})")
     labelled = labelled_set(companies=args.accounts, seed=args.seed)

@@ -50,8 +50,8 @@ SECRET = "whsec_bench_cpq"  # noqa: S105 (a throwaway secret for this run only)
 
 def quote_approved_envelope() -> dict[str, Any]:
     """A real ``quote.approved`` delivery, as the sandbox CPQ emits it (no HTTP involved)."""
-    from orchestration.sandbox import Sandbox, SandboxConfig
-    from orchestration.sandbox.app import Request
+    from sandbox import Sandbox, SandboxConfig
+    from sandbox.app import Request
 
     sandbox = Sandbox(SandboxConfig(seed=3, webhook_url=None))
 
@@ -162,7 +162,7 @@ def main() -> None:
     with children() as kids:
         port = free_port()
         gunicorn_start(kids, name="ingest-gunicorn", port=port, env=env,
-                       app="q2c.wsgi")  # fmt: skip
+                       app="tandem.wsgi")  # fmt: skip
         step(f"gunicorn {' '.join(GUNICORN_ARGS)} on 127.0.0.1:{port}")
 
         step(f"warming up: {args.warmup} requests to each endpoint")

@@ -53,7 +53,7 @@ from bench._common import (
     redis_flush,
     step,
 )
-from orchestration.sandbox.config import SYSTEMS, default_api_key, default_webhook_secret
+from sandbox.config import SYSTEMS, default_api_key, default_webhook_secret
 
 WORKERS = 2
 WORKER_CONCURRENCY = 8
@@ -78,7 +78,7 @@ def workers_start(kids: Children, env: dict[str, str], *, pool: str, profile: st
     for n in range(1, (1 if profile else WORKERS) + 1):
         name = f"bench{n}-{os.getpid()}@127.0.0.1"
         queues = ",".join(settings.TANDEM_QUEUES)
-        argv = [str(BIN / "celery"), "-A", "q2c", "worker", "-Q", queues, "--hostname", name,
+        argv = [str(BIN / "celery"), "-A", "tandem", "worker", "-Q", queues, "--hostname", name,
                 "--loglevel", "INFO", "--without-gossip", "--without-mingle"]  # fmt: skip
         if profile:
             argv = [sys.executable, "-m", "cProfile", "-o", profile, *argv, "--pool", "solo"]
@@ -90,7 +90,7 @@ def workers_start(kids: Children, env: dict[str, str], *, pool: str, profile: st
 
 
 def workers_wait(kids: Children, names: list[str], timeout_s: float = 60.0) -> None:
-    from q2c.celery import app
+    from tandem.celery import app
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -119,7 +119,7 @@ def _rehearse(
             if hasattr(server, "webhook_register"):  # localstripe signs and sends its events
                 server.webhook_register(f"http://127.0.0.1:{tandem_port}/webhooks/billing/")
         names = workers_start(kids, env, pool="threads", profile="")
-        kids.start("rehearsal-beat", [str(BIN / "celery"), "-A", "q2c", "beat", "--loglevel",
+        kids.start("rehearsal-beat", [str(BIN / "celery"), "-A", "tandem", "beat", "--loglevel",
                    "INFO", "-s", str(Path("var") / "bench" / "rehearsal-beat")], env)  # fmt: skip
         workers_ping(kids, names)
         step(f"sandbox on {sandbox_url}, gunicorn {' '.join(GUNICORN_ARGS)} on port "

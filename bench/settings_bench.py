@@ -3,6 +3,6 @@
 Only the benchmark's gunicorn uses this module; Tandem's own URLs are served unchanged.
 """
 
-from q2c.settings import *  # noqa: F403
+from tandem.settings import *  # noqa: F403
 
 ROOT_URLCONF = "bench.ceiling_urls"

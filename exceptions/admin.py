@@ -7,10 +7,10 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from core.admin_tools import AuditedAdmin, transition_action
+from core.audit import Actor
 from exceptions import services
 from exceptions.models import ExceptionComment, OperationalException, Replay
-from q2c.admin_tools import AuditedAdmin, transition_action
-from q2c.audit import Actor
 
 
 def exception_resolve_in_admin(

@@ -27,6 +27,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.audit import Actor
+from core.errors import TransitionRefused
+from core.roles import role_of
 from exceptions import selectors, services
 from exceptions.models import (
     Category,
@@ -41,9 +44,6 @@ from exceptions.models import (
 )
 from exceptions.views import RESOLUTION_CODES
 from orchestration.workflows.models import StepRun, WorkflowRun
-from q2c.audit import Actor
-from q2c.errors import TransitionRefused
-from q2c.roles import role_of
 
 EXC_VIEW = "exceptions.view_operationalexception"
 REPLAY_VIEW = "exceptions.view_replay"

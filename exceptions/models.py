@@ -17,8 +17,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django_fsm import FSMField, transition
 
-from q2c.audit import AuditedHistory
-from q2c.records import ConcurrentTransitions
+from core.audit import AuditedHistory
+from core.records import ConcurrentTransitions
 
 
 class Category(models.TextChoices):

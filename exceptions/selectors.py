@@ -149,7 +149,7 @@ def assignable_users() -> QuerySet[Any]:
     """Active people with a role in Tandem, by name."""
     from django.contrib.auth import get_user_model
 
-    from q2c.roles import ROLE_NAMES
+    from core.roles import ROLE_NAMES
 
     return (
         get_user_model()

@@ -12,6 +12,10 @@ from django.db import transaction
 from django.utils import timezone
 from django_fsm import ConcurrentTransition
 
+from core.audit import Actor, audit_context
+from core.errors import ReasonRequired, TransitionRefused, reason_require
+from core.roles import role_of
+from core.transitions import transition_apply
 from exceptions import selectors
 from exceptions.models import (
     CATEGORY_OWNER,
@@ -28,11 +32,7 @@ from exceptions.models import (
 from orchestration.workflows.engine import step_input, workflow_replay
 from orchestration.workflows.errors import StepFailed
 from orchestration.workflows.models import RunState, StepEffect, StepRun, WorkflowRun
-from q2c.audit import Actor, audit_context
-from q2c.errors import ReasonRequired, TransitionRefused, reason_require
 from q2c.models import ORDER_FINAL, ORDER_PRE_ACTIVE, Order, OrderState
-from q2c.roles import role_of
-from q2c.transitions import transition_apply
 
 
 def exception_fingerprint(*, system: str, error_class: str, step: str) -> str:
@@ -456,9 +456,9 @@ def compensation_key(*, run: WorkflowRun, compensation: str) -> str:
 def _compensate(*, replay: Replay, actor: Actor) -> str:
     """Reverse an effect in the target system (never a deletion), then cancel what Tandem
     holds for it. The call is made outside any transaction, under a stored idempotency key."""
+    from core.logging import correlation
     from orchestration.connectors.errors import PermanentError, RetryableError
     from orchestration.connectors.registry import connector_for
-    from q2c.logging import correlation
 
     run = replay.workflow_run
     key = compensation_key(run=run, compensation=replay.compensation)

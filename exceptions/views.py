@@ -19,6 +19,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 from django_fsm import ConcurrentTransition
 
+from core.audit import Actor
+from core.errors import TransitionRefused
+from core.pagination import COUNT_LIMIT, BoundedPaginator
+from core.records import SYSTEM_CHOICES
+from core.web import PAGE_SIZE, HtmxHttpRequest, page_permission
 from exceptions import selectors, services
 from exceptions.models import (
     OPEN_STATES,
@@ -35,11 +40,6 @@ from exceptions.models import (
 from exceptions.templatetags.replays import pretty_json
 from orchestration.workflows.engine import step_input
 from orchestration.workflows.models import StepRun, WorkflowRun
-from q2c.audit import Actor
-from q2c.errors import TransitionRefused
-from q2c.pagination import COUNT_LIMIT, BoundedPaginator
-from q2c.records import SYSTEM_CHOICES
-from q2c.views import PAGE_SIZE, HtmxHttpRequest, page_permission
 
 OPEN_FILTER = ""  # the default: open or retrying
 ANY_STATE = "any"

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.contrib.contenttypes.models import ContentType
 
+from core.admin_tools import AuditedAdmin
 from masterdata.models import (
     Account,
     AccountAlias,
@@ -12,7 +13,6 @@ from masterdata.models import (
     Product,
     ProductMapping,
 )
-from q2c.admin_tools import AuditedAdmin
 
 
 @admin.register(LegalEntity)

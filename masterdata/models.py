@@ -11,9 +11,9 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django_fsm import FSMField, transition
 
-from q2c.audit import AuditedHistory
-from q2c.money import CurrencyField, currency_check
-from q2c.records import (
+from core.audit import AuditedHistory
+from core.money import CurrencyField, currency_check
+from core.records import (
     SYSTEM_CHOICES,
     BillingPeriod,
     CanonicalRecord,

@@ -17,6 +17,10 @@ from django.db.models import Model, QuerySet
 from django.utils import timezone
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history
 
+from core.audit import Actor, audit_context
+from core.errors import reason_require
+from core.identifiers import PREFIXES, identifier_allocate
+from core.records import SYSTEMS, CanonicalRecord, record_full_clean
 from masterdata.duplicates import AccountRow, account_row, duplicates_find, pair_fingerprint
 from masterdata.identity import account_keys
 from masterdata.locks import lock_account_survivor, lock_accounts
@@ -36,10 +40,6 @@ from masterdata.models import (
     PushState,
 )
 from masterdata.selectors import account_by_enterprise_id, account_reference_fields
-from q2c.audit import Actor, audit_context
-from q2c.errors import reason_require
-from q2c.identifiers import PREFIXES, identifier_allocate
-from q2c.records import SYSTEMS, CanonicalRecord, record_full_clean
 
 
 def legal_entity_create(

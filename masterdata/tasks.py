@@ -6,8 +6,8 @@ import random
 
 from celery import Task, shared_task
 
+from core.audit import Actor
 from masterdata import services
-from q2c.audit import Actor
 
 
 @shared_task(name="masterdata.detect_duplicates")

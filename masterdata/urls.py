@@ -3,6 +3,7 @@ from django.urls import path
 from masterdata import views
 
 urlpatterns = [
+    path("accounts/", views.account_list, name="account-list"),
     path("accounts/<str:enterprise_id>/", views.account_detail, name="account-detail"),
     path("duplicates/", views.duplicate_list, name="duplicate-list"),
     path("duplicates/detect/", views.duplicate_detect, name="duplicate-detect"),

@@ -15,6 +15,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
+from core.audit import Actor
+from core.errors import ReasonRequired
+from core.pagination import BoundedPaginator
+from core.web import PAGE_SIZE, HtmxHttpRequest, page_permission
 from masterdata import selectors, services
 from masterdata.models import (
     Account,
@@ -24,10 +28,6 @@ from masterdata.models import (
     MergeState,
     PushState,
 )
-from q2c.audit import Actor
-from q2c.errors import ReasonRequired
-from q2c.pagination import BoundedPaginator
-from q2c.views import PAGE_SIZE, HtmxHttpRequest, page_permission
 
 MERGE_PERM = "masterdata.merge_account"
 # What the services refuse with a message a steward can act on; nothing is changed.

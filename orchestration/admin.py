@@ -16,9 +16,9 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from simple_history.admin import SimpleHistoryAdmin
 
+from core.redaction import body_for_storage
 from orchestration.connectors.selectors import connector_settings
 from orchestration.models import InboundEvent, OutboundCall, PollCursor
-from orchestration.redaction import body_for_storage
 from orchestration.workflows.models import (
     CircuitBreaker,
     StepEffect,

@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django_fsm import FSMField, transition
 
-from q2c.records import SYSTEM_CHOICES, ConcurrentTransitions
+from core.records import SYSTEM_CHOICES, ConcurrentTransitions
 
 
 class OutboundOutcome(models.TextChoices):

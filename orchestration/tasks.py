@@ -7,7 +7,7 @@ import datetime as dt
 from celery import Task, shared_task
 from django.utils import timezone
 
-from orchestration.events.hooks import EventNotReady
+from orchestration.events.handlers import EventNotReady
 from orchestration.events.services import (
     inbound_event_process,
     inbound_event_reject,
@@ -20,7 +20,7 @@ NOT_READY_GIVE_UP = dt.timedelta(minutes=30)
 
 
 @shared_task(
-    name="orchestration.tasks.process_inbound_event",
+    name="orchestration.process_inbound_event",
     bind=True,
     max_retries=30,
     default_retry_delay=2,
@@ -56,7 +56,7 @@ def sweep_inbound_events() -> int:
 @shared_task(name="orchestration.poll_systems")
 def poll_systems() -> int:
     """Read the changes of every system without webhooks; returns how many events were new."""
-    from orchestration.polling import systems_poll
+    from orchestration.events.polling import systems_poll
 
     return sum(result.stored + result.recovered for result in systems_poll())
 

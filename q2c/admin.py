@@ -1,8 +1,7 @@
 from django.contrib import admin
 
+from core.admin_tools import AuditedAdmin, transition_action
 from q2c import services
-from q2c.admin_tools import AuditedAdmin, transition_action
-from q2c.identifiers import IdentifierCounter
 from q2c.models import (
     Contract,
     ContractLine,
@@ -16,7 +15,6 @@ from q2c.models import (
     Quote,
     QuoteLine,
     UsageRecord,
-    WorkerHeartbeat,
 )
 
 
@@ -113,22 +111,3 @@ class UsageRecordAdmin(AuditedAdmin):
 
 for model in (QuoteLine, OrderLine, ContractLine, InvoiceLine):
     admin.site.register(model, AuditedAdmin)
-
-
-@admin.register(IdentifierCounter)
-class IdentifierCounterAdmin(admin.ModelAdmin):
-    list_display = ("prefix", "last_value")
-
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return False
-
-    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
-        return False
-
-    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return False
-
-
-@admin.register(WorkerHeartbeat)
-class WorkerHeartbeatAdmin(admin.ModelAdmin):
-    list_display = ("hostname", "seen_at")

@@ -1,4 +1,4 @@
-"""The read API's routes, mounted at /api/v1/ (beside exceptions.api_urls)."""
+"""/api/v1/ routes of the commercial records."""
 
 from django.urls import path
 
@@ -25,10 +25,4 @@ urlpatterns = [
     ),
     path("payments/", api.PaymentList.as_view(), name="api-payment-list"),
     path("payments/<str:enterprise_id>/", api.PaymentDetail.as_view(), name="api-payment-detail"),
-    path("accounts/", api.AccountList.as_view(), name="api-account-list"),
-    path("accounts/<str:enterprise_id>/", api.AccountDetail.as_view(), name="api-account-detail"),
-    path("products/", api.ProductList.as_view(), name="api-product-list"),
-    path("products/<str:enterprise_id>/", api.ProductDetail.as_view(), name="api-product-detail"),
-    path("audit/history/", api.HistoryList.as_view(), name="api-audit-history"),
-    path("audit/as-of/", api.RecordAsOf.as_view(), name="api-audit-as-of"),
 ]

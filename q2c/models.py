@@ -16,21 +16,10 @@ from django.db import models
 from django.db.models import F, Q
 from django_fsm import RETURN_VALUE, FSMField, transition
 
+from core.audit import AuditedHistory
+from core.money import AMOUNT_PLACES, AmountField, CurrencyField, Money, currency_check
+from core.records import BillingPeriod, ConcurrentTransitions, LineKind, StatefulRecord
 from masterdata.models import Account, LegalEntity, Product
-from q2c.audit import AuditedHistory
-from q2c.identifiers import IdentifierCounter  # noqa: F401  (model registration)
-from q2c.money import AMOUNT_PLACES, AmountField, CurrencyField, Money, currency_check
-from q2c.records import BillingPeriod, ConcurrentTransitions, LineKind, StatefulRecord
-
-
-class WorkerHeartbeat(models.Model):
-    """The last time each worker answered the beat; the console shows it as worker health."""
-
-    hostname = models.CharField(max_length=255, unique=True)
-    seen_at = models.DateTimeField()
-
-    def __str__(self) -> str:
-        return f"{self.hostname} @ {self.seen_at:%Y-%m-%d %H:%M:%S}"
 
 
 def _line_checks(prefix: str) -> list[models.BaseConstraint]:

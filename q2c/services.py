@@ -14,11 +14,14 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from core.audit import Actor, audit_context
+from core.errors import TransitionRefused, reason_require
+from core.identifiers import PREFIXES, identifier_allocate
+from core.money import Money, validate_currency
+from core.records import BillingPeriod, LineKind, record_full_clean
+from core.transitions import transition_apply, transition_check
 from masterdata.locks import lock_account_survivor
 from masterdata.models import Account, LegalEntity, Product
-from q2c.audit import Actor, audit_context
-from q2c.errors import TransitionRefused, reason_require
-from q2c.identifiers import PREFIXES, identifier_allocate
 from q2c.locks import lock_contract, lock_invoice, lock_quote
 from q2c.models import (
     CommercialLine,
@@ -36,9 +39,6 @@ from q2c.models import (
     VersionKind,
     VersionState,
 )
-from q2c.money import Money, validate_currency
-from q2c.records import BillingPeriod, LineKind, record_full_clean
-from q2c.transitions import transition_apply, transition_check
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ Generated from the django-fsm-2 transitions on the models by
 
 Arrow labels name the transition method. `[...]` is a condition that must hold (its
 docstring); `requires app.permission` is the permission a person needs (system actors act
-for the platform). Services run every transition through `q2c.transitions.transition_apply`,
+for the platform). Services run every transition through `core.transitions.transition_apply`,
 which refuses an illegal one with a clear error and writes the history row.
 """
 

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
-from q2c.audit import Actor
+from core.audit import Actor
 
 
 def pytest_report_header(config: Any) -> list[str]:
@@ -31,7 +31,7 @@ def _role_groups(request: pytest.FixtureRequest) -> None:
     request.getfixturevalue("db")
     from django.apps import apps
 
-    from q2c.roles import ROLE_NAMES, roles_sync
+    from core.roles import ROLE_NAMES, roles_sync
 
     if Group.objects.filter(name__in=ROLE_NAMES).count() != len(ROLE_NAMES):
         roles_sync(apps)

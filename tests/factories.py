@@ -11,12 +11,12 @@ import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from core.audit import Actor
+from core.records import BillingPeriod, LineKind
 from masterdata import services as md
 from masterdata.models import Account, LegalEntity, Product
 from q2c import services
-from q2c.audit import Actor
 from q2c.models import Contract, Invoice, Order
-from q2c.records import BillingPeriod, LineKind
 
 _seq = count(1)
 

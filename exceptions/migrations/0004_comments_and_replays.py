@@ -3,7 +3,7 @@
 import django.db.models.deletion
 import django.utils.timezone
 import django_fsm
-import q2c.records
+import core.records
 import simple_history.models
 from django.conf import settings
 from django.db import migrations, models
@@ -124,6 +124,6 @@ class Migration(migrations.Migration):
                 'indexes': [models.Index(fields=['state', 'requested_at'], name='exceptions__state_8626a6_idx')],
                 'constraints': [models.CheckConstraint(condition=models.Q(('decided_by__isnull', True), models.Q(('decided_by', models.F('requested_by')), _negated=True), _connector='OR'), name='replay_decider_is_not_requester'), models.CheckConstraint(condition=models.Q(models.Q(('kind', 'compensation'), _negated=True), models.Q(('compensation', ''), _negated=True), _connector='OR'), name='replay_compensation_named')],
             },
-            bases=(q2c.records.ConcurrentTransitions, models.Model),
+            bases=(core.records.ConcurrentTransitions, models.Model),
         ),
     ]

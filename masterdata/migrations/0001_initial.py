@@ -3,7 +3,7 @@
 import django.db.models.deletion
 import django.utils.timezone
 import django_fsm
-import q2c.money
+import core.money
 import simple_history.models
 from django.conf import settings
 from django.db import migrations, models
@@ -30,7 +30,7 @@ class Migration(migrations.Migration):
                 ('domain', models.CharField(blank=True, db_index=True, max_length=255)),
                 ('tax_id', models.CharField(blank=True, db_index=True, max_length=50)),
                 ('country', models.CharField(max_length=2)),
-                ('currency', q2c.money.CurrencyField(max_length=3, validators=[q2c.money.validate_currency])),
+                ('currency', core.money.CurrencyField(max_length=3, validators=[core.money.validate_currency])),
                 ('address_line1', models.CharField(blank=True, max_length=255)),
                 ('address_line2', models.CharField(blank=True, max_length=255)),
                 ('city', models.CharField(blank=True, max_length=100)),
@@ -115,7 +115,7 @@ class Migration(migrations.Migration):
                 ('code', models.CharField(db_index=True, max_length=20)),
                 ('name', models.CharField(max_length=200)),
                 ('country', models.CharField(max_length=2)),
-                ('currency', q2c.money.CurrencyField(max_length=3, validators=[q2c.money.validate_currency])),
+                ('currency', core.money.CurrencyField(max_length=3, validators=[core.money.validate_currency])),
                 ('erp_subsidiary', models.CharField(blank=True, max_length=50)),
                 ('tax_registration', models.CharField(blank=True, max_length=50)),
                 ('history_id', models.AutoField(primary_key=True, serialize=False)),
@@ -168,7 +168,7 @@ class Migration(migrations.Migration):
                 ('code', models.CharField(max_length=20, unique=True)),
                 ('name', models.CharField(max_length=200)),
                 ('country', models.CharField(max_length=2)),
-                ('currency', q2c.money.CurrencyField(max_length=3, validators=[q2c.money.validate_currency])),
+                ('currency', core.money.CurrencyField(max_length=3, validators=[core.money.validate_currency])),
                 ('erp_subsidiary', models.CharField(blank=True, max_length=50)),
                 ('tax_registration', models.CharField(blank=True, max_length=50)),
             ],
@@ -189,7 +189,7 @@ class Migration(migrations.Migration):
                 ('domain', models.CharField(blank=True, db_index=True, max_length=255)),
                 ('tax_id', models.CharField(blank=True, db_index=True, max_length=50)),
                 ('country', models.CharField(max_length=2)),
-                ('currency', q2c.money.CurrencyField(max_length=3, validators=[q2c.money.validate_currency])),
+                ('currency', core.money.CurrencyField(max_length=3, validators=[core.money.validate_currency])),
                 ('address_line1', models.CharField(blank=True, max_length=255)),
                 ('address_line2', models.CharField(blank=True, max_length=255)),
                 ('city', models.CharField(blank=True, max_length=100)),

@@ -2,7 +2,7 @@
 
 import django.db.models.deletion
 import django_fsm
-import q2c.records
+import core.records
 import simple_history.models
 from django.conf import settings
 from django.db import migrations, models
@@ -124,7 +124,7 @@ class Migration(migrations.Migration):
             options={
                 'ordering': ['-requested_at', '-pk'],
             },
-            bases=(q2c.records.ConcurrentTransitions, models.Model),
+            bases=(core.records.ConcurrentTransitions, models.Model),
         ),
         migrations.CreateModel(
             name='MergedReference',

@@ -2,7 +2,7 @@ from django.db import migrations
 
 
 def sync(apps, schema_editor):
-    from q2c.roles import roles_sync
+    from core.roles import roles_sync
 
     roles_sync(apps)
 

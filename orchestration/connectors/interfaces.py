@@ -186,7 +186,8 @@ class PollBatch:
 
 
 class Pollable(Protocol):
-    """A system without webhooks: its changes are read with a cursor (orchestration.polling)."""
+    """A system without webhooks: its changes are read with a cursor
+    (orchestration.events.polling)."""
 
     def poll_streams(self) -> list[str]: ...
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from core.money import ISO_4217
 from orchestration.connectors.errors import PermanentError
-from q2c.money import ISO_4217
 
 
 def minor_units_from(amount: Decimal, currency: str, *, system: str) -> int:

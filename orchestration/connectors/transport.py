@@ -32,6 +32,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core.env import envstr
+from core.logging import correlation, current_correlation_id
+from core.redaction import body_for_storage
 from orchestration.connectors.errors import (
     CallInsideTransaction,
     ConnectorConfigurationError,
@@ -40,9 +43,6 @@ from orchestration.connectors.errors import (
 )
 from orchestration.connectors.ratelimit import rate_limit_acquire
 from orchestration.models import OutboundCall, OutboundOutcome
-from orchestration.redaction import body_for_storage
-from q2c.env import envstr
-from q2c.logging import correlation, current_correlation_id
 
 logger = logging.getLogger(__name__)
 
@@ -252,7 +252,7 @@ class Transport:
         """Make one request. Returns on 2xx, raises ``RetryableError``/``PermanentError``.
 
         ``correlation_id`` defaults to the one the surrounding work set with
-        ``q2c.logging.correlation``. Raises ``CallInsideTransaction`` before any I/O when
+        ``core.logging.correlation``. Raises ``CallInsideTransaction`` before any I/O when
         called inside ``transaction.atomic``. ``headers`` are added to (and override) the
         configured ones; ``body_error`` classes a 2xx whose body reports a failure;
         ``response_secret`` stores no response body at all (it carries a session token).

@@ -20,8 +20,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core.logging import correlation
 from orchestration.events.catalog import EventRejected, event_validate
-from orchestration.events.hooks import event_workflow_trigger
+from orchestration.events.handlers import event_workflow_trigger
 from orchestration.events.signatures import (
     SIGNATURE_HEADER,
     STRIPE_SIGNATURE_HEADER,
@@ -33,7 +34,6 @@ from orchestration.events.signatures import (
 )
 from orchestration.events.stripe_events import is_stripe_event, stripe_event_canonical
 from orchestration.models import InboundEvent, InboundStatus
-from q2c.logging import correlation
 
 logger = logging.getLogger(__name__)
 

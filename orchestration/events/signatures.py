@@ -15,7 +15,7 @@ import time
 import stripe
 from django.conf import settings
 
-from q2c.env import envstr
+from core.env import envstr
 
 SIGNATURE_HEADER = "X-Tandem-Signature"
 STRIPE_SIGNATURE_HEADER = "Stripe-Signature"

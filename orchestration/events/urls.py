@@ -1,7 +1,7 @@
 from django.urls import path
 
+from core.records import SYSTEMS
 from orchestration.events import views
-from q2c.records import SYSTEMS
 
 urlpatterns = [
     path(f"{system}/", views.webhook_receive, {"system": system}, name=f"webhook-{system}")

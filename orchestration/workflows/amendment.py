@@ -16,10 +16,11 @@ from typing import cast
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from core.records import LineKind
 from masterdata.models import ExternalId
-from orchestration.connectors.billing import AMENDMENT_KEY
 from orchestration.connectors.interfaces import RemoteLine
 from orchestration.connectors.registry import connector_for
+from orchestration.connectors.sandbox.billing import AMENDMENT_KEY
 from orchestration.workflows.engine import Done, StepContext, StepDef, WorkflowDef
 from orchestration.workflows.engine import workflow_register as _register
 from orchestration.workflows.errors import StepFailed, StepRetryable
@@ -40,7 +41,6 @@ from orchestration.workflows.quote_to_cash import (
 )
 from q2c import services
 from q2c.models import Contract, ContractLine, ContractState, Order, OrderState
-from q2c.records import LineKind
 
 KIND = "amendment"
 

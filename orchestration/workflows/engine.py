@@ -31,6 +31,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core.audit import Actor, audit_context
+from core.logging import correlation
 from orchestration.workflows.errors import StepFailed, StepRetryable
 from orchestration.workflows.models import (
     RunState,
@@ -41,8 +43,6 @@ from orchestration.workflows.models import (
     WorkflowSignal,
 )
 from orchestration.workflows.resilience import backoff_delay, circuit_allow, circuit_record
-from q2c.audit import Actor, audit_context
-from q2c.logging import correlation
 
 logger = logging.getLogger(__name__)
 

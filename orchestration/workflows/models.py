@@ -12,8 +12,8 @@ from django.db import models
 from django.utils import timezone
 from django_fsm import FSMField, transition
 
-from q2c.audit import AuditedHistory
-from q2c.records import ConcurrentTransitions
+from core.audit import AuditedHistory
+from core.records import ConcurrentTransitions
 
 
 class RunState(models.TextChoices):

@@ -4,7 +4,7 @@ validate the quote → resolve the customer → map products → split recurring
 lines → check tax status and legal entity → upsert the customer in ERP and billing →
 create the ERP sales order → wait for financial acceptance → create the subscription
 (never before the ERP accepted the order) → send one-time lines → activate the contract.
-Invoices and payments are mirrored back by their events (orchestration.events.hooks).
+Invoices and payments are mirrored back by their events (orchestration.events.handlers).
 
 Each handler runs outside any transaction: it reads the canonical records, calls the
 system through its connector (finding an existing effect by reference before creating
@@ -22,6 +22,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.utils import timezone
 
+from core.audit import Actor
+from core.records import LineKind
 from masterdata import services as md_services
 from masterdata.identity import identity_resolve
 from masterdata.models import Account, ExternalId, ProductMapping
@@ -33,9 +35,7 @@ from orchestration.workflows.engine import workflow_register as _register
 from orchestration.workflows.errors import StepFailed, StepRetryable
 from orchestration.workflows.models import WorkflowRun
 from q2c import services
-from q2c.audit import Actor
 from q2c.models import Contract, ContractState, Order, OrderLine, OrderState
-from q2c.records import LineKind
 
 KIND = "quote_to_cash"
 

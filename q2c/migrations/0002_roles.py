@@ -2,13 +2,13 @@ from django.db import migrations
 
 
 def sync(apps, schema_editor):
-    from q2c.roles import roles_sync
+    from core.roles import roles_sync
 
     roles_sync(apps)
 
 
 def seed_counters(apps, schema_editor):
-    from q2c.identifiers import PREFIXES
+    from core.identifiers import PREFIXES
 
     counter = apps.get_model("q2c", "IdentifierCounter")
     for prefix in PREFIXES.values():

@@ -11,12 +11,12 @@ from django.contrib.auth.models import AnonymousUser, Group
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from core.money import Money
+from core.roles import roles_sync
 from masterdata import services as md
 from q2c import services
-from q2c.money import Money
-from q2c.roles import roles_sync
 from tests import factories
-from tests.audit.conftest import story  # noqa: F401  (one order's story, for audit tests)
+from tests.console.audit.conftest import story  # noqa: F401  (one order's story, for audit tests)
 from tests.q2c import helpers
 
 ANONYMOUS = "anonymous"

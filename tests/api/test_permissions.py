@@ -1,8 +1,9 @@
-"""Who may call which API endpoint: generated from the URL table and q2c.roles.ROLES.
+"""Who may call which API endpoint: generated from the URL table and core.roles.ROLES.
 
-Every route in q2c.api_urls is tried by every role, an admin, a user without a role and an
-anonymous caller; the expected answer is read from the ROLES table (not from the user's
-permissions, so a permission class that asked the wrong question fails here).
+Every record and audit route (q2c, masterdata and console api_urls) is tried by every
+role, an admin, a user without a role and an anonymous caller; the expected answer is read
+from the ROLES table (not from the user's permissions, so a permission class that asked the
+wrong question fails here).
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
-from q2c import api_urls
-from q2c.roles import ROLE_NAMES, ROLES
+from console import api_urls as audit_urls
+from core.roles import ROLE_NAMES, ROLES
+from masterdata import api_urls as masterdata_urls
+from q2c import api_urls as q2c_urls
 from tests.api.conftest import ADMIN, ANONYMOUS, NO_ROLE, token_client, user_for
 
 WHO = [*ROLE_NAMES, ADMIN, NO_ROLE, ANONYMOUS]
 AUDIT_ROUTES = {"api-audit-history", "api-audit-as-of"}
-ROUTES = [pattern.name for pattern in api_urls.urlpatterns]
+PATTERNS = [*q2c_urls.urlpatterns, *masterdata_urls.urlpatterns, *audit_urls.urlpatterns]
+ROUTES = [pattern.name for pattern in PATTERNS]
 # Which fixture record a detail route reads (its url name without "api-" and "-detail").
 RECORD_OF = {"creditnote": "credit_note"}
 
@@ -33,7 +37,7 @@ def granted(who: str, perm: str) -> bool:
 
 
 def may_read_some_history(who: str) -> bool:
-    from q2c.audit_selectors import tracked_models
+    from console.selectors.audit import tracked_models
 
     return any(granted(who, t.view_permission) for t in tracked_models())
 
@@ -46,7 +50,7 @@ def route_call(name: str, records: dict[str, Any]) -> tuple[str, dict[str, str],
         order = records["order"]
         return reverse(name), {"model": "q2c.order", "record": order.enterprise_id,
                                "at": "2030-01-01T00:00:00Z"}, "q2c.view_order"  # fmt: skip
-    pattern = next(p for p in api_urls.urlpatterns if p.name == name)
+    pattern = next(p for p in PATTERNS if p.name == name)
     view = pattern.callback.view_class  # type: ignore[attr-defined]
     if name.endswith("-detail"):
         kind = name.removeprefix("api-").removesuffix("-detail")
@@ -61,9 +65,7 @@ def test_every_route_names_a_permission_or_is_an_audit_route():
         name
         for name in ROUTES
         if name not in AUDIT_ROUTES
-        and not next(
-            p for p in api_urls.urlpatterns if p.name == name
-        ).callback.view_class.required_permission  # type: ignore[attr-defined]
+        and not next(p for p in PATTERNS if p.name == name).callback.view_class.required_permission  # type: ignore[attr-defined]
     ]
     # then
     assert unguarded == []

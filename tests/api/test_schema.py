@@ -16,7 +16,7 @@ from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from rest_framework.authtoken.models import Token
 
-from q2c.wsgi import application
+from tandem.wsgi import application
 from tests.api.conftest import token_client, user_for
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from core.audit import Actor
 from q2c import services
-from q2c.audit import Actor
 from q2c.models import Contract, ContractState
 from tests import factories
 from tests.browser.conftest import browser_login

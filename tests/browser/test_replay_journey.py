@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from core.audit import Actor, audit_context
 from exceptions.models import Replay
 from masterdata.models import ProductMapping
-from q2c.audit import Actor, audit_context
 from q2c.models import Order, OrderState
 from tests.browser.conftest import browser_login
 from tests.integration.q2c_env import Rig, rig_records, wait_until

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
+from core.audit import Actor
 from exceptions import services as exc_services
 from exceptions.models import OperationalException, ReplayKind
 from masterdata import services as md
 from masterdata.models import DuplicateCandidate
 from orchestration.workflows.models import WorkflowRun
-from q2c.audit import Actor
 from q2c.models import Order
 from tests.browser.conftest import browser_login
 from tests.integration.q2c_env import Rig

@@ -11,11 +11,11 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser, Group
 
+from core.audit import Actor
 from exceptions.models import Category, OperationalException
 from orchestration.workflows import engine
 from orchestration.workflows.errors import StepFailed
 from orchestration.workflows.models import StepRun, StepState, WorkflowRun
-from q2c.audit import Actor
 from q2c.models import Order
 from tests import factories
 

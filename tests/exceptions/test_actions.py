@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
+from core.roles import ROLE_NAMES
 from exceptions.models import ExceptionState, OperationalException
 from orchestration.workflows.errors import StepFailed
 from orchestration.workflows.models import RunState, StepState
 from q2c.models import OrderState
-from q2c.roles import ROLE_NAMES
 from tests.exceptions.helpers import (
     ADMIN,
     ANONYMOUS,

@@ -11,10 +11,10 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 from rest_framework.test import APIClient
 
+from core.audit import Actor
+from core.roles import ROLE_NAMES
 from exceptions import services
 from exceptions.models import Category, ExceptionComment, Replay, ReplayKind, ReplayState
-from q2c.audit import Actor
-from q2c.roles import ROLE_NAMES
 from tests.exceptions.helpers import ADMIN, NO_ROLE, raise_exception, user_for
 
 _people = count(1)

@@ -11,6 +11,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
+from core.audit import Actor
 from exceptions import services
 from exceptions.models import (
     Category,
@@ -22,11 +23,10 @@ from exceptions.models import (
 )
 from masterdata.models import Account
 from orchestration.workflows.models import RunState, StepRun, StepState
-from q2c.audit import Actor
 from q2c.models import OrderState, Quote
 from tests import factories
-from tests.connectors.conftest import connectors, sandbox  # noqa: F401 (fixtures)
 from tests.exceptions.helpers import GOOD_CUSTOMER, q2c_run, run_through
+from tests.orchestration.connectors.conftest import connectors, sandbox  # noqa: F401 (fixtures)
 
 _people = count(1)
 

@@ -9,9 +9,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from core.audit import Actor
 from exceptions.models import Category, ExceptionComment, ExceptionState, OperationalException
 from exceptions.services import exception_ignore
-from q2c.audit import Actor
 from tests.exceptions.helpers import ADMIN, raise_exception, user_for
 
 

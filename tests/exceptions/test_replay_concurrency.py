@@ -12,9 +12,9 @@ import redis
 from django.conf import settings
 from django_fsm import ConcurrentTransition
 
+from core.audit import Actor
 from exceptions import services
 from exceptions.models import Category, Replay, ReplayKind, ReplayState
-from q2c.audit import Actor
 from tests.exceptions.helpers import raise_exception
 from tests.integration.workers import broker_flush
 from tests.q2c.test_concurrency import WAIT, _run_in_threads

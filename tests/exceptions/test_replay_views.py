@@ -13,10 +13,10 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.urls import reverse
 
+from core.audit import Actor
+from core.roles import ROLE_NAMES
 from exceptions import services
 from exceptions.models import Category, OperationalException, Replay, ReplayKind, ReplayState
-from q2c.audit import Actor
-from q2c.roles import ROLE_NAMES
 from tests.exceptions.helpers import (
     ADMIN,
     GOOD_CUSTOMER,

@@ -11,11 +11,11 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 
+from core.audit import Actor
 from exceptions import services
 from exceptions.models import Category, ExceptionState, Replay, ReplayKind, ReplayState
 from orchestration.workflows.errors import StepFailed
 from orchestration.workflows.models import RunState, StepRun, StepState
-from q2c.audit import Actor
 from q2c.models import OrderState
 from tests.exceptions.helpers import drain, planned, raise_exception
 

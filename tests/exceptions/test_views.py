@@ -11,12 +11,12 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from console.views.records import PAGE_SIZE
+from core.audit import Actor
 from exceptions.models import Category
 from exceptions.services import exception_ignore, exception_retry
 from exceptions.views import NEXT_STEPS
 from orchestration.models import OutboundCall
-from q2c.audit import Actor
-from q2c.views import PAGE_SIZE
 from tests.exceptions.helpers import ADMIN, NO_ROLE, raise_exception, user_for
 
 

@@ -11,11 +11,11 @@ from typing import Any
 
 from django.db import connections
 
+from core.audit import Actor
+from core.records import SYSTEMS, BillingPeriod, LineKind
 from masterdata import services as md
-from orchestration.sandbox import SandboxConfig
-from orchestration.sandbox.config import default_api_key, default_webhook_secret
-from q2c.audit import Actor
-from q2c.records import SYSTEMS, BillingPeriod, LineKind
+from sandbox import SandboxConfig
+from sandbox.config import default_api_key, default_webhook_secret
 from tests.sandbox.helpers import SandboxClient, cpq_quote, crm_account, sandbox_start
 
 CATALOG = [

@@ -24,6 +24,10 @@ import requests
 from django.conf import settings
 from django.utils import timezone
 
+from core.audit import Actor
+from core.identifiers import format_identifier
+from core.models import IdentifierCounter
+from core.records import LineKind
 from exceptions.models import ExceptionState, OperationalException
 from exceptions.services import exception_retry
 from masterdata import services as md
@@ -31,14 +35,11 @@ from masterdata.models import ExternalId
 from orchestration.events.services import inbound_events_sweep
 from orchestration.events.signatures import SIGNATURE_HEADER, signature_header
 from orchestration.models import InboundEvent, InboundStatus, OutboundCall, OutboundOutcome
-from orchestration.sandbox.config import default_webhook_secret
 from orchestration.workflows import engine
 from orchestration.workflows.models import StepRun, StepState, WorkflowRun
-from q2c.audit import Actor
-from q2c.celery import app
-from q2c.identifiers import format_identifier
-from q2c.models import IdentifierCounter, Invoice, Order, OrderState
-from q2c.records import LineKind
+from q2c.models import Invoice, Order, OrderState
+from sandbox.config import default_webhook_secret
+from tandem.celery import app
 from tests.integration.q2c_env import (
     Rig,
     approve_quotes,

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from core.audit import Actor, audit_context
 from exceptions import services
 from exceptions.models import ExceptionState, OperationalException, Replay, ReplayKind
 from masterdata.models import ProductMapping
 from orchestration.workflows.models import RunState, StepEffect, WorkflowRun
-from q2c.audit import Actor, audit_context
 from q2c.models import Order, OrderState
 from tests.integration.q2c_env import Rig, rig_records, wait_until
 from tests.sandbox.helpers import cpq_quote, crm_account

@@ -9,7 +9,7 @@ import json
 import pytest
 from django.core.management import call_command
 
-from orchestration.simulation import SimulationError, simulate
+from demo.simulate import SimulationError, simulate
 from tests.integration.q2c_env import Rig
 
 pytestmark = pytest.mark.integration

@@ -10,9 +10,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from q2c import services
-from q2c.celery import app
 from q2c.models import Contract, ContractState
 from q2c.tasks import contracts_expire_ended
+from tandem.celery import app
 from tests import factories
 from tests.integration.workers import WorkerHandle
 

@@ -1,6 +1,6 @@
 """Real Celery worker subprocesses for integration tests.
 
-A worker started here runs ``celery -A q2c worker`` on every Tandem queue against the database
+A worker started here runs ``celery -A tandem worker`` on every Tandem queue against the database
 pytest-django created for this run and the broker the test process publishes to, so a task the
 test enqueues is consumed by a separate process exactly as in production.
 """
@@ -23,9 +23,9 @@ from celery.utils.nodenames import host_format
 from django.conf import settings
 from django.db import connection
 
-from q2c.celery import app
-from q2c.models import WorkerHeartbeat
-from q2c.tasks import worker_heartbeat
+from tandem.celery import app
+from tandem.models import WorkerHeartbeat
+from tandem.tasks import worker_heartbeat
 
 READY_DEADLINE_S = 60.0
 STOP_DEADLINE_S = 20.0
@@ -136,7 +136,7 @@ def worker_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     env.pop("CELERY_TASK_ALWAYS_EAGER", None)
     env.update(
         {
-            "DJANGO_SETTINGS_MODULE": "q2c.settings_test",
+            "DJANGO_SETTINGS_MODULE": "tandem.settings_test",
             "DATABASE_URL": database_url_for_tests(),
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
             "TANDEM_VAR_DIR": str(settings.VAR_DIR),
@@ -157,7 +157,7 @@ def worker_start(
     """
     name = f"test-{uuid.uuid4().hex[:12]}@%h"
     celery = str(Path(sys.executable).with_name("celery"))
-    argv = [celery, "-A", "q2c", "worker", "-Q", WORKER_QUEUES, "--pool", "threads",
+    argv = [celery, "-A", "tandem", "worker", "-Q", WORKER_QUEUES, "--pool", "threads",
             "-c", str(concurrency), "--loglevel", "INFO", "--hostname", name]  # fmt: skip
     with log_path.open("wb") as log_file:  # the child keeps its own descriptor
         process = subprocess.Popen(  # noqa: S603 (fixed argument list, our own binary)

@@ -10,13 +10,13 @@ from typing import Any
 from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
 
+from core.audit import Actor, audit_context
+from core.money import Money
 from exceptions.models import CATEGORY_SLA, Category, OperationalException, Severity, Team
 from masterdata import services as md
 from masterdata.models import Account, AccountAlias, ExternalId
 from masterdata.selectors import account_reference_fields
 from q2c import services
-from q2c.audit import Actor, audit_context
-from q2c.money import Money
 from tests import factories
 from tests.q2c import helpers as q2c_helpers
 

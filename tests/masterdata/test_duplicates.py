@@ -8,11 +8,11 @@ import pytest
 from django.core.management import call_command
 from django.db import transaction
 
+from core.audit import audit_context
 from masterdata import services as md
 from masterdata.duplicates import evaluate
 from masterdata.models import Account, CandidateStatus, DuplicateCandidate
 from masterdata.synthetic import labelled_set
-from q2c.audit import audit_context
 from tests import factories
 from tests.masterdata import helpers
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from core.audit import Actor
 from exceptions.models import Category, OperationalException
 from masterdata import services as md
 from masterdata.identity import domain_key, identity_resolve, name_key, tax_id_key
@@ -13,7 +14,6 @@ from orchestration.workflows import (
 )
 from orchestration.workflows.models import StepRun, StepState
 from q2c import services
-from q2c.audit import Actor
 from q2c.models import Order, OrderState
 from tests import factories
 from tests.masterdata import helpers

@@ -7,12 +7,12 @@ import pytest
 from exceptions.models import Category, OperationalException
 from masterdata import services as md
 from masterdata.models import MergeRecord, PushState
-from orchestration.connectors.crm import SandboxCrm
+from orchestration.connectors.sandbox.crm import SandboxCrm
 from orchestration.models import OutboundCall
 from tests import factories
-from tests.connectors.conftest import connectors, sandbox  # noqa: F401  (fixtures)
-from tests.connectors.helpers import throttled
 from tests.masterdata import helpers
+from tests.orchestration.connectors.conftest import connectors, sandbox  # noqa: F401  (fixtures)
+from tests.orchestration.connectors.helpers import throttled
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("connectors")]
 

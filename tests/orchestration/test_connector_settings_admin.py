@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from orchestration.connectors.selectors import ConnectorSetting, connector_settings
 
 URL = "/admin/orchestration/circuitbreaker/connectors/"
-STRIPE = "orchestration.connectors.stripe_billing.StripeBilling"
+STRIPE = "orchestration.connectors.stripe.billing.StripeBilling"
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def test_each_kind_shows_its_implementation_endpoint_and_which_secrets_are_set(
         webhook_scheme="stripe", webhook_secrets_set=2,
     )  # fmt: skip
     assert rows["tax"] == ConnectorSetting(
-        kind="tax", implementation="orchestration.connectors.tax.SandboxTax",
+        kind="tax", implementation="orchestration.connectors.sandbox.tax.SandboxTax",
         base_url="http://tax.example.com/",
         problem="connector URL 'http://tax.example.com/': host 'tax.example.com' is not in "
         "CONNECTOR_ALLOWED_HOSTS",

@@ -20,11 +20,11 @@ from django.utils import timezone
 from django_fsm import ANY_OTHER_STATE, ANY_STATE, FSMFieldMixin, State
 from simple_history.models import HistoricalChanges
 
+from core.audit import Actor, audit_context
+from core.identifiers import PREFIXES, IdentifierCounter, identifier_allocate
+from core.records import BillingPeriod, LineKind
 from q2c import services
-from q2c.audit import Actor, audit_context
-from q2c.identifiers import PREFIXES, IdentifierCounter, identifier_allocate
 from q2c.models import CreditNote, Order, Quote, UsageRecord
-from q2c.records import BillingPeriod, LineKind
 from tests import factories
 
 

@@ -17,12 +17,13 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
+from core.audit import Actor
+from core.identifiers import PREFIXES, identifier_allocate
 from masterdata import services as md
 from masterdata.models import AccountAlias, DuplicateCandidate
 from q2c import services
-from q2c.audit import Actor
-from q2c.identifiers import PREFIXES, identifier_allocate
-from q2c.models import CreditNote, Order, OrderState, UsageRecord, WorkerHeartbeat
+from q2c.models import CreditNote, Order, OrderState, UsageRecord
+from tandem.models import WorkerHeartbeat
 from tests import factories
 
 REGISTERED = sorted(admin.site._registry, key=lambda model: model._meta.label)

@@ -16,9 +16,9 @@ import pytest
 from django.db import connections, transaction
 from django_fsm import ConcurrentTransition
 
+from core.audit import Actor
+from core.identifiers import PREFIXES, IdentifierCounter, format_identifier, identifier_allocate
 from q2c import services
-from q2c.audit import Actor
-from q2c.identifiers import PREFIXES, IdentifierCounter, format_identifier, identifier_allocate
 from q2c.models import Order, OrderState
 from tests import factories
 

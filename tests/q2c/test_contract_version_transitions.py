@@ -6,11 +6,11 @@ import datetime as dt
 
 import pytest
 
+from core.audit import Actor
+from core.errors import TransitionRefused
+from core.transitions import transition_apply
 from q2c import services
-from q2c.audit import Actor
-from q2c.errors import TransitionRefused
 from q2c.models import ContractVersion
-from q2c.transitions import transition_apply
 from tests import factories
 from tests.q2c.helpers import (
     case_ids,

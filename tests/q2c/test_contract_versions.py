@@ -10,8 +10,8 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 
+from core.audit import audit_context
 from q2c import services
-from q2c.audit import audit_context
 from q2c.models import Contract, ContractState, ContractVersion, VersionKind
 from tests import factories
 from tests.q2c.helpers import last_history

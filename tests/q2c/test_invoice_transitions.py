@@ -9,12 +9,12 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
+from core.audit import Actor, audit_context
+from core.errors import ConditionFailed, TransitionRefused
+from core.identifiers import PREFIXES, identifier_allocate
+from core.money import Money
 from q2c import services
-from q2c.audit import Actor, audit_context
-from q2c.errors import ConditionFailed, TransitionRefused
-from q2c.identifiers import PREFIXES, identifier_allocate
 from q2c.models import Invoice, InvoiceState
-from q2c.money import Money
 from tests import factories
 from tests.q2c.helpers import (
     case_ids,

@@ -6,10 +6,10 @@ import pytest
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
+from core.audit import Actor, audit_context
+from core.errors import ConditionFailed, TransitionRefused
+from core.identifiers import PREFIXES, identifier_allocate
 from q2c import services
-from q2c.audit import Actor, audit_context
-from q2c.errors import ConditionFailed, TransitionRefused
-from q2c.identifiers import PREFIXES, identifier_allocate
 from q2c.models import Order, OrderState
 from tests import factories
 from tests.q2c.helpers import (

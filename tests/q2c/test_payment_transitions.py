@@ -7,12 +7,12 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from core.audit import Actor
+from core.errors import TransitionRefused
+from core.money import Money
+from core.transitions import transition_apply
 from q2c import services
-from q2c.audit import Actor
-from q2c.errors import TransitionRefused
 from q2c.models import InvoiceState, Payment
-from q2c.money import Money
-from q2c.transitions import transition_apply
 from tests import factories
 from tests.q2c.helpers import (
     case_ids,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from core.audit import Actor
+from core.errors import TransitionRefused
+from core.transitions import transition_apply
 from q2c import services
-from q2c.audit import Actor
-from q2c.errors import TransitionRefused
 from q2c.models import Order, Quote
-from q2c.transitions import transition_apply
 from tests.q2c.helpers import (
     case_ids,
     fsm_allowed_cases,

@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from core.audit import Actor
+from core.errors import ReasonRequired
+from core.money import Money
+from core.records import BillingPeriod, LineKind
 from masterdata import services as md
 from q2c import services
-from q2c.audit import Actor
-from q2c.errors import ReasonRequired
 from q2c.models import ContractState, InvoiceState, OrderState
-from q2c.money import Money
-from q2c.records import BillingPeriod, LineKind
 from tests import factories
 from tests.q2c.helpers import database_snapshot, history_marks, history_since, order_in, quote
 
@@ -389,8 +389,8 @@ def _account_unmerge() -> Run:
 def _merge_push_retry() -> Run:
     from django.db import transaction
 
+    from core.audit import audit_context
     from masterdata.models import PushState
-    from q2c.audit import audit_context
 
     merge = _merge_requested(approval=False)
     with transaction.atomic(), audit_context(actor=factories.actor(), reason="test setup"):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from q2c.audit import Actor
-from q2c.errors import TransitionRefused
+from core.audit import Actor
+from core.errors import TransitionRefused
+from core.transitions import transition_apply
 from q2c.models import UsageRecord
-from q2c.transitions import transition_apply
 from tests.q2c.helpers import (
     case_ids,
     fsm_allowed_cases,

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from orchestration.connectors.tryton import TrytonErp, sessions_forget
-from orchestration.sandbox import SandboxConfig
+from orchestration.connectors.tryton.erp import TrytonErp, sessions_forget
+from sandbox import SandboxConfig
 from tests.integration.conftest import start_worker  # noqa: F401 (the fixture, shared)
 from tests.integration.q2c_env import Rig, catalog_seed, rig_start, system_environment
 from tests.realsystems.localstripe_server import (
@@ -58,7 +58,7 @@ def _point_erp_at(server: TrytonServer, settings: Any, monkeypatch: pytest.Monke
     settings.TANDEM_CONNECTORS = connectors
     settings.TANDEM_CONNECTOR_IMPLEMENTATIONS = {
         **settings.TANDEM_CONNECTOR_IMPLEMENTATIONS,
-        "erp": "orchestration.connectors.tryton.TrytonErp",
+        "erp": "orchestration.connectors.tryton.erp.TrytonErp",
     }
     sessions_forget()
 
@@ -118,7 +118,7 @@ def localstripe(
     settings.TANDEM_CONNECTORS = connectors
     settings.TANDEM_CONNECTOR_IMPLEMENTATIONS = {
         **settings.TANDEM_CONNECTOR_IMPLEMENTATIONS,
-        "billing": "orchestration.connectors.stripe_billing.StripeBilling",
+        "billing": "orchestration.connectors.stripe.billing.StripeBilling",
     }
     monkeypatch.setenv("CONNECTOR_BILLING_API_KEY", API_KEY)
     return localstripe_session

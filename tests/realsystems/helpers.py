@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from orchestration.connectors.tryton import TrytonErp
+from orchestration.connectors.tryton.erp import TrytonErp
 
 
 def tryton_pay_in_full(erp: TrytonErp, invoice_id: int) -> None:

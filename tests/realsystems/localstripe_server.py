@@ -52,7 +52,7 @@ def localstripe_venv_ensure() -> Path:
 def stripe_environment(server: LocalStripe) -> dict[str, str]:
     """The settings that make Tandem (and a worker) bill through Stripe at ``server``."""
     return {
-        "CONNECTOR_BILLING_IMPLEMENTATION": "orchestration.connectors.stripe_billing.StripeBilling",
+        "CONNECTOR_BILLING_IMPLEMENTATION": "orchestration.connectors.stripe.billing.StripeBilling",
         "CONNECTOR_BILLING_BASE_URL": server.url,
         "CONNECTOR_BILLING_API_KEY": API_KEY,
         "WEBHOOK_SIGNATURE_BILLING": "stripe",

@@ -17,14 +17,14 @@ import pytest
 import requests
 from django.utils import timezone
 
-from orchestration.connectors.stripe_billing import plan_id_for
-from orchestration.connectors.tryton import TrytonErp
+from orchestration.connectors.stripe.billing import plan_id_for
+from orchestration.connectors.tryton.erp import TrytonErp
 from orchestration.events.signatures import SIGNATURE_HEADER, signature_header
 from orchestration.models import InboundEvent, OutboundCall
-from orchestration.sandbox.config import default_webhook_secret
 from orchestration.tasks import poll_systems
 from orchestration.workflows.models import RunState, StepRun, WorkflowRun
 from q2c.models import Contract, Order, OrderState
+from sandbox.config import default_webhook_secret
 from tests.integration.q2c_env import (
     Rig,
     catalog_seed,

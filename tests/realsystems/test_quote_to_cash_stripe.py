@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from masterdata.models import ExternalId
-from orchestration.connectors.stripe_billing import plan_id_for
+from orchestration.connectors.stripe.billing import plan_id_for
 from orchestration.models import InboundEvent, OutboundCall
 from orchestration.workflows.engine import step_key
 from orchestration.workflows.models import RunState, WorkflowRun

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from masterdata.models import ExternalId
-from orchestration.connectors.tryton import TrytonErp
+from orchestration.connectors.tryton.erp import TrytonErp
 from orchestration.models import InboundEvent, PollCursor
 from orchestration.tasks import poll_systems
 from orchestration.workflows.models import RunState, WorkflowRun

@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 
 from masterdata.models import ExternalId
-from orchestration.connectors.stripe_billing import plan_id_for
-from orchestration.connectors.tryton import TrytonErp
+from orchestration.connectors.stripe.billing import plan_id_for
+from orchestration.connectors.tryton.erp import TrytonErp
 from orchestration.tasks import poll_systems
 from orchestration.workflows.models import RunState, WorkflowRun
 from q2c.models import ContractState, Order, OrderState

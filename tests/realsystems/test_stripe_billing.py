@@ -13,7 +13,7 @@ from orchestration.connectors.errors import (
 )
 from orchestration.connectors.interfaces import Party
 from orchestration.connectors.registry import connector_for
-from orchestration.connectors.stripe_billing import StripeBilling, plan_id_for
+from orchestration.connectors.stripe.billing import StripeBilling, plan_id_for
 from orchestration.models import OutboundCall
 from tests.realsystems.localstripe_server import LocalStripe
 

@@ -125,7 +125,7 @@ class TrytonServer:
     def environment(self) -> dict[str, str]:
         """The settings that point Tandem's ERP connector at this server."""
         return {
-            "CONNECTOR_ERP_IMPLEMENTATION": "orchestration.connectors.tryton.TrytonErp",
+            "CONNECTOR_ERP_IMPLEMENTATION": "orchestration.connectors.tryton.erp.TrytonErp",
             "CONNECTOR_ERP_BASE_URL": self.database_url,
             "CONNECTOR_ERP_LOGIN": LOGIN,
             "CONNECTOR_ERP_PASSWORD": PASSWORD,

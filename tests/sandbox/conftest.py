@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from orchestration.sandbox import SandboxConfig
+from sandbox import SandboxConfig
 from tests.sandbox.helpers import SandboxClient, WebhookReceiver, receiver_start, sandbox_start
 
 

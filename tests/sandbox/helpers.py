@@ -11,8 +11,8 @@ from typing import Any
 
 import requests
 
-from orchestration.sandbox import Sandbox, SandboxConfig, SandboxServer
-from orchestration.sandbox.config import default_api_key
+from sandbox import Sandbox, SandboxConfig, SandboxServer
+from sandbox.config import default_api_key
 
 
 @dataclass

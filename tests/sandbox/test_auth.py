@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestration.sandbox.config import default_api_key
+from sandbox.config import default_api_key
 
 
 def test_missing_authorization_is_a_401(sandbox):
@@ -60,8 +60,8 @@ def test_a_refused_post_changes_nothing(sandbox):
 
 def test_configured_keys_replace_the_defaults(receiver):
     # given
-    from orchestration.sandbox import SandboxConfig
-    from orchestration.sandbox.config import SYSTEMS
+    from sandbox import SandboxConfig
+    from sandbox.config import SYSTEMS
     from tests.sandbox.helpers import SandboxClient, sandbox_start
 
     server = sandbox_start(

@@ -16,7 +16,7 @@ BILLING = {"Authorization": "Bearer sk_sandbox_billing"}
 
 
 def _start(state_file: Path) -> tuple[subprocess.Popen[str], str]:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "q2c.settings_test"}
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tandem.settings_test"}
     process = subprocess.Popen(  # noqa: S603
         [
             sys.executable,

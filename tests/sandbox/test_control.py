@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from orchestration.sandbox.config import SYSTEMS
-from orchestration.sandbox.ids import salesforce_checksum
-from q2c.records import SYSTEMS as TANDEM_SYSTEMS
+from core.records import SYSTEMS as TANDEM_SYSTEMS
+from sandbox.config import SYSTEMS
+from sandbox.ids import salesforce_checksum
 from tests.sandbox.helpers import billing_customer, crm_account
 
 

@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 import requests
 
-from orchestration.sandbox import SandboxConfig
+from sandbox import SandboxConfig
 from tests.sandbox.helpers import SandboxClient, sandbox_start
 
 CUSTOMER = {"name": "Northwind", "metadata": {"tandem_order": "ORD-000001"}}

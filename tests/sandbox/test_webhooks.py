@@ -8,7 +8,7 @@ from pathlib import Path
 
 from jsonschema import Draft202012Validator
 
-from orchestration.sandbox.config import default_webhook_secret
+from sandbox.config import default_webhook_secret
 from tests.sandbox.helpers import (
     billing_customer,
     billing_price,

@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from core.audit import Actor
 from masterdata.services import duplicates_detect
-from q2c.audit import Actor
 
 
 class Command(BaseCommand):

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from core.audit import Actor
 from exceptions.models import Category, ExceptionState, OperationalException
 from exceptions.services import exception_retry
 from orchestration.workflows import engine
@@ -25,7 +26,6 @@ from orchestration.workflows.models import (
     WorkflowRun,
 )
 from orchestration.workflows.resilience import backoff_delay
-from q2c.audit import Actor
 from q2c.models import OrderState
 from tests import factories
 

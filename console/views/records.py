@@ -1,0 +1,381 @@
+"""Console pages for the canonical records. Every view checks its permission on the server."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+from django_fsm import ConcurrentTransition
+
+from console.selectors import dashboard as dashboard_selectors
+from console.selectors import records as selectors
+from console.selectors import timeline
+from console.selectors.timeline import Timeline
+from core.audit import Actor
+from core.errors import ReasonRequired, TransitionRefused
+from core.pagination import BoundedPaginator
+from core.records import SYSTEM_CHOICES, SYSTEMS
+from core.roles import role_of
+from core.web import PAGE_SIZE, HtmxHttpRequest, page_permission
+from exceptions.models import ExceptionState, OperationalException
+from exceptions.services import exception_retry
+from masterdata.models import LegalEntity
+from orchestration.models import OutboundCall
+from orchestration.workflows.engine import step_retry
+from orchestration.workflows.models import StepRun, StepState
+from q2c import services
+from q2c.models import (
+    ORDER_PRE_ACTIVE,
+    Contract,
+    ContractState,
+    Invoice,
+    InvoiceState,
+    Order,
+    OrderState,
+)
+
+HOLDABLE = [*ORDER_PRE_ACTIVE, OrderState.ON_HOLD]
+QUERY_MAX = 100
+LEGAL_ENTITY_CODE = re.compile(r"[A-Za-z0-9_.-]{1,20}")
+CURRENCY = re.compile(r"[A-Z]{3}")
+ACCOUNT_ID = re.compile(r"ACC-\d{1,12}")
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    role = role_of(user)
+    if not role:
+        raise PermissionDenied("your user has no role in Tandem; ask an admin to assign one")
+    panels = []
+    for model, perm, title, url_name in (
+        (Order, "q2c.view_order", "Orders", "order-list"),
+        (Contract, "q2c.view_contract", "Contracts", "contract-list"),
+        (Invoice, "q2c.view_invoice", "Invoices", "invoice-list"),
+    ):
+        if user.has_perm(perm):
+            panels.append(
+                {"title": title, "url_name": url_name, "rows": selectors.counts_by_state(model)}
+            )
+    return render(request, "console/home.html", {"role": role, "panels": panels})
+
+
+def _list_page(request: HtmxHttpRequest, qs, template: str, extra: dict) -> HttpResponse:  # type: ignore[no-untyped-def]
+    page = BoundedPaginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {"page": page, **extra}
+    if request.htmx:
+        return render(request, f"{template}#rows", context)
+    return render(request, template, context)
+
+
+def _record_filters(
+    params: QueryDict, *, states: list[str], sorts: Collection[str]
+) -> selectors.RecordFilters:
+    """The list filters from the query string; values that are not recognised are dropped."""
+
+    def pick(name: str, allowed: Collection[str]) -> str:
+        value = (params.get(name) or "").strip()
+        return value if value in allowed else ""
+
+    def match(name: str, pattern: re.Pattern[str]) -> str:
+        value = (params.get(name) or "").strip()
+        return value if pattern.fullmatch(value) else ""
+
+    return selectors.RecordFilters(
+        state=pick("state", states),
+        stuck=params.get("stuck") == "1",
+        age=pick("age", selectors.AGE_KEYS),
+        legal_entity=match("legal_entity", LEGAL_ENTITY_CODE),
+        currency=match("currency", CURRENCY),
+        account=match("account", ACCOUNT_ID),
+        system=pick("system", SYSTEMS),
+        query=(params.get("q") or "").strip()[:QUERY_MAX],
+        sort=pick("sort", sorts),
+    )
+
+
+def _record_list(  # type: ignore[no-untyped-def]
+    request: HtmxHttpRequest, *, model, states, sorts, qs_for, template: str
+) -> HttpResponse:
+    now = timezone.now()
+    filters = _record_filters(request.GET, states=model_states(model), sorts=sorts)
+    page = BoundedPaginator(qs_for(filters=filters, now=now), PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    rows = [(record, selectors.is_stuck(record, now=now)) for record in page.object_list]
+    context = {
+        "page": page,
+        "rows": rows,
+        "filters": filters,
+        "states": states,
+        "sorts": sorts,
+        "age_buckets": [(key, label) for key, label, *_ in selectors.AGE_BUCKETS],
+        "systems": SYSTEM_CHOICES,
+        "legal_entities": LegalEntity.objects.order_by("code").values_list("code", "name"),
+    }
+    if request.htmx:
+        return render(request, f"{template}#rows", context)
+    return render(request, template, context)
+
+
+def model_states(model: type[Order] | type[Contract]) -> list[str]:
+    return [value for value, _ in model._meta.get_field("state").choices or []]
+
+
+ORDER_SORT_LABELS = {
+    "-created": "newest first", "created": "oldest first", "in_state": "longest in state",
+    "-total": "largest total", "total": "smallest total", "id": "order number",
+}  # fmt: skip
+CONTRACT_SORT_LABELS = {
+    "-created": "newest first", "created": "oldest first", "in_state": "longest in state",
+    "end": "ending soonest", "id": "contract number",
+}  # fmt: skip
+
+
+@page_permission("order-list")
+def order_list(request: HtmxHttpRequest) -> HttpResponse:
+    return _record_list(
+        request,
+        model=Order,
+        states=OrderState.choices,
+        sorts=ORDER_SORT_LABELS,
+        qs_for=selectors.order_list,
+        template="console/order_list.html",
+    )
+
+
+@page_permission("order-list")
+def order_detail(request: HttpRequest, enterprise_id: str) -> HttpResponse:
+    order = get_object_or_404(
+        Order.objects.select_related("account", "legal_entity"), enterprise_id=enterprise_id
+    )
+    return render(
+        request,
+        "console/order_detail.html",
+        {
+            "order": order,
+            "lines": order.lines.select_related("product"),
+            "history": order.history.select_related("history_user").order_by("-history_date")[:50],
+            "can_hold": request.user.has_perm("q2c.hold_order"),
+        },
+    )
+
+
+@require_POST
+@page_permission("order-list")
+def order_hold_toggle(request: HttpRequest, enterprise_id: str) -> HttpResponse:
+    """Put an order on hold or release it, with the operator's reason."""
+    if not request.user.has_perm("q2c.hold_order"):
+        raise PermissionDenied("you may not hold or release orders")
+    order = get_object_or_404(Order, enterprise_id=enterprise_id)
+    reason = (request.POST.get("reason") or "").strip()
+    actor = Actor.person(request.user)
+    try:
+        if order.state == OrderState.ON_HOLD:
+            services.order_release(order=order, actor=actor, reason=reason)
+            messages.success(request, f"{order} released")
+        else:
+            services.order_hold(order=order, actor=actor, reason=reason)
+            messages.success(request, f"{order} put on hold")
+    except (TransitionRefused, ValidationError, ValueError, ConcurrentTransition) as exc:
+        messages.error(request, str(exc))
+    if request.POST.get("next") == "timeline":
+        return redirect("order-timeline", enterprise_id=order.enterprise_id)
+    return redirect("order-detail", enterprise_id=order.enterprise_id)
+
+
+@page_permission("contract-list")
+def contract_list(request: HtmxHttpRequest) -> HttpResponse:
+    return _record_list(
+        request,
+        model=Contract,
+        states=ContractState.choices,
+        sorts=CONTRACT_SORT_LABELS,
+        qs_for=selectors.contract_list,
+        template="console/contract_list.html",
+    )
+
+
+@page_permission("invoice-list")
+def invoice_list(request: HtmxHttpRequest) -> HttpResponse:
+    state = request.GET.get("state") or None
+    if state and state not in InvoiceState.values:
+        state = None
+    return _list_page(
+        request,
+        selectors.invoice_list(state=state),
+        "console/invoice_list.html",
+        {"states": InvoiceState.choices, "state": state or ""},
+    )
+
+
+# --- The deal timeline ----------------------------------------------------------------------
+
+
+def _timeline_context(request: HttpRequest, timeline: Timeline) -> dict[str, Any]:
+    user = request.user
+    return {
+        "timeline": timeline,
+        "can_retry": user.has_perm("exceptions.retry_exception"),
+        "can_replay": user.has_perm("exceptions.request_replay"),
+        "can_see_payloads": user.has_perm("orchestration.view_outboundcall"),
+        "failed": StepState.FAILED,
+    }
+
+
+def _history_url(record: Order | Contract) -> str:
+    """The audit browser filtered to ``record``: who changed what on it."""
+    query = urlencode({"model": record._meta.label_lower, "record": record.enterprise_id})
+    return f"{reverse('audit-history')}?{query}"
+
+
+@page_permission("order-list")
+def order_timeline(request: HttpRequest, enterprise_id: str) -> HttpResponse:
+    order = get_object_or_404(
+        Order.objects.select_related("account", "legal_entity", "quote"),
+        enterprise_id=enterprise_id,
+    )
+    context = _timeline_context(request, timeline.order_timeline(order=order))
+    context.update(
+        record=order,
+        order=order,
+        stuck=selectors.is_stuck(order, now=timezone.now()),
+        can_hold=request.user.has_perm("q2c.hold_order") and order.state in HOLDABLE,
+        history_url=_history_url(order),
+    )
+    return render(request, "console/timeline.html", context)
+
+
+@page_permission("contract-list")
+def contract_timeline(request: HttpRequest, enterprise_id: str) -> HttpResponse:
+    contract = get_object_or_404(
+        Contract.objects.select_related("account", "legal_entity", "order"),
+        enterprise_id=enterprise_id,
+    )
+    context = _timeline_context(request, timeline.contract_timeline(contract=contract))
+    context.update(
+        record=contract,
+        order=contract.order,
+        stuck=selectors.is_stuck(contract, now=timezone.now()),
+        can_hold=False,
+        can_retry=False,  # steps are retried from the order's timeline
+        history_url=_history_url(contract),
+    )
+    return render(request, "console/timeline.html", context)
+
+
+@page_permission("order-list")
+def outbound_call_payload(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """The redacted request and response bodies of one call, loaded on demand."""
+    if not request.user.has_perm("orchestration.view_outboundcall"):
+        raise PermissionDenied("you may not read outbound call payloads")
+    call = get_object_or_404(OutboundCall, pk=pk)
+    template = "console/timeline.html#payload" if request.htmx else "console/outbound_call.html"
+    return render(request, template, {"call": call})
+
+
+@require_POST
+@page_permission("order-list")
+def order_step_retry(request: HttpRequest, enterprise_id: str, step_pk: int) -> HttpResponse:
+    """Run a failed step of the order's workflow again: through its open exception when it
+    has one (which releases the order's hold), else through the engine directly."""
+    if not request.user.has_perm("exceptions.retry_exception"):
+        raise PermissionDenied("you may not retry steps")
+    order = get_object_or_404(Order, enterprise_id=enterprise_id)
+    step = get_object_or_404(StepRun, pk=step_pk, run__order=order)
+    reason = (request.POST.get("reason") or "").strip()
+    actor = Actor.person(request.user)
+    exception = (
+        OperationalException.objects.filter(step_run=step, state=ExceptionState.OPEN)
+        .order_by("pk")
+        .first()
+    )
+    try:
+        if exception is not None:
+            exception_retry(exception=exception, actor=actor, reason=reason)
+        else:
+            if not reason:
+                raise ReasonRequired("a reason is required to retry")
+            step_retry(step=step, actor=actor, reason=reason)
+        messages.success(request, f"step {step.name} queued to run again")
+    except (TransitionRefused, ValidationError, ValueError, ConcurrentTransition) as exc:
+        messages.error(request, str(exc))
+    return redirect("order-timeline", enterprise_id=order.enterprise_id)
+
+
+# --- The dashboard --------------------------------------------------------------------------
+
+CHART_LABEL_WIDTH = 170
+CHART_BAR_WIDTH = 300
+CHART_ROW_HEIGHT = 22
+
+
+def stacked_bars(rows: list[dashboard_selectors.Row]) -> dict[str, Any]:
+    """Geometry of a server-rendered SVG bar chart: one bar per row, a segment per cell."""
+    largest = max((row.total for row in rows), default=0) or 1
+    bars = []
+    for i, row in enumerate(rows):
+        x = float(CHART_LABEL_WIDTH)
+        segments = []
+        for j, cell in enumerate(row.cells):
+            width = CHART_BAR_WIDTH * cell.count / largest
+            if cell.count:
+                segments.append({"x": round(x, 1), "width": round(width, 1), "cell": cell, "n": j})
+            x += width
+        bars.append(
+            {"y": i * CHART_ROW_HEIGHT, "row": row, "segments": segments, "end": round(x + 4, 1)}
+        )
+    return {
+        "bars": bars,
+        "height": len(rows) * CHART_ROW_HEIGHT,
+        "width": CHART_LABEL_WIDTH + CHART_BAR_WIDTH + 50,
+        "label_width": CHART_LABEL_WIDTH - 8,
+    }
+
+
+@page_permission("dashboard")
+def dashboard(request: HttpRequest) -> HttpResponse:
+    """Stuck orders, open exceptions, SLA breaches, connector health, cycle time and the
+    invoice exception rate; each section only for the roles that may read what it shows."""
+    user = request.user
+    now = timezone.now()
+    context: dict[str, Any] = {"now": now, "age_buckets": selectors.AGE_BUCKETS}
+    stuck = dashboard_selectors.stuck_orders(now=now)
+    context["stuck"] = {
+        "rows": stuck,
+        "chart": stacked_bars(stuck),
+        "total": sum(row.total for row in stuck),
+        "sla": {
+            state: int(sla.total_seconds() // 60)
+            for state, sla in selectors.state_sla(Order).items()
+        },
+    }
+    context["cycle_times"] = dashboard_selectors.cycle_times(now=now)
+    if user.has_perm("q2c.view_contract"):
+        context["stuck_contracts"] = dashboard_selectors.stuck_contracts_count(now=now)
+    if user.has_perm("exceptions.view_operationalexception"):
+        rows, overdue = dashboard_selectors.open_exceptions(now=now)
+        context["exceptions"] = {
+            "rows": rows,
+            "chart": stacked_bars(rows),
+            "overdue": overdue,
+            "overdue_total": sum(overdue.values()),
+            "total": sum(row.total for row in rows),
+        }
+    if user.has_perm("orchestration.view_circuitbreaker") and user.has_perm(
+        "orchestration.view_outboundcall"
+    ):
+        context["health"] = dashboard_selectors.connector_health(now=now)
+    if user.has_perm("q2c.view_invoice") and user.has_perm("exceptions.view_operationalexception"):
+        context["invoice_rate"] = dashboard_selectors.invoice_exception_rate(now=now)
+    return render(request, "console/dashboard.html", context)

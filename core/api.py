@@ -1,0 +1,147 @@
+"""What every API module stands on: deny-by-default permission, documented error
+answers, cursor pagination, exact-match filters, money as a decimal string with its currency,
+and the schema views.
+
+Every view names the permission it needs (``required_permission``), the same one the
+console's page for those records checks (core.roles).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema_field
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.renderers import BrowsableAPIRenderer
+from rest_framework.request import Request
+
+
+class ConsolePermission(BasePermission):
+    """Allow only a signed-in user holding the view's ``required_permission``; a view that
+    names none is refused to everyone."""
+
+    message = "your role may not read these records"
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        perm = getattr(view, "required_permission", "")
+        user = request.user
+        return bool(perm and user and user.is_authenticated and user.has_perm(perm))
+
+
+ERRORS = {
+    400: OpenApiResponse(description="a filter value is not valid"),
+    401: OpenApiResponse(description="no valid token or session"),
+    403: OpenApiResponse(description="your role may not read these records"),
+}
+LIST_ERRORS = {**ERRORS, 404: OpenApiResponse(description="the cursor is not valid")}
+DETAIL_ERRORS = {
+    401: ERRORS[401],
+    403: ERRORS[403],
+    404: OpenApiResponse(description="no such record"),
+}
+
+
+class Cursor(CursorPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+    ordering: Any = ("-created_at", "-id")
+
+
+def cursor_ordered(*ordering: str) -> type[CursorPagination]:
+    return type("Cursor", (Cursor,), {"ordering": ordering})
+
+
+class RecordFilters:
+    """Exact-match query filters: ``filters`` maps a parameter to a lookup, ``choices``
+    limits a parameter's values (anything else is a 400)."""
+
+    filters: ClassVar[dict[str, str]] = {}
+    choices: ClassVar[dict[str, list[str]]] = {}
+
+    def filter_queryset_by_params(self, qs: QuerySet[Any], params: Any) -> QuerySet[Any]:
+        errors = {}
+        for name, lookup in self.filters.items():
+            value = params.get(name)
+            if value in (None, ""):
+                continue
+            allowed = self.choices.get(name)
+            if "\x00" in value:
+                errors[name] = ["must not contain NUL characters"]
+                continue
+            if allowed is not None and value not in allowed:
+                errors[name] = [f"must be one of {', '.join(a or '(empty)' for a in allowed)}"]
+                continue
+            if allowed == ["true", "false"]:
+                qs = qs.filter(**{lookup: value == "true"})
+            else:
+                qs = qs.filter(**{lookup: value})
+        if errors:
+            raise ValidationError(errors)
+        return qs
+
+    @classmethod
+    def schema_parameters(cls) -> list[OpenApiParameter]:
+        return [
+            OpenApiParameter(name, OpenApiTypes.STR, enum=cls.choices.get(name), required=False)
+            for name in cls.filters
+        ]
+
+
+def choice_values(choices: Any) -> list[str]:
+    return [str(value) for value in choices.values]
+
+
+class MoneySerializer(serializers.Serializer):
+    amount = serializers.CharField(help_text="decimal string, e.g. '250.0000'; never a float")
+    currency = serializers.CharField(help_text="ISO 4217 code")
+
+
+def attr_path(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@extend_schema_field(MoneySerializer)
+class MoneyField(serializers.Field):
+    """An amount field and the currency beside it (``currency`` may be a dotted path to the
+    parent record's, which the prefetch has already cached)."""
+
+    def __init__(self, amount: str, currency: str = "currency", **kwargs: Any) -> None:
+        self.amount_attr = amount
+        self.currency_attr = currency
+        kwargs["source"] = "*"
+        kwargs["read_only"] = True
+        super().__init__(**kwargs)
+
+    def to_representation(self, value: Any) -> dict[str, str]:
+        amount: Decimal = attr_path(value, self.amount_attr)
+        return {
+            "amount": format(amount, "f"),
+            "currency": str(attr_path(value, self.currency_attr)),
+        }
+
+
+def slug_ref(slug: str = "enterprise_id", **kwargs: Any) -> serializers.SlugRelatedField:
+    return serializers.SlugRelatedField(slug_field=slug, read_only=True, **kwargs)
+
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI schema, for signed-in users and token holders."""
+
+    permission_classes = [IsAuthenticated]
+
+
+class SchemaDocsView(SpectacularAPIView):
+    """The schema rendered by DRF's browsable API (no CDN-hosted documentation UI)."""
+
+    permission_classes = [IsAuthenticated]
+    renderer_classes = [BrowsableAPIRenderer, *SpectacularAPIView.renderer_classes]

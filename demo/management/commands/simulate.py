@@ -1,0 +1,61 @@
+"""manage.py simulate --quotes N [--chaos PROFILE] [--seed S]: a quote-to-cash rehearsal."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from demo.simulate import CHAOS_PROFILES, SimulationError, simulate
+
+
+class Command(BaseCommand):
+    help = (
+        "Make the sandbox CPQ approve N quotes, wait until every order is live or in a "
+        "visible exception, and print a JSON summary (exit 1 on any duplicate or lost quote)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--quotes", type=int, default=20)
+        parser.add_argument("--chaos", choices=sorted(CHAOS_PROFILES), default="none")
+        parser.add_argument("--seed", type=int, default=1)
+        parser.add_argument("--sandbox-url", default=None)
+        parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait")
+        parser.add_argument("--no-wait", action="store_true", help="approve and return")
+        parser.add_argument(
+            "--no-retry", action="store_true", help="leave exceptions open after chaos"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["quotes"] < 1:
+            raise CommandError("--quotes must be at least 1")
+        stream = sys.stderr
+        # SIGTERM unwinds like Ctrl-C, so the sandbox's faults are switched off on the way out.
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+        def progress(done: int, total: int) -> None:
+            width = 40
+            filled = int(width * done / total) if total else width
+            stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} settled")
+            stream.flush()
+
+        try:
+            summary = simulate(
+                quotes=options["quotes"],
+                chaos=options["chaos"],
+                seed=options["seed"],
+                sandbox_url=options["sandbox_url"],
+                timeout=options["timeout"],
+                retry_exceptions=not options["no_retry"],
+                wait=not options["no_wait"],
+                progress=progress,
+            )
+        except SimulationError as exc:
+            raise CommandError(str(exc)) from exc
+        stream.write("\n")
+        self.stdout.write(json.dumps(summary.as_dict(), indent=2, default=str))
+        if not options["no_wait"] and not summary.ok:
+            raise CommandError("rehearsal failed: duplicates, lost quotes or unsettled orders")

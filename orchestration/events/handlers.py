@@ -1,0 +1,286 @@
+"""Where a processed canonical event hands over to the canonical records and workflows.
+
+``event_workflow_trigger`` runs inside the transaction that marks the event processed, so
+what it creates (records, a workflow run, tasks sent on commit) exists exactly when the
+event is marked processed. Every handler is safe to run twice: business keys (the CPQ quote
+id, the crosswalk of external ids) find what an earlier delivery already created, and the
+same business event under a new event id is absorbed as a duplicate with its reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from core.audit import Actor, audit_context
+from core.money import Money
+from masterdata import services as md_services
+from masterdata.models import ExternalId, LegalEntity
+from masterdata.selectors import external_id_resolve
+from orchestration.events.catalog import EventRejected
+from orchestration.models import InboundEvent
+from orchestration.workflows.engine import workflow_signal, workflow_start
+from orchestration.workflows.models import WorkflowRun
+from q2c import services
+from q2c.models import Contract, ContractState, Invoice, InvoiceState, Order, Payment, Quote
+
+logger = logging.getLogger(__name__)
+
+
+class EventNotReady(Exception):
+    """The event refers to something not here yet (it arrived early): try again later."""
+
+
+def _decimal(value: Any, what: str) -> Decimal:
+    try:
+        return Decimal(str(value))
+    except (InvalidOperation, ValueError) as exc:
+        raise EventRejected(f"{what} is not a decimal: {value!r}") from exc
+
+
+def _date(value: Any) -> dt.date | None:
+    return parse_date(value) if value else None
+
+
+def _quote_approved(event: InboundEvent, data: dict[str, Any]) -> str:
+    cpq_quote_id = data["cpq_quote_id"]
+    existing = Quote.objects.filter(cpq_quote_id=cpq_quote_id).first()
+    if existing is not None:
+        return f"quote {cpq_quote_id} was already received as {existing.enterprise_id}"
+    entity = LegalEntity.objects.filter(code=data["legal_entity_code"]).first()
+    if entity is None:
+        raise EventRejected(f"unknown legal entity code {data['legal_entity_code']!r}")
+    approved_at = parse_datetime(data["approved_at"])
+    if approved_at is None:
+        raise EventRejected(f"approved_at is not a timestamp: {data['approved_at']!r}")
+    lines = [
+        services.LineInput(
+            product_code=line["product_code"],
+            kind=line["kind"],
+            quantity=_decimal(line["quantity"], "quantity"),
+            unit_price=_decimal(line["unit_price"], "unit_price"),
+            description=line.get("description") or "",
+            discount_percent=_decimal(line.get("discount_percent") or "0", "discount_percent"),
+            billing_period=line.get("billing_period") or "",
+            term_start=_date(line.get("term_start")),
+            term_end=_date(line.get("term_end")),
+        )
+        for line in data["lines"]
+    ]
+    actor = Actor.system(f"connector:{event.system}")
+    reason = f"quote approved in CPQ ({event.event_id})"
+    try:
+        quote = services.quote_create(
+            cpq_quote_id=cpq_quote_id,
+            account=None,
+            legal_entity=entity,
+            currency=data["currency"],
+            approved_at=approved_at,
+            valid_until=_date(data.get("valid_until")),
+            lines=lines,
+            customer_snapshot=data["account"],
+            actor=actor,
+            reason=reason,
+        )
+        order = services.quote_convert_to_order(quote=quote, actor=actor, reason=reason)
+        md_services.external_id_link(
+            record=quote, system="cpq", object_type="quote", external_id=cpq_quote_id,
+            actor=actor, reason=reason,
+        )  # fmt: skip
+    except ValidationError as exc:
+        raise EventRejected("; ".join(exc.messages)) from exc
+    event.correlation_id = order.enterprise_id
+    event.save(update_fields=["correlation_id"])
+    workflow_start(kind="quote_to_cash", subject_id=order.enterprise_id, order=order, actor=actor)
+    return ""
+
+
+def _lines_in(data: dict[str, Any]) -> list[services.LineInput]:
+    return [
+        services.LineInput(
+            product_code=line["product_code"],
+            kind=line["kind"],
+            quantity=_decimal(line["quantity"], "quantity"),
+            unit_price=_decimal(line["unit_price"], "unit_price"),
+            description=line.get("description") or "",
+            discount_percent=_decimal(line.get("discount_percent") or "0", "discount_percent"),
+            billing_period=line.get("billing_period") or "",
+            term_start=_date(line.get("term_start")),
+            term_end=_date(line.get("term_end")),
+        )
+        for line in data["lines"]
+    ]
+
+
+def _amendment_processed(event: InboundEvent, data: dict[str, Any]) -> str:
+    """An amendment of an active contract: an amendment order and its workflow, once per
+    amendment (its CPQ quote id, or the amendment id)."""
+    cpq_quote_id = data.get("cpq_quote_id") or data["amendment_id"]
+    existing = Quote.objects.filter(cpq_quote_id=cpq_quote_id).first()
+    if existing is not None:
+        return f"amendment {cpq_quote_id} was already received as {existing.enterprise_id}"
+    contract = Contract.objects.filter(enterprise_id=data["contract_id"]).first()
+    if contract is None:
+        raise EventRejected(f"unknown contract {data['contract_id']}")
+    if contract.state == ContractState.PENDING_ACTIVATION:
+        raise EventNotReady(f"{contract.enterprise_id} is not active yet")
+    effective_date = _date(data["effective_date"])
+    if effective_date is None:
+        raise EventRejected(f"effective_date is not a date: {data['effective_date']!r}")
+    actor = Actor.system(f"connector:{event.system}")
+    reason = f"amendment of {contract.enterprise_id} ({event.event_id})"
+    try:
+        order = services.amendment_order_create(
+            contract=contract, cpq_quote_id=cpq_quote_id, effective_date=effective_date,
+            approved_at=timezone.now(),
+            lines=_lines_in(data), actor=actor, reason=reason,
+        )  # fmt: skip
+    except ValidationError as exc:
+        raise EventRejected("; ".join(exc.messages)) from exc
+    event.correlation_id = order.enterprise_id
+    event.save(update_fields=["correlation_id"])
+    workflow_start(kind="amendment", subject_id=order.enterprise_id, order=order, actor=actor)
+    return ""
+
+
+def _signal(order_id: str, event_type: str, data: dict[str, Any]) -> str:
+    run = WorkflowRun.objects.filter(
+        kind__in=["quote_to_cash", "amendment"], subject_id=order_id
+    ).first()
+    if run is None:
+        # Either the order is not started yet or the quote.approved that creates it is still
+        # on its way (events arrive out of order): wait; the last retry rejects it, visibly.
+        raise EventNotReady(f"{order_id} has no workflow yet")
+    first_time = workflow_signal(run=run, event_type=event_type, payload=data)
+    return "" if first_time else f"{event_type} for {order_id} was already received"
+
+
+def _order_accepted(event: InboundEvent, data: dict[str, Any]) -> str:
+    return _signal(data["order_id"], "order.accepted", data)
+
+
+def _subscription_activated(event: InboundEvent, data: dict[str, Any]) -> str:
+    contract = Contract.objects.filter(enterprise_id=data.get("contract_id") or "").first()
+    if contract is not None and contract.order is not None:
+        order_id = contract.order.enterprise_id
+    else:
+        # An order with subscriptions per billing period names them "ORD-…:<period>".
+        order_id = str(data.get("order_id") or "").split(":", 1)[0]
+    if not order_id:
+        raise EventRejected(f"unknown contract {data.get('contract_id')}")
+    return _signal(order_id, "subscription.activated", data)
+
+
+def _invoice_posted(event: InboundEvent, data: dict[str, Any]) -> str:
+    """Mirror a posted invoice as a canonical Invoice (once per external invoice id)."""
+    external_id = data["external_invoice_id"]
+    if ExternalId.objects.filter(
+        system=event.system, object_type="invoice", external_id=external_id
+    ).exists():
+        return f"invoice {external_id} is already mirrored"
+    order_id = str(data.get("order_id") or "").split(":", 1)[0]  # "ORD-…:<period>"
+    order = Order.objects.filter(enterprise_id=order_id).first()
+    contract = Contract.objects.filter(enterprise_id=data.get("contract_id") or "").first()
+    if order is None and contract is not None:
+        order = contract.order
+    if order is None:
+        raise EventNotReady(f"invoice {external_id} names no order or contract known yet")
+    if order.account is None:
+        raise EventNotReady(f"{order.enterprise_id} has no resolved customer yet")
+    actor = Actor.system(f"connector:{event.system}")
+    reason = f"invoice posted in {event.system} ({event.event_id})"
+    lines = [
+        services.InvoiceLineInput(
+            description=line.get("description") or line.get("product_code") or "line",
+            quantity=_decimal(line["quantity"], "quantity"),
+            unit_price=_decimal(line["unit_price"], "unit_price"),
+        )
+        for line in data["lines"]
+    ]
+    try:
+        with audit_context(actor=actor, reason=reason):
+            invoice = services.invoice_create(
+                account=order.account, legal_entity=order.legal_entity,
+                currency=data["currency"], lines=lines, contract=contract, order=order,
+                number=data["invoice_number"], issue_date=_date(data["issue_date"]),
+                due_date=_date(data.get("due_date")),
+                tax_amount=_decimal(data["tax_amount"], "tax_amount"), actor=actor, reason=reason,
+            )  # fmt: skip
+            services.invoice_post(invoice=invoice, actor=actor, reason=reason)
+            md_services.external_id_link(
+                record=invoice, system=event.system, object_type="invoice",
+                external_id=external_id, actor=actor, reason=reason,
+            )  # fmt: skip
+    except ValidationError as exc:
+        raise EventRejected("; ".join(exc.messages)) from exc
+    return ""
+
+
+def _payment_received(event: InboundEvent, data: dict[str, Any]) -> str:
+    external_id = data["external_payment_id"]
+    if ExternalId.objects.filter(
+        system=event.system, object_type="payment", external_id=external_id
+    ).exists():
+        return f"payment {external_id} is already recorded"
+    invoice = None
+    if data.get("external_invoice_id"):
+        for system in ("billing", "erp", event.system):
+            found = external_id_resolve(
+                system=system, object_type="invoice", external_id=data["external_invoice_id"]
+            )
+            if isinstance(found, Invoice):
+                invoice = found
+                break
+    if invoice is None:
+        raise EventNotReady(f"payment {external_id}: its invoice is not mirrored yet")
+    actor = Actor.system(f"connector:{event.system}")
+    reason = f"payment received in {event.system} ({event.event_id})"
+    received_at = parse_datetime(data["received_at"])
+    if received_at is None:
+        raise EventRejected(f"received_at is not a timestamp: {data['received_at']!r}")
+    try:
+        payment: Payment = services.payment_record(
+            account=invoice.account,
+            amount=Money(_decimal(data["amount"], "amount"), data["currency"]),
+            received_at=received_at, method=data.get("method") or "", actor=actor, reason=reason,
+        )  # fmt: skip
+        md_services.external_id_link(
+            record=payment, system=event.system, object_type="payment", external_id=external_id,
+            actor=actor, reason=reason,
+        )  # fmt: skip
+        if invoice.state in (InvoiceState.POSTED, InvoiceState.PARTIALLY_PAID):
+            services.payment_apply(payment=payment, invoice=invoice, actor=actor, reason=reason)
+    except ValidationError as exc:
+        raise EventRejected("; ".join(exc.messages)) from exc
+    return ""
+
+
+HANDLERS = {
+    "quote.approved": _quote_approved,
+    "order.accepted": _order_accepted,
+    "subscription.activated": _subscription_activated,
+    "invoice.posted": _invoice_posted,
+    "payment.received": _payment_received,
+    "amendment.processed": _amendment_processed,
+}
+
+
+def event_workflow_trigger(*, event: InboundEvent, canonical_type: str, payload: Any) -> str:
+    """Start or advance what ``event`` concerns.
+
+    Returns "" when the event was taken up, or the reason it was absorbed as a duplicate of
+    one already handled (the same business event under another event id). Raises
+    ``EventRejected`` for an event that cannot be mapped, ``EventNotReady`` for one that
+    arrived before what it refers to.
+    """
+    handler = HANDLERS.get(canonical_type)
+    if handler is None:
+        logger.info("no handler for %s events yet; recorded only", canonical_type)
+        return ""
+    return handler(event, payload["data"])

@@ -1,0 +1,182 @@
+"""``/_control/``: the operator's and the tests' handle on a running sandbox.
+
+GET  /_control/health                       liveness
+GET  /_control/faults                       fault settings of every system
+GET  /_control/faults/<system>              one system's fault settings
+POST /_control/faults/<system>              change some of them (JSON object of settings)
+DELETE /_control/faults/<system>            back to no faults
+GET  /_control/state                        record counts per system and collection
+GET  /_control/state/<system>               every record of one system, per collection
+POST /_control/reset                        empty state and outbox, no faults, re-seeded
+POST /_control/erp/approve/<internalId>     approve a pending ERP sales order now
+GET  /_control/webhooks                     the outbox (?system=&event_type=&status=)
+POST /_control/webhooks/<event_id>/redeliver  send an event again
+GET  /_control/settings                     run-time settings
+POST /_control/settings                     change webhook_url / erp_approval_delay_s
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from sandbox.config import ConfigError, FaultSettings, webhook_url_check
+
+if TYPE_CHECKING:
+    from sandbox.app import Outcome, Sandbox
+
+
+def _error(status: int, message: str) -> Outcome:
+    from sandbox.app import json_outcome
+
+    return json_outcome(status, {"error": message})
+
+
+def _ok(body: Any, status: int = 200) -> Outcome:
+    from sandbox.app import json_outcome
+
+    return json_outcome(status, body)
+
+
+def _body(raw: bytes) -> Any:
+    if not raw.strip():
+        return {}
+    return json.loads(raw, parse_float=Decimal)
+
+
+def control_handle(
+    sandbox: Sandbox, method: str, path: str, query: dict[str, list[str]], raw: bytes
+) -> Outcome:
+    try:
+        body = _body(raw)
+    except ValueError as exc:
+        return _error(400, f"invalid JSON: {exc}")
+    parts = [part for part in path.split("/") if part][1:]
+    try:
+        return _dispatch(sandbox, method, parts, query, body)
+    except ConfigError as exc:
+        return _error(400, str(exc))
+
+
+def _dispatch(
+    sandbox: Sandbox, method: str, parts: list[str], query: dict[str, list[str]], body: Any
+) -> Outcome:
+    match (method, parts):
+        case ("GET", ["health"]):
+            return _ok({"status": "ok", "systems": list(sandbox.systems)})
+        case ("GET", ["faults"]):
+            with sandbox.lock:
+                return _ok({name: f.to_json() for name, f in sandbox.faults.items()})
+        case (_, ["faults", system]):
+            return _faults(sandbox, method, system, body)
+        case ("GET", ["state"]):
+            with sandbox.lock:
+                counts = {
+                    name: {c: len(r) for c, r in sandbox.state.public_collections(name).items()}
+                    for name in sandbox.systems
+                }
+                counts["webhooks"] = {"events": len(sandbox.state.webhooks)}
+            return _ok(counts)
+        case ("GET", ["state", system]):
+            if system not in sandbox.systems:
+                return _error(404, f"unknown system {system!r}")
+            with sandbox.lock:
+                collections = sandbox.state.public_collections(system)
+                return _ok(
+                    {
+                        "system": system,
+                        "counts": {name: len(records) for name, records in collections.items()},
+                        "records": {
+                            name: list(records.values()) for name, records in collections.items()
+                        },
+                    }
+                )
+        case ("POST", ["reset"]):
+            sandbox.reset()
+            return _ok({"reset": True})
+        case ("POST", ["erp", "approve", internal_id]):
+            try:
+                order = sandbox.erp_approve(internal_id)
+            except LookupError as exc:
+                return _error(404, str(exc))
+            except ValueError as exc:
+                return _error(409, str(exc))
+            return _ok(order)
+        case ("GET", ["webhooks"]):
+            return _ok(_webhooks(sandbox, query))
+        case ("POST", ["webhooks", event_id, "redeliver"]):
+            with sandbox.lock:
+                known = event_id in sandbox.state.webhooks
+            if not known:
+                return _error(404, f"no event {event_id}")
+            sandbox.webhooks_redeliver([event_id])
+            return _ok({"redelivering": event_id}, status=202)
+        case ("GET", ["settings"]):
+            with sandbox.lock:
+                return _ok(dict(sandbox.settings))
+        case ("POST", ["settings"]):
+            return _settings_update(sandbox, body)
+    return _error(404 if method == "GET" else 405, f"no control endpoint {method} {parts}")
+
+
+def _faults(sandbox: Sandbox, method: str, system: str, body: Any) -> Outcome:
+    if system not in sandbox.faults:
+        return _error(404, f"unknown system {system!r}")
+    with sandbox.lock:
+        if method == "POST":
+            sandbox.faults[system] = sandbox.faults[system].updated(body)
+        elif method == "DELETE":
+            sandbox.faults[system] = FaultSettings()
+        elif method != "GET":
+            return _error(405, f"{method} is not allowed on faults")
+        return _ok(sandbox.faults[system].to_json())
+
+
+def _webhooks(sandbox: Sandbox, query: dict[str, list[str]]) -> dict[str, Any]:
+    filters = {name: query[name][0] for name in ("system", "event_type", "status") if name in query}
+    with sandbox.lock:
+        events = [
+            {
+                **{key: value for key, value in event.items() if key != "body"},
+                "payload": json.loads(event["body"]),
+            }
+            for event in sandbox.state.webhooks.values()
+            if all(event.get(name) == value for name, value in filters.items())
+        ]
+    return {"count": len(events), "events": events}
+
+
+_NUMBER = re.compile(r"^\d+(\.\d+)?$")
+
+
+def _settings_update(sandbox: Sandbox, body: Any) -> Outcome:
+    if not isinstance(body, dict):
+        return _error(400, "settings must be a JSON object")
+    changes: dict[str, Any] = {}
+    for name, value in body.items():
+        if name == "webhook_url":
+            if value is not None and not isinstance(value, str):
+                return _error(400, "webhook_url must be a string or null")
+            changes[name] = webhook_url_check(value)
+        elif name == "erp_approval_delay_s":
+            if value is None:
+                changes[name] = None
+            elif isinstance(value, bool) or not _NUMBER.match(str(value)):
+                return _error(400, "erp_approval_delay_s must be a number >= 0 or null")
+            else:
+                changes[name] = float(value)
+        else:
+            return _error(400, f"unknown setting {name!r}")
+    with sandbox.lock:
+        sandbox.settings.update(changes)
+        held = [
+            event_id
+            for event_id, event in sandbox.state.webhooks.items()
+            if event["status"] == "held"
+        ]
+        settings = dict(sandbox.settings)
+    if held and settings["webhook_url"]:
+        sandbox.webhooks_redeliver(held)
+    return _ok(settings)

@@ -1,0 +1,811 @@
+"""A Stripe-Billing-like subscription billing system, speaking JSON instead of forms.
+
+Customers (``cus_``), products (``prod_``), prices (``price_``), subscriptions (``sub_``)
+with items (``si_``), and invoices (``in_``: draft -> open -> paid, or void). Amounts are
+integer minor units like Stripe. Creating a subscription activates it and issues its first
+invoice at once (``subscription.activated`` then ``invoice.posted``); a ``send_invoice``
+invoice stays open, a ``charge_automatically`` one is paid. Lists filter by
+``metadata[key]=value`` so a client can find an effect whose response it never received.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from typing import Any
+
+from sandbox.errors import ApiError
+from sandbox.systems.base import Call, Fields, Reply, Route, add_months, iso_utc
+from sandbox.systems.base import route as r
+from sandbox.systems.stripe import (
+    StripeSystem,
+    list_object,
+    metadata_matches,
+    minor_to_decimal,
+    unix_date,
+)
+
+ADDRESS_FIELDS = ("line1", "line2", "city", "state", "postal_code", "country")
+INTERVALS = ("day", "week", "month", "year")
+
+
+def period_end(start: int, interval: str, count: int) -> int:
+    moment = dt.datetime.fromtimestamp(start, dt.UTC)
+    if interval == "day":
+        moment += dt.timedelta(days=count)
+    elif interval == "week":
+        moment += dt.timedelta(weeks=count)
+    else:
+        months = count * (12 if interval == "year" else 1)
+        moment = dt.datetime.combine(add_months(moment.date(), months), moment.timetz())
+    return int(moment.timestamp())
+
+
+class BillingSystem(StripeSystem):
+    name = "billing"
+    collections = ("customers", "products", "prices", "subscriptions", "invoices")
+
+    def routes(self) -> list[Route]:
+        return [
+            r("GET", "/customers", self.customer_list),
+            r("POST", "/customers", self.customer_create),
+            r("GET", "/customers/{id}", self.customer_get),
+            r("POST", "/customers/{id}", self.customer_update),
+            r("GET", "/products", self.product_list),
+            r("POST", "/products", self.product_create),
+            r("GET", "/products/{id}", self.product_get),
+            r("GET", "/prices", self.price_list),
+            r("POST", "/prices", self.price_create),
+            r("GET", "/prices/{id}", self.price_get),
+            r("GET", "/subscriptions", self.subscription_list),
+            r("POST", "/subscriptions", self.subscription_create),
+            r("GET", "/subscriptions/{id}", self.subscription_get),
+            r("POST", "/subscriptions/{id}", self.subscription_update),
+            r("DELETE", "/subscriptions/{id}", self.subscription_cancel),
+            r("GET", "/invoices", self.invoice_list),
+            r("POST", "/invoices", self.invoice_create),
+            r("GET", "/invoices/{id}", self.invoice_get),
+            r("POST", "/invoices/{id}/finalize", self.invoice_finalize),
+            r("POST", "/invoices/{id}/pay", self.invoice_pay),
+            r("POST", "/invoices/{id}/void", self.invoice_void),
+        ]
+
+    # --- customers ----------------------------------------------------------------------
+    def _address(self, fields: Fields) -> dict[str, Any] | None:
+        raw = fields.mapping("address")
+        if raw is None:
+            return None
+        address = fields.nested(raw, "address.", ADDRESS_FIELDS)
+        return {name: address.string(name) for name in ADDRESS_FIELDS}
+
+    def customer_create(self, call: Call) -> Reply:
+        fields = self.check(
+            call.body,
+            ("name", "email", "phone", "description", "address", "metadata", "tax_exempt"),
+        )
+        customer_id = call.stripe_id("cus")
+        customer = {
+            "id": customer_id,
+            "object": "customer",
+            "address": self._address(fields),
+            "balance": 0,
+            "created": call.unix_now,
+            "currency": None,
+            "description": fields.string("description"),
+            "email": fields.string("email", max_length=512),
+            "invoice_prefix": hashlib.sha256(customer_id.encode()).hexdigest()[:8].upper(),
+            "livemode": False,
+            "metadata": self.metadata(fields),
+            "name": fields.string("name"),
+            "phone": fields.string("phone"),
+            "tax_exempt": fields.choice("tax_exempt", ("none", "exempt", "reverse")) or "none",
+        }
+        call.collection("customers")[customer_id] = customer
+        return Reply(200, customer)
+
+    def customer_get(self, call: Call) -> Reply:
+        return Reply(200, self.lookup(call.collection("customers"), "customer", call.params["id"]))
+
+    def customer_update(self, call: Call) -> Reply:
+        customer = self.lookup(call.collection("customers"), "customer", call.params["id"])
+        fields = self.check(
+            call.body,
+            ("name", "email", "phone", "description", "address", "metadata", "tax_exempt"),
+        )
+        changes: dict[str, Any] = {"metadata": self.metadata(fields, customer["metadata"])}
+        for name in ("name", "email", "phone", "description"):
+            if name in call.body:
+                changes[name] = fields.string(name, max_length=512)
+        if "address" in call.body:
+            changes["address"] = self._address(fields)
+        if "tax_exempt" in call.body:
+            changes["tax_exempt"] = fields.choice("tax_exempt", ("none", "exempt", "reverse"))
+        customer.update(changes)
+        return Reply(200, customer)
+
+    def customer_list(self, call: Call) -> Reply:
+        email = call.arg("email")
+        wanted = call.metadata_filter()
+        found = [
+            customer
+            for customer in call.collection("customers").values()
+            if (email is None or customer["email"] == email) and metadata_matches(customer, wanted)
+        ]
+        return Reply(200, list_object("/billing/customers", found, self._limit(call)))
+
+    def _limit(self, call: Call) -> int | None:
+        value = call.arg("limit")
+        if value is None:
+            return None
+        if not value.isdigit() or not 1 <= int(value) <= 100:
+            raise self.invalid("limit", "limit must be an integer between 1 and 100")
+        return int(value)
+
+    # --- products and prices ------------------------------------------------------------
+    def product_create(self, call: Call) -> Reply:
+        fields = self.check(call.body, ("id", "name", "description", "active", "metadata"))
+        products = call.collection("products")
+        product_id = fields.string("id", max_length=100)
+        if product_id is not None and product_id in products:
+            raise ApiError(400, "resource_already_exists", "Product already exists.", field="id")
+        product: dict[str, Any] = {
+            "id": product_id or call.stripe_id("prod"),
+            "object": "product",
+            "active": fields.boolean("active", default=True),
+            "created": call.unix_now,
+            "description": fields.string("description"),
+            "livemode": False,
+            "metadata": self.metadata(fields),
+            "name": fields.string("name", required=True),
+        }
+        products[product["id"]] = product
+        return Reply(200, product)
+
+    def product_get(self, call: Call) -> Reply:
+        return Reply(200, self.lookup(call.collection("products"), "product", call.params["id"]))
+
+    def product_list(self, call: Call) -> Reply:
+        wanted = call.metadata_filter()
+        found = [p for p in call.collection("products").values() if metadata_matches(p, wanted)]
+        return Reply(200, list_object("/billing/products", found, self._limit(call)))
+
+    def price_create(self, call: Call) -> Reply:
+        fields = self.check(
+            call.body,
+            (
+                "currency",
+                "unit_amount",
+                "product",
+                "product_data",
+                "recurring",
+                "lookup_key",
+                "nickname",
+                "metadata",
+                "active",
+                "tax_behavior",
+            ),
+        )
+        currency = fields.currency("currency", required=True)
+        unit_amount = fields.integer("unit_amount", required=True, minimum=0)
+        lookup_key = fields.string("lookup_key", max_length=200)
+        prices = call.collection("prices")
+        if lookup_key and any(p["lookup_key"] == lookup_key for p in prices.values()):
+            raise ApiError(
+                400,
+                "lookup_key_in_use",
+                f"A price (`lookup_key`: {lookup_key}) already uses that lookup key.",
+                field="lookup_key",
+            )
+        recurring = None
+        raw_recurring = fields.mapping("recurring")
+        if raw_recurring is not None:
+            nested = fields.nested(
+                raw_recurring, "recurring.", ("interval", "interval_count", "usage_type")
+            )
+            recurring = {
+                "interval": nested.choice("interval", INTERVALS, required=True),
+                "interval_count": nested.integer("interval_count", minimum=1) or 1,
+                "usage_type": nested.choice("usage_type", ("licensed", "metered")) or "licensed",
+            }
+        products = call.collection("products")
+        product_id = fields.string("product")
+        product_data = fields.mapping("product_data")
+        if product_id is not None:
+            self.lookup(products, "product", product_id, field="product")
+        elif product_data is not None:
+            data = fields.nested(product_data, "product_data.", ("name", "metadata"))
+            name = data.string("name", required=True)
+            metadata = self.metadata(data)
+            product_id = call.stripe_id("prod")
+            products[product_id] = {
+                "id": product_id,
+                "object": "product",
+                "active": True,
+                "created": call.unix_now,
+                "description": None,
+                "livemode": False,
+                "metadata": metadata,
+                "name": name,
+            }
+        else:
+            raise self.missing("product")
+        assert currency is not None and unit_amount is not None
+        price: dict[str, Any] = {
+            "id": call.stripe_id("price"),
+            "object": "price",
+            "active": fields.boolean("active", default=True),
+            "billing_scheme": "per_unit",
+            "created": call.unix_now,
+            "currency": currency.lower(),
+            "livemode": False,
+            "lookup_key": lookup_key,
+            "metadata": self.metadata(fields),
+            "nickname": fields.string("nickname"),
+            "product": product_id,
+            "recurring": recurring,
+            "tax_behavior": fields.choice("tax_behavior", ("inclusive", "exclusive", "unspecified"))
+            or "unspecified",
+            "type": "recurring" if recurring else "one_time",
+            "unit_amount": unit_amount,
+            "unit_amount_decimal": str(unit_amount),
+        }
+        prices[price["id"]] = price
+        return Reply(200, price)
+
+    def price_get(self, call: Call) -> Reply:
+        return Reply(200, self.lookup(call.collection("prices"), "price", call.params["id"]))
+
+    def price_list(self, call: Call) -> Reply:
+        keys = set(call.query.get("lookup_keys[]", []) + call.query.get("lookup_key", []))
+        product = call.arg("product")
+        found = [
+            price
+            for price in call.collection("prices").values()
+            if (not keys or price["lookup_key"] in keys)
+            and (product is None or price["product"] == product)
+            and metadata_matches(price, call.metadata_filter())
+        ]
+        return Reply(200, list_object("/billing/prices", found, self._limit(call)))
+
+    # --- subscriptions ------------------------------------------------------------------
+    def _subscription_item(self, call: Call, price: dict[str, Any], quantity: int, sub_id: str):
+        return {
+            "id": call.stripe_id("si"),
+            "object": "subscription_item",
+            "created": call.unix_now,
+            "metadata": {},
+            "price": price,
+            "quantity": quantity,
+            "subscription": sub_id,
+        }
+
+    def _check_prices(self, prices: list[dict[str, Any]]) -> None:
+        for price in prices:
+            if price["recurring"] is None:
+                raise self.invalid(
+                    "items",
+                    f"The price `{price['id']}` is a one-time price; subscriptions need "
+                    "recurring prices.",
+                )
+        intervals = {(p["recurring"]["interval"], p["recurring"]["interval_count"]) for p in prices}
+        if len(intervals) > 1:
+            raise self.invalid(
+                "items",
+                "All prices on a subscription must have the same `recurring.interval` and "
+                "`recurring.interval_count`.",
+            )
+        if len({p["currency"] for p in prices}) > 1:
+            raise self.invalid("items", "All prices on a subscription must share a currency.")
+
+    def subscription_create(self, call: Call) -> Reply:
+        fields = self.check(
+            call.body,
+            (
+                "customer",
+                "items",
+                "metadata",
+                "collection_method",
+                "days_until_due",
+                "billing_cycle_anchor",
+                "description",
+                "cancel_at_period_end",
+                "proration_behavior",
+                "payment_behavior",
+            ),
+        )
+        customer = self.lookup(
+            call.collection("customers"),
+            "customer",
+            fields.string("customer", required=True),
+            field="customer",
+        )
+        prices = call.collection("prices")
+        wanted: list[tuple[dict[str, Any], int]] = []
+        for index, raw in enumerate(fields.items("items", required=True, maximum=20)):
+            item = fields.nested(raw, f"items[{index}].", ("price", "quantity"))
+            price_id = item.string("price", required=True)
+            price = self.lookup(prices, "price", price_id, field=f"items[{index}][price]")
+            quantity = item.integer("quantity", minimum=1)
+            wanted.append((price, 1 if quantity is None else quantity))
+        self._check_prices([price for price, _ in wanted])
+        collection_method = fields.choice(
+            "collection_method", ("charge_automatically", "send_invoice")
+        ) or ("send_invoice")
+        days_until_due = fields.integer("days_until_due", minimum=0)
+        if collection_method == "send_invoice" and days_until_due is None:
+            days_until_due = 30
+        start = fields.integer("billing_cycle_anchor", minimum=0) or call.unix_now
+        recurring = wanted[0][0]["recurring"]
+        sub_id = call.stripe_id("sub", width=24)
+        subscription: dict[str, Any] = {
+            "id": sub_id,
+            "object": "subscription",
+            "billing_cycle_anchor": start,
+            "cancel_at_period_end": fields.boolean("cancel_at_period_end"),
+            "canceled_at": None,
+            "collection_method": collection_method,
+            "created": call.unix_now,
+            "currency": wanted[0][0]["currency"],
+            "current_period_start": start,
+            "current_period_end": period_end(
+                start, recurring["interval"], recurring["interval_count"]
+            ),
+            "customer": customer["id"],
+            "days_until_due": days_until_due,
+            "description": fields.string("description", max_length=500),
+            "ended_at": None,
+            "items": {
+                "object": "list",
+                "data": [
+                    self._subscription_item(call, price, quantity, sub_id)
+                    for price, quantity in wanted
+                ],
+            },
+            "latest_invoice": None,
+            "livemode": False,
+            "metadata": self.metadata(fields),
+            "start_date": start,
+            "status": "active",
+        }
+        call.collection("subscriptions")[sub_id] = subscription
+        call.emit(
+            "subscription.activated",
+            subscription_activated_data(subscription, call.now),
+            correlation_id=_correlation(subscription["metadata"]),
+        )
+        invoice = self._invoice_new(
+            call,
+            customer=customer,
+            currency=subscription["currency"],
+            collection_method=collection_method,
+            days_until_due=days_until_due,
+            metadata={},
+            description=None,
+            subscription=subscription,
+        )
+        for item in subscription["items"]["data"]:
+            invoice["lines"]["data"].append(
+                self._invoice_line(
+                    call,
+                    invoice,
+                    price=item["price"],
+                    quantity=item["quantity"],
+                    amount=item["price"]["unit_amount"] * item["quantity"],
+                    description=None,
+                    subscription_item=item,
+                )
+            )
+        self._invoice_totals(invoice)
+        self._invoice_post(call, invoice, customer)
+        subscription["latest_invoice"] = invoice["id"]
+        return Reply(200, subscription)
+
+    def subscription_get(self, call: Call) -> Reply:
+        return Reply(
+            200, self.lookup(call.collection("subscriptions"), "subscription", call.params["id"])
+        )
+
+    def subscription_list(self, call: Call) -> Reply:
+        customer = call.arg("customer")
+        status = call.arg("status")
+        wanted = call.metadata_filter()
+        found = [
+            sub
+            for sub in call.collection("subscriptions").values()
+            if (customer is None or sub["customer"] == customer)
+            and (status is None or sub["status"] == status)
+            and metadata_matches(sub, wanted)
+        ]
+        return Reply(200, list_object("/billing/subscriptions", found, self._limit(call)))
+
+    def subscription_update(self, call: Call) -> Reply:
+        subscription = self.lookup(
+            call.collection("subscriptions"), "subscription", call.params["id"]
+        )
+        fields = self.check(
+            call.body,
+            ("items", "metadata", "cancel_at_period_end", "description", "proration_behavior"),
+        )
+        metadata = self.metadata(fields, subscription["metadata"])
+        if subscription["status"] == "canceled" and set(call.body) - {"metadata"}:
+            raise ApiError(
+                400,
+                "resource_invalid_state",
+                "A canceled subscription can only update its metadata.",
+            )
+        prices = call.collection("prices")
+        items = {item["id"]: dict(item) for item in subscription["items"]["data"]}
+        added: list[tuple[dict[str, Any], int]] = []
+        for index, raw in enumerate(fields.items("items", maximum=20)):
+            item = fields.nested(raw, f"items[{index}].", ("id", "price", "quantity", "deleted"))
+            item_id = item.string("id")
+            quantity = item.integer("quantity", minimum=1)
+            if item_id is not None:
+                if item_id not in items:
+                    raise self.not_found("subscription item", item_id)
+                if item.boolean("deleted"):
+                    del items[item_id]
+                    continue
+                if item.string("price") is not None:
+                    items[item_id]["price"] = self.lookup(
+                        prices, "price", item.string("price"), field=f"items[{index}][price]"
+                    )
+                if quantity is not None:
+                    items[item_id]["quantity"] = quantity
+            else:
+                price_id = item.string("price", required=True)
+                price = self.lookup(prices, "price", price_id, field=f"items[{index}][price]")
+                added.append((price, 1 if quantity is None else quantity))
+        all_prices = [item["price"] for item in items.values()] + [price for price, _ in added]
+        if not all_prices:
+            raise self.invalid("items", "A subscription must keep at least one item.")
+        self._check_prices(all_prices)
+        new_items = list(items.values()) + [
+            self._subscription_item(call, price, quantity, subscription["id"])
+            for price, quantity in added
+        ]
+        subscription["items"]["data"] = new_items
+        subscription["metadata"] = metadata
+        if "cancel_at_period_end" in call.body:
+            subscription["cancel_at_period_end"] = fields.boolean("cancel_at_period_end")
+        if "description" in call.body:
+            subscription["description"] = fields.string("description", max_length=500)
+        return Reply(200, subscription)
+
+    def subscription_cancel(self, call: Call) -> Reply:
+        subscription = self.lookup(
+            call.collection("subscriptions"), "subscription", call.params["id"]
+        )
+        if subscription["status"] != "canceled":
+            subscription["status"] = "canceled"
+            subscription["canceled_at"] = call.unix_now
+            subscription["ended_at"] = call.unix_now
+        return Reply(200, subscription)
+
+    # --- invoices -----------------------------------------------------------------------
+    def _invoice_new(
+        self,
+        call: Call,
+        *,
+        customer: dict[str, Any],
+        currency: str,
+        collection_method: str,
+        days_until_due: int | None,
+        metadata: dict[str, str],
+        description: str | None,
+        subscription: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        invoice_id = call.stripe_id("in", width=24)
+        invoice = {
+            "id": invoice_id,
+            "object": "invoice",
+            "amount_due": 0,
+            "amount_paid": 0,
+            "amount_remaining": 0,
+            "collection_method": collection_method,
+            "created": call.unix_now,
+            "currency": currency,
+            "customer": customer["id"],
+            "customer_email": customer["email"],
+            "customer_name": customer["name"],
+            "days_until_due": days_until_due,
+            "description": description,
+            "due_date": None,
+            "lines": {"object": "list", "data": []},
+            "livemode": False,
+            "metadata": metadata,
+            "number": None,
+            "paid": False,
+            "period_start": subscription["current_period_start"] if subscription else None,
+            "period_end": subscription["current_period_end"] if subscription else None,
+            "status": "draft",
+            "status_transitions": {"finalized_at": None, "paid_at": None, "voided_at": None},
+            "subscription": subscription["id"] if subscription else None,
+            "subscription_details": {"metadata": dict(subscription["metadata"])}
+            if subscription
+            else None,
+            "subtotal": 0,
+            "tax": 0,
+            "total": 0,
+        }
+        call.collection("invoices")[invoice_id] = invoice
+        return invoice
+
+    def _invoice_line(
+        self,
+        call: Call,
+        invoice: dict[str, Any],
+        *,
+        price: dict[str, Any] | None,
+        quantity: int,
+        amount: int,
+        description: str | None,
+        subscription_item: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        if description is None and price is not None:
+            product = call.collection("products").get(price["product"], {})
+            description = f"{quantity} x {product.get('name', price['product'])}"
+        return {
+            "id": call.stripe_id("il", width=24),
+            "object": "line_item",
+            "amount": amount,
+            "currency": invoice["currency"],
+            "description": description or "",
+            "metadata": {},
+            "period": {
+                "start": invoice["period_start"] or call.unix_now,
+                "end": invoice["period_end"] or call.unix_now,
+            },
+            "price": price,
+            "quantity": quantity,
+            "subscription": invoice["subscription"],
+            "subscription_item": subscription_item["id"] if subscription_item else None,
+            "type": "subscription" if subscription_item else "invoiceitem",
+        }
+
+    def _invoice_totals(self, invoice: dict[str, Any]) -> None:
+        subtotal = sum(line["amount"] for line in invoice["lines"]["data"])
+        invoice.update(
+            subtotal=subtotal,
+            total=subtotal + invoice["tax"],
+            amount_due=subtotal + invoice["tax"],
+            amount_remaining=subtotal + invoice["tax"] - invoice["amount_paid"],
+        )
+
+    def _invoice_post(self, call: Call, invoice: dict[str, Any], customer: dict[str, Any]):
+        """Finalize: number it, open it (or pay it when charged automatically), announce it."""
+        sequence = call.number(f"invoice_number.{customer['id']}")
+        invoice["number"] = f"{customer['invoice_prefix']}-{sequence:04d}"
+        invoice["status"] = "open"
+        invoice["status_transitions"]["finalized_at"] = call.unix_now
+        if invoice["collection_method"] == "send_invoice":
+            invoice["due_date"] = call.unix_now + 86400 * (invoice["days_until_due"] or 0)
+        call.emit(
+            "invoice.posted",
+            billing_invoice_posted_data(invoice),
+            correlation_id=_correlation(_invoice_references(invoice)),
+        )
+        if invoice["collection_method"] == "charge_automatically":
+            self._invoice_mark_paid(call, invoice)
+
+    def _invoice_mark_paid(self, call: Call, invoice: dict[str, Any]) -> None:
+        invoice["status"] = "paid"
+        invoice["paid"] = True
+        invoice["amount_paid"] = invoice["amount_due"]
+        invoice["amount_remaining"] = 0
+        invoice["status_transitions"]["paid_at"] = call.unix_now
+
+    def invoice_create(self, call: Call) -> Reply:
+        fields = self.check(
+            call.body,
+            (
+                "customer",
+                "subscription",
+                "currency",
+                "collection_method",
+                "days_until_due",
+                "description",
+                "metadata",
+                "lines",
+                "auto_advance",
+            ),
+        )
+        customer = self.lookup(
+            call.collection("customers"),
+            "customer",
+            fields.string("customer", required=True),
+            field="customer",
+        )
+        subscription = None
+        if fields.string("subscription") is not None:
+            subscription = self.lookup(
+                call.collection("subscriptions"),
+                "subscription",
+                fields.string("subscription"),
+                field="subscription",
+            )
+        currency = (fields.currency("currency") or "usd").lower()
+        prices = call.collection("prices")
+        lines: list[tuple[dict[str, Any] | None, int, int, str | None]] = []
+        for index, raw in enumerate(fields.items("lines", maximum=250)):
+            line = fields.nested(
+                raw, f"lines[{index}].", ("price", "quantity", "amount", "description")
+            )
+            quantity = line.integer("quantity", minimum=1) or 1
+            description = line.string("description", max_length=500)
+            if line.string("price") is not None:
+                price = self.lookup(
+                    prices, "price", line.string("price"), field=f"lines[{index}][price]"
+                )
+                if price["currency"] != currency:
+                    raise self.invalid(
+                        f"lines[{index}][price]",
+                        f"The price's currency ({price['currency']}) does not match the "
+                        f"invoice's ({currency}).",
+                    )
+                lines.append((price, quantity, price["unit_amount"] * quantity, description))
+            else:
+                amount = line.integer("amount", required=True)
+                assert amount is not None
+                lines.append((None, quantity, amount, description))
+        collection_method = (
+            fields.choice("collection_method", ("charge_automatically", "send_invoice"))
+            or "send_invoice"
+        )
+        days_until_due = fields.integer("days_until_due", minimum=0)
+        if collection_method == "send_invoice" and days_until_due is None:
+            days_until_due = 30
+        invoice = self._invoice_new(
+            call,
+            customer=customer,
+            currency=currency,
+            collection_method=collection_method,
+            days_until_due=days_until_due,
+            metadata=self.metadata(fields),
+            description=fields.string("description", max_length=500),
+            subscription=subscription,
+        )
+        for price, quantity, amount, description in lines:
+            invoice["lines"]["data"].append(
+                self._invoice_line(
+                    call,
+                    invoice,
+                    price=price,
+                    quantity=quantity,
+                    amount=amount,
+                    description=description,
+                )
+            )
+        self._invoice_totals(invoice)
+        return Reply(200, invoice)
+
+    def _invoice(self, call: Call) -> dict[str, Any]:
+        return self.lookup(call.collection("invoices"), "invoice", call.params["id"])
+
+    def invoice_get(self, call: Call) -> Reply:
+        return Reply(200, self._invoice(call))
+
+    def invoice_list(self, call: Call) -> Reply:
+        customer, subscription, status = (
+            call.arg("customer"),
+            call.arg("subscription"),
+            call.arg("status"),
+        )
+        wanted = call.metadata_filter()
+        found = [
+            invoice
+            for invoice in call.collection("invoices").values()
+            if (customer is None or invoice["customer"] == customer)
+            and (subscription is None or invoice["subscription"] == subscription)
+            and (status is None or invoice["status"] == status)
+            and metadata_matches(invoice, wanted)
+        ]
+        return Reply(200, list_object("/billing/invoices", found, self._limit(call)))
+
+    def invoice_finalize(self, call: Call) -> Reply:
+        invoice = self._invoice(call)
+        self.check(call.body, ("auto_advance",))
+        if invoice["status"] != "draft":
+            raise ApiError(
+                400,
+                "invoice_not_editable",
+                "This invoice is already finalized, you can't re-finalize a non-draft invoice.",
+            )
+        if not invoice["lines"]["data"]:
+            raise ApiError(
+                400, "invoice_no_line_items", "This invoice has no line items to finalize."
+            )
+        customer = call.collection("customers")[invoice["customer"]]
+        self._invoice_post(call, invoice, customer)
+        return Reply(200, invoice)
+
+    def invoice_pay(self, call: Call) -> Reply:
+        invoice = self._invoice(call)
+        self.check(call.body, ("paid_out_of_band",))
+        if invoice["status"] != "open":
+            raise ApiError(
+                400,
+                "invoice_unexpected_state",
+                f"You cannot pay an invoice with status {invoice['status']}.",
+            )
+        self._invoice_mark_paid(call, invoice)
+        return Reply(200, invoice)
+
+    def invoice_void(self, call: Call) -> Reply:
+        invoice = self._invoice(call)
+        self.check(call.body, ())
+        if invoice["status"] != "open":
+            raise ApiError(
+                400,
+                "invoice_unexpected_state",
+                f"You can only void an open invoice; this one is {invoice['status']}.",
+            )
+        invoice["status"] = "void"
+        invoice["amount_remaining"] = 0
+        invoice["status_transitions"]["voided_at"] = call.unix_now
+        return Reply(200, invoice)
+
+
+def _correlation(references: dict[str, str]) -> str | None:
+    return references.get("tandem_order") or references.get("tandem_contract")
+
+
+def _invoice_references(invoice: dict[str, Any]) -> dict[str, str]:
+    references = dict((invoice.get("subscription_details") or {}).get("metadata") or {})
+    references.update(invoice["metadata"])
+    return references
+
+
+def subscription_activated_data(
+    subscription: dict[str, Any], activated_at: dt.datetime
+) -> dict[str, Any]:
+    """The canonical ``subscription.activated`` payload."""
+    metadata = subscription["metadata"]
+    data: dict[str, Any] = {
+        "contract_id": metadata.get("tandem_contract"),
+        "billing_subscription_id": subscription["id"],
+        "billing_customer_id": subscription["customer"],
+        "activated_at": iso_utc(activated_at),
+        "current_period_start": unix_date(subscription["current_period_start"]),
+        "current_period_end": unix_date(subscription["current_period_end"] - 86400),
+    }
+    if metadata.get("tandem_order"):
+        data["order_id"] = metadata["tandem_order"]
+    return data
+
+
+def billing_invoice_posted_data(invoice: dict[str, Any]) -> dict[str, Any]:
+    """The canonical ``invoice.posted`` payload for a finalized billing invoice."""
+    currency = invoice["currency"]
+    references = _invoice_references(invoice)
+    lines = []
+    for line in invoice["lines"]["data"]:
+        price = line["price"] or {}
+        unit = price.get("unit_amount")
+        if unit is None:
+            unit = line["amount"] // line["quantity"] if line["quantity"] else line["amount"]
+        product_code = (price.get("metadata") or {}).get("product_code") or price.get("lookup_key")
+        entry = {
+            "description": line["description"],
+            "quantity": str(line["quantity"]),
+            "unit_price": minor_to_decimal(unit, currency),
+            "amount": minor_to_decimal(line["amount"], currency),
+        }
+        if product_code:
+            entry["product_code"] = product_code
+        lines.append(entry)
+    finalized = invoice["status_transitions"]["finalized_at"]
+    return {
+        "external_invoice_id": invoice["id"],
+        "invoice_number": invoice["number"],
+        "order_id": references.get("tandem_order"),
+        "contract_id": references.get("tandem_contract"),
+        "billing_customer_id": invoice["customer"],
+        "billing_subscription_id": invoice["subscription"],
+        "currency": currency.upper(),
+        "total_amount": minor_to_decimal(invoice["total"], currency),
+        "tax_amount": minor_to_decimal(invoice["tax"], currency),
+        "issue_date": unix_date(finalized),
+        "due_date": unix_date(invoice["due_date"]) if invoice["due_date"] else None,
+        "lines": lines,
+    }

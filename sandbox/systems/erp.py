@@ -1,0 +1,541 @@
+"""A NetSuite-like ERP: customers, sales orders and invoices, looked up by ``externalId``.
+
+Records have a numeric ``internalId`` (also ``id``) and a unique ``externalId`` per record
+type; a second record with the same ``externalId`` is refused with ``DUP_RCRD``, and any
+record can be read as ``/<type>/eid:<externalId>``. A sales order is created
+``pendingApproval`` and becomes ``pendingFulfillment`` when finance approves it, after the
+configured delay or through ``POST /_control/erp/approve/<internalId>``; that emits
+``order.accepted``. An invoice (from a sales order or stand-alone) is posted ``open`` and
+emits ``invoice.posted``. Amounts are decimal strings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal
+from typing import Any
+
+from sandbox.errors import NETSUITE, ApiError
+from sandbox.systems.base import (
+    Call,
+    Fields,
+    Reply,
+    Route,
+    System,
+    decimal_text,
+    iso_utc,
+    money,
+    route,
+)
+
+CUSTOMER_FIELDS = (
+    "externalId",
+    "companyName",
+    "email",
+    "phone",
+    "subsidiary",
+    "currency",
+    "vatRegNumber",
+    "billAddress",
+    "terms",
+)
+ADDRESS_FIELDS = ("addr1", "addr2", "city", "state", "zip", "country")
+ORDER_FIELDS = (
+    "externalId",
+    "entity",
+    "subsidiary",
+    "currency",
+    "tranDate",
+    "startDate",
+    "endDate",
+    "memo",
+    "otherRefNum",
+    "item",
+)
+LINE_FIELDS = ("item", "quantity", "rate", "amount", "description")
+INVOICE_FIELDS = (
+    "externalId",
+    "createdFrom",
+    "entity",
+    "subsidiary",
+    "currency",
+    "tranDate",
+    "memo",
+    "item",
+)
+STATUS_LABELS = {
+    "pendingApproval": "Pending Approval",
+    "pendingFulfillment": "Pending Fulfillment",
+    "fullyBilled": "Billed",
+    "cancelled": "Cancelled",
+}
+_EID = re.compile(r"^eid:(?P<external>.+)$")
+
+
+def ns_datetime(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ErpSystem(System):
+    name = "erp"
+    style = NETSUITE
+    collections = ("customers", "salesorders", "invoices", "items", "_approval_due")
+
+    def routes(self) -> list[Route]:
+        return [
+            route("GET", "/customers", self.customer_list),
+            route("POST", "/customers", self.customer_create),
+            route("GET", "/customers/{id}", self.customer_get),
+            route("PATCH", "/customers/{id}", self.customer_update),
+            route("PUT", "/customers/{id}", self.customer_upsert),
+            route("GET", "/salesorders", self.order_list),
+            route("POST", "/salesorders", self.order_create),
+            route("GET", "/salesorders/{id}", self.order_get),
+            route("POST", "/salesorders/{id}/cancel", self.order_cancel),
+            route("GET", "/invoices", self.invoice_list),
+            route("POST", "/invoices", self.invoice_create),
+            route("GET", "/invoices/{id}", self.invoice_get),
+        ]
+
+    def missing(self, name: str) -> ApiError:
+        return ApiError(400, "USER_ERROR", f"Please enter value(s) for: {name}", field=name)
+
+    def invalid(self, name: str, message: str) -> ApiError:
+        return ApiError(400, "INVALID_FLD_VALUE", message, field=name)
+
+    def unknown_field(self, name: str) -> ApiError:
+        return ApiError(
+            400,
+            "INVALID_CONTENT",
+            f"Error while accessing a resource. You have entered an invalid field name: {name}",
+            field=name,
+        )
+
+    def not_found(self, kind: str, identifier: str) -> ApiError:
+        return ApiError(
+            404,
+            "NONEXISTENT_ID",
+            f"The record instance does not exist. Provide a valid record instance ID "
+            f"({kind} {identifier}).",
+        )
+
+    # --- shared -------------------------------------------------------------------------
+    def lookup(self, records: dict[str, Any], kind: str, identifier: str) -> dict[str, Any]:
+        match = _EID.match(identifier)
+        if match:
+            for record in records.values():
+                if record.get("externalId") == match["external"]:
+                    return record
+        elif identifier in records:
+            return records[identifier]
+        raise self.not_found(kind, identifier)
+
+    def _unique_external(self, records: dict[str, Any], external: str | None, kind: str):
+        if not external:
+            return
+        for record in records.values():
+            if record.get("externalId") == external:
+                raise ApiError(
+                    400,
+                    "DUP_RCRD",
+                    f"This record already exists: a {kind} with externalId {external} "
+                    f"(internalId {record['internalId']}).",
+                    field="externalId",
+                )
+
+    def _reference(self, fields: Fields, name: str, *, required: bool = False):
+        raw = fields.mapping(name, required=required)
+        if raw is None:
+            return None
+        ref = fields.nested(raw, f"{name}.", ("id", "refName", "externalId"))
+        value = {key: ref.string(key) for key in ("id", "refName", "externalId") if key in raw}
+        if not value:
+            raise self.missing(f"{name}.id")
+        return value
+
+    def _new_internal_id(self, call: Call, kind: str, start: int) -> str:
+        return str(start + call.number(f"{kind}.internal") - 1)
+
+    def _filtered(self, call: Call, records: dict[str, Any], names: tuple[str, ...]):
+        wanted = {name: call.arg(name) for name in names if call.arg(name) is not None}
+        found = []
+        for record in records.values():
+            ok = True
+            for name, value in wanted.items():
+                actual = record.get(name)
+                if isinstance(actual, dict):
+                    actual = actual.get("id")
+                if actual != value:
+                    ok = False
+            if ok:
+                found.append(record)
+        return Reply(
+            200,
+            {
+                "links": [],
+                "count": len(found),
+                "hasMore": False,
+                "offset": 0,
+                "totalResults": len(found),
+                "items": found,
+            },
+        )
+
+    # --- customers ----------------------------------------------------------------------
+    def _customer_values(self, fields: Fields) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name in ("externalId", "companyName", "email", "phone", "vatRegNumber", "terms"):
+            if name in fields.body:
+                values[name] = fields.string(name)
+        for name in ("subsidiary", "currency"):
+            if name in fields.body:
+                values[name] = self._reference(fields, name)
+        if "billAddress" in fields.body:
+            raw = fields.mapping("billAddress")
+            if raw is None:
+                values["billAddress"] = None
+            else:
+                address = fields.nested(raw, "billAddress.", ADDRESS_FIELDS)
+                values["billAddress"] = {name: address.string(name) for name in ADDRESS_FIELDS}
+        return values
+
+    def customer_create(self, call: Call) -> Reply:
+        fields = self.check(call.body, CUSTOMER_FIELDS)
+        fields.string("companyName", required=True)
+        values = self._customer_values(fields)
+        customers = call.collection("customers")
+        self._unique_external(customers, values.get("externalId"), "customer")
+        return Reply(201, self._customer_insert(call, values))
+
+    def _customer_insert(self, call: Call, values: dict[str, Any]) -> dict[str, Any]:
+        internal_id = self._new_internal_id(call, "customer", 1001)
+        stamp = ns_datetime(call.now)
+        customer = {
+            "id": internal_id,
+            "internalId": internal_id,
+            "entityId": f"CUST{internal_id}",
+            "externalId": None,
+            "companyName": None,
+            "email": None,
+            "phone": None,
+            "vatRegNumber": None,
+            "terms": None,
+            "subsidiary": {"id": "1"},
+            "currency": {"refName": "USD"},
+            "billAddress": None,
+            "isInactive": False,
+            **values,
+            "dateCreated": stamp,
+            "lastModifiedDate": stamp,
+        }
+        call.collection("customers")[internal_id] = customer
+        return customer
+
+    def customer_get(self, call: Call) -> Reply:
+        return Reply(200, self.lookup(call.collection("customers"), "customer", call.params["id"]))
+
+    def customer_update(self, call: Call) -> Reply:
+        customer = self.lookup(call.collection("customers"), "customer", call.params["id"])
+        values = self._customer_values(self.check(call.body, CUSTOMER_FIELDS))
+        if "externalId" in values and values["externalId"] != customer["externalId"]:
+            others = {
+                key: record
+                for key, record in call.collection("customers").items()
+                if key != customer["internalId"]
+            }
+            self._unique_external(others, values["externalId"], "customer")
+        if "companyName" in values and not values["companyName"]:
+            raise self.missing("companyName")
+        customer.update(values, lastModifiedDate=ns_datetime(call.now))
+        return Reply(204)
+
+    def customer_upsert(self, call: Call) -> Reply:
+        """``PUT /customers/eid:<externalId>``: create or update by external id."""
+        match = _EID.match(call.params["id"])
+        if not match:
+            raise ApiError(
+                400,
+                "INVALID_REQUEST",
+                "Upsert needs an external id in the path: /customers/eid:<externalId>.",
+            )
+        fields = self.check(call.body, CUSTOMER_FIELDS)
+        values = self._customer_values(fields)
+        values["externalId"] = match["external"]
+        customers = call.collection("customers")
+        existing = next(
+            (c for c in customers.values() if c["externalId"] == match["external"]), None
+        )
+        if existing is None:
+            fields.string("companyName", required=True)
+            return Reply(201, self._customer_insert(call, values))
+        existing.update(values, lastModifiedDate=ns_datetime(call.now))
+        return Reply(200, existing)
+
+    def customer_list(self, call: Call) -> Reply:
+        return self._filtered(call, call.collection("customers"), ("externalId", "email"))
+
+    # --- sales orders -------------------------------------------------------------------
+    def _lines(self, call: Call, fields: Fields) -> list[dict[str, Any]]:
+        raw = fields.mapping("item", required=True)
+        assert raw is not None
+        container = fields.nested(raw, "item.", ("items",))
+        raw_lines = container.items("items", required=True)
+        items = call.collection("items")
+        lines = []
+        for number, raw_line in enumerate(raw_lines, start=1):
+            line = fields.nested(raw_line, f"item.items[{number - 1}].", LINE_FIELDS)
+            reference = self._reference(line, "item", required=True)
+            quantity = line.decimal("quantity", required=True, minimum=Decimal("0.0001"))
+            rate = line.decimal("rate", required=True)
+            assert reference is not None and quantity is not None and rate is not None
+            amount = line.decimal("amount")
+            computed = (quantity * rate).quantize(Decimal("0.01"))
+            if amount is not None and amount.quantize(Decimal("0.01")) != computed:
+                raise self.invalid(
+                    f"item.items[{number - 1}].amount",
+                    f"Amount {amount} does not equal quantity x rate ({computed}).",
+                )
+            lines.append(
+                {
+                    "line": number,
+                    "item": self._item(call, items, reference),
+                    "description": line.string("description", max_length=4000),
+                    "quantity": decimal_text(quantity),
+                    "rate": money(rate),
+                    "amount": money(computed),
+                }
+            )
+        return lines
+
+    def _item(self, call: Call, items: dict[str, Any], reference: dict[str, Any]):
+        """The item a line names; items are created on first use from their external id."""
+        if reference.get("id"):
+            if reference["id"] not in items:
+                raise self.not_found("item", reference["id"])
+            item = items[reference["id"]]
+        else:
+            external = reference.get("externalId") or reference.get("refName")
+            item = next((i for i in items.values() if i["externalId"] == external), None)
+            if item is None:
+                internal_id = self._new_internal_id(call, "item", 301)
+                item = {"id": internal_id, "externalId": external, "refName": external}
+                items[internal_id] = item
+        return dict(item)
+
+    def order_create(self, call: Call) -> Reply:
+        fields = self.check(call.body, ORDER_FIELDS)
+        external = fields.string("externalId")
+        orders = call.collection("salesorders")
+        self._unique_external(orders, external, "sales order")
+        entity_ref = self._reference(fields, "entity", required=True)
+        assert entity_ref is not None
+        customer = self._entity(call, entity_ref)
+        tran_date = fields.date("tranDate") or call.now.date()
+        start, end = fields.date("startDate"), fields.date("endDate")
+        lines = self._lines(call, fields)
+        subsidiary = self._reference(fields, "subsidiary") or customer["subsidiary"]
+        currency = self._reference(fields, "currency") or customer["currency"]
+        memo = fields.string("memo", max_length=999)
+        other_ref = fields.string("otherRefNum")
+        internal_id = self._new_internal_id(call, "salesorder", 5001)
+        total = money(sum((Decimal(line["amount"]) for line in lines), Decimal(0)))
+        stamp = ns_datetime(call.now)
+        order = {
+            "id": internal_id,
+            "internalId": internal_id,
+            "tranId": f"SO{10000 + call.number('salesorder.tranid')}",
+            "externalId": external,
+            "entity": {"id": customer["internalId"], "refName": customer["companyName"]},
+            "subsidiary": subsidiary,
+            "currency": currency,
+            "tranDate": tran_date.isoformat(),
+            "startDate": start.isoformat() if start else None,
+            "endDate": end.isoformat() if end else None,
+            "memo": memo,
+            "otherRefNum": other_ref,
+            "orderStatus": "pendingApproval",
+            "status": STATUS_LABELS["pendingApproval"],
+            "subtotal": total,
+            "total": total,
+            "item": {"items": lines},
+            "approvedAt": None,
+            "createdDate": stamp,
+            "lastModifiedDate": stamp,
+        }
+        orders[internal_id] = order
+        delay = call.settings.get("erp_approval_delay_s")
+        if delay is not None:
+            call.collection("_approval_due")[internal_id] = call.now.timestamp() + delay
+        return Reply(201, order)
+
+    def _entity(self, call: Call, reference: dict[str, Any]) -> dict[str, Any]:
+        customers = call.collection("customers")
+        if reference.get("id"):
+            identifier = reference["id"]
+        elif reference.get("externalId"):
+            identifier = f"eid:{reference['externalId']}"
+        else:
+            raise self.missing("entity.id")
+        try:
+            return self.lookup(customers, "customer", identifier)
+        except ApiError:
+            raise ApiError(
+                400,
+                "INVALID_KEY_OR_REF",
+                f"Invalid entity reference key {identifier}.",
+                field="entity",
+            ) from None
+
+    def order_get(self, call: Call) -> Reply:
+        return Reply(
+            200, self.lookup(call.collection("salesorders"), "sales order", call.params["id"])
+        )
+
+    def order_list(self, call: Call) -> Reply:
+        return self._filtered(
+            call, call.collection("salesorders"), ("externalId", "entity", "orderStatus", "tranId")
+        )
+
+    def order_cancel(self, call: Call) -> Reply:
+        order = self.lookup(call.collection("salesorders"), "sales order", call.params["id"])
+        self.check(call.body, ("memo",))
+        if order["orderStatus"] not in ("pendingApproval", "pendingFulfillment"):
+            raise ApiError(
+                400,
+                "INVALID_TRANS_STATUS",
+                f"Sales order {order['tranId']} is {order['status']} and cannot be cancelled.",
+            )
+        order_set_status(order, "cancelled", call.now)
+        call.collection("_approval_due").pop(order["internalId"], None)
+        return Reply(200, order)
+
+    # --- invoices -----------------------------------------------------------------------
+    def invoice_create(self, call: Call) -> Reply:
+        fields = self.check(call.body, INVOICE_FIELDS)
+        external = fields.string("externalId")
+        invoices = call.collection("invoices")
+        self._unique_external(invoices, external, "invoice")
+        tran_date = fields.date("tranDate") or call.now.date()
+        created_from = self._reference(fields, "createdFrom")
+        order = None
+        if created_from is not None:
+            orders = call.collection("salesorders")
+            identifier = created_from.get("id") or f"eid:{created_from.get('externalId')}"
+            try:
+                order = self.lookup(orders, "sales order", identifier)
+            except ApiError:
+                order = None
+            if order is None or order["orderStatus"] != "pendingFulfillment":
+                raise ApiError(
+                    400,
+                    "INVALID_INITIALIZE_REF",
+                    f"You can not initialize invoice: invalid reference {identifier}.",
+                    field="createdFrom",
+                )
+            customer = call.collection("customers")[order["entity"]["id"]]
+            lines = [dict(line) for line in order["item"]["items"]]
+            if "item" in call.body:
+                lines = self._lines(call, fields)
+        else:
+            entity_ref = self._reference(fields, "entity", required=True)
+            assert entity_ref is not None
+            customer = self._entity(call, entity_ref)
+            lines = self._lines(call, fields)
+        subsidiary = self._reference(fields, "subsidiary") or (
+            order["subsidiary"] if order else customer["subsidiary"]
+        )
+        currency = self._reference(fields, "currency") or (
+            order["currency"] if order else customer["currency"]
+        )
+        memo = fields.string("memo", max_length=999)
+        internal_id = self._new_internal_id(call, "invoice", 8001)
+        total = money(sum((Decimal(line["amount"]) for line in lines), Decimal(0)))
+        stamp = ns_datetime(call.now)
+        invoice = {
+            "id": internal_id,
+            "internalId": internal_id,
+            "tranId": f"INV{10000 + call.number('invoice.tranid')}",
+            "externalId": external,
+            "entity": {"id": customer["internalId"], "refName": customer["companyName"]},
+            "createdFrom": {"id": order["internalId"], "refName": f"Sales Order #{order['tranId']}"}
+            if order
+            else None,
+            "subsidiary": subsidiary,
+            "currency": currency,
+            "tranDate": tran_date.isoformat(),
+            "dueDate": (tran_date + dt.timedelta(days=30)).isoformat(),
+            "memo": memo,
+            "status": "open",
+            "subtotal": total,
+            "taxTotal": "0.00",
+            "total": total,
+            "amountRemaining": total,
+            "item": {"items": lines},
+            "createdDate": stamp,
+            "lastModifiedDate": stamp,
+        }
+        invoices[internal_id] = invoice
+        if order is not None:
+            order_set_status(order, "fullyBilled", call.now)
+        call.emit(
+            "invoice.posted",
+            erp_invoice_posted_data(invoice, order),
+            correlation_id=order["externalId"] if order else external,
+        )
+        return Reply(201, invoice)
+
+    def invoice_get(self, call: Call) -> Reply:
+        return Reply(200, self.lookup(call.collection("invoices"), "invoice", call.params["id"]))
+
+    def invoice_list(self, call: Call) -> Reply:
+        return self._filtered(
+            call, call.collection("invoices"), ("externalId", "entity", "createdFrom", "tranId")
+        )
+
+
+def order_set_status(order: dict[str, Any], status: str, now: dt.datetime) -> None:
+    order["orderStatus"] = status
+    order["status"] = STATUS_LABELS[status]
+    order["lastModifiedDate"] = ns_datetime(now)
+
+
+def order_approve(order: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+    """Approve a pending sales order; return the ``order.accepted`` payload."""
+    order_set_status(order, "pendingFulfillment", now)
+    order["approvedAt"] = ns_datetime(now)
+    return {
+        "order_id": order["externalId"],
+        "erp_sales_order_id": order["internalId"],
+        "erp_tran_id": order["tranId"],
+        "accepted_at": iso_utc(now),
+        "subsidiary": (order["subsidiary"] or {}).get("id") or "",
+        "total_amount": order["total"],
+        "currency": (order["currency"] or {}).get("refName"),
+    }
+
+
+def erp_invoice_posted_data(invoice: dict[str, Any], order: dict[str, Any] | None):
+    """The canonical ``invoice.posted`` payload for a posted ERP invoice."""
+    return {
+        "external_invoice_id": invoice["internalId"],
+        "invoice_number": invoice["tranId"],
+        "order_id": order["externalId"] if order else None,
+        "contract_id": None,
+        "erp_sales_order_id": order["internalId"] if order else None,
+        "currency": (invoice["currency"] or {}).get("refName") or "USD",
+        "total_amount": invoice["total"],
+        "tax_amount": invoice["taxTotal"],
+        "issue_date": invoice["tranDate"],
+        "due_date": invoice["dueDate"],
+        "lines": [
+            {
+                "description": line["description"] or line["item"].get("refName") or "",
+                "product_code": line["item"].get("externalId") or line["item"]["id"],
+                "quantity": line["quantity"],
+                "unit_price": line["rate"],
+                "amount": line["amount"],
+            }
+            for line in invoice["item"]["items"]
+        ],
+    }
