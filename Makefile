@@ -32,9 +32,10 @@ test: install browser  ## run the whole suite (PostgreSQL/Redis when they answer
 screenshots: install browser  ## run the browser tests, saving their screenshots into docs/screenshots
 	TANDEM_SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest tests/browser $(PYTEST_ARGS)
 
-lint: install  ## ruff lint and format check
+lint: install  ## ruff lint and format check, and the package layering (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: install  ## apply ruff formatting and safe fixes
 	$(BIN)/ruff check --fix .
@@ -50,9 +51,11 @@ deploy-check: install  ## Django's deployment checklist under production setting
 	DEBUG=0 SECRET_KEY=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))') \
 	  ALLOWED_HOSTS=tandem.example.com $(BIN)/python manage.py check --deploy --fail-level WARNING
 
-lock:  ## re-resolve the lock files from pyproject.toml (needs uv)
-	uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -o requirements.lock
-	uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements-dev.lock
+UV ?= uv
+
+lock:  ## re-resolve the lock files from pyproject.toml, keeping existing pins (needs uv; UV=path/to/uv)
+	$(UV) pip compile pyproject.toml --python-version 3.11 --generate-hashes -o requirements.lock
+	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements-dev.lock
 
 TRYTON_VENV := var/tryton-venv
 TRYTON_STAMP := $(TRYTON_VENV)/.installed-$(shell sha256sum requirements-tryton.txt | cut -c1-16)

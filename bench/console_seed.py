@@ -1275,7 +1275,8 @@ class Seeder:
                 self.say(f"  {pk:,} orders")
 
     def exceptions(self) -> None:
-        from exceptions.models import CATEGORY_OWNER, CATEGORY_SLA, OperationalException
+        from core.problems import CATEGORY_OWNER, CATEGORY_SLA
+        from exceptions.models import OperationalException
 
         rng = self.rng
         t_exc = Table(OperationalException)

@@ -87,7 +87,7 @@ def main() -> None:
     from masterdata.duplicates import duplicates_find, synthetic_rows
     from masterdata.identity import account_keys
     from masterdata.models import Account, DuplicateCandidate
-    from masterdata.services import duplicates_detect
+    from masterdata.services.duplicates import duplicates_detect
     from masterdata.synthetic import labelled_set
 
     step(f"generating the labelled set ({args.accounts} accounts, seed {args.seed})")

@@ -14,8 +14,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.audit import Actor
-from masterdata import services as md
 from masterdata.models import Account, Product
+from masterdata.services import records as md
 
 # (twin of the demo account with this legal name, how the other system has it)
 NEAR_DUPLICATES: list[tuple[str, dict[str, str]]] = [

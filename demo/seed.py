@@ -24,8 +24,8 @@ from core.money import Money
 from core.records import BillingPeriod, LineKind
 from core.roles import ROLE_NAMES
 from core.transitions import transition_apply
-from masterdata import services as md
 from masterdata.models import Account, LegalEntity, Product
+from masterdata.services import records as md
 from q2c import services
 from q2c.models import Contract, Invoice, Order, OrderState, Payment, Quote
 from q2c.services import InvoiceLineInput, LineInput

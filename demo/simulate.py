@@ -26,8 +26,9 @@ from django.conf import settings
 from django.db import connections
 
 from core.audit import Actor
+from core.problems import Category
 from core.records import LineKind
-from exceptions.models import OPEN_STATES, Category, OperationalException
+from exceptions.models import OPEN_STATES, OperationalException
 from exceptions.services import exception_retry
 from masterdata.models import Account, LegalEntity, Product
 from orchestration.connectors.registry import connector_for

@@ -29,18 +29,16 @@ from rest_framework.views import APIView
 
 from core.audit import Actor
 from core.errors import TransitionRefused
+from core.problems import Category, Severity, Team
 from core.roles import role_of
 from exceptions import selectors, services
 from exceptions.models import (
-    Category,
     Compensation,
     ExceptionState,
     OperationalException,
     Replay,
     ReplayKind,
     ReplayState,
-    Severity,
-    Team,
 )
 from exceptions.views import RESOLUTION_CODES
 from orchestration.workflows.models import StepRun, WorkflowRun

@@ -8,7 +8,6 @@ resolves itself when a retry of that step succeeds. Identical errors share a fin
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from django.conf import settings
@@ -18,52 +17,8 @@ from django.utils import timezone
 from django_fsm import FSMField, transition
 
 from core.audit import AuditedHistory
+from core.problems import Category, Severity, Team
 from core.records import ConcurrentTransitions
-
-
-class Category(models.TextChoices):
-    VALIDATION = "validation", "Validation"
-    MAPPING = "mapping", "Product mapping"
-    MASTER_DATA = "master_data", "Master data"
-    TAX = "tax", "Tax"
-    DOWNSTREAM_API = "downstream_api", "Downstream API"
-    DUPLICATE_EVENT = "duplicate_event", "Duplicate event"
-    CONFIGURATION = "configuration", "Configuration"
-
-
-class Severity(models.TextChoices):
-    LOW = "low", "Low"
-    MEDIUM = "medium", "Medium"
-    HIGH = "high", "High"
-    CRITICAL = "critical", "Critical"
-
-
-class Team(models.TextChoices):
-    SALES_OPS = "sales_ops", "Sales operations"
-    FINANCE_OPS = "finance_ops", "Finance operations"
-    DATA_STEWARD = "data_steward", "Master data"
-    INTEGRATION_SUPPORT = "integration_support", "Integration support"
-
-
-# Who owns a category by default, and how long they have before it is overdue.
-CATEGORY_OWNER: dict[str, str] = {
-    Category.VALIDATION: Team.SALES_OPS,
-    Category.MAPPING: Team.DATA_STEWARD,
-    Category.MASTER_DATA: Team.DATA_STEWARD,
-    Category.TAX: Team.FINANCE_OPS,
-    Category.DOWNSTREAM_API: Team.INTEGRATION_SUPPORT,
-    Category.DUPLICATE_EVENT: Team.INTEGRATION_SUPPORT,
-    Category.CONFIGURATION: Team.INTEGRATION_SUPPORT,
-}
-CATEGORY_SLA: dict[str, dt.timedelta] = {
-    Category.VALIDATION: dt.timedelta(hours=8),
-    Category.MAPPING: dt.timedelta(hours=24),
-    Category.MASTER_DATA: dt.timedelta(hours=24),
-    Category.TAX: dt.timedelta(hours=8),
-    Category.DOWNSTREAM_API: dt.timedelta(hours=4),
-    Category.DUPLICATE_EVENT: dt.timedelta(hours=24),
-    Category.CONFIGURATION: dt.timedelta(hours=4),
-}
 
 
 class ExceptionState(models.TextChoices):

@@ -9,10 +9,10 @@ from typing import Any
 from django.db.models import Count, Max, Min, QuerySet
 from django.utils import timezone
 
+from core.problems import Category
 from exceptions.models import (
     CORRECTABLE_CATEGORIES,
     OPEN_STATES,
-    Compensation,
     ExceptionComment,
     OperationalException,
     Replay,
@@ -20,7 +20,8 @@ from exceptions.models import (
     ReplayState,
 )
 from orchestration.models import OutboundCall
-from orchestration.workflows.models import RunState, StepEffect, StepRun, WorkflowRun
+from orchestration.workflows.models import StepEffect, StepRun
+from orchestration.workflows.observers import Correction
 
 # Enough to follow one deal; an order with more calls than this is read in the admin.
 OUTBOUND_CALLS_SHOWN = 200
@@ -168,10 +169,25 @@ def exception_pks_for_group(*, fingerprint: str) -> list[int]:
     )
 
 
-# --- Replays --------------------------------------------------------------------------------
+def exceptions_naming_account(*, enterprise_id: str) -> list[OperationalException]:
+    """Master-data exceptions whose candidate accounts include ``enterprise_id``, locked
+    (call inside a transaction).
 
-# Which step's effect each compensation reverses.
-COMPENSATION_STEP: dict[str, str] = {Compensation.CANCEL_ERP_ORDER: "create_erp_order"}
+    The JSON list is read in Python (SQLite and PostgreSQL alike; there are few of them) and
+    only the matching rows are locked, in pk order."""
+    naming = [
+        pk
+        for pk, context in OperationalException.objects.filter(
+            category=Category.MASTER_DATA
+        ).values_list("pk", "context")
+        if enterprise_id in ((context or {}).get("candidates") or [])
+    ]
+    return list(
+        OperationalException.objects.select_for_update().filter(pk__in=naming).order_by("pk")
+    )
+
+
+# --- Replays --------------------------------------------------------------------------------
 
 
 def replay_list(*, state: str = "") -> QuerySet[Replay]:
@@ -190,16 +206,7 @@ def replay_get(*, pk: int) -> Replay:
     ).get(pk=pk)
 
 
-@dataclass(frozen=True)
-class ReplayCorrection:
-    """An approved correction of a step's input: the payload, and who approved it (the reason
-    of the history rows that apply it)."""
-
-    payload: dict[str, Any]
-    reason: str
-
-
-def replay_correction(*, step_run_id: int) -> ReplayCorrection | None:
+def replay_correction(*, step_run_id: int) -> Correction | None:
     """The corrected payload of the running replay that starts at this step, if any."""
     found = (
         Replay.objects.filter(step_run_id=step_run_id, state=ReplayState.RUNNING)
@@ -210,9 +217,7 @@ def replay_correction(*, step_run_id: int) -> ReplayCorrection | None:
     if found is None or not isinstance(found.corrected_payload, dict):
         return None
     approver = found.decided_by.get_username() if found.decided_by else "nobody"
-    return ReplayCorrection(
-        payload=found.corrected_payload, reason=f"{found} approved by {approver}"
-    )
+    return Correction(payload=found.corrected_payload, reason=f"{found} approved by {approver}")
 
 
 def replay_correction_refusal(
@@ -248,23 +253,6 @@ def replay_correction_refusal(
     return ""
 
 
-def compensation_target(*, run: WorkflowRun, compensation: str) -> str:
-    """The external id the compensation reverses ('' when that effect never happened)."""
-    step_name = COMPENSATION_STEP.get(compensation)
-    step = StepRun.objects.filter(run=run, name=step_name).first() if step_name else None
-    if step is None:
-        return ""
-    effect = StepEffect.objects.filter(idempotency_key=step.idempotency_key).first()
-    return effect.external_id if effect is not None else ""
-
-
-def compensations_available(*, run: WorkflowRun) -> list[str]:
-    """Compensations offered for a run stopped by a failure after the effect happened."""
-    if run.state != RunState.PAUSED:
-        return []
-    return [code for code in Compensation.values if compensation_target(run=run, compensation=code)]
-
-
 def replay_original_payload(
     *, step_run: StepRun, exception: OperationalException | None
 ) -> dict[str, Any]:
@@ -292,19 +280,25 @@ def replay_preview(
 
     ``payload`` is what the first step works with (``corrected``: a correction that replaces
     its declared input before it runs)."""
-    from exceptions.services import compensation_key
-    from orchestration.workflows.engine import REGISTRY, step_input
+    from orchestration.workflows.engine import (
+        REGISTRY,
+        compensation_def,
+        compensation_key,
+        compensation_target,
+        step_input,
+    )
 
     run = step_run.run
     if kind == ReplayKind.COMPENSATION:
-        key = compensation_key(run=run, compensation=compensation)
+        key = compensation_key(run=run, code=compensation)
+        undo = compensation_def(run=run, code=compensation)
         return {
             "steps": [],
             "sends": [
                 {
-                    "system": "erp",
-                    "operation": "sales_order_cancel",
-                    "target": compensation_target(run=run, compensation=compensation),
+                    "system": undo.system if undo else "",
+                    "operation": undo.operation if undo else "",
+                    "target": compensation_target(run=run, code=compensation),
                     "idempotency_key": key,
                     "already_done": StepEffect.objects.filter(idempotency_key=key).exists(),
                 }

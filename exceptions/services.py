@@ -14,14 +14,12 @@ from django_fsm import ConcurrentTransition
 
 from core.audit import Actor, audit_context
 from core.errors import ReasonRequired, TransitionRefused, reason_require
+from core.problems import CATEGORY_OWNER, CATEGORY_SLA, Category, Problem
 from core.roles import role_of
 from core.transitions import transition_apply
 from exceptions import selectors
 from exceptions.models import (
-    CATEGORY_OWNER,
-    CATEGORY_SLA,
     OPEN_STATES,
-    Category,
     ExceptionComment,
     ExceptionState,
     OperationalException,
@@ -29,15 +27,49 @@ from exceptions.models import (
     ReplayKind,
     ReplayState,
 )
-from orchestration.workflows.engine import step_input, workflow_replay
+from orchestration.workflows.engine import (
+    CompensationFailed,
+    compensation_call,
+    compensation_def,
+    compensation_record,
+    compensations_available,
+    step_input,
+    workflow_replay,
+)
 from orchestration.workflows.errors import StepFailed
-from orchestration.workflows.models import RunState, StepEffect, StepRun, WorkflowRun
+from orchestration.workflows.models import RunState, StepRun, WorkflowRun
 from q2c.models import ORDER_FINAL, ORDER_PRE_ACTIVE, Order, OrderState
 
 
 def exception_fingerprint(*, system: str, error_class: str, step: str) -> str:
     """Identical errors (same system, error class and step) share a fingerprint."""
     return hashlib.sha256(f"{system}|{error_class}|{step}".encode()).hexdigest()[:32]
+
+
+def exception_raise(*, problem: Problem, actor: Actor, reason: str) -> OperationalException:
+    """Put a problem raised outside any workflow step on the queue (inside the caller's
+    transaction): owned by its category's team unless it names one, due by the category's SLA,
+    grouped with identical errors by its fingerprint."""
+    if problem.category not in Category.values:
+        raise ValueError(f"unknown exception category {problem.category!r}")
+    now = timezone.now()
+    with audit_context(actor=actor, reason=reason):
+        return OperationalException.objects.create(
+            category=problem.category,
+            severity=problem.severity,
+            owner_team=problem.team or CATEGORY_OWNER[problem.category],
+            system=problem.system,
+            step=problem.step,
+            error_class=problem.error_class,
+            message=problem.message,
+            context=dict(problem.context),
+            fingerprint=exception_fingerprint(
+                system=problem.system, error_class=problem.error_class, step=problem.step
+            ),
+            correlation_id=problem.correlation_id,
+            created_at=now,
+            sla_due_at=now + CATEGORY_SLA[problem.category],
+        )
 
 
 def exception_raise_for_step(
@@ -345,7 +377,7 @@ def replay_request(
         .first()
     )
     if kind == ReplayKind.COMPENSATION:
-        if compensation not in selectors.compensations_available(run=run):
+        if compensation not in {c.code for c in compensations_available(run=run)}:
             raise ValueError(f"{compensation or 'that compensation'} is not available for {run}")
         if corrected_payload is not None:
             raise ValueError("a compensation takes no corrected payload")
@@ -449,40 +481,25 @@ def replay_execute(*, replay_id: int) -> str:
     return _compensate(replay=replay, actor=worker)
 
 
-def compensation_key(*, run: WorkflowRun, compensation: str) -> str:
-    return f"{run.subject_id}:v{run.subject_version}:compensate:{compensation}"
-
-
 def _compensate(*, replay: Replay, actor: Actor) -> str:
-    """Reverse an effect in the target system (never a deletion), then cancel what Tandem
-    holds for it. The call is made outside any transaction, under a stored idempotency key."""
-    from core.logging import correlation
-    from orchestration.connectors.errors import PermanentError, RetryableError
-    from orchestration.connectors.registry import connector_for
-
+    """Reverse an effect in the target system (never a deletion) through the workflow's
+    declared compensation, then cancel what Tandem holds for it: the run's open exceptions
+    are resolved, the run and its order cancelled. The call is made outside any transaction,
+    under a stored idempotency key, so executing twice calls the system once."""
     run = replay.workflow_run
-    key = compensation_key(run=run, compensation=replay.compensation)
-    target = selectors.compensation_target(run=run, compensation=replay.compensation)
-    effect = StepEffect.objects.filter(idempotency_key=key).first()
-    status = effect.result.get("status", "") if effect is not None else ""
-    if effect is None:
-        try:
-            with correlation(run.subject_id):
-                record = connector_for("erp").sales_order_cancel(
-                    sales_order_id=target, idempotency_key=key
-                )
-            status = record.status
-        except (PermanentError, RetryableError) as exc:
-            with transaction.atomic(), audit_context(actor=actor, reason=f"{replay} failed"):
-                locked = Replay.objects.select_for_update().get(pk=replay.pk)
-                locked.fail(message=f"the ERP refused the cancellation: {exc}", result={})
-                locked.save()
-            return ReplayState.FAILED
+    code = replay.compensation
+    try:
+        outcome = compensation_call(run=run, code=code)
+    except CompensationFailed as exc:
+        with transaction.atomic(), audit_context(actor=actor, reason=f"{replay} failed"):
+            locked = Replay.objects.select_for_update().get(pk=replay.pk)
+            locked.fail(message=str(exc), result={})
+            locked.save()
+        return ReplayState.FAILED
+    declared = compensation_def(run=run, code=code)
+    assert declared is not None  # compensation_call refuses an undeclared one
     with transaction.atomic(), audit_context(actor=actor, reason=f"{replay} compensated"):
-        StepEffect.objects.get_or_create(
-            idempotency_key=key,
-            defaults={"system": "erp", "external_id": target, "result": {"status": status}},
-        )
+        compensation_record(run=run, code=code, outcome=outcome)
         locked = Replay.objects.select_for_update().get(pk=replay.pk)
         why = f"{replay} approved by {locked.decided_by}: {locked.reason}"[:500]
         for open_exc in (
@@ -500,8 +517,12 @@ def _compensate(*, replay: Replay, actor: Actor) -> str:
         if order is not None and order.state not in ORDER_FINAL:
             transition_apply(order, "cancel", actor=actor, reason=why, reason_text=why)
         locked.succeed(
-            message=f"ERP sales order {target} cancelled ({status})",
-            result={"erp_sales_order": target, "status": status, "idempotency_key": key},
+            message=declared.done.format(target=outcome.target, status=outcome.status),
+            result={
+                declared.result_key: outcome.target,
+                "status": outcome.status,
+                "idempotency_key": outcome.key,
+            },
         )
         locked.save()
     return ReplayState.SUCCEEDED

@@ -22,23 +22,20 @@ from django_fsm import ConcurrentTransition
 from core.audit import Actor
 from core.errors import TransitionRefused
 from core.pagination import COUNT_LIMIT, BoundedPaginator
+from core.problems import Category, Severity, Team
 from core.records import SYSTEM_CHOICES
 from core.web import PAGE_SIZE, HtmxHttpRequest, page_permission
 from exceptions import selectors, services
 from exceptions.models import (
     OPEN_STATES,
-    Category,
-    Compensation,
     ExceptionState,
     OperationalException,
     Replay,
     ReplayKind,
     ReplayState,
-    Severity,
-    Team,
 )
 from exceptions.templatetags.replays import pretty_json
-from orchestration.workflows.engine import step_input
+from orchestration.workflows.engine import compensations_available, step_input
 from orchestration.workflows.models import StepRun, WorkflowRun
 
 OPEN_FILTER = ""  # the default: open or retrying
@@ -461,7 +458,7 @@ def replay_create(request: HttpRequest) -> HttpResponse:
     if start is None:
         raise Http404(f"{run} has no steps")
     kinds = [ReplayKind.STEP] if step_run is not None else [ReplayKind.WORKFLOW]
-    compensations = selectors.compensations_available(run=run)
+    compensations = compensations_available(run=run)
     if compensations:
         kinds.append(ReplayKind.COMPENSATION)
     original = selectors.replay_original_payload(step_run=start, exception=exception)
@@ -474,7 +471,7 @@ def replay_create(request: HttpRequest) -> HttpResponse:
         "step_run": step_run,
         "exception": exception,
         "kinds": [(kind, ReplayKind(kind).label) for kind in kinds],
-        "compensations": [(c, Compensation(c).label) for c in compensations],
+        "compensations": [(c.code, c.label) for c in compensations],
         "correctable": not refusal,
         "correction_refusal": refusal,
         "payload_describe": declared.describe if declared is not None else "",

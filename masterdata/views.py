@@ -8,7 +8,6 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -19,7 +18,7 @@ from core.audit import Actor
 from core.errors import ReasonRequired
 from core.pagination import BoundedPaginator
 from core.web import PAGE_SIZE, HtmxHttpRequest, page_permission
-from masterdata import selectors, services
+from masterdata import selectors
 from masterdata.models import (
     Account,
     CandidateStatus,
@@ -28,6 +27,7 @@ from masterdata.models import (
     MergeState,
     PushState,
 )
+from masterdata.services import duplicates, merges
 
 MERGE_PERM = "masterdata.merge_account"
 # What the services refuse with a message a steward can act on; nothing is changed.
@@ -145,7 +145,7 @@ def duplicate_dismiss(request: HttpRequest, pk: int) -> HttpResponse:
     actor = _require_merge(request)
     candidate = get_object_or_404(DuplicateCandidate, pk=pk)
     try:
-        services.candidate_dismiss(
+        duplicates.candidate_dismiss(
             candidate=candidate, actor=actor, reason=(request.POST.get("reason") or "").strip()
         )
         messages.success(request, f"DUP-{pk} dismissed: it comes back only if a record changes")
@@ -158,10 +158,7 @@ def duplicate_dismiss(request: HttpRequest, pk: int) -> HttpResponse:
 @page_permission("duplicate-list")
 def duplicate_detect(request: HttpRequest) -> HttpResponse:
     """Run the detection job now, in a worker."""
-    _require_merge(request)
-    from masterdata.tasks import detect_duplicates
-
-    transaction.on_commit(lambda: detect_duplicates.delay())
+    duplicates.duplicates_detect_request(actor=_require_merge(request))
     messages.success(request, "duplicate detection queued; new candidates appear when it ends")
     return redirect("duplicate-list")
 
@@ -198,10 +195,10 @@ def merge_new(request: HttpRequest) -> HttpResponse:
     candidate = DuplicateCandidate.objects.filter(pk=candidate_id).first() if candidate_id else None
     if request.method == "POST":
         choices = {
-            name: request.POST.get(f"keep_{name}", "survivor") for name in services.MERGE_FIELDS
+            name: request.POST.get(f"keep_{name}", "survivor") for name in merges.MERGE_FIELDS
         }
         try:
-            merge = services.merge_request(
+            merge = merges.merge_request(
                 survivor=survivor, loser=loser, field_choices=choices, candidate=candidate,
                 actor=actor, reason=(request.POST.get("reason") or "").strip(),
             )  # fmt: skip
@@ -215,7 +212,7 @@ def merge_new(request: HttpRequest) -> HttpResponse:
             else:
                 messages.success(request, f"{merge} requested: another steward must approve it")
             return redirect("merge-detail", pk=merge.pk)
-    defaults = services.survivorship_defaults(survivor=survivor, loser=loser)
+    defaults = merges.survivorship_defaults(survivor=survivor, loser=loser)
     swap = reverse("merge-new") + f"?survivor={loser.enterprise_id}&loser={survivor.enterprise_id}"
     if candidate is not None:
         swap += f"&candidate={candidate.pk}"
@@ -263,17 +260,17 @@ def _merge_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     reason = (request.POST.get("reason") or "").strip()
     try:
         if action == "approve":
-            services.merge_approve(merge=merge, actor=actor, reason=reason)
+            merges.merge_approve(merge=merge, actor=actor, reason=reason)
             messages.success(request, f"{merge} approved and run")
         elif action == "reject":
-            services.merge_reject(merge=merge, actor=actor, reason=reason)
+            merges.merge_reject(merge=merge, actor=actor, reason=reason)
             messages.success(request, f"{merge} rejected")
         elif action == "unmerge":
             picked = _picked_records(request, merge)
-            services.account_unmerge(merge=merge, actor=actor, reason=reason, also_move=picked)
+            merges.account_unmerge(merge=merge, actor=actor, reason=reason, also_move=picked)
             messages.success(request, f"{merge} undone: what it moved is back on {merge.loser}")
         else:
-            services.merge_push_retry(merge=merge, actor=actor, reason=reason)
+            merges.merge_push_retry(merge=merge, actor=actor, reason=reason)
             messages.success(request, f"{merge}: push to the CRM queued again")
     except REFUSALS as exc:
         messages.error(request, _message(exc))

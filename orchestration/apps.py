@@ -6,8 +6,12 @@ class OrchestrationConfig(AppConfig):
     verbose_name = "Orchestration"
 
     def ready(self) -> None:
+        from masterdata.services.merges import merge_observer_register
         from orchestration import checks  # noqa: F401  (registers the system checks)
+        from orchestration.merge_push import CRM_MERGE_PUSH
         from orchestration.workflows import (  # noqa: F401  (they register the workflows)
             amendment,
             quote_to_cash,
         )
+
+        merge_observer_register(CRM_MERGE_PUSH)

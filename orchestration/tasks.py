@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 
 from celery import Task, shared_task
 from django.utils import timezone
 
+from orchestration import merge_push as merge_push_service
 from orchestration.events.handlers import EventNotReady
 from orchestration.events.services import (
     inbound_event_process,
@@ -59,6 +61,21 @@ def poll_systems() -> int:
     from orchestration.events.polling import systems_poll
 
     return sum(result.stored + result.recovered for result in systems_poll())
+
+
+@shared_task(
+    name="orchestration.merge_push",
+    bind=True,
+    max_retries=merge_push_service.MERGE_PUSH_MAX_ATTEMPTS - 1,
+)
+def merge_push(self: Task, merge_id: int) -> str:
+    """Push one merge to the CRM; retry what the CRM could not take now, with backoff."""
+    final = self.request.retries >= (self.max_retries or 0)
+    try:
+        return merge_push_service.merge_push(merge_id=merge_id, final_attempt=final)
+    except merge_push_service.MergePushRetry as exc:
+        delay = exc.retry_after or min(2 ** (self.request.retries + 1), 60)
+        raise self.retry(exc=exc, countdown=delay + random.uniform(0, 1)) from exc
 
 
 # The workflow engine's tasks, so Celery's autodiscovery registers them.

@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from core.audit import Actor
 from core.records import BillingPeriod, LineKind
-from masterdata import services as md
 from masterdata.models import Account, LegalEntity, Product
+from masterdata.services import records as md
 from q2c import services
 from q2c.models import Contract, Invoice, Order
 

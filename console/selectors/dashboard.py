@@ -32,8 +32,9 @@ from django.db.models import (
 )
 
 from console.selectors.records import AGE_BUCKETS, state_sla
+from core.problems import Team
 from core.records import SYSTEM_CHOICES
-from exceptions.models import OPEN_STATES, OperationalException, Team
+from exceptions.models import OPEN_STATES, OperationalException
 from orchestration.models import OutboundCall, OutboundOutcome
 from orchestration.workflows.models import CircuitBreaker, CircuitState
 from q2c.models import Contract, Invoice, Order, OrderState

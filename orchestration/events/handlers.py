@@ -20,9 +20,9 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from core.audit import Actor, audit_context
 from core.money import Money
-from masterdata import services as md_services
 from masterdata.models import ExternalId, LegalEntity
 from masterdata.selectors import external_id_resolve
+from masterdata.services import records as md_services
 from orchestration.events.catalog import EventRejected
 from orchestration.models import InboundEvent
 from orchestration.workflows.engine import workflow_signal, workflow_start

@@ -21,6 +21,7 @@ from masterdata.models import ExternalId
 from orchestration.connectors.interfaces import RemoteLine
 from orchestration.connectors.registry import connector_for
 from orchestration.connectors.sandbox.billing import AMENDMENT_KEY
+from orchestration.workflows.compensations import CANCEL_ERP_ORDER
 from orchestration.workflows.engine import Done, StepContext, StepDef, WorkflowDef
 from orchestration.workflows.engine import workflow_register as _register
 from orchestration.workflows.errors import StepFailed, StepRetryable
@@ -269,5 +270,6 @@ AMENDMENT = _register(
             StepDef("update_subscription", update_subscription, system="billing"),
             StepDef("apply_to_contract", apply_to_contract, has_effect=False),
         ],
+        compensations=(CANCEL_ERP_ORDER,),
     )
 )

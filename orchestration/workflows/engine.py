@@ -33,6 +33,8 @@ from django.utils import timezone
 
 from core.audit import Actor, audit_context
 from core.logging import correlation
+from orchestration.connectors.errors import ConnectorError
+from orchestration.workflows import observers
 from orchestration.workflows.errors import StepFailed, StepRetryable
 from orchestration.workflows.models import (
     RunState,
@@ -111,10 +113,30 @@ class StepDef:
 
 
 @dataclass(frozen=True)
+class CompensationDef:
+    """A way to reverse one step's effect in its system (a cancellation, never a deletion).
+
+    It is offered when a run stopped on a failure after that effect happened, and runs only
+    through an approved replay. ``execute(target, key)`` calls the system (outside any
+    transaction) with the effect's external id and an idempotency key, returns the system's
+    status, and raises a connector error when the system refuses or cannot answer."""
+
+    code: str
+    label: str
+    reverses: str  # the step whose effect it reverses
+    system: str
+    operation: str  # the call made, for the dry run
+    execute: Callable[[str, str], str]
+    refused: str  # what a person reads when the system refuses, before the error
+    done: str  # what a person reads when it worked: a format of {target} and {status}
+    result_key: str  # the replay result's name for the target
+
+
+@dataclass(frozen=True)
 class WorkflowDef:
     kind: str
     steps: list[StepDef]
-    on_failure: Callable[..., None] | None = None  # (run, step, error) inside the transaction
+    compensations: tuple[CompensationDef, ...] = ()
 
 
 REGISTRY: dict[str, WorkflowDef] = {}
@@ -264,9 +286,7 @@ def _run_handler(
             error=StepRetryable(f"circuit open for {step.system}", retry_after=blocked_for),
             count_attempt=False,
         )
-    from exceptions.selectors import replay_correction
-
-    correction = replay_correction(step_run_id=step.pk)
+    correction = observers.correction_for(step=step)
     context = StepContext(
         run=run,
         step=step,
@@ -314,8 +334,6 @@ def _mark_waiting(step: StepRun) -> str:
 
 
 def _succeed(*, step: StepRun, outcome: Done, skipped: bool, record_effect: bool = True) -> str:
-    from exceptions.services import exceptions_resolve_for_step, replays_finish_for_run
-
     now = timezone.now()
     with (
         transaction.atomic(),
@@ -340,14 +358,14 @@ def _succeed(*, step: StepRun, outcome: Done, skipped: bool, record_effect: bool
         locked.skipped_effect = skipped
         locked.last_error = ""
         locked.save()
-        exceptions_resolve_for_step(step_run=locked, actor=Actor.system("worker"))
+        observers.step_succeeded(step=locked, actor=Actor.system("worker"))
         run = WorkflowRun.objects.select_for_update().get(pk=locked.run_id)
         following = run.steps.filter(position__gt=locked.position).order_by("position").first()
         if following is None:
             run.current_step = ""
             run.complete()
             run.save()
-            replays_finish_for_run(run=run, ok=True, message="every step succeeded")
+            observers.run_finished(run=run, ok=True, message="every step succeeded")
             return StepState.SUCCEEDED
         run.current_step = following.name
         if run.state == RunState.WAITING:
@@ -385,8 +403,6 @@ def _retry_or_fail(
 
 
 def _fail(*, step: StepRun, definition: WorkflowDef, error: StepFailed) -> str:
-    from exceptions.services import exception_raise_for_step, replays_finish_for_run
-
     actor = Actor.system("worker")
     with transaction.atomic(), audit_context(actor=actor, reason=f"step {step.name} failed"):
         locked = StepRun.objects.select_for_update().select_related("run").get(pk=step.pk)
@@ -400,12 +416,10 @@ def _fail(*, step: StepRun, definition: WorkflowDef, error: StepFailed) -> str:
         if run.state in (RunState.RUNNING, RunState.WAITING):
             run.pause()
             run.save()
-        exception_raise_for_step(step_run=locked, error=error, actor=actor)
-        replays_finish_for_run(
+        observers.step_failed(step=locked, error=error, actor=actor)
+        observers.run_finished(
             run=run, ok=False, message=f"step {locked.name} failed: {str(error)[:500]}"
         )
-        if definition.on_failure is not None:
-            definition.on_failure(run=run, step=locked, error=error)
     logger.warning("step %s failed: %s", step.name, error)
     return StepState.FAILED
 
@@ -436,8 +450,6 @@ def workflow_signal(*, run: WorkflowRun, event_type: str, payload: dict[str, Any
 
 def step_retry(*, step: StepRun, actor: Actor, reason: str) -> StepRun:
     """Re-run a failed step from where it stopped (an operator's retry)."""
-    from exceptions.services import exceptions_mark_retrying
-
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
         locked = StepRun.objects.select_for_update().select_related("run").get(pk=step.pk)
         if locked.state != StepState.FAILED:
@@ -451,7 +463,7 @@ def step_retry(*, step: StepRun, actor: Actor, reason: str) -> StepRun:
         if run.state == RunState.PAUSED:
             run.resume()
             run.save()
-        exceptions_mark_retrying(step_run=locked, actor=actor)
+        observers.steps_retrying(steps=[locked], actor=actor)
     return locked
 
 
@@ -464,8 +476,6 @@ def workflow_replay(
     their idempotency keys, so an effect that already exists (``StepEffect``) is skipped and
     checks run again. Returns the steps that will run, in order.
     """
-    from exceptions.services import exceptions_mark_retrying
-
     now = timezone.now()
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
         locked_run = WorkflowRun.objects.select_for_update().get(pk=run.pk)
@@ -491,8 +501,7 @@ def workflow_replay(
         locked_run.current_step = steps[0].name
         locked_run.replay()
         locked_run.save()
-        for step in failed:
-            exceptions_mark_retrying(step_run=step, actor=actor)
+        observers.steps_retrying(steps=failed, actor=actor)
         _queue(steps[0], now=now)
     return steps
 
@@ -521,3 +530,86 @@ def steps_sweep(*, now: dt.datetime | None = None) -> int:
                 _queue(step, now=now)
                 resent += 1
     return resent
+
+
+# --- Compensations ------------------------------------------------------------------------------
+
+
+class CompensationFailed(Exception):
+    """The system refused the compensation or could not be reached; nothing was recorded."""
+
+
+@dataclass(frozen=True)
+class CompensationOutcome:
+    target: str  # the reversed effect's external id
+    status: str  # the system's status after the call
+    key: str  # the idempotency key it was sent (and recorded) under
+    done_before: bool  # an earlier execution already made the call
+
+
+def compensation_key(*, run: WorkflowRun, code: str) -> str:
+    return f"{run.subject_id}:v{run.subject_version}:compensate:{code}"
+
+
+def compensation_def(*, run: WorkflowRun, code: str) -> CompensationDef | None:
+    definition = REGISTRY.get(run.kind)
+    if definition is None:
+        return None
+    return next((c for c in definition.compensations if c.code == code), None)
+
+
+def compensation_target(*, run: WorkflowRun, code: str) -> str:
+    """The external id the compensation reverses ('' when that effect never happened)."""
+    compensation = compensation_def(run=run, code=code)
+    step = (
+        StepRun.objects.filter(run=run, name=compensation.reverses).first()
+        if compensation is not None
+        else None
+    )
+    if step is None:
+        return ""
+    effect = StepEffect.objects.filter(idempotency_key=step.idempotency_key).first()
+    return effect.external_id if effect is not None else ""
+
+
+def compensations_available(*, run: WorkflowRun) -> list[CompensationDef]:
+    """Compensations offered for a run stopped by a failure after the effect happened."""
+    definition = REGISTRY.get(run.kind)
+    if run.state != RunState.PAUSED or definition is None:
+        return []
+    return [c for c in definition.compensations if compensation_target(run=run, code=c.code)]
+
+
+def compensation_call(*, run: WorkflowRun, code: str) -> CompensationOutcome:
+    """Reverse the effect in its system, once: outside any transaction, under a stored
+    idempotency key; a second call finds the recorded outcome and sends nothing. Record the
+    outcome with ``compensation_record`` in the transaction that acts on it."""
+    compensation = compensation_def(run=run, code=code)
+    if compensation is None:
+        raise CompensationFailed(f"{code} is not a compensation of {run.kind} runs")
+    key = compensation_key(run=run, code=code)
+    target = compensation_target(run=run, code=code)
+    effect = StepEffect.objects.filter(idempotency_key=key).first()
+    if effect is not None:
+        return CompensationOutcome(
+            target=target, status=effect.result.get("status", ""), key=key, done_before=True
+        )
+    try:
+        with correlation(run.subject_id):
+            status = compensation.execute(target, key)
+    except ConnectorError as exc:
+        raise CompensationFailed(f"{compensation.refused}: {exc}") from exc
+    return CompensationOutcome(target=target, status=status, key=key, done_before=False)
+
+
+def compensation_record(*, run: WorkflowRun, code: str, outcome: CompensationOutcome) -> None:
+    """Remember that the compensation happened (inside the caller's transaction)."""
+    compensation = compensation_def(run=run, code=code)
+    StepEffect.objects.get_or_create(
+        idempotency_key=outcome.key,
+        defaults={
+            "system": compensation.system if compensation is not None else "",
+            "external_id": outcome.target,
+            "result": {"status": outcome.status},
+        },
+    )

@@ -24,12 +24,13 @@ from django.utils import timezone
 
 from core.audit import Actor
 from core.records import LineKind
-from masterdata import services as md_services
 from masterdata.identity import identity_resolve
 from masterdata.models import Account, ExternalId, ProductMapping
+from masterdata.services import records as md_services
 from orchestration.connectors.errors import PermanentError, RetryableError
 from orchestration.connectors.interfaces import Party, RemoteLine
 from orchestration.connectors.registry import connector_for
+from orchestration.workflows.compensations import CANCEL_ERP_ORDER
 from orchestration.workflows.engine import Done, StepContext, StepDef, StepInput, WorkflowDef
 from orchestration.workflows.engine import workflow_register as _register
 from orchestration.workflows.errors import StepFailed, StepRetryable
@@ -648,5 +649,6 @@ QUOTE_TO_CASH = _register(
             StepDef("send_one_time_lines", send_one_time_lines, system="erp"),
             StepDef("activate_contract", activate_contract, has_effect=False),
         ],
+        compensations=(CANCEL_ERP_ORDER,),
     )
 )

@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from core.money import Money
 from core.roles import roles_sync
-from masterdata import services as md
+from masterdata.services import records as md
 from q2c import services
 from tests import factories
 from tests.console.audit.conftest import story  # noqa: F401  (one order's story, for audit tests)

@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
 
-from masterdata import services as md
+from masterdata.services import records as md
 from q2c import services
 from tests import factories
 from tests.api.conftest import token_client, user_for

@@ -12,8 +12,8 @@ import pytest
 from core.audit import Actor
 from exceptions import services as exc_services
 from exceptions.models import OperationalException, ReplayKind
-from masterdata import services as md
 from masterdata.models import DuplicateCandidate
+from masterdata.services import duplicates as md
 from orchestration.workflows.models import WorkflowRun
 from q2c.models import Order
 from tests.browser.conftest import browser_login

@@ -12,7 +12,7 @@ import pytest
 from django.urls import reverse
 
 from console.selectors import dashboard
-from exceptions.models import Category
+from core.problems import Category
 from orchestration.models import OutboundCall
 from orchestration.workflows.models import CircuitBreaker
 from q2c import services

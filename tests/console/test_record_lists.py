@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from console.selectors import records as selectors
 from core.env import envminutes
-from masterdata import services as md
+from masterdata.services import records as md
 from q2c import services
 from q2c.models import Order
 from tests import factories

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from core.audit import Actor
 from exceptions.models import ExceptionState, OperationalException
-from masterdata import services as md
+from masterdata.services import records as md
 from orchestration.models import InboundEvent, OutboundCall
 from orchestration.workflows.models import StepRun, StepState
 from q2c import services

@@ -12,7 +12,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser, Group
 
 from core.audit import Actor
-from exceptions.models import Category, OperationalException
+from core.problems import Category
+from exceptions.models import OperationalException
 from orchestration.workflows import engine
 from orchestration.workflows.errors import StepFailed
 from orchestration.workflows.models import StepRun, StepState, WorkflowRun
@@ -111,7 +112,7 @@ def q2c_run(*, customer_snapshot: dict[str, Any], account: Any = None) -> tuple[
     run started; nothing executed yet."""
     from django.utils import timezone
 
-    from masterdata import services as md_services
+    from masterdata.services import records as md_services
     from orchestration.workflows.quote_to_cash import KIND as Q2C
     from q2c import services as q2c_services
 

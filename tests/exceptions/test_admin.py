@@ -10,7 +10,8 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import reverse
 from django.utils import timezone
 
-from exceptions.models import Category, ExceptionState
+from core.problems import Category
+from exceptions.models import ExceptionState
 from orchestration.workflows.models import CircuitBreaker, StepRun
 from tests.exceptions.helpers import ADMIN, raise_exception, user_for
 

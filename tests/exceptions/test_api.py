@@ -12,9 +12,10 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from core.audit import Actor
+from core.problems import Category
 from core.roles import ROLE_NAMES
 from exceptions import services
-from exceptions.models import Category, ExceptionComment, Replay, ReplayKind, ReplayState
+from exceptions.models import ExceptionComment, Replay, ReplayKind, ReplayState
 from tests.exceptions.helpers import ADMIN, NO_ROLE, raise_exception, user_for
 
 _people = count(1)

@@ -12,15 +12,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from core.audit import Actor
+from core.problems import Category
 from exceptions import services
-from exceptions.models import (
-    Category,
-    ExceptionState,
-    OperationalException,
-    Replay,
-    ReplayKind,
-    ReplayState,
-)
+from exceptions.models import ExceptionState, OperationalException, Replay, ReplayKind, ReplayState
 from masterdata.models import Account
 from orchestration.workflows.models import RunState, StepRun, StepState
 from q2c.models import OrderState, Quote

@@ -10,7 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from core.audit import Actor
-from exceptions.models import Category, ExceptionComment, ExceptionState, OperationalException
+from core.problems import Category
+from exceptions.models import ExceptionComment, ExceptionState, OperationalException
 from exceptions.services import exception_ignore
 from tests.exceptions.helpers import ADMIN, raise_exception, user_for
 

@@ -13,8 +13,9 @@ from django.conf import settings
 from django_fsm import ConcurrentTransition
 
 from core.audit import Actor
+from core.problems import Category
 from exceptions import services
-from exceptions.models import Category, Replay, ReplayKind, ReplayState
+from exceptions.models import Replay, ReplayKind, ReplayState
 from tests.exceptions.helpers import raise_exception
 from tests.integration.workers import broker_flush
 from tests.q2c.test_concurrency import WAIT, _run_in_threads

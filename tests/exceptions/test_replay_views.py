@@ -14,9 +14,10 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 
 from core.audit import Actor
+from core.problems import Category
 from core.roles import ROLE_NAMES
 from exceptions import services
-from exceptions.models import Category, OperationalException, Replay, ReplayKind, ReplayState
+from exceptions.models import OperationalException, Replay, ReplayKind, ReplayState
 from tests.exceptions.helpers import (
     ADMIN,
     GOOD_CUSTOMER,

@@ -12,8 +12,9 @@ from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 
 from core.audit import Actor
+from core.problems import Category
 from exceptions import services
-from exceptions.models import Category, ExceptionState, Replay, ReplayKind, ReplayState
+from exceptions.models import ExceptionState, Replay, ReplayKind, ReplayState
 from orchestration.workflows.errors import StepFailed
 from orchestration.workflows.models import RunState, StepRun, StepState
 from q2c.models import OrderState

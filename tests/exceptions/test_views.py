@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from console.views.records import PAGE_SIZE
 from core.audit import Actor
-from exceptions.models import Category
+from core.problems import Category
 from exceptions.services import exception_ignore, exception_retry
 from exceptions.views import NEXT_STEPS
 from orchestration.models import OutboundCall

@@ -13,7 +13,7 @@ from django.db import connections
 
 from core.audit import Actor
 from core.records import SYSTEMS, BillingPeriod, LineKind
-from masterdata import services as md
+from masterdata.services import records as md
 from sandbox import SandboxConfig
 from sandbox.config import default_api_key, default_webhook_secret
 from tests.sandbox.helpers import SandboxClient, cpq_quote, crm_account, sandbox_start

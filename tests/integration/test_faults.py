@@ -30,8 +30,8 @@ from core.models import IdentifierCounter
 from core.records import LineKind
 from exceptions.models import ExceptionState, OperationalException
 from exceptions.services import exception_retry
-from masterdata import services as md
 from masterdata.models import ExternalId
+from masterdata.services import records as md
 from orchestration.events.services import inbound_events_sweep
 from orchestration.events.signatures import SIGNATURE_HEADER, signature_header
 from orchestration.models import InboundEvent, InboundStatus, OutboundCall, OutboundOutcome

@@ -12,10 +12,11 @@ from django.utils import timezone
 
 from core.audit import Actor, audit_context
 from core.money import Money
-from exceptions.models import CATEGORY_SLA, Category, OperationalException, Severity, Team
-from masterdata import services as md
+from core.problems import CATEGORY_SLA, Category, Severity, Team
+from exceptions.models import OperationalException
 from masterdata.models import Account, AccountAlias, ExternalId
 from masterdata.selectors import account_reference_fields
+from masterdata.services import records as md
 from q2c import services
 from tests import factories
 from tests.q2c import helpers as q2c_helpers

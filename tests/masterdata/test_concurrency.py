@@ -14,9 +14,9 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection, connections, transaction
 
-from masterdata import services as md
 from masterdata.locks import lock_accounts
 from masterdata.models import Account, AccountStatus, MergeRecord, MergeState
+from masterdata.services import merges as md
 from q2c import services
 from q2c.models import Order
 from tests import factories

@@ -9,9 +9,10 @@ from django.core.management import call_command
 from django.db import transaction
 
 from core.audit import audit_context
-from masterdata import services as md
 from masterdata.duplicates import evaluate
 from masterdata.models import Account, CandidateStatus, DuplicateCandidate
+from masterdata.services import duplicates as md_duplicates
+from masterdata.services import merges as md_merges
 from masterdata.synthetic import labelled_set
 from tests import factories
 from tests.masterdata import helpers
@@ -67,7 +68,7 @@ def test_detection_stores_a_candidate_with_per_field_evidence(system_actor):
     # given
     a, b, _ = twins()
     # when
-    summary = md.duplicates_detect(actor=system_actor)
+    summary = md_duplicates.duplicates_detect(actor=system_actor)
     # then
     (candidate,) = DuplicateCandidate.objects.all()
     assert (candidate.account_a_id, candidate.account_b_id) == (a.pk, b.pk)
@@ -84,10 +85,10 @@ def test_detection_stores_a_candidate_with_per_field_evidence(system_actor):
 def test_running_detection_again_adds_nothing(system_actor):
     # given
     twins()
-    md.duplicates_detect(actor=system_actor)
+    md_duplicates.duplicates_detect(actor=system_actor)
     history = DuplicateCandidate.history.count()
     # when
-    summary = md.duplicates_detect(actor=system_actor)
+    summary = md_duplicates.duplicates_detect(actor=system_actor)
     # then
     assert (summary.created, summary.updated, summary.reopened) == (0, 0, 0)
     assert DuplicateCandidate.objects.count() == 1
@@ -100,11 +101,13 @@ def test_a_dismissed_pair_does_not_come_back_while_the_records_are_unchanged(
 ):
     # given
     twins()
-    md.duplicates_detect(actor=system_actor)
+    md_duplicates.duplicates_detect(actor=system_actor)
     candidate = DuplicateCandidate.objects.get()
-    md.candidate_dismiss(candidate=candidate, actor=helpers.steward(make_user), reason="group")
+    md_duplicates.candidate_dismiss(
+        candidate=candidate, actor=helpers.steward(make_user), reason="group"
+    )
     # when
-    summary = md.duplicates_detect(actor=system_actor)
+    summary = md_duplicates.duplicates_detect(actor=system_actor)
     # then
     candidate.refresh_from_db()
     assert candidate.status == CandidateStatus.DISMISSED
@@ -115,12 +118,14 @@ def test_a_dismissed_pair_does_not_come_back_while_the_records_are_unchanged(
 def test_a_dismissed_pair_comes_back_when_either_record_changes(system_actor, make_user):
     # given
     _a, b, _ = twins()
-    md.duplicates_detect(actor=system_actor)
+    md_duplicates.duplicates_detect(actor=system_actor)
     candidate = DuplicateCandidate.objects.get()
-    md.candidate_dismiss(candidate=candidate, actor=helpers.steward(make_user), reason="group")
+    md_duplicates.candidate_dismiss(
+        candidate=candidate, actor=helpers.steward(make_user), reason="group"
+    )
     _edit(Account.objects.get(pk=b.pk), phone="+44 113 496 0000")
     # when
-    summary = md.duplicates_detect(actor=system_actor)
+    summary = md_duplicates.duplicates_detect(actor=system_actor)
     # then
     candidate.refresh_from_db()
     assert (candidate.status, candidate.decided_by_id) == (CandidateStatus.OPEN, None)
@@ -132,9 +137,11 @@ def test_a_dismissed_pair_comes_back_when_either_record_changes(system_actor, ma
 def test_merged_accounts_are_not_compared_again(system_actor, make_user):
     # given
     a, b, _ = twins()
-    md.merge_request(survivor=a, loser=b, actor=helpers.steward(make_user), reason="one company")
+    md_merges.merge_request(
+        survivor=a, loser=b, actor=helpers.steward(make_user), reason="one company"
+    )
     # when
-    summary = md.duplicates_detect(actor=system_actor)
+    summary = md_duplicates.duplicates_detect(actor=system_actor)
     # then
     assert (summary.accounts, summary.found) == (2, 0)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from core.audit import Actor
-from exceptions.models import Category, OperationalException
-from masterdata import services as md
+from core.problems import Category
+from exceptions.models import OperationalException
 from masterdata.identity import domain_key, identity_resolve, name_key, tax_id_key
+from masterdata.services import merges as md
 from orchestration.workflows import (
     engine,
     quote_to_cash,  # noqa: F401  (registers the workflow)

@@ -7,7 +7,6 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.test import override_settings
 
-from masterdata import services as md
 from masterdata.models import (
     Account,
     AccountStatus,
@@ -17,6 +16,7 @@ from masterdata.models import (
     PushState,
 )
 from masterdata.selectors import account_by_enterprise_id, external_id_resolve
+from masterdata.services import merges as md
 from q2c.models import Order
 from tests import factories
 from tests.masterdata import helpers

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from exceptions.models import Category, OperationalException
-from masterdata import services as md
+from core.problems import Category
+from exceptions.models import OperationalException
 from masterdata.models import MergeRecord, PushState
+from masterdata.services import merges as md_merges
+from orchestration import merge_push as merge_push_service
 from orchestration.connectors.sandbox.crm import SandboxCrm
 from orchestration.models import OutboundCall
 from tests import factories
@@ -33,7 +35,7 @@ def crm_twins(make_user, *, loser_in_crm: bool = True) -> MergeRecord:  # type: 
     survivor, loser = factories.account(), factories.account()
     helpers.link(survivor, "crm", survivor_id)
     helpers.link(loser, "crm", loser_id)
-    return md.merge_request(
+    return md_merges.merge_request(
         survivor=survivor, loser=loser, actor=helpers.steward(make_user), reason="one company"
     )
 
@@ -42,9 +44,9 @@ def test_the_crm_merges_the_loser_into_the_survivor(make_user, sandbox):  # noqa
     # given
     merge = crm_twins(make_user)
     assert merge.push_state == PushState.PENDING
-    survivor_crm, (loser_crm,) = md._merge_crm_ids(merge)
+    survivor_crm, (loser_crm,) = merge_push_service._merge_crm_ids(merge)
     # when
-    state = md.merge_push(merge_id=merge.pk)
+    state = merge_push_service.merge_push(merge_id=merge.pk)
     # then
     assert state == PushState.DONE
     loser_in_crm = sandbox.get("crm", f"/accounts/{loser_crm}").json()
@@ -60,7 +62,7 @@ def test_a_refused_merge_fails_visibly_and_a_steward_can_queue_it_again(make_use
     # given: the loser's CRM id is unknown to the CRM
     merge = crm_twins(make_user, loser_in_crm=False)
     # when
-    state = md.merge_push(merge_id=merge.pk)
+    state = merge_push_service.merge_push(merge_id=merge.pk)
     # then
     assert state == PushState.FAILED
     (exc,) = OperationalException.objects.all()
@@ -68,7 +70,7 @@ def test_a_refused_merge_fails_visibly_and_a_steward_can_queue_it_again(make_use
         Category.MASTER_DATA, "data_steward", "crm", "merge_push", merge.pk,
     )  # fmt: skip
     # when
-    md.merge_push_retry(merge=merge, actor=helpers.steward(make_user, "two"), reason="fixed")
+    md_merges.merge_push_retry(merge=merge, actor=helpers.steward(make_user, "two"), reason="fixed")
     # then
     merge.refresh_from_db()
     assert (merge.push_state, merge.push_attempts) == (PushState.PENDING, 0)
@@ -79,14 +81,14 @@ def test_a_throttled_crm_is_retried_and_the_last_attempt_fails_visibly(make_user
     merge = crm_twins(make_user)
     throttled(sandbox, "crm", 1)
     # when
-    with pytest.raises(md.MergePushRetry):
-        md.merge_push(merge_id=merge.pk)
+    with pytest.raises(merge_push_service.MergePushRetry):
+        merge_push_service.merge_push(merge_id=merge.pk)
     # then
     merge.refresh_from_db()
     assert (merge.push_state, merge.push_attempts) == (PushState.PENDING, 1)
     assert not OperationalException.objects.exists()
     # when: the task's last attempt
-    state = md.merge_push(merge_id=merge.pk, final_attempt=True)
+    state = merge_push_service.merge_push(merge_id=merge.pk, final_attempt=True)
     # then
     assert state == PushState.FAILED
     assert OperationalException.objects.get().error_class == "MergePushFailed"
@@ -95,10 +97,12 @@ def test_a_throttled_crm_is_retried_and_the_last_attempt_fails_visibly(make_user
 def test_unmerging_after_the_crm_merged_asks_a_steward_to_restore_it_there(make_user, sandbox):  # noqa: F811
     # given: the CRM has merged the pair
     merge = crm_twins(make_user)
-    _, (loser_crm,) = md._merge_crm_ids(merge)
-    assert md.merge_push(merge_id=merge.pk) == PushState.DONE
+    _, (loser_crm,) = merge_push_service._merge_crm_ids(merge)
+    assert merge_push_service.merge_push(merge_id=merge.pk) == PushState.DONE
     # when
-    md.account_unmerge(merge=merge, actor=helpers.steward(make_user, "two"), reason="two firms")
+    md_merges.account_unmerge(
+        merge=merge, actor=helpers.steward(make_user, "two"), reason="two firms"
+    )
     # then: Tandem cannot undo the CRM's merge; the stewards' queue says what to restore
     (exc,) = OperationalException.objects.all()
     assert (exc.error_class, exc.owner_team, exc.system, exc.context["crm_ids"]) == (
@@ -112,10 +116,12 @@ def test_unmerging_after_the_crm_merged_asks_a_steward_to_restore_it_there(make_
 def test_unmerging_before_the_push_ran_never_tells_the_crm(make_user, sandbox):  # noqa: F811
     # given: the push is still queued
     merge = crm_twins(make_user)
-    _, (loser_crm,) = md._merge_crm_ids(merge)
+    _, (loser_crm,) = merge_push_service._merge_crm_ids(merge)
     # when
-    md.account_unmerge(merge=merge, actor=helpers.steward(make_user, "two"), reason="two firms")
-    state = md.merge_push(merge_id=merge.pk)  # the queued task runs after all
+    md_merges.account_unmerge(
+        merge=merge, actor=helpers.steward(make_user, "two"), reason="two firms"
+    )
+    state = merge_push_service.merge_push(merge_id=merge.pk)  # the queued task runs after all
     # then
     assert state == PushState.NOT_NEEDED
     loser_in_crm = sandbox.get("crm", f"/accounts/{loser_crm}").json()
@@ -131,17 +137,19 @@ def test_a_push_that_lands_while_the_merge_is_undone_asks_a_steward_to_restore_i
 ):
     # given: a steward undoes the merge while the push is talking to the CRM
     merge = crm_twins(make_user)
-    _, (loser_crm,) = md._merge_crm_ids(merge)
+    _, (loser_crm,) = merge_push_service._merge_crm_ids(merge)
     real_merge = SandboxCrm.account_merge
 
     def merge_while_a_steward_unmerges(self, **kwargs):  # type: ignore[no-untyped-def]
         answer = real_merge(self, **kwargs)  # the CRM merges the pair
-        md.account_unmerge(merge=merge, actor=helpers.steward(make_user, "two"), reason="two")
+        md_merges.account_unmerge(
+            merge=merge, actor=helpers.steward(make_user, "two"), reason="two"
+        )
         return answer
 
     monkeypatch.setattr(SandboxCrm, "account_merge", merge_while_a_steward_unmerges)
     # when
-    state = md.merge_push(merge_id=merge.pk)
+    state = merge_push_service.merge_push(merge_id=merge.pk)
     # then: the push finds the merge undone; the CRM's merge is put to the stewards
     assert state == PushState.NOT_NEEDED
     assert sandbox.get("crm", f"/accounts/{loser_crm}").json()["IsDeleted"] is True

@@ -7,9 +7,9 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from core.audit import audit_context
-from masterdata import services as md
 from masterdata.models import Account, AccountAlias, AccountStatus, ExternalId
 from masterdata.selectors import account_by_enterprise_id, external_id_resolve
+from masterdata.services import records as md
 from tests import factories
 from tests.q2c.helpers import database_snapshot
 

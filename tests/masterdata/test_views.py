@@ -8,7 +8,6 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from masterdata import services as md
 from masterdata.models import (
     Account,
     AccountStatus,
@@ -17,6 +16,7 @@ from masterdata.models import (
     MergeRecord,
     MergeState,
 )
+from masterdata.services import merges as md
 from q2c.models import Order
 from tests import factories
 from tests.masterdata import helpers

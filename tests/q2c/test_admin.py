@@ -19,8 +19,9 @@ from rest_framework.authtoken.models import Token
 
 from core.audit import Actor
 from core.identifiers import PREFIXES, identifier_allocate
-from masterdata import services as md
 from masterdata.models import AccountAlias, DuplicateCandidate
+from masterdata.services import merges as md_merges
+from masterdata.services import records as md
 from q2c import services
 from q2c.models import CreditNote, Order, OrderState, UsageRecord
 from tandem.models import WorkerHeartbeat
@@ -97,7 +98,7 @@ def seed_every_registered_model(superuser: Any) -> None:
         account_a=account, account_b=twin, score=Decimal("0.9"), evidence={},
         fingerprint="f", detected_at=timezone.now(),
     )  # fmt: skip
-    md.merge_request(
+    md_merges.merge_request(
         survivor=account, loser=twin, actor=Actor.person(superuser), reason="test setup"
     )
     WorkerHeartbeat.objects.create(hostname="worker-1", seen_at=timezone.now())

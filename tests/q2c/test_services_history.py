@@ -22,7 +22,9 @@ from core.audit import Actor
 from core.errors import ReasonRequired
 from core.money import Money
 from core.records import BillingPeriod, LineKind
-from masterdata import services as md
+from masterdata.services import duplicates as md_duplicates
+from masterdata.services import merges as md_merges
+from masterdata.services import records as md
 from q2c import services
 from q2c.models import ContractState, InvoiceState, OrderState
 from tests import factories
@@ -346,7 +348,7 @@ def _merge_requested(*, approval: bool) -> Any:
 
     survivor, loser = _twins()
     with override_settings(TANDEM_MERGE_REQUIRES_APPROVAL=approval):
-        return md.merge_request(
+        return md_merges.merge_request(
             survivor=survivor, loser=loser, actor=factories.actor(), reason="test setup"
         )
 
@@ -359,31 +361,31 @@ def _candidate_dismiss() -> Run:
         account_a=a, account_b=b, score=Decimal("0.9"), evidence={}, fingerprint="f",
         detected_at=timezone.now(),
     )  # fmt: skip
-    return lambda actor, reason: md.candidate_dismiss(
+    return lambda actor, reason: md_duplicates.candidate_dismiss(
         candidate=candidate, actor=actor, reason=reason
     )
 
 
 def _merge_request() -> Run:
     survivor, loser = _twins()
-    return lambda actor, reason: md.merge_request(
+    return lambda actor, reason: md_merges.merge_request(
         survivor=survivor, loser=loser, actor=actor, reason=reason
     )
 
 
 def _merge_approve() -> Run:
     merge = _merge_requested(approval=True)
-    return lambda actor, reason: md.merge_approve(merge=merge, actor=actor, reason=reason)
+    return lambda actor, reason: md_merges.merge_approve(merge=merge, actor=actor, reason=reason)
 
 
 def _merge_reject() -> Run:
     merge = _merge_requested(approval=True)
-    return lambda actor, reason: md.merge_reject(merge=merge, actor=actor, reason=reason)
+    return lambda actor, reason: md_merges.merge_reject(merge=merge, actor=actor, reason=reason)
 
 
 def _account_unmerge() -> Run:
     merge = _merge_requested(approval=False)
-    return lambda actor, reason: md.account_unmerge(merge=merge, actor=actor, reason=reason)
+    return lambda actor, reason: md_merges.account_unmerge(merge=merge, actor=actor, reason=reason)
 
 
 def _merge_push_retry() -> Run:
@@ -396,7 +398,7 @@ def _merge_push_retry() -> Run:
     with transaction.atomic(), audit_context(actor=factories.actor(), reason="test setup"):
         merge.push_state = PushState.FAILED
         merge.save()
-    return lambda actor, reason: md.merge_push_retry(merge=merge, actor=actor, reason=reason)
+    return lambda actor, reason: md_merges.merge_push_retry(merge=merge, actor=actor, reason=reason)
 
 
 def _order_case(name: str, source: str) -> Case:
@@ -502,7 +504,7 @@ CASES: dict[str, Case] = {
 
 def _services_taking_a_reason() -> list[str]:
     names = []
-    for module in (services, md):
+    for module in (services, md, md_duplicates, md_merges):
         for name, function in inspect.getmembers(module, inspect.isfunction):
             if function.__module__ != module.__name__ or name.startswith("_"):
                 continue

@@ -42,7 +42,7 @@ class Command(BaseCommand):
         from core.audit import Actor
         from demo.near_duplicates import demo_near_duplicates_seed
         from demo.seed import DEMO_ACTOR, DEMO_REASON
-        from masterdata.services import duplicates_detect
+        from masterdata.services.duplicates import duplicates_detect
 
         demo_near_duplicates_seed(actor=Actor.system(DEMO_ACTOR), reason=DEMO_REASON)
         duplicates_detect(actor=Actor.system("scheduler"))

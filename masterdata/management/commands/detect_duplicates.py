@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from core.audit import Actor
-from masterdata.services import duplicates_detect
+from masterdata.services.duplicates import duplicates_detect
 
 
 class Command(BaseCommand):

@@ -214,7 +214,7 @@ def test_a_missing_event_row_is_a_no_op():
 @pytest.mark.django_db
 def test_a_quote_naming_a_merged_away_crm_id_is_booked_on_the_survivor(webhook_secrets, make_user):
     # given: two accounts merged; the loser's CRM id 001L now belongs to the survivor
-    from masterdata import services as md
+    from masterdata.services import merges as md
     from orchestration.workflows import engine
     from tests.masterdata import helpers as md_helpers
 

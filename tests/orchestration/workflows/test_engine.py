@@ -12,7 +12,8 @@ import pytest
 from django.utils import timezone
 
 from core.audit import Actor
-from exceptions.models import Category, ExceptionState, OperationalException
+from core.problems import Category
+from exceptions.models import ExceptionState, OperationalException
 from exceptions.services import exception_retry
 from orchestration.workflows import engine
 from orchestration.workflows.errors import StepFailed, StepRetryable
