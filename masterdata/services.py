@@ -24,6 +24,7 @@ from masterdata.models import (
     Account,
     AccountAlias,
     AccountStatus,
+    CandidatePattern,
     CandidateStatus,
     DuplicateCandidate,
     ExternalId,
@@ -261,29 +262,27 @@ class DetectionSummary:
     updated: int
     seconds: float
     timings: dict[str, float]
+    sites: int = 0  # of the candidates found, flagged as sites of one organisation
+    clusters: int = 0  # groups of two or more accounts that hold together
+    by_pass: dict[str, int] | None = None  # pairs each blocking pass added
+    reduction_ratio: float = 1.0
+    model: dict[str, Any] | None = None  # the learned prior, m and u, EM iterations
 
 
 def _active_rows() -> list[AccountRow]:
     values = Account.objects.filter(status=AccountStatus.ACTIVE).values_list(
-        "pk", "country", "name_key", "tax_id_key", "domain_key", "address_line1",
-        "address_line2", "postcode", "phone", "email",
+        "pk", "country", "legal_name", "name_key", "tax_id_key", "domain_key", "address_line1",
+        "address_line2", "city", "postcode", "phone", "email",
     )  # fmt: skip
     return [
         account_row(
-            pk=pk,
-            country=country,
-            name_key=name,
-            tax_id_key=tax,
-            domain_key=domain,
-            address_line1=line1,
-            address_line2=line2,
-            postcode=postcode,
-            phone=phone,
-            email=email,
-        )
-        for pk, country, name, tax, domain, line1, line2, postcode, phone, email in values.iterator(
-            chunk_size=5000
-        )
+            pk=pk, country=country, legal_name=legal_name, name_key=name, tax_id_key=tax,
+            domain_key=domain, address_line1=line1, address_line2=line2, city=city,
+            postcode=postcode, phone=phone, email=email,
+        )  # fmt: skip
+        for (
+            pk, country, legal_name, name, tax, domain, line1, line2, city, postcode, phone, email
+        ) in values.iterator(chunk_size=5000)
     ]
 
 
@@ -315,18 +314,17 @@ def duplicates_detect(*, actor: Actor, threshold: float | None = None) -> Detect
     for pair in result.pairs:
         fingerprint = pair_fingerprint(by_pk[pair.a], by_pk[pair.b])
         score = Decimal(str(pair.score)).quantize(Decimal("0.001"))
+        weight = Decimal(str(pair.match_weight)).quantize(Decimal("0.01"))
+        pattern = CandidatePattern.SITES if pair.sites else CandidatePattern.DUPLICATE
         candidate = existing.get((pair.a, pair.b))
         if candidate is None:
             new.append(
                 DuplicateCandidate(
-                    account_a_id=pair.a,
-                    account_b_id=pair.b,
-                    score=score,
-                    evidence=pair.evidence,
-                    fingerprint=fingerprint,
-                    detected_at=now,
+                    account_a_id=pair.a, account_b_id=pair.b, score=score,
+                    evidence=pair.evidence, fingerprint=fingerprint, detected_at=now,
+                    match_weight=weight, pattern=pattern, cluster=pair.cluster,
                 )
-            )
+            )  # fmt: skip
             continue
         if candidate.status == CandidateStatus.MERGED:
             continue
@@ -338,9 +336,17 @@ def duplicates_detect(*, actor: Actor, threshold: float | None = None) -> Detect
             candidate.decided_by = None
             candidate.decision_reason = ""
             reopened += 1
-        elif candidate.fingerprint == fingerprint and candidate.score == score:
+        elif (
+            candidate.fingerprint == fingerprint
+            and candidate.score == score
+            and (candidate.match_weight, candidate.pattern, candidate.cluster)
+            == (weight, pattern, pair.cluster)
+        ):
             continue
         candidate.score = score
+        candidate.match_weight = weight
+        candidate.pattern = pattern
+        candidate.cluster = pair.cluster
         candidate.evidence = pair.evidence
         candidate.fingerprint = fingerprint
         candidate.detected_at = now
@@ -355,7 +361,7 @@ def duplicates_detect(*, actor: Actor, threshold: float | None = None) -> Detect
             bulk_update_with_history(
                 changed, DuplicateCandidate,
                 ["score", "evidence", "fingerprint", "detected_at", "status", "decided_at",
-                 "decided_by", "decision_reason"],
+                 "decided_by", "decision_reason", "match_weight", "pattern", "cluster"],
                 batch_size=2000, default_user=actor.user, default_change_reason=reason,
             )  # fmt: skip
     return DetectionSummary(
@@ -372,6 +378,16 @@ def duplicates_detect(*, actor: Actor, threshold: float | None = None) -> Detect
             **{key: round(value, 2) for key, value in result.timings.items()},
             "store": round(time.perf_counter() - found, 2),
         },
+        sites=sum(pair.sites for pair in result.pairs),
+        clusters=len(result.clusters),
+        by_pass=result.by_pass,
+        reduction_ratio=result.reduction_ratio,
+        model=None
+        if result.model is None
+        else {
+            "prior": result.model.prior, "iterations": result.model.iterations,
+            "converged": result.model.converged, "table": result.model.table(),
+        },  # fmt: skip
     )
 
 

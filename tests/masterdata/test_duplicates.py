@@ -73,10 +73,11 @@ def test_detection_stores_a_candidate_with_per_field_evidence(system_actor):
     assert (candidate.account_a_id, candidate.account_b_id) == (a.pk, b.pk)
     assert (summary.found, summary.created) == (1, 1)
     assert candidate.status == CandidateStatus.OPEN
-    assert candidate.score == Decimal("1.000")  # log-odds 13.5
+    assert candidate.score == Decimal("1.000")
+    assert candidate.pattern == ""
     assert {name: item["result"] for name, item in candidate.evidence.items()} == {
-        "name": "same", "tax_id": "same", "domain": "same", "address": "same",
-        "postcode": "same", "phone": "missing", "email": "missing",
+        "name": "same", "tax_id": "same", "phone": "missing", "address": "same",
+        "domain": "same", "country": "same",
     }  # fmt: skip
 
 
