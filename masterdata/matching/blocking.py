@@ -9,15 +9,15 @@ compared once:
   or with the city;
 - the whole name in any word order, and each of its organisation parts (a site inside its
   parent's "Parent - Site" name);
-- rare name words: the rarest word of the name, and its two rarest words together;
+- rare name words: the rarest word of the name (when rare), its two rarest words together;
 - postcode + the first letters of the name;
 - a sorted neighbourhood: names in alphabetical order, each compared (in C, by rapidfuzz)
   with the next few, which catches a typo in a rare word.
 
-An identifier block of a handful of records gives all its pairs; a larger one (a shared
-switchboard number, a parent's domain) and every name block give only the pairs whose names
-agree enough (rapidfuzz, in C). The building and whole-name passes give all their pairs:
-their point is names that differ, or one inside the other; a block larger than ``MAX_BLOCK`` is dropped: its key is too common to
+An identifier or rare-word block of a handful of records gives all its pairs; a larger one
+(a shared switchboard number, a parent's domain) and the other name blocks give only the
+pairs whose names agree enough (rapidfuzz, in C). The building and whole-name passes give
+all their pairs: their point is names that differ, or one inside the other; a block larger than ``MAX_BLOCK`` is dropped: its key is too common to
 mean anything, and the other passes still join its true pairs.
 
 ``pairs_completeness`` says how many known true pairs survive, beside the reduction ratio.
@@ -35,8 +35,6 @@ from rapidfuzz import fuzz, process
 from masterdata.matching.compare import TokenWeights
 from masterdata.matching.normalize import Record
 
-SMALL_BLOCK = 8  # identifier blocks this small give every pair
-IDENTIFIER_PASSES = frozenset({"tax_id", "domain", "phone", "email"})
 MAX_BLOCK = 400  # blocks larger than this are dropped
 RARE_WORD = 40  # a word in at most this many names is rare enough to block on alone
 WINDOW = 6  # neighbours compared in the sorted-name pass
@@ -61,17 +59,22 @@ class Blocking:
         return 1.0 - len(self.pairs) / total if total else 1.0
 
 
-def _rare_words(record: Record, weights: TokenWeights) -> list[str]:
-    """The name's rarest word when it is rare, and its two rarest words together."""
-    tokens = sorted(set(record.name.tokens), key=lambda t: (weights.frequency.get(t, 0), t))
-    if not tokens:
-        return []
-    keys = []
-    if weights.frequency.get(tokens[0], 0) <= RARE_WORD:
-        keys.append(tokens[0])
-    if len(tokens) >= 2:
-        keys.append(f"{tokens[0]} {tokens[1]}")
-    return keys
+def _rarest(record: Record, weights: TokenWeights) -> list[str]:
+    return sorted(set(record.name.tokens), key=lambda t: (weights.frequency.get(t, 0), t))
+
+
+def _rare_word(record: Record, weights: TokenWeights) -> list[str]:
+    """The name's rarest word, when it is rare."""
+    tokens = _rarest(record, weights)
+    if tokens and weights.frequency.get(tokens[0], 0) <= RARE_WORD:
+        return [tokens[0]]
+    return []
+
+
+def _rare_pair(record: Record, weights: TokenWeights) -> list[str]:
+    """The name's two rarest words together."""
+    tokens = _rarest(record, weights)
+    return [f"{tokens[0]} {tokens[1]}"] if len(tokens) >= 2 else []
 
 
 def _whole_names(record: Record, weights: TokenWeights) -> list[str]:
@@ -98,19 +101,21 @@ def _buildings(record: Record, weights: TokenWeights) -> list[str]:
     return keys
 
 
-# pass name → (keys of a record, how a large block's names must agree: scorer and cut-off;
-# fuzz.ratio compares the names' words in alphabetical order, i.e. a token-sort ratio)
-PASSES: dict[str, tuple[Callable[[Record, TokenWeights], Iterable[str]], Any, float]] = {
-    "tax_id": (lambda r, w: (r.tax_id,) if r.tax_id else (), fuzz.token_set_ratio, 55.0),
-    "domain": (lambda r, w: (r.domain,) if r.domain else (), fuzz.token_set_ratio, 55.0),
-    "phone": (lambda r, w: (r.phone,) if r.phone else (), fuzz.token_set_ratio, 55.0),
-    "email": (lambda r, w: (r.email,) if r.email else (), fuzz.token_set_ratio, 55.0),
-    "building": (_buildings, fuzz.token_set_ratio, 0.0),
-    "whole_name": (_whole_names, fuzz.token_set_ratio, 0.0),
-    "rare_words": (_rare_words, fuzz.ratio, 85.0),
+# pass name → (keys of a record, blocks up to this size give every pair, larger ones only
+# the pairs whose names agree enough: scorer and cut-off; fuzz.ratio compares the names'
+# words in alphabetical order, i.e. a token-sort ratio)
+PASSES: dict[str, tuple[Callable[[Record, TokenWeights], Iterable[str]], int, Any, float]] = {
+    "tax_id": (lambda r, w: (r.tax_id,) if r.tax_id else (), 8, fuzz.token_set_ratio, 55.0),
+    "domain": (lambda r, w: (r.domain,) if r.domain else (), 8, fuzz.token_set_ratio, 55.0),
+    "phone": (lambda r, w: (r.phone,) if r.phone else (), 8, fuzz.token_set_ratio, 55.0),
+    "email": (lambda r, w: (r.email,) if r.email else (), 8, fuzz.token_set_ratio, 55.0),
+    "building": (_buildings, MAX_BLOCK, None, 0.0),
+    "whole_name": (_whole_names, MAX_BLOCK, None, 0.0),
+    "rare_word": (_rare_word, 5, fuzz.ratio, 85.0),
+    "rare_pair": (_rare_pair, 0, fuzz.ratio, 85.0),
     "postcode_name": (
         lambda r, w: (f"{r.postcode} {r.name.key[:3]}",) if r.postcode and r.name.key else (),
-        fuzz.ratio, 60.0,
+        0, fuzz.ratio, 60.0,
     ),
 }  # fmt: skip
 
@@ -122,7 +127,7 @@ def block(records: Sequence[Record], weights: TokenWeights) -> Blocking:
     # Words in alphabetical order: rapidfuzz's plain ratio on these is its token-sort ratio
     # without sorting again for every comparison.
     sorted_names = [" ".join(sorted(record.name.tokens)) for record in records]
-    for pass_name, (keys_of, scorer, cutoff) in PASSES.items():
+    for pass_name, (keys_of, small, scorer, cutoff) in PASSES.items():
         blocks: dict[str, list[int]] = defaultdict(list)
         for index, record in enumerate(records):
             for key in keys_of(record, weights):
@@ -132,7 +137,7 @@ def block(records: Sequence[Record], weights: TokenWeights) -> Blocking:
             size = len(members)
             if size < 2 or size > MAX_BLOCK:
                 continue
-            if not cutoff or (size <= SMALL_BLOCK and pass_name in IDENTIFIER_PASSES):
+            if size <= small:
                 for x in range(size):
                     i = members[x]
                     for y in range(x + 1, size):

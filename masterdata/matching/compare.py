@@ -168,8 +168,8 @@ def _streets_agree(a: str, b: str) -> bool:
 
 def address_level(a: Address, b: Address) -> int:
     """same: one building (house numbers overlap, ranges included; one street); close: the
-    same building with a conflicting type, direction or unit, or a typo in the street;
-    street: the same street, another number; different."""
+    same building with a conflicting street type or unit, or a typo in the street; street:
+    the same street, another number or the other side of town (N against S); different."""
     if not a.text or not b.text:
         return MISSING
     if a.number_low < 0 or b.number_low < 0 or not a.street or not b.street:
@@ -181,10 +181,10 @@ def address_level(a: Address, b: Address) -> int:
         return 3
     if a.number_low > b.number_high or b.number_low > a.number_high:
         return 2
-    conflict = (
-        (a.direction and b.direction and a.direction != b.direction)
-        or (a.street_type and b.street_type and a.street_type != b.street_type)
-        or (a.unit and b.unit and a.unit != b.unit)
+    if a.direction and b.direction and a.direction != b.direction:
+        return 2  # 5124 E Damen and 5124 W Damen are two places on one street
+    conflict = (a.street_type and b.street_type and a.street_type != b.street_type) or (
+        a.unit and b.unit and a.unit != b.unit
     )
     return 1 if conflict or a.street != b.street else 0
 
@@ -217,13 +217,13 @@ def _exact(a: str, b: str) -> int:
 
 
 def location_level(a: Record, b: Record) -> int:
-    """The street address and the postcode as one location: same (one building, the
-    postcode agreeing or missing), close (one building otherwise: the postcode or a detail
-    differs), street (the same street, another number), postcode (no building in common,
+    """The street address and the postcode as one location: same (one building and one
+    postcode), close (one building otherwise: a postcode missing or differing, a detail
+    differing), street (the same street, another number), postcode (no building in common,
     or an address missing, but the same postcode), different."""
     building = address_level(a.address, b.address)
     postcode = postcode_level(a.postcode, b.postcode)
-    if building == 0 and postcode in (0, MISSING):
+    if building == 0 and postcode == 0:
         return 0
     if building in (0, 1):
         return 1

@@ -82,6 +82,9 @@ def _value_of(record: Record, field_name: str) -> str:
 
 
 TF_FIELDS = ("name", "tax_id", "phone", "address", "domain")
+# Records one organisation may have among the records (one per source system): a value
+# held by more is common, and an agreement on it weighs less.
+TF_GROUP = 4
 
 
 @dataclass
@@ -105,13 +108,13 @@ class MatchModel:
         return math.log2(self.m[field_name][level] / self.u[field_name][level])
 
     def value_u(self, field_name: str, value: str) -> float:
-        """u of an exact agreement on ``value``: the field's, or the value's own share of
-        records when more than a pair of twins hold it."""
+        """u of an exact agreement on ``value``: the field's, or the share of records holding
+        it beyond one organisation's (``TF_GROUP``) when more do."""
         base = self.u[field_name][0]
         counts = self.value_counts.get(field_name)
         if not counts or not value:
             return base
-        extra = counts.get(value, 0) - 2
+        extra = counts.get(value, 0) - TF_GROUP
         if extra <= 0:
             return base
         return max(base, min(extra / max(self.present.get(field_name, 1), 1), 1 - 1e-6))
@@ -167,11 +170,23 @@ def _pairs_sharing(values: Counter[str]) -> tuple[float, int]:
     return sum(c * (c - 1) for c in values.values()) / (holding * (holding - 1)), holding
 
 
-def estimate_u(
-    records: Sequence[Record], weights: TokenWeights, *, seed: int = 16
-) -> tuple[dict[str, list[float]], dict[str, Counter[str]], dict[str, int]]:
-    """u per field and level: exact agreements from value frequencies, the other levels
-    from a seeded sample of random pairs; both pulled towards ``PRIOR_U`` by pseudo-pairs."""
+@dataclass
+class Population:
+    """What all pairs of records show, before telling matches from non-matches: the rate of
+    each level among the pairs holding the field on both sides, and how many observations
+    each rate rests on (every such pair for a rate from value frequencies, the sampled
+    pairs for the others)."""
+
+    rates: dict[str, list[float]]
+    observations: dict[str, list[float]]
+    exact: dict[str, list[bool]]  # the rate counts every pair (value frequencies)
+    value_counts: dict[str, Counter[str]]
+    present: dict[str, int]
+
+
+def survey(records: Sequence[Record], weights: TokenWeights, *, seed: int = 16) -> Population:
+    """Exact agreements' rates from value frequencies (precise even when rare), the other
+    levels' from a seeded sample of random pairs (all pairs when there are few)."""
     n = len(records)
     counts: dict[str, Counter[str]] = {}
     present: dict[str, int] = {}
@@ -191,36 +206,73 @@ def estimate_u(
     else:
         sample = ((rng.randrange(n), rng.randrange(n)) for _ in range(U_SAMPLE))
     seen: list[list[float]] = [[0.0] * len(LEVELS[f]) for f in FIELDS]
+    drawn = 0
+    held = [0] * len(FIELDS)
     for i, j in sample:
         if i == j:
             continue
+        drawn += 1
         for index, level in enumerate(compare(records[i], records[j], weights)):
             if level != MISSING:
                 seen[index][level] += 1
-    u: dict[str, list[float]] = {}
+                held[index] += 1
+    rates: dict[str, list[float]] = {}
+    observations: dict[str, list[float]] = {}
+    exact_levels: dict[str, list[bool]] = {}
     for index, field_name in enumerate(FIELDS):
         observed = seen[index]
         sampled = sum(observed)
-        prior = PRIOR_U[field_name]
-        estimate = [
-            (observed[level] + U_PSEUDO * prior[level]) / (sampled + U_PSEUDO)
-            for level in range(len(prior))
-        ]
+        estimate = [value / sampled if sampled else 0.0 for value in observed]
+        weight = [sampled] * len(observed)
+        counted = [False] * len(observed)
         share, holding = exact[field_name]
-        if holding >= 2:
-            # The exact level from frequencies, precise even when rare; the sample shares
-            # the rest among the other levels.
-            pairs = holding * (holding - 1) / 2
-            fixed = [(share * pairs + U_PSEUDO * prior[0]) / (pairs + U_PSEUDO)]
+        if holding >= 2 and field_name != "country":
+            # Pairs holding the field on both sides, estimated from the sample.
+            pairs = total_pairs * (held[index] / drawn) if drawn else 0.0
+            fixed = [share]
             if field_name == "domain" and domains[1] >= 2:
-                pairs = domains[1] * (domains[1] - 1) / 2
-                same = max(domains[0] - share, 0.0)
-                fixed.append((same * pairs + U_PSEUDO * prior[1]) / (pairs + U_PSEUDO))
+                fixed.append(max(domains[0] - share, 0.0))
             rest = sum(estimate[len(fixed) :]) or 1.0
-            left = 1 - sum(fixed)
+            left = max(1 - sum(fixed), 0.0)
             estimate = fixed + [left * value / rest for value in estimate[len(fixed) :]]
-        u[field_name] = _normalise(estimate)
-    return u, counts, present
+            weight = [max(pairs, sampled)] * len(fixed) + weight[len(fixed) :]
+            counted = [True] * len(fixed) + counted[len(fixed) :]
+        rates[field_name] = estimate
+        observations[field_name] = weight
+        exact_levels[field_name] = counted
+    return Population(
+        rates=rates, observations=observations, exact=exact_levels, value_counts=counts,
+        present=present,
+    )  # fmt: skip
+
+
+def u_from(
+    population: Population, matched: dict[str, list[float]] | None = None
+) -> dict[str, list[float]]:
+    """u per field and level: what all pairs show, less what the matches account for where
+    the rate is counted over every pair (``matched``: expected matching pairs per level),
+    pulled towards ``PRIOR_U`` by pseudo-pairs; a level the sample never met counts as half
+    an observation (the sample's resolution), not as impossible.
+
+    Without the subtraction, a set where most pairs sharing an address are duplicates (a
+    list merged from several source systems) would take a shared address for common among
+    non-matches."""
+    u: dict[str, list[float]] = {}
+    for field_name in FIELDS:
+        prior = PRIOR_U[field_name]
+        rates = population.rates[field_name]
+        seen = population.observations[field_name]
+        found = (matched or {}).get(field_name) or [0.0] * len(prior)
+        values = []
+        for level in range(len(prior)):
+            count = rates[level] * seen[level]
+            total = seen[level]
+            if population.exact[field_name][level]:
+                count = max(count - found[level], 0.0)
+                total = max(total - sum(found), 1.0)
+            values.append((count + 0.5 + U_PSEUDO * prior[level]) / (total + 1.0 + U_PSEUDO))
+        u[field_name] = _normalise(values)
+    return u
 
 
 def _posterior(odds: float, pattern: Sequence[int], m: Any, u: Any, skip: set[int]) -> float:
@@ -284,11 +336,34 @@ def fit(
     patterns: Counter[tuple[int, ...]],
     *,
     records: int,
-    u: dict[str, list[float]],
+    population: Population,
+    rounds: int = 3,
 ) -> MatchModel:
-    """m by EM sessions over the blocked pairs' distinct comparison patterns (u held), then
-    the prior (the share of all pairs that are matches) by EM with m and u held."""
+    """m by EM sessions over the blocked pairs' distinct comparison patterns (u held), the
+    prior (the share of all pairs that are matches) by EM with m and u held, then u again
+    without the matches found; ``rounds`` times."""
     items = list(patterns.items())
+    u = u_from(population)
+    iterations = 0
+    converged = True
+    m: dict[str, list[float]] = {}
+    prior = 0.0
+    for _ in range(rounds):
+        m, used, done = _learn_m(items, u)
+        prior, used_prior, done_prior = _learn_prior(items, m, u, records=records)
+        iterations += used + used_prior
+        converged = done and done_prior
+        u = u_from(population, _matched_levels(items, m, u, prior))
+    return MatchModel(
+        m=m, u=u, prior=prior, iterations=iterations, converged=converged,
+        pairs=sum(patterns.values()), value_counts=population.value_counts,
+        present=population.present,
+    )  # fmt: skip
+
+
+def _learn_m(
+    items: list[tuple[tuple[int, ...], int]], u: dict[str, list[float]]
+) -> tuple[dict[str, list[float]], int, bool]:
     iterations = 0
     converged = True
 
@@ -323,6 +398,18 @@ def fit(
             [sum(values[level] * held for values, held in found) / total
              for level in range(len(LEVELS[name]))]
         )  # fmt: skip
+    return m, iterations, converged
+
+
+def _learn_prior(
+    items: list[tuple[tuple[int, ...], int]],
+    m: dict[str, list[float]],
+    u: dict[str, list[float]],
+    *,
+    records: int,
+) -> tuple[float, int, bool]:
+    """The share of all pairs that are matches; pairs blocking did not keep count as
+    non-matches."""
     all_pairs = max(records * (records - 1) / 2, 1.0)
     prior = min(max(1.0 / max(records, 2), 1e-12), 0.5)
     for step in range(1, EM_MAX_ITERATIONS + 1):
@@ -332,12 +419,22 @@ def fit(
         moved = abs(math.log(new_prior) - math.log(prior))
         prior = new_prior
         if moved < 1e-6:
-            iterations += step
-            break
-    else:
-        iterations += EM_MAX_ITERATIONS
-        converged = False
-    return MatchModel(
-        m=m, u=u, prior=prior, iterations=iterations, converged=converged,
-        pairs=sum(patterns.values()),
-    )  # fmt: skip
+            return prior, step, True
+    return prior, EM_MAX_ITERATIONS, False
+
+
+def _matched_levels(
+    items: list[tuple[tuple[int, ...], int]],
+    m: dict[str, list[float]],
+    u: dict[str, list[float]],
+    prior: float,
+) -> dict[str, list[float]]:
+    """Expected matching pairs at each level of each field."""
+    odds = prior / (1 - prior)
+    out = {name: [0.0] * len(LEVELS[name]) for name in FIELDS}
+    for pattern, count in items:
+        weight = _posterior(odds, pattern, m, u, set()) * count
+        for index, level in enumerate(pattern):
+            if level != MISSING:
+                out[FIELDS[index]][level] += weight
+    return out

@@ -150,10 +150,11 @@ class Address:
 
     @property
     def building_key(self) -> str:
-        """House number + street name: what the address blocking pass joins on."""
+        """House number + the street name's first word: what the address blocking pass
+        joins on (a typo in a street type the parser did not recognise stays out of it)."""
         if self.number_low < 0 or not self.street:
             return ""
-        return f"{self.number_low} {self.street}"
+        return f"{self.number_low} {self.street.split()[0]}"
 
 
 NO_ADDRESS = Address(-1, -1, "", "", "", "", "")
@@ -176,8 +177,27 @@ def _number_range(token: str) -> tuple[int, int] | None:
 
 @lru_cache(maxsize=200_000)
 def parse_address(line1: str, line2: str = "") -> Address:
-    """'2210-16 West Ogden Avenue, Suite 4' → 2210..2216, w, 'ogden', 'ave', unit '4'."""
-    text = fold(f"{line1} {line2}").replace("#", " # ")
+    """'2210-16 West Ogden Avenue, Suite 4' → 2210..2216, w, 'ogden', 'ave', unit '4'.
+
+    The street comes from the first line; the second (a building, a locality) only joins
+    the text compared when the street does not parse, unless the first line has no house
+    number and the second has ("Acme House" / "12 High Street")."""
+    first = _parse_line(line1)
+    if line2 and first.number_low < 0:
+        second = _parse_line(line2)
+        if second.number_low >= 0:
+            return second
+    if line2 and line1:
+        extra = " ".join(_ADDRESS_TOKEN.findall(fold(line2).replace(",", " ").replace(".", " ")))
+        return Address(
+            first.number_low, first.number_high, first.direction, first.street,
+            first.street_type, first.unit, f"{first.text} {extra}".strip(),
+        )  # fmt: skip
+    return first if line1 else _parse_line(line2)
+
+
+def _parse_line(line: str) -> Address:
+    text = fold(line).replace("#", " # ")
     tokens = _ADDRESS_TOKEN.findall(text.replace(",", " ").replace(".", " "))
     if not tokens:
         return NO_ADDRESS

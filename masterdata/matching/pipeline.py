@@ -12,7 +12,7 @@ from typing import Any
 from masterdata.matching.blocking import Blocking, block
 from masterdata.matching.clusters import clusters, is_sites
 from masterdata.matching.compare import FIELDS, MISSING, TokenWeights, compare, describe
-from masterdata.matching.model import TF_FIELDS, MatchModel, _value_of, estimate_u, fit
+from masterdata.matching.model import TF_FIELDS, MatchModel, _value_of, fit, survey
 from masterdata.matching.normalize import Record
 
 
@@ -110,10 +110,7 @@ def match(records: Sequence[Record], *, threshold: float) -> MatchResult:
     timings["comparing"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    u, value_counts, present = estimate_u(records, weights)
-    model = fit(patterns, records=n, u=u)
-    model.value_counts = value_counts
-    model.present = present
+    model = fit(patterns, records=n, population=survey(records, weights))
     timings["learning"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
