@@ -142,3 +142,29 @@ def records_attached_since(*, merge: MergeRecord) -> list[Model]:
             ).order_by("pk")
         )
     return found
+
+
+def account_records() -> list[tuple[Any, str, str]]:
+    """Every active account as a matching record, with its enterprise id and legal name
+    (duplicate detection, and matching a file against the accounts)."""
+    from masterdata.duplicates import account_row
+
+    values = Account.objects.filter(status=AccountStatus.ACTIVE).values_list(
+        "pk", "enterprise_id", "country", "legal_name", "name_key", "tax_id_key", "domain_key",
+        "address_line1", "address_line2", "city", "postcode", "phone", "email",
+    )  # fmt: skip
+    return [
+        (
+            account_row(
+                pk=pk, country=country, legal_name=legal_name, name_key=name, tax_id_key=tax,
+                domain_key=domain, address_line1=line1, address_line2=line2, city=city,
+                postcode=postcode, phone=phone, email=email,
+            ),
+            enterprise_id,
+            legal_name,
+        )  # fmt: skip
+        for (
+            pk, enterprise_id, country, legal_name, name, tax, domain, line1, line2, city,
+            postcode, phone, email,
+        ) in values.iterator(chunk_size=5000)
+    ]

@@ -17,7 +17,7 @@ from django.db.models import Model, QuerySet
 from django.utils import timezone
 from simple_history.utils import bulk_create_with_history, bulk_update_with_history
 
-from masterdata.duplicates import AccountRow, account_row, duplicates_find, pair_fingerprint
+from masterdata.duplicates import AccountRow, duplicates_find, pair_fingerprint
 from masterdata.identity import account_keys
 from masterdata.locks import lock_account_survivor, lock_accounts
 from masterdata.models import (
@@ -36,7 +36,11 @@ from masterdata.models import (
     ProductMapping,
     PushState,
 )
-from masterdata.selectors import account_by_enterprise_id, account_reference_fields
+from masterdata.selectors import (
+    account_by_enterprise_id,
+    account_records,
+    account_reference_fields,
+)
 from q2c.audit import Actor, audit_context
 from q2c.errors import reason_require
 from q2c.identifiers import PREFIXES, identifier_allocate
@@ -270,20 +274,7 @@ class DetectionSummary:
 
 
 def _active_rows() -> list[AccountRow]:
-    values = Account.objects.filter(status=AccountStatus.ACTIVE).values_list(
-        "pk", "country", "legal_name", "name_key", "tax_id_key", "domain_key", "address_line1",
-        "address_line2", "city", "postcode", "phone", "email",
-    )  # fmt: skip
-    return [
-        account_row(
-            pk=pk, country=country, legal_name=legal_name, name_key=name, tax_id_key=tax,
-            domain_key=domain, address_line1=line1, address_line2=line2, city=city,
-            postcode=postcode, phone=phone, email=email,
-        )  # fmt: skip
-        for (
-            pk, country, legal_name, name, tax, domain, line1, line2, city, postcode, phone, email
-        ) in values.iterator(chunk_size=5000)
-    ]
+    return [row for row, _, _ in account_records()]
 
 
 def duplicates_detect(*, actor: Actor, threshold: float | None = None) -> DetectionSummary:
