@@ -175,10 +175,14 @@ def main() -> None:
     print(f"pairs compared           {summary.pairs_scored}  (every field)")
     print(f"reduction ratio          {summary.reduction_ratio:.6f}")
     print(f"pairs completeness       {completeness:.4f}  (true pairs blocking kept)")
-    print(f"model                    prior {model.get('prior', 0):.3g}, "
-          f"{model.get('iterations')} EM iterations, converged {model.get('converged')}")
-    print(f"candidates stored        {summary.found}  ({summary.sites} flagged as sites, "
-          f"{summary.clusters} clusters)")
+    print(
+        f"model                    prior {model.get('prior', 0):.3g}, "
+        f"{model.get('iterations')} EM iterations, converged {model.get('converged')}"
+    )
+    print(
+        f"candidates stored        {summary.found}  ({summary.sites} flagged as sites, "
+        f"{summary.clusters} clusters)"
+    )
     print(f"labelled duplicate pairs {len(truth)}")
     print(f"precision                {precision:.4f}")
     print(f"recall                   {recall:.4f}")

@@ -136,11 +136,17 @@ def synthetic_rows(accounts: Sequence[Any]) -> list[Record]:
     """Records for ``masterdata.synthetic`` accounts (pk = position + 1)."""
     return [
         record(
-            pk=index, legal_name=account.legal_name, country=account.country,
-            tax_id=account.tax_id, domain=account.domain, address_line1=account.address_line1,
-            city=account.city, postcode=account.postcode, phone=account.phone,
+            pk=index,
+            legal_name=account.legal_name,
+            country=account.country,
+            tax_id=account.tax_id,
+            domain=account.domain,
+            address_line1=account.address_line1,
+            city=account.city,
+            postcode=account.postcode,
+            phone=account.phone,
             email=account.email,
-        )  # fmt: skip
+        )
         for index, account in enumerate(accounts, start=1)
     ]
 

@@ -311,9 +311,17 @@ SPELLED = {"St": "Street", "Ave": "Avenue", "Blvd": "Boulevard", "Rd": "Road", "
            "Pkwy": "Parkway", "Pl": "Place", "N": "North", "S": "South", "E": "East",
            "W": "West"}  # fmt: skip
 ORG_ABBREVIATE = {
-    "Center": "Ctr", "Centers": "Ctrs", "Association": "Assn", "Development": "Dev",
-    "Community": "Comm", "Children's": "Childrens", "Services": "Svcs", "Saint": "St",
-    "Early": "Erly", "Academy": "Acad", "School": "Sch",
+    "Center": "Ctr",
+    "Centers": "Ctrs",
+    "Association": "Assn",
+    "Development": "Dev",
+    "Community": "Comm",
+    "Children's": "Childrens",
+    "Services": "Svcs",
+    "Saint": "St",
+    "Early": "Erly",
+    "Academy": "Acad",
+    "School": "Sch",
 }
 
 
@@ -371,7 +379,6 @@ class _OrganisationGenerator:
     def record(self, site: _Site, *, style: str, source: int) -> SyntheticAccount:
         """One source system's record of a site. ``style``: how it names the site
         (site, parent - site, parent, site (parent)); later sources write more loosely."""
-        rng = self.rng
         name = {
             "site": site.site,
             "parent-site": f"{site.parent} - {site.site}",

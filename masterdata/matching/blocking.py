@@ -17,8 +17,9 @@ compared once:
 An identifier or rare-word block of a handful of records gives all its pairs; a larger one
 (a shared switchboard number, a parent's domain) and the other name blocks give only the
 pairs whose names agree enough (rapidfuzz, in C). The building and whole-name passes give
-all their pairs: their point is names that differ, or one inside the other; a block larger than ``MAX_BLOCK`` is dropped: its key is too common to
-mean anything, and the other passes still join its true pairs.
+all their pairs: their point is names that differ, or one inside the other. A block larger
+than ``MAX_BLOCK`` is dropped: its key is too common to mean anything, and the other passes
+still join its true pairs.
 
 ``pairs_completeness`` says how many known true pairs survive, beside the reduction ratio.
 """

@@ -21,7 +21,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-from rapidfuzz.distance import OSA, Levenshtein
+from rapidfuzz.distance import OSA
 from rapidfuzz.fuzz import ratio
 from rapidfuzz.process import extractOne
 

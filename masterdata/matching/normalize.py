@@ -205,17 +205,17 @@ def _parse_line(line: str) -> Address:
     kept: list[str] = []
     i = 0
     while i < len(tokens):
-        token = tokens[i]
-        if (token in UNIT_WORDS or token == "#") and i + 1 < len(tokens):
+        word = tokens[i]
+        if (word in UNIT_WORDS or word == "#") and i + 1 < len(tokens):
             # "PO Box 12" is the address itself; a unit elsewhere is only a unit.
-            if token == "box" and kept and kept[-1] in ("po", "p"):
-                kept.append(token)
+            if word == "box" and kept and kept[-1] in ("po", "p"):
+                kept.append(word)
                 i += 1
                 continue
             unit = tokens[i + 1].replace(" ", "")
             i += 2
             continue
-        kept.append(token)
+        kept.append(word)
         i += 1
     number: tuple[int, int] | None = None
     words: list[str] = []

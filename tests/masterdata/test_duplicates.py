@@ -16,10 +16,14 @@ from q2c.audit import audit_context
 from tests import factories
 from tests.masterdata import helpers
 
-# Measured on labelled_set(companies=4000) at the default threshold 0.7: precision 0.9964,
-# recall 1.0 (README, "Duplicate detection"). The floor allows for a small margin only.
+# Measured on labelled_set(companies=4000) at the default threshold 0.5: precision 1.0,
+# recall 0.9532, F1 0.9761, every true pair kept by blocking (README, "Master data"). The set
+# has held community organisations with sites since the model learned its weights, hence
+# more true pairs and a recall below the companies-only set's. The floors allow a small
+# margin only.
 PRECISION_FLOOR = 0.98
-RECALL_FLOOR = 0.98
+RECALL_FLOOR = 0.94
+F1_FLOOR = 0.96
 
 
 def test_detection_quality_on_the_labelled_set_stays_above_the_floor(settings):
@@ -28,9 +32,11 @@ def test_detection_quality_on_the_labelled_set_stays_above_the_floor(settings):
     # when
     quality = evaluate(labelled, threshold=settings.TANDEM_DUPLICATE_THRESHOLD)
     # then
-    assert quality.true_pairs == 279
+    assert quality.true_pairs == 385
+    assert quality.pairs_completeness == 1.0
     assert quality.precision >= PRECISION_FLOOR
     assert quality.recall >= RECALL_FLOOR
+    assert quality.f1 >= F1_FLOOR
 
 
 def test_subsidiaries_sharing_a_domain_and_free_mail_neighbours_are_not_candidates(settings):
