@@ -163,7 +163,7 @@ def quality_of(
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     index_of = {row.pk: index for index, row in enumerate(rows)}
     completeness = pairs_completeness(
-        result.blocking, [tuple(index_of[pk] for pk in pair) for pair in truth]
+        result.blocking, [(index_of[min(pair)], index_of[max(pair)]) for pair in truth]
     )
     return Quality(
         precision=round(precision, 4), recall=round(recall, 4), f1=round(f1, 4),

@@ -230,9 +230,9 @@ def candidate_groups(*, q: str = "", cluster: int | None = None) -> list[Candida
             .filter(Q(account_a__in=list(owner)) | Q(account_b__in=list(owner)))
         )
         for candidate in flagged:
-            key = owner.get(candidate.account_a_id, owner.get(candidate.account_b_id))
-            if key is not None:
-                sites.setdefault(key, []).append(candidate)
+            found = owner.get(candidate.account_a_id, owner.get(candidate.account_b_id))
+            if found is not None:
+                sites.setdefault(found, []).append(candidate)
     groups = [
         CandidateGroup(
             cluster=key,

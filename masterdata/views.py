@@ -394,7 +394,7 @@ def match_file(request: HttpRequest) -> HttpResponse:
 
     from masterdata.matching import files
 
-    form = {
+    form: dict[str, Any] = {
         "id_column": "", "country": "", "against": False, "threshold": "",
         **{f"map_{name}": "" for name in files.FIELDS},
     }  # fmt: skip

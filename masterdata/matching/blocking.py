@@ -163,14 +163,14 @@ def block(records: Sequence[Record], weights: TokenWeights) -> Blocking:
         i = order[position]
         if not names[i]:
             continue
-        following = order[position + 1 : position + 1 + WINDOW]
-        out.comparisons += len(following)
-        for _, _, y in process.extract(
-            names[i], [names[j] for j in following], scorer=fuzz.ratio,
+        neighbours = order[position + 1 : position + 1 + WINDOW]
+        out.comparisons += len(neighbours)
+        for _, _, at in process.extract(
+            names[i], [names[other] for other in neighbours], scorer=fuzz.ratio,
             score_cutoff=NEIGHBOUR_CUTOFF, limit=None,
         ):  # fmt: skip
-            j = following[y]
-            out.pairs.add(i * n + j if i < j else j * n + i)
+            other = neighbours[at]
+            out.pairs.add(i * n + other if i < other else other * n + i)
     out.by_pass["sorted_names"] = len(out.pairs) - before
     return out
 
