@@ -360,6 +360,8 @@ class _OrganisationGenerator:
     def sites(self, count: int) -> list[_Site]:
         rng = self.rng
         parent = self._unique(lambda: f"{rng.choice(PLACES)} {rng.choice(PARENT_KINDS)}")
+        # Some organisations answer every site's calls at one central number.
+        central = f"(312) {_digits(rng, 3)}-{_digits(rng, 4)}" if rng.random() < 0.3 else ""
         out = []
         for _ in range(count):
             site = self._unique(lambda: f"{rng.choice(PLACES)} {rng.choice(SITE_KINDS)}")
@@ -371,7 +373,7 @@ class _OrganisationGenerator:
                     direction=rng.choice("NSEW"), street=rng.choice(US_STREETS),
                     street_type=rng.choice(US_STREET_TYPES),
                     postcode=f"606{rng.randint(0, 99):02d}",
-                    phone=f"(773) {_digits(rng, 3)}-{_digits(rng, 4)}",
+                    phone=central or f"(773) {_digits(rng, 3)}-{_digits(rng, 4)}",
                 )
             )  # fmt: skip
         return out
@@ -452,8 +454,8 @@ def organisations(
     written with or without its street type, direction spelt out, as a range, in capitals,
     with the same phone (or it missing), the postcode missing or as ZIP+4, typos, capitals,
     names cut at a field's length, abbreviations. Negatives: one organisation's different
-    sites, each listed under the parent's name alone (same name, different addresses and
-    phones)."""
+    sites, each listed under the parent's name alone (same name, different addresses; their
+    own phones, or the parent's central number for a third of the organisations)."""
     maker = _OrganisationGenerator(gen)
     rng = gen.rng
     out: list[SyntheticAccount] = []

@@ -9,10 +9,11 @@ chains through a record with little on it (A-B and B-C matched, A and C conflict
 what this breaks.
 
 "Sites of one organisation": the names agree (same, close or one inside the other) but the
-street addresses are different buildings and so are the phones (both given, and different),
-and the e-mail address is not the same (a record that moved keeps its phone and e-mail; a
-site has its own). For an ERP these are separate
-bill-to customers, so such a pair is flagged and left out of clusters and merges by default.
+street addresses, both given, are different buildings. For an ERP these are separate bill-to
+customers, so such a pair is flagged and left out of clusters and merges by default, whatever
+else agrees: one organisation's sites often share its phone, tax id and domain. A customer
+that moved, with its old address still in one system, looks the same; the steward who knows
+merges the flagged pair from its own page.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 
-from masterdata.matching.compare import DOMAIN, NAME, PHONE, address_level
+from masterdata.matching.compare import NAME, address_level
 from masterdata.matching.normalize import Record
 
 MAX_CHECKED = 60  # a component larger than this is cut at its weakest links first
@@ -29,9 +30,9 @@ MAX_CHECKED = 60  # a component larger than this is cut at its weakest links fir
 def is_sites(levels: Sequence[int], a: Record, b: Record) -> bool:
     return (
         levels[NAME] in (0, 1, 2)
-        and levels[PHONE] == 2
-        and levels[DOMAIN] != 0
+        and bool(a.address.building_key and b.address.building_key)
         and address_level(a.address, b.address) in (2, 3)
+        and not (a.postcode and a.postcode == b.postcode)
     )
 
 

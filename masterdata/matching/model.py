@@ -53,6 +53,7 @@ PRIOR_U: dict[str, tuple[float, ...]] = {
 }
 M_PSEUDO = 10.0  # pseudo-matches the default m counts for
 U_PSEUDO = 1000.0  # pseudo-pairs the default u counts for
+U_SESSION_PSEUDO = 20.0  # pseudo-pairs the population's u counts for inside a session
 U_SAMPLE = 30_000  # random pairs drawn to measure u
 MIN_PROBABILITY = 1e-9
 EM_MAX_ITERATIONS = 200
@@ -290,9 +291,13 @@ def _session(
     fixed: set[int],
 ) -> tuple[dict[str, list[float]], dict[str, float], int, bool]:
     """EM over one session's patterns: m of the fields not fixed, and the session's share
-    of matches; u held. Returns m, the expected matches holding each field, iterations,
-    whether it converged."""
+    of matches. The session's own non-matches are not random pairs (pairs sharing a phone
+    that are not one site are mostly one organisation's other sites, sharing words of its
+    name), so u is learned inside the session too, starting from and pulled towards the
+    population's; only m leaves the session. Returns m, the expected matches holding each
+    field, iterations, whether it converged."""
     m = {name: list(PRIOR_M[name]) for name in FIELDS}
+    u_session = {name: list(values) for name, values in u.items()}
     total = sum(count for _, count in patterns)
     share = 0.5
     converged = False
@@ -300,19 +305,23 @@ def _session(
     support: dict[str, float] = {}
     for iteration in range(1, EM_MAX_ITERATIONS + 1):  # noqa: B007
         odds = share / (1 - share)
-        sums = [[0.0] * len(LEVELS[f]) for f in FIELDS]
+        m_sums = [[0.0] * len(LEVELS[f]) for f in FIELDS]
+        u_sums = [[0.0] * len(LEVELS[f]) for f in FIELDS]
         expected = 0.0
         for pattern, count in patterns:
-            weight = _posterior(odds, pattern, m, u, fixed) * count
+            posterior = _posterior(odds, pattern, m, u_session, fixed)
+            weight = posterior * count
+            rest = count - weight
             expected += weight
             for index, level in enumerate(pattern):
                 if level != MISSING:
-                    sums[index][level] += weight
+                    m_sums[index][level] += weight
+                    u_sums[index][level] += rest
         change = 0.0
         for index, name in enumerate(FIELDS):
             if index in fixed:
                 continue
-            seen = sums[index]
+            seen = m_sums[index]
             held = sum(seen)
             support[name] = held
             new = _normalise(
@@ -323,6 +332,14 @@ def _session(
             )
             change = max(change, *(abs(x - y) for x, y in zip(new, m[name], strict=True)))
             m[name] = new
+            seen = u_sums[index]
+            held = sum(seen)
+            u_session[name] = _normalise(
+                [
+                    (seen[level] + U_SESSION_PSEUDO * u[name][level]) / (held + U_SESSION_PSEUDO)
+                    for level in range(len(seen))
+                ]
+            )
         new_share = min(max(expected / max(total, 1), 1e-6), 1 - 1e-6)
         change = max(change, abs(new_share - share))
         share = new_share

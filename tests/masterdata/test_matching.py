@@ -311,22 +311,22 @@ def test_a_chain_whose_ends_conflict_is_cut_at_its_weakest_link():
     assert groups == [[1, 2], [4, 5]]
 
 
-def test_one_organisations_sites_are_flagged_and_a_moved_record_is_not():
+def test_one_organisations_sites_are_flagged_even_on_one_central_phone():
     # given
     site_a = record(pk=1, legal_name="Logan Foundation", address_line1="6400 N Sacramento Ave",
-                    phone="(773) 134-3633")  # fmt: skip
+                    postcode="60645", phone="(312) 134-3633")  # fmt: skip
     site_b = record(pk=2, legal_name="LOGAN FOUNDATION", address_line1="749 W Lawndale Ave",
-                    phone="(773) 993-3009")  # fmt: skip
-    moved = record(pk=3, legal_name="Logan Foundation", address_line1="749 W Lawndale Ave",
-                   phone="(773) 134-3633")  # fmt: skip
-    weights = TokenWeights(row.name for row in (site_a, site_b, moved))
+                    postcode="60608", phone="(312) 134-3633")  # fmt: skip
+    rewritten = record(pk=3, legal_name="Logan Foundation", address_line1="6400 NORTH SACRAMENTO",
+                       postcode="", phone="")  # fmt: skip
+    mistyped = record(pk=4, legal_name="Logan Foundation", address_line1="6040 N Sacramento Ave",
+                      postcode="60645")  # fmt: skip
+    rows = (site_a, site_b, rewritten, mistyped)
+    weights = TokenWeights(row.name for row in rows)
     # when
-    flags = (
-        is_sites(compare(site_a, site_b, weights), site_a, site_b),
-        is_sites(compare(site_a, moved, weights), site_a, moved),
-    )
+    flags = [is_sites(compare(site_a, other, weights), site_a, other) for other in rows[1:]]
     # then
-    assert flags == (True, False)
+    assert flags == [True, False, False]
 
 
 def test_the_pipeline_scores_parent_site_twins_and_leaves_sites_apart():
