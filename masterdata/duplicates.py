@@ -18,7 +18,7 @@ from typing import Any
 from masterdata.matching.blocking import pairs_completeness
 from masterdata.matching.model import MatchModel
 from masterdata.matching.normalize import Record, pair_fingerprint, record
-from masterdata.matching.pipeline import MatchResult, evidence, match
+from masterdata.matching.pipeline import MatchResult, evidence, match, paused_gc
 
 __all__ = [
     "AccountRow",
@@ -107,7 +107,8 @@ def duplicates_find(rows: Sequence[Record], *, threshold: float) -> DetectionRes
     """Every pair among ``rows`` whose match probability reaches ``threshold``, best first."""
     result = match(rows, threshold=threshold)
     started = time.perf_counter()
-    pairs = _pairs(result, rows)
+    with paused_gc():
+        pairs = _pairs(result, rows)
     timings = {**result.timings, "evidence": round(time.perf_counter() - started, 2)}
     return DetectionResult(
         pairs=pairs, accounts=result.records, blocked_comparisons=result.blocking.comparisons,

@@ -148,6 +148,13 @@ def records_attached_since(*, merge: MergeRecord) -> list[Model]:
 def account_records() -> list[tuple[Any, str, str]]:
     """Every active account as a matching record, with its enterprise id and legal name
     (duplicate detection, and matching a file against the accounts)."""
+    from masterdata.matching.pipeline import paused_gc
+
+    with paused_gc():
+        return _account_records()
+
+
+def _account_records() -> list[tuple[Any, str, str]]:
     from masterdata.duplicates import account_row
 
     values = Account.objects.filter(status=AccountStatus.ACTIVE).values_list(

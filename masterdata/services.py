@@ -20,6 +20,7 @@ from simple_history.utils import bulk_create_with_history, bulk_update_with_hist
 from masterdata.duplicates import AccountRow, duplicates_find, pair_fingerprint
 from masterdata.identity import account_keys
 from masterdata.locks import lock_account_survivor, lock_accounts
+from masterdata.matching.pipeline import paused_gc
 from masterdata.models import (
     Account,
     AccountAlias,
@@ -342,7 +343,7 @@ def duplicates_detect(*, actor: Actor, threshold: float | None = None) -> Detect
         candidate.fingerprint = fingerprint
         candidate.detected_at = now
         changed.append(candidate)
-    with transaction.atomic(), audit_context(actor=actor, reason=reason):
+    with transaction.atomic(), audit_context(actor=actor, reason=reason), paused_gc():
         if new:
             bulk_create_with_history(
                 new, DuplicateCandidate, batch_size=2000, default_user=actor.user,

@@ -26,6 +26,7 @@ still join its true pairs.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ class Blocking:
     pairs: set[int]  # i * n + j, i < j, indices into the records
     size: int  # number of records
     by_pass: dict[str, int] = field(default_factory=dict)  # pairs each pass produced
+    seconds: dict[str, float] = field(default_factory=dict)  # time each pass took
     comparisons: int = 0  # name comparisons made in C while blocking
 
     def index_pairs(self) -> Iterable[tuple[int, int]]:
@@ -129,6 +131,7 @@ def block(records: Sequence[Record], weights: TokenWeights) -> Blocking:
     # without sorting again for every comparison.
     sorted_names = [" ".join(sorted(record.name.tokens)) for record in records]
     for pass_name, (keys_of, small, scorer, cutoff) in PASSES.items():
+        started = time.perf_counter()
         blocks: dict[str, list[int]] = defaultdict(list)
         for index, record in enumerate(records):
             for key in keys_of(record, weights):
@@ -157,6 +160,8 @@ def block(records: Sequence[Record], weights: TokenWeights) -> Blocking:
                     j = members[x + 1 + y]
                     out.pairs.add(i * n + j if i < j else j * n + i)
         out.by_pass[pass_name] = len(out.pairs) - before
+        out.seconds[pass_name] = round(time.perf_counter() - started, 2)
+    started = time.perf_counter()
     before = len(out.pairs)
     order = sorted(range(n), key=lambda index: (records[index].country, names[index]))
     for position in range(n - 1):
@@ -172,6 +177,7 @@ def block(records: Sequence[Record], weights: TokenWeights) -> Blocking:
             other = neighbours[at]
             out.pairs.add(i * n + other if i < other else other * n + i)
     out.by_pass["sorted_names"] = len(out.pairs) - before
+    out.seconds["sorted_names"] = round(time.perf_counter() - started, 2)
     return out
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,8 +90,27 @@ def _label(name: str, level: int) -> str:
     return LEVELS[name][level]
 
 
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Without Python's cycle collector for a while: matching allocates millions of small
+    tuples and lists, none in a cycle, and the collector walking them took half the
+    blocking time on 100k accounts."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def match(records: Sequence[Record], *, threshold: float) -> MatchResult:
     """Every pair of ``records`` whose match probability reaches ``threshold``."""
+    with paused_gc():
+        return _match(records, threshold=threshold)
+
+
+def _match(records: Sequence[Record], *, threshold: float) -> MatchResult:
     timings: dict[str, float] = {}
     started = time.perf_counter()
     weights = TokenWeights(record.name for record in records)
