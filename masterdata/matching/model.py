@@ -5,19 +5,26 @@ are one organisation and ``u`` among pairs that are not; a level weighs ``log2(m
 bits, and a pair's match weight is the prior's bits plus every present field's (a missing
 field adds nothing). The match probability is ``1 / (1 + 2^-weight)``.
 
-How each is estimated (the way splink does it):
+How each is estimated (the way splink does it, with two corrections):
 
 - ``u`` from the whole population: an exact agreement's from how often each value occurs
   (two records picked at random share a value with probability Σ c(c-1) / n(n-1)), every
-  other level's from a seeded sample of random pairs, which are non-matches but for a
-  negligible share.
-- ``m`` and the prior (the share of all pairs that are matches) by expectation-maximisation
-  over the pairs blocking kept, with ``u`` held: pairs blocking did not keep are taken as
-  non-matches, which is what blocking assumes anyway. The comparison vectors are counted
-  once per distinct pattern, so an iteration costs a few thousand operations.
-- Term frequency: an exact agreement on a value held by more records than a pair of twins
-  (a common name, a shared switchboard number, a parent's domain, a busy postcode) is
-  weighed with that value's own ``u``, the share of records holding it.
+  other level's from a seeded sample of random pairs (a level the sample never met counts
+  as half an observation). Those rates count the duplicates too; where they are counted
+  over every pair, the matches EM finds are taken out again (``rounds`` times), since in a
+  list merged from several systems most pairs sharing an address are duplicates.
+- ``m`` by expectation-maximisation in sessions over the pairs blocking kept: each session
+  takes the pairs agreeing on one identifier (phone, tax id, e-mail address) and learns the
+  other fields' ``m``, and its own non-matches' ``u`` (pairs sharing a phone that are not
+  one site are mostly one organisation's other sites, not random pairs); only ``m`` leaves
+  the session. Name agreement teaches only what the identifiers cannot. The comparison
+  vectors are counted once per distinct pattern, so an iteration costs a few thousand
+  operations.
+- the prior (the share of all pairs that are matches) by EM with ``m`` and ``u`` held;
+  pairs blocking did not keep count as non-matches, which is what blocking assumes anyway.
+- Term frequency: an exact agreement on a value held by more records than one organisation
+  has (``TF_GROUP``: a common name, a central phone, a parent's domain, a busy postcode) is
+  weighed with that value's own ``u``, the share of records holding it beyond those.
 
 Defaults (``PRIOR_M``, ``PRIOR_U``) act as pseudo-observations, so a tenant with a handful of
 accounts gets sensible weights and a large one gets its own.
