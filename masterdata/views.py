@@ -133,7 +133,7 @@ def duplicate_detail(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "candidate": candidate,
             "rows": rows,
-            "evidence": candidate.evidence,
+            "evidence": _evidence_in_order(candidate.evidence),
             "prior_weight": _prior_weight(candidate),
             "can_act": request.user.has_perm(MERGE_PERM)
             and candidate.status == CandidateStatus.OPEN,
@@ -471,3 +471,11 @@ def _prior_weight(candidate: DuplicateCandidate) -> Decimal | None:
         if isinstance(item, dict)
     )  # fmt: skip
     return (candidate.match_weight - fields).quantize(Decimal("0.01"))
+
+
+def _evidence_in_order(evidence: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The fields in the order they are compared (the database keeps JSON keys its own way)."""
+    from masterdata.matching.compare import FIELDS
+
+    known = [(name, evidence[name]) for name in FIELDS if name in evidence]
+    return known + [(name, item) for name, item in evidence.items() if name not in FIELDS]
