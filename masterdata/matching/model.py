@@ -60,6 +60,8 @@ PRIOR_U: dict[str, tuple[float, ...]] = {
 }
 M_PSEUDO = 10.0  # pseudo-matches the default m counts for
 U_PSEUDO = 1000.0  # pseudo-pairs the default u counts for
+PRIOR_SHARE = 1e-4  # the default share of pairs that are matches
+PRIOR_PSEUDO = 1000.0  # pseudo-pairs that default counts for
 U_SESSION_PSEUDO = 20.0  # pseudo-pairs the population's u counts for inside a session
 U_SAMPLE = 30_000  # random pairs drawn to measure u
 MIN_PROBABILITY = 1e-9
@@ -433,13 +435,16 @@ def _learn_prior(
     records: int,
 ) -> tuple[float, int, bool]:
     """The share of all pairs that are matches; pairs blocking did not keep count as
-    non-matches."""
+    non-matches. ``PRIOR_SHARE`` counts for ``PRIOR_PSEUDO`` pairs: a handful of accounts
+    that all share a tax id do not make every pair of accounts a likely match."""
     all_pairs = max(records * (records - 1) / 2, 1.0)
     prior = min(max(1.0 / max(records, 2), 1e-12), 0.5)
     for step in range(1, EM_MAX_ITERATIONS + 1):
         odds = prior / (1 - prior)
         expected = sum(_posterior(odds, pattern, m, u, set()) * count for pattern, count in items)
-        new_prior = min(max(expected / all_pairs, 1e-12), 0.5)
+        new_prior = min(
+            max((expected + PRIOR_PSEUDO * PRIOR_SHARE) / (all_pairs + PRIOR_PSEUDO), 1e-12), 0.5
+        )
         moved = abs(math.log(new_prior) - math.log(prior))
         prior = new_prior
         if moved < 1e-6:

@@ -47,7 +47,7 @@ def test_the_command_pairs_rows_within_the_file_and_prints_a_summary(tmp_path):
     # when
     summary, pairs = run(tmp_path, content, "--country", "US")
     # then
-    assert pairs.splitlines() == ["id_a,id_b,score,cluster", "1,2,1.000,1", "3,4,1.000,2"]
+    assert pairs.splitlines() == ["id_a,id_b,score,cluster", "1,2,1.000,1", "3,4,0.998,2"]
     assert {key: summary[key] for key in ("records", "accounts", "pairs", "clusters")} == {
         "records": 5, "accounts": 0, "pairs": 2, "clusters": 2,
     }  # fmt: skip
@@ -142,7 +142,7 @@ def test_a_steward_uploads_a_file_and_sees_its_pairs(client, who):
     assert response.status_code == 200
     assert [
         (row["id_a"], row["id_b"], row["score"], row["cluster"]) for row in response.context["rows"]
-    ] == [("1", "2", "1.000", 1), ("3", "4", "1.000", 2)]
+    ] == [("1", "2", "1.000", 1), ("3", "4", "0.998", 2)]
     assert response.context["summary"]["records"] == 5
     assert "Northside Youth Centers - Riverdale Campus" in response.content.decode()
 
@@ -157,7 +157,7 @@ def test_the_pairs_download_is_the_commands_file(client):
     assert response.status_code == 200
     assert response["Content-Disposition"] == 'attachment; filename="pairs.csv"'
     assert response.content.decode().splitlines() == [
-        "id_a,id_b,score,cluster", "1,2,1.000,1", "3,4,1.000,2",
+        "id_a,id_b,score,cluster", "1,2,1.000,1", "3,4,0.998,2",
     ]  # fmt: skip
 
 
