@@ -23,6 +23,10 @@ PAGES = [
     Page("invoice-list", "Invoices", "q2c.view_invoice"),
     Page("account-list", "Accounts", "masterdata.view_account"),
     Page("duplicate-list", "Duplicates", "masterdata.view_duplicatecandidate"),
+    Page(
+        "duplicate-groups", "Duplicate groups", "masterdata.view_duplicatecandidate", in_nav=False
+    ),
+    Page("match-file", "Match a file", "masterdata.merge_account", in_nav=False),
     Page("merge-list", "Merges", "masterdata.view_mergerecord"),
     Page("exception-list", "Exceptions", "exceptions.view_operationalexception"),
     Page("replay-list", "Replays", "exceptions.view_replay"),

@@ -217,6 +217,11 @@ class CandidateStatus(models.TextChoices):
     DISMISSED = "dismissed", "Dismissed"
 
 
+class CandidatePattern(models.TextChoices):
+    DUPLICATE = "", "Duplicate"
+    SITES = "sites", "Sites of one organisation"
+
+
 class DuplicateCandidate(models.Model):
     """Two active accounts that look like one customer, with the evidence for it.
 
@@ -228,6 +233,13 @@ class DuplicateCandidate(models.Model):
     account_b = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
     score = models.DecimalField(max_digits=4, decimal_places=3)
     evidence = models.JSONField(default=dict)
+    # The match weight in bits (the prior's and every field's, as the evidence lists them).
+    match_weight = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
+    # "sites": the names agree but the addresses and phones are another site's; not merged
+    # with the rest of its group by default.
+    pattern = models.CharField(max_length=10, blank=True, choices=CandidatePattern.choices)
+    # The group the pair belongs to (its smallest account pk), when the group holds together.
+    cluster = models.PositiveBigIntegerField(null=True, blank=True, db_index=True)
     fingerprint = models.CharField(max_length=64)
     status = models.CharField(
         max_length=10, choices=CandidateStatus.choices, default=CandidateStatus.OPEN

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -142,3 +143,118 @@ def records_attached_since(*, merge: MergeRecord) -> list[Model]:
             ).order_by("pk")
         )
     return found
+
+
+def account_records() -> list[tuple[Any, str, str]]:
+    """Every active account as a matching record, with its enterprise id and legal name
+    (duplicate detection, and matching a file against the accounts)."""
+    from masterdata.matching.pipeline import paused_gc
+
+    with paused_gc():
+        return _account_records()
+
+
+def _account_records() -> list[tuple[Any, str, str]]:
+    from masterdata.duplicates import account_row
+
+    values = Account.objects.filter(status=AccountStatus.ACTIVE).values_list(
+        "pk", "enterprise_id", "country", "legal_name", "name_key", "tax_id_key", "domain_key",
+        "address_line1", "address_line2", "city", "postcode", "phone", "email",
+    )  # fmt: skip
+    return [
+        (
+            account_row(
+                pk=pk,
+                country=country,
+                legal_name=legal_name,
+                name_key=name,
+                tax_id_key=tax,
+                domain_key=domain,
+                address_line1=line1,
+                address_line2=line2,
+                city=city,
+                postcode=postcode,
+                phone=phone,
+                email=email,
+            ),
+            enterprise_id,
+            legal_name,
+        )
+        for (
+            pk,
+            enterprise_id,
+            country,
+            legal_name,
+            name,
+            tax,
+            domain,
+            line1,
+            line2,
+            city,
+            postcode,
+            phone,
+            email,
+        ) in values.iterator(chunk_size=5000)
+    ]
+
+
+@dataclass(frozen=True)
+class CandidateGroup:
+    """Accounts that detection found to be one organisation, pair by pair, and that hold
+    together (``masterdata.matching.clusters``)."""
+
+    cluster: int
+    accounts: list[Account]
+    candidates: list[DuplicateCandidate]  # the group's open pairs, best first
+    sites: list[DuplicateCandidate]  # open pairs flagged as sites, touching the group
+
+    @property
+    def best(self) -> Decimal:
+        return max((candidate.score for candidate in self.candidates), default=Decimal(0))
+
+
+def candidate_groups(*, q: str = "", cluster: int | None = None) -> list[CandidateGroup]:
+    """Open groups of two or more active accounts, largest first, then best scored."""
+    qs = candidates_queue(status=CandidateStatus.OPEN).filter(cluster__isnull=False)
+    if cluster is not None:
+        qs = qs.filter(cluster=cluster)
+    by_cluster: dict[int, list[DuplicateCandidate]] = {}
+    for candidate in qs:
+        assert candidate.cluster is not None
+        by_cluster.setdefault(candidate.cluster, []).append(candidate)
+    members: dict[int, dict[int, Account]] = {}
+    for key, candidates in by_cluster.items():
+        accounts = members.setdefault(key, {})
+        for candidate in candidates:
+            accounts[candidate.account_a_id] = candidate.account_a
+            accounts[candidate.account_b_id] = candidate.account_b
+    sites: dict[int, list[DuplicateCandidate]] = {}
+    if members:
+        owner = {pk: key for key, accounts in members.items() for pk in accounts}
+        flagged = (
+            candidates_queue(status=CandidateStatus.OPEN)
+            .filter(pattern="sites")
+            .filter(Q(account_a__in=list(owner)) | Q(account_b__in=list(owner)))
+        )
+        for candidate in flagged:
+            found = owner.get(candidate.account_a_id, owner.get(candidate.account_b_id))
+            if found is not None:
+                sites.setdefault(found, []).append(candidate)
+    groups = [
+        CandidateGroup(
+            cluster=key,
+            accounts=sorted(members[key].values(), key=lambda account: account.pk),
+            candidates=by_cluster[key],
+            sites=sites.get(key, []),
+        )
+        for key in by_cluster
+    ]
+    if q:
+        needle = q.lower()
+        groups = [
+            group for group in groups
+            if any(needle in account.legal_name.lower() or needle == account.enterprise_id.lower()
+                   for account in group.accounts)
+        ]  # fmt: skip
+    groups.sort(key=lambda group: (-len(group.accounts), -group.best, group.cluster))
+    return groups

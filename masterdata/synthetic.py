@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, replace
+from typing import Any
 
 COUNTRIES = {
     # country: (suffixes, tld, phone prefix, postcode format, cities)
@@ -148,7 +149,7 @@ class _Generator:
             free_mail = rng.random() < 0.1
         domain = "" if free_mail else f"{_slug(core)}.{tld}"
         email = (
-            f"{_slug(core)[:12]}@{rng.choice(FREE_MAIL)}" if free_mail
+            f"{_slug(core)[:24]}@{rng.choice(FREE_MAIL)}" if free_mail
             else f"{rng.choice(['info', 'billing', 'accounts', 'finance'])}@{domain}"
         )  # fmt: skip
         if tax is None:
@@ -262,7 +263,7 @@ class _Generator:
             address_line1=a.address_line1,
             city=a.city,
             postcode=a.postcode,
-            email=f"{_slug(b.legal_name)[:12]}@{provider}",
+            email=f"{_slug(b.legal_name)[:24]}@{provider}",
         )
         return [a, b]
 
@@ -278,12 +279,230 @@ class _Generator:
         ]
 
 
-def labelled_set(*, companies: int, seed: int = 7, duplicate_rate: float = 0.1) -> LabelledSet:
-    """``companies`` base companies, about ``duplicate_rate`` of them with a duplicate, and
-    hard negatives making up about a tenth of the set."""
+# --- Organisations with sites, as several source systems list them ----------------------------
+
+PLACES = (
+    "Riverdale Hillcrest Oakwood Lakeview Northside Southside Westlawn Eastgate Brookfield "
+    "Maplewood Fairview Greenwood Ridgeway Parkside Glenwood Elmhurst Woodlawn Beverly "
+    "Bridgeport Englewood Garfield Humboldt Irving Jefferson Kenwood Lincoln Marquette "
+    "Norwood Oakland Pilsen Roseland Sheridan Uptown Wicker Austin Avondale Belmont Chatham "
+    "Douglas Edgewater Gage Hegewisch Kelvyn Logan Morgan Portage Ravenswood Stockton "
+    "Tremont Victory Washington Albany Bowen Carver Dunbar Emerson Franklin Grant Hamilton"
+).split()
+SITE_KINDS = (
+    "Learning Center|Child Development Center|Head Start|Early Learning Academy|Day Care|"
+    "Preschool|Family Center|Youth Center|Community School|Montessori School|Kids Academy|"
+    "Early Childhood Center|Infant Toddler Center|Children's Center"
+).split("|")
+PARENT_KINDS = (
+    "Youth Centers|Association|Family Services|Community Services|Church|Foundation|"
+    "Schools|Institute|Health Centers|Neighborhood House|Settlement|Urban League"
+).split("|")
+US_STREETS = (
+    "Clark|Ogden|Halsted|Ashland|Western|Pulaski|Cicero|Kedzie|Damen|Racine|Morgan|Wabash|"
+    "Cottage Grove|Stony Island|King|Michigan|Lawndale|Central Park|Sacramento|California|"
+    "Kostner|Laramie|Austin|Harlem|Madison|Roosevelt|Cermak|Archer|Garfield|Marquette|"
+    "Division|Chicago|Grand|Fullerton|Diversey|Belmont|Addison|Irving Park|Montrose|"
+    "Lawrence|Foster|Devon|Touhy|Howard|Broadway|Sheridan|Lincoln|Milwaukee|Elston|"
+    "63rd|47th|55th|71st|79th|87th|95th|103rd|111th|35th|26th|18th"
+).split("|")
+US_STREET_TYPES = ["St", "Ave", "Blvd", "Rd", "Dr", "Pkwy", "Pl"]
+SPELLED = {"St": "Street", "Ave": "Avenue", "Blvd": "Boulevard", "Rd": "Road", "Dr": "Drive",
+           "Pkwy": "Parkway", "Pl": "Place", "N": "North", "S": "South", "E": "East",
+           "W": "West"}  # fmt: skip
+ORG_ABBREVIATE = {
+    "Center": "Ctr",
+    "Centers": "Ctrs",
+    "Association": "Assn",
+    "Development": "Dev",
+    "Community": "Comm",
+    "Children's": "Childrens",
+    "Services": "Svcs",
+    "Saint": "St",
+    "Early": "Erly",
+    "Academy": "Acad",
+    "School": "Sch",
+}
+
+
+@dataclass(frozen=True)
+class _Site:
+    parent: str
+    site: str
+    number: int
+    high: int  # the range's end, or number
+    direction: str
+    street: str
+    street_type: str
+    postcode: str
+    phone: str
+
+
+class _OrganisationGenerator:
+    """Community organisations (a parent running one or more sites), each site listed by
+    one or more source systems the way such lists differ in life."""
+
+    def __init__(self, gen: _Generator) -> None:
+        self.gen = gen
+        self.rng = gen.rng
+        self.used: set[str] = set()
+
+    def _unique(self, make: Any) -> str:
+        for _ in range(50):
+            name = make()
+            if name not in self.used:
+                self.used.add(name)
+                return str(name)
+        name = f"{make()} {self.rng.choice(PLACES)}"
+        self.used.add(name)
+        return str(name)
+
+    def sites(self, count: int) -> list[_Site]:
+        rng = self.rng
+        parent = self._unique(lambda: f"{rng.choice(PLACES)} {rng.choice(PARENT_KINDS)}")
+        # Some organisations answer every site's calls at one central number.
+        central = f"(312) {_digits(rng, 3)}-{_digits(rng, 4)}" if rng.random() < 0.3 else ""
+        out = []
+        for _ in range(count):
+            site = self._unique(lambda: f"{rng.choice(PLACES)} {rng.choice(SITE_KINDS)}")
+            number = rng.randint(100, 9999)
+            high = number + rng.choice([2, 4, 6, 8, 10]) if rng.random() < 0.15 else number
+            out.append(
+                _Site(
+                    parent=parent, site=site, number=number, high=high,
+                    direction=rng.choice("NSEW"), street=rng.choice(US_STREETS),
+                    street_type=rng.choice(US_STREET_TYPES),
+                    postcode=f"606{rng.randint(0, 99):02d}",
+                    phone=central or f"(773) {_digits(rng, 3)}-{_digits(rng, 4)}",
+                )
+            )  # fmt: skip
+        return out
+
+    def record(self, site: _Site, *, style: str, source: int) -> SyntheticAccount:
+        """One source system's record of a site. ``style``: how it names the site
+        (site, parent - site, parent, site (parent)); later sources write more loosely."""
+        name = {
+            "site": site.site,
+            "parent-site": f"{site.parent} - {site.site}",
+            "parent": site.parent,
+            "site-parent": f"{site.site} ({site.parent})",
+        }[style]
+        address = f"{site.number} {site.direction} {site.street} {site.street_type}"
+        postcode: str = site.postcode
+        phone: str = site.phone
+        if source > 0:
+            name, address, postcode, phone = self.rewrite(site, name, postcode, phone)
+        return SyntheticAccount(
+            key=self.gen.key(), legal_name=name, country="US", currency="USD", tax_id="",
+            domain="", address_line1=address, city="Chicago", postcode=postcode, phone=phone,
+            email="",
+        )  # fmt: skip
+
+    def rewrite(
+        self, site: _Site, name: str, postcode: str, phone: str
+    ) -> tuple[str, str, str, str]:
+        rng = self.rng
+        words = name.split()
+        changes = rng.sample(
+            ["typo", "caps", "truncate", "abbreviate", "no_type", "spell_out", "range",
+             "no_postcode", "no_phone", "phone_format", "zip4", "period"],
+            k=rng.randint(2, 5),
+        )  # fmt: skip
+        number = f"{site.number}"
+        direction, street_type = site.direction, site.street_type
+        address_suffix = ""
+        for change in changes:
+            if change == "typo":
+                name = self.gen.typo(name)
+            elif change == "caps":
+                name = name.upper()
+            elif change == "truncate" and len(name) > 24:
+                name = name[: rng.randint(20, 28)].rstrip()
+            elif change == "abbreviate":
+                words = [ORG_ABBREVIATE.get(word, word) for word in name.split()]
+                name = " ".join(words)
+            elif change == "no_type":
+                street_type = ""
+            elif change == "spell_out":
+                direction = SPELLED.get(direction, direction)
+                street_type = SPELLED.get(street_type, street_type)
+            elif change == "range" and site.high != site.number:
+                number = f"{site.number}-{str(site.high)[-2:]}"
+            elif change == "no_postcode":
+                postcode = ""
+            elif change == "no_phone":
+                phone = ""
+            elif change == "phone_format" and phone:
+                phone = "".join(ch for ch in phone if ch.isdigit())
+            elif change == "zip4" and postcode:
+                postcode = f"{postcode}-{_digits(rng, 4)}"
+            elif change == "period":
+                address_suffix = "."
+        address = " ".join(part for part in (number, direction, site.street, street_type) if part)
+        if rng.random() < 0.5:
+            address = address.upper()
+        return name, address + address_suffix, postcode, phone
+
+
+def organisations(
+    gen: _Generator, *, records: int, duplicate_rate: float = 0.4
+) -> tuple[list[SyntheticAccount], set[frozenset[str]]]:
+    """About ``records`` records of community organisations and the true pairs among them.
+
+    Duplicates (another source system's record of the same site): parent-site naming ("P -
+    S" against "S", or the parent's name alone against the site's), the same address
+    written with or without its street type, direction spelt out, as a range, in capitals,
+    with the same phone (or it missing), the postcode missing or as ZIP+4, typos, capitals,
+    names cut at a field's length, abbreviations. Negatives: one organisation's different
+    sites, each listed under the parent's name alone (same name, different addresses; their
+    own phones, or the parent's central number for a third of the organisations)."""
+    maker = _OrganisationGenerator(gen)
+    rng = gen.rng
+    out: list[SyntheticAccount] = []
+    pairs: set[frozenset[str]] = set()
+    while len(out) < records:
+        sites = maker.sites(rng.choice([1, 1, 1, 2, 2, 3, 4]))
+        parent_named = len(sites) > 1 and rng.random() < 0.3
+        for site in sites:
+            style = "parent" if parent_named else rng.choice(["site", "parent-site"])
+            group = [maker.record(site, style=style, source=0)]
+            if rng.random() < duplicate_rate:
+                other = rng.choice(
+                    [s for s in ("site", "parent-site", "site-parent", "parent") if s != style]
+                    if len(sites) == 1 or rng.random() < 0.5
+                    else [s for s in ("site", "parent-site", "site-parent") if s != style]
+                )
+                group.append(maker.record(site, style=other, source=1))
+                if rng.random() < 0.15:
+                    group.append(maker.record(site, style=rng.choice(["site", "parent-site"]),
+                                              source=2))  # fmt: skip
+            out.extend(group)
+            for i, first in enumerate(group):
+                for second in group[i + 1 :]:
+                    pairs.add(frozenset((first.key, second.key)))
+    return out, pairs
+
+
+def labelled_set(
+    *,
+    companies: int,
+    seed: int = 7,
+    duplicate_rate: float = 0.1,
+    organisation_share: float = 0.1,
+) -> LabelledSet:
+    """``companies`` records: companies, about ``duplicate_rate`` of them with a duplicate,
+    hard negatives making up about a tenth of the set, and ``organisation_share`` of
+    community organisations with sites (``organisations``)."""
     gen = _Generator(seed)
     accounts: list[SyntheticAccount] = []
     pairs: set[frozenset[str]] = set()
+    if organisation_share > 0:
+        found, organisation_pairs = organisations(
+            gen, records=int(companies * organisation_share),
+            duplicate_rate=4 * duplicate_rate,
+        )  # fmt: skip
+        accounts.extend(found)
+        pairs |= organisation_pairs
     hard = max(1, companies // 30)
     for _ in range(hard):
         accounts.extend(gen.subsidiaries())

@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
@@ -132,7 +133,8 @@ def duplicate_detail(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "candidate": candidate,
             "rows": rows,
-            "evidence": candidate.evidence,
+            "evidence": _evidence_in_order(candidate.evidence),
+            "prior_weight": _prior_weight(candidate),
             "can_act": request.user.has_perm(MERGE_PERM)
             and candidate.status == CandidateStatus.OPEN,
         },
@@ -308,3 +310,169 @@ def merge_unmerge(request: HttpRequest, pk: int) -> HttpResponse:
 @page_permission("merge-list")
 def merge_push_retry(request: HttpRequest, pk: int) -> HttpResponse:
     return _merge_action(request, pk, "push")
+
+
+# --- Groups of duplicates and matching a file --------------------------------------------------
+
+
+@page_permission("duplicate-groups")
+def duplicate_groups(request: HtmxHttpRequest) -> HttpResponse:
+    """Open candidates grouped into the organisations they make up."""
+    query = (request.GET.get("q") or "").strip()
+    groups = selectors.candidate_groups(q=query)
+    page = BoundedPaginator(groups, PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {"page": page, "q": query, "can_act": request.user.has_perm(MERGE_PERM)}
+    if request.htmx:
+        return render(request, "masterdata/duplicate_groups.html#rows", context)
+    return render(request, "masterdata/duplicate_groups.html", context)
+
+
+@page_permission("duplicate-groups")
+def duplicate_group(request: HttpRequest, cluster: int) -> HttpResponse:
+    """One group side by side; a steward merges it into the account they pick."""
+    found = selectors.candidate_groups(cluster=cluster)
+    if not found:
+        messages.info(request, "that group is no longer open: its pairs were decided")
+        return redirect("duplicate-groups")
+    group = found[0]
+    if request.method == "POST":
+        actor = _require_merge(request)
+        by_id = {account.enterprise_id: account for account in group.accounts}
+        survivor = by_id.get(request.POST.get("survivor") or "")
+        picked = [by_id[eid] for eid in request.POST.getlist("member") if eid in by_id]
+        if survivor is None:
+            messages.error(request, "pick the account that survives")
+        elif not [account for account in picked if account.pk != survivor.pk]:
+            messages.error(request, "tick at least one other account to merge into it")
+        else:
+            try:
+                outcome = merges.group_merge(
+                    survivor=survivor, members=picked, actor=actor,
+                    reason=(request.POST.get("reason") or "").strip(),
+                )  # fmt: skip
+            except REFUSALS as exc:
+                messages.error(request, _message(exc))
+            else:
+                for merge in outcome.merges:
+                    messages.success(
+                        request,
+                        f"{merge.loser.enterprise_id} merged into {survivor.enterprise_id}"
+                        if merge.state == MergeState.MERGED
+                        else f"{merge}: {merge.loser.enterprise_id} awaits another steward",
+                    )
+                for enterprise_id, why in outcome.refused:
+                    messages.error(request, f"{enterprise_id} not merged: {why}")
+                return redirect("duplicate-groups")
+    fields = [
+        {"label": label, "values": [getattr(account, name) for account in group.accounts]}
+        for name, label in SIDE_BY_SIDE
+    ]
+    return render(
+        request,
+        "masterdata/duplicate_group.html",
+        {
+            "group": group, "fields": fields,
+            "can_act": request.user.has_perm(MERGE_PERM),
+            "merge_requires_approval": settings.TANDEM_MERGE_REQUIRES_APPROVAL,
+        },
+    )  # fmt: skip
+
+
+MATCH_FILE_MAX_BYTES = 5 * 1024 * 1024
+MATCH_FILE_MAX_ROWS = 20_000
+MATCH_FILE_SHOWN = 200  # pairs listed on the page; the download has them all
+
+
+@page_permission("match-file")
+def match_file(request: HttpRequest) -> HttpResponse:
+    """Upload a CSV, map its columns, see which rows are one organisation (or which
+    accounts they already are); download the pairs as id_a,id_b,score,cluster."""
+    import io
+
+    from masterdata.matching import files
+
+    form: dict[str, Any] = {
+        "id_column": "", "country": "", "against": False, "threshold": "",
+        **{f"map_{name}": "" for name in files.FIELDS},
+    }  # fmt: skip
+    context: dict[str, Any] = {
+        "fields": files.FIELDS, "form": form, "max_rows": MATCH_FILE_MAX_ROWS,
+        "max_mb": MATCH_FILE_MAX_BYTES // (1024 * 1024),
+    }  # fmt: skip
+    context["mapping"] = [(name, "") for name in files.FIELDS]
+    if request.method != "POST":
+        return render(request, "masterdata/match_file.html", context)
+    form.update({key: (request.POST.get(key) or "").strip() for key in form if key != "against"})
+    form["against"] = request.POST.get("against") == "1"
+    context["mapping"] = [(name, form[f"map_{name}"]) for name in files.FIELDS]
+    upload = request.FILES.get("file")
+    error = ""
+    if upload is None:
+        error = "choose a CSV file to upload"
+    elif upload.size is not None and upload.size > MATCH_FILE_MAX_BYTES:
+        error = f"the file is larger than {context['max_mb']} MB; use manage.py match_records"
+    elif not form["id_column"]:
+        error = "say which column holds each row's id"
+    threshold = settings.TANDEM_DUPLICATE_THRESHOLD
+    if not error and form["threshold"]:
+        try:
+            threshold = float(form["threshold"])
+            if not 0 < threshold < 1:
+                raise ValueError
+        except ValueError:
+            error = "the threshold is a probability between 0 and 1"
+    if not error:
+        assert upload is not None
+        mapping_text = ",".join(
+            f"{name}={form[f'map_{name}']}" for name in files.FIELDS if form[f"map_{name}"]
+        )
+        try:
+            mapping = files.mapping_parse(mapping_text)
+            records = files.read_file(
+                upload.read(), mapping=mapping, id_column=form["id_column"],
+                country=form["country"], max_rows=MATCH_FILE_MAX_ROWS,
+            )  # fmt: skip
+        except files.FileRefused as exc:
+            error = str(exc).replace("--map", "the column map").replace("--country", "country")
+    if error:
+        context["error"] = error
+        return render(request, "masterdata/match_file.html", context, status=400)
+    if form["against"]:
+        files.add_accounts(records, selectors.account_records())
+    found = files.match_records(records, threshold=threshold, against_accounts=form["against"])
+    if request.POST.get("format") == "csv":
+        out = io.StringIO()
+        files.pairs_write(found.pairs, out)
+        response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="pairs.csv"'
+        return response
+    context["summary"] = found.summary
+    context["rows"] = [
+        {
+            "id_a": id_a, "id_b": id_b, "score": f"{score:.3f}", "cluster": cluster,
+            "name_a": records.names[pair.a], "name_b": records.names[pair.b],
+        }
+        for (id_a, id_b, score, cluster), pair in zip(
+            found.pairs[:MATCH_FILE_SHOWN], found.scored[:MATCH_FILE_SHOWN], strict=True
+        )
+    ]  # fmt: skip
+    return render(request, "masterdata/match_file.html", context)
+
+
+def _prior_weight(candidate: DuplicateCandidate) -> Decimal | None:
+    """The prior's bits: the match weight less every field's."""
+    if candidate.match_weight is None:
+        return None
+    fields = sum(
+        Decimal(str(item.get("weight", 0))) for item in candidate.evidence.values()
+        if isinstance(item, dict)
+    )  # fmt: skip
+    return (candidate.match_weight - fields).quantize(Decimal("0.01"))
+
+
+def _evidence_in_order(evidence: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The fields in the order they are compared (the database keeps JSON keys its own way)."""
+    from masterdata.matching.compare import FIELDS
+
+    known = [(name, evidence[name]) for name in FIELDS if name in evidence]
+    return known + [(name, item) for name, item in evidence.items() if name not in FIELDS]

@@ -314,8 +314,9 @@ CONTRACT_STATE_SLA_MINUTES = envminutes(
 )
 
 # --- Master data ------------------------------------------------------------------------
-# Pairs scoring at least this are duplicate candidates (chosen on the labelled set: README).
-TANDEM_DUPLICATE_THRESHOLD = envfloat("TANDEM_DUPLICATE_THRESHOLD", 0.7)
+# Pairs whose match probability (Fellegi-Sunter, learned from the accounts) reaches this are
+# duplicate candidates: more likely one customer than not (README, "Master data").
+TANDEM_DUPLICATE_THRESHOLD = envfloat("TANDEM_DUPLICATE_THRESHOLD", 0.5)
 if not 0 < TANDEM_DUPLICATE_THRESHOLD < 1:
     raise ImproperlyConfigured("TANDEM_DUPLICATE_THRESHOLD must be between 0 and 1")
 # Maker-checker: a merge is requested by one steward and run when another approves it.

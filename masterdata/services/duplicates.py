@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -14,13 +15,15 @@ from simple_history.utils import bulk_create_with_history, bulk_update_with_hist
 
 from core.audit import Actor, audit_context
 from core.errors import reason_require
-from masterdata.duplicates import AccountRow, account_row, duplicates_find, pair_fingerprint
+from masterdata.duplicates import AccountRow, duplicates_find, pair_fingerprint
+from masterdata.matching.pipeline import paused_gc
 from masterdata.models import (
-    Account,
     AccountStatus,
+    CandidatePattern,
     CandidateStatus,
     DuplicateCandidate,
 )
+from masterdata.selectors import account_records
 from masterdata.services.records import steward_require
 
 
@@ -35,30 +38,15 @@ class DetectionSummary:
     updated: int
     seconds: float
     timings: dict[str, float]
+    sites: int = 0  # of the candidates found, flagged as sites of one organisation
+    clusters: int = 0  # groups of two or more accounts that hold together
+    by_pass: dict[str, int] | None = None  # pairs each blocking pass added
+    reduction_ratio: float = 1.0
+    model: dict[str, Any] | None = None  # the learned prior, m and u, EM iterations
 
 
 def _active_rows() -> list[AccountRow]:
-    values = Account.objects.filter(status=AccountStatus.ACTIVE).values_list(
-        "pk", "country", "name_key", "tax_id_key", "domain_key", "address_line1",
-        "address_line2", "postcode", "phone", "email",
-    )  # fmt: skip
-    return [
-        account_row(
-            pk=pk,
-            country=country,
-            name_key=name,
-            tax_id_key=tax,
-            domain_key=domain,
-            address_line1=line1,
-            address_line2=line2,
-            postcode=postcode,
-            phone=phone,
-            email=email,
-        )
-        for pk, country, name, tax, domain, line1, line2, postcode, phone, email in values.iterator(
-            chunk_size=5000
-        )
-    ]
+    return [row for row, _, _ in account_records()]
 
 
 def duplicates_detect(*, actor: Actor, threshold: float | None = None) -> DetectionSummary:
@@ -89,18 +77,17 @@ def duplicates_detect(*, actor: Actor, threshold: float | None = None) -> Detect
     for pair in result.pairs:
         fingerprint = pair_fingerprint(by_pk[pair.a], by_pk[pair.b])
         score = Decimal(str(pair.score)).quantize(Decimal("0.001"))
+        weight = Decimal(str(pair.match_weight)).quantize(Decimal("0.01"))
+        pattern = CandidatePattern.SITES if pair.sites else CandidatePattern.DUPLICATE
         candidate = existing.get((pair.a, pair.b))
         if candidate is None:
             new.append(
                 DuplicateCandidate(
-                    account_a_id=pair.a,
-                    account_b_id=pair.b,
-                    score=score,
-                    evidence=pair.evidence,
-                    fingerprint=fingerprint,
-                    detected_at=now,
+                    account_a_id=pair.a, account_b_id=pair.b, score=score,
+                    evidence=pair.evidence, fingerprint=fingerprint, detected_at=now,
+                    match_weight=weight, pattern=pattern, cluster=pair.cluster,
                 )
-            )
+            )  # fmt: skip
             continue
         if candidate.status == CandidateStatus.MERGED:
             continue
@@ -112,14 +99,22 @@ def duplicates_detect(*, actor: Actor, threshold: float | None = None) -> Detect
             candidate.decided_by = None
             candidate.decision_reason = ""
             reopened += 1
-        elif candidate.fingerprint == fingerprint and candidate.score == score:
+        elif (
+            candidate.fingerprint == fingerprint
+            and candidate.score == score
+            and (candidate.match_weight, candidate.pattern, candidate.cluster)
+            == (weight, pattern, pair.cluster)
+        ):
             continue
         candidate.score = score
+        candidate.match_weight = weight
+        candidate.pattern = pattern
+        candidate.cluster = pair.cluster
         candidate.evidence = pair.evidence
         candidate.fingerprint = fingerprint
         candidate.detected_at = now
         changed.append(candidate)
-    with transaction.atomic(), audit_context(actor=actor, reason=reason):
+    with transaction.atomic(), audit_context(actor=actor, reason=reason), paused_gc():
         if new:
             bulk_create_with_history(
                 new, DuplicateCandidate, batch_size=2000, default_user=actor.user,
@@ -129,7 +124,7 @@ def duplicates_detect(*, actor: Actor, threshold: float | None = None) -> Detect
             bulk_update_with_history(
                 changed, DuplicateCandidate,
                 ["score", "evidence", "fingerprint", "detected_at", "status", "decided_at",
-                 "decided_by", "decision_reason"],
+                 "decided_by", "decision_reason", "match_weight", "pattern", "cluster"],
                 batch_size=2000, default_user=actor.user, default_change_reason=reason,
             )  # fmt: skip
     return DetectionSummary(
@@ -145,6 +140,18 @@ def duplicates_detect(*, actor: Actor, threshold: float | None = None) -> Detect
             "read": round(read - started, 2),
             **{key: round(value, 2) for key, value in result.timings.items()},
             "store": round(time.perf_counter() - found, 2),
+        },
+        sites=sum(pair.sites for pair in result.pairs),
+        clusters=len(result.clusters),
+        by_pass=result.by_pass,
+        reduction_ratio=result.reduction_ratio,
+        model=None
+        if result.model is None
+        else {
+            "prior": result.model.prior,
+            "iterations": result.model.iterations,
+            "converged": result.model.converged,
+            "table": result.model.table(),
         },
     )
 

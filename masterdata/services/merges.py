@@ -422,3 +422,46 @@ def merge_push_retry(*, merge: MergeRecord, actor: Actor, reason: str) -> MergeR
         for observer in _observers:
             observer.push_requested(merge=locked)
     return locked
+
+
+# --- Groups of duplicates ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GroupMergeOutcome:
+    merges: list[MergeRecord]  # one per account merged (or requested, with maker-checker)
+    refused: list[tuple[str, str]]  # (enterprise id, why) for the accounts left as they were
+
+
+def group_merge(
+    *, survivor: Account, members: Iterable[Account], actor: Actor, reason: str
+) -> GroupMergeOutcome:
+    """Merge every other account of a group into ``survivor``, one pair at a time through
+    ``merge_request`` (each its own transaction, history, survivorship defaults and CRM
+    push; the pair's candidate recorded when there is one). An account the merge refuses
+    (no longer active, a merge of it awaiting approval) is reported and the rest go on."""
+    reason_require(reason)
+    steward_require(actor)
+    merges: list[MergeRecord] = []
+    refused: list[tuple[str, str]] = []
+    for loser in sorted(members, key=lambda account: account.pk):
+        if loser.pk == survivor.pk:
+            continue
+        survivor.refresh_from_db()  # the previous merge may have changed its fields
+        first, second = sorted((survivor.pk, loser.pk))
+        candidate = DuplicateCandidate.objects.filter(
+            account_a_id=first, account_b_id=second, status=CandidateStatus.OPEN
+        ).first()
+        try:
+            merges.append(
+                merge_request(
+                    survivor=survivor,
+                    loser=loser,
+                    candidate=candidate,
+                    actor=actor,
+                    reason=reason,
+                )
+            )
+        except ValidationError as exc:
+            refused.append((loser.enterprise_id, "; ".join(exc.messages)))
+    return GroupMergeOutcome(merges=merges, refused=refused)

@@ -17,10 +17,15 @@ from masterdata.synthetic import labelled_set
 from tests import factories
 from tests.masterdata import helpers
 
-# Measured on labelled_set(companies=4000) at the default threshold 0.7: precision 0.9964,
-# recall 1.0 (README, "Duplicate detection"). The floor allows for a small margin only.
-PRECISION_FLOOR = 0.98
-RECALL_FLOOR = 0.98
+# Measured on labelled_set(companies=4000) at the default threshold 0.5: precision 0.9856,
+# recall 0.8662, F1 0.922, every true pair kept by blocking (README, "Master data"). The set
+# holds community organisations with sites since the model learned its weights, and a pair
+# with one name at two street addresses (a company that moved, with its old address still
+# in one system, among them) is flagged as sites of one organisation and not counted as a
+# duplicate: hence a recall below the companies-only set's. The floors allow a small margin.
+PRECISION_FLOOR = 0.97
+RECALL_FLOOR = 0.85
+F1_FLOOR = 0.90
 
 
 def test_detection_quality_on_the_labelled_set_stays_above_the_floor(settings):
@@ -29,9 +34,11 @@ def test_detection_quality_on_the_labelled_set_stays_above_the_floor(settings):
     # when
     quality = evaluate(labelled, threshold=settings.TANDEM_DUPLICATE_THRESHOLD)
     # then
-    assert quality.true_pairs == 279
+    assert quality.true_pairs == 396
+    assert quality.pairs_completeness == 1.0
     assert quality.precision >= PRECISION_FLOOR
     assert quality.recall >= RECALL_FLOOR
+    assert quality.f1 >= F1_FLOOR
 
 
 def test_subsidiaries_sharing_a_domain_and_free_mail_neighbours_are_not_candidates(settings):
@@ -74,10 +81,11 @@ def test_detection_stores_a_candidate_with_per_field_evidence(system_actor):
     assert (candidate.account_a_id, candidate.account_b_id) == (a.pk, b.pk)
     assert (summary.found, summary.created) == (1, 1)
     assert candidate.status == CandidateStatus.OPEN
-    assert candidate.score == Decimal("1.000")  # log-odds 13.5
+    assert candidate.score == Decimal("1.000")
+    assert candidate.pattern == ""
     assert {name: item["result"] for name, item in candidate.evidence.items()} == {
-        "name": "same", "tax_id": "same", "domain": "same", "address": "same",
-        "postcode": "same", "phone": "missing", "email": "missing",
+        "name": "same", "tax_id": "same", "phone": "missing", "address": "same",
+        "domain": "same", "country": "same",
     }  # fmt: skip
 
 

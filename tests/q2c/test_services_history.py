@@ -373,6 +373,14 @@ def _merge_request() -> Run:
     )
 
 
+def _group_merge() -> Run:
+    survivor, second = _twins()
+    third = factories.account(legal_name="ACME Limited", legal_entity=survivor.legal_entity)
+    return lambda actor, reason: md_merges.group_merge(
+        survivor=survivor, members=[survivor, second, third], actor=actor, reason=reason
+    )
+
+
 def _merge_approve() -> Run:
     merge = _merge_requested(approval=True)
     return lambda actor, reason: md_merges.merge_approve(merge=merge, actor=actor, reason=reason)
@@ -417,6 +425,12 @@ CASES: dict[str, Case] = {
     "merge_request": Case(
         _merge_request,
         [("Account", "~"), ("AccountAlias", "+"), ("MergeRecord", "+"), ("MergeRecord", "~")],
+    ),
+    # Two merges; the second also changes the survivor (the newer loser's name survives).
+    "group_merge": Case(
+        _group_merge,
+        [("Account", "~"), ("AccountAlias", "+"), ("MergeRecord", "+"), ("MergeRecord", "~")] * 2
+        + [("Account", "~")],
     ),
     "merge_approve": Case(
         _merge_approve, [("Account", "~"), ("AccountAlias", "+"), ("MergeRecord", "~")]
