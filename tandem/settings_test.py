@@ -20,6 +20,7 @@ def _answers(host: str, port: int) -> bool:
         return False
 
 
+_TEST_VAR = os.path.join(os.path.dirname(__file__), "..", "var", "test")
 _require = os.environ.get("TANDEM_REQUIRE_BACKENDS", "") in {"1", "true", "yes"}
 if "DATABASE_URL" not in os.environ and (_require or _answers("127.0.0.1", 5432)):
     os.environ["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/tandem"
@@ -29,12 +30,25 @@ if _require:
     for _name, _host, _port in (("PostgreSQL", "127.0.0.1", 5432), ("Redis", "127.0.0.1", 6379)):
         if not _answers(_host, _port):
             raise RuntimeError(f"TANDEM_REQUIRE_BACKENDS is set but {_name} is not answering")
+
+# pytest-xdist runs the suite in several processes: each gets its own broker (a Redis database
+# below the base one, or its own file-broker folder) and its own var/ folder (SQLite test
+# database, broker folders). The worker subprocesses a test starts inherit the result, marked
+# so that their own settings do not shift it a second time.
+_xdist = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _xdist and not os.environ.get("TANDEM_TEST_ISOLATED"):
+    _index = int(_xdist.removeprefix("gw") or 0)
+    _broker = os.environ.get("CELERY_BROKER_URL", "")
+    if _broker.startswith(("redis://", "rediss://")):
+        _base, _, _db = _broker.rpartition("/")
+        os.environ["CELERY_BROKER_URL"] = f"{_base}/{(int(_db or 0) - _index) % 16}"
+    _var = os.environ.get("TANDEM_VAR_DIR", _TEST_VAR)
+    os.environ["TANDEM_VAR_DIR"] = os.path.join(_var, _xdist)
+    os.environ["TANDEM_TEST_ISOLATED"] = "1"
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-" + "x" * 40)
 os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
 os.environ.setdefault("LOG_FORMAT", "text")
-os.environ.setdefault(
-    "TANDEM_VAR_DIR", os.path.join(os.path.dirname(__file__), "..", "var", "test")
-)
+os.environ.setdefault("TANDEM_VAR_DIR", _TEST_VAR)
 
 from tandem.settings import *  # noqa: E402, F403
 

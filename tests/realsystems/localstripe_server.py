@@ -23,6 +23,8 @@ from pathlib import Path
 import requests
 from django.conf import settings
 
+from tests.realsystems.tryton_server import install_lock
+
 REQUIREMENTS = Path(settings.BASE_DIR) / "requirements-localstripe.txt"
 MAIN = Path(__file__).with_name("localstripe_main.py")
 API_KEY = "sk_test_tandem_localstripe"
@@ -31,8 +33,14 @@ READY_DEADLINE_S = 30.0
 
 
 def localstripe_venv_ensure() -> Path:
-    """The localstripe venv's python, (re)built when the pinned requirements changed."""
-    venv = Path(settings.VAR_DIR) / "localstripe-venv"
+    """The localstripe venv's python, (re)built when the pinned requirements changed (once:
+    parallel test processes wait for the one installing it)."""
+    venv = Path(settings.BASE_DIR) / "var" / "localstripe-venv"
+    with install_lock("localstripe-venv"):
+        return _venv_ready(venv)
+
+
+def _venv_ready(venv: Path) -> Path:
     python = venv / "bin" / "python"
     stamp = venv / "requirements.sha256"
     wanted = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()

@@ -10,6 +10,8 @@ its PID. Nothing here imports Tryton: the tests talk to it over HTTP like Tandem
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gzip
 import hashlib
 import json
@@ -21,6 +23,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,24 +52,49 @@ def _stamp_matches(directory: Path) -> bool:
 
 
 def venv_ensure() -> Path:
-    """The Tryton virtualenv's bin directory, created and installed when missing or stale."""
+    """The Tryton virtualenv's bin directory, created and installed when missing or stale
+    (once: parallel test processes wait for the one installing it)."""
     marker = VENV / f".installed-{_requirements_hash()[:16]}"
-    if not marker.is_file():
-        python = shutil.which("python3.11") or sys.executable
-        subprocess.run([python, "-m", "venv", "--clear", str(VENV)], check=True)  # noqa: S603
-        subprocess.run(  # noqa: S603 (fixed argument list)
-            [str(VENV / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
-             "--require-hashes", "--no-deps", "-r", str(REQUIREMENTS)],
-            check=True,
-        )  # fmt: skip
-        marker.touch()
+    with install_lock("tryton-venv"):
+        if not marker.is_file():
+            _venv_install(marker)
     return VENV / "bin"
+
+
+def _venv_install(marker: Path) -> None:
+    python = shutil.which("python3.11") or sys.executable
+    subprocess.run([python, "-m", "venv", "--clear", str(VENV)], check=True)  # noqa: S603
+    subprocess.run(  # noqa: S603 (fixed argument list)
+        [str(VENV / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
+         "--require-hashes", "--no-deps", "-r", str(REQUIREMENTS)],
+        check=True,
+    )  # fmt: skip
+    marker.touch()
+
+
+@contextlib.contextmanager
+def install_lock(name: str) -> Iterator[None]:
+    """An exclusive lock across test processes (pytest-xdist) on ``var/<name>.lock``."""
+    path = ROOT / "var" / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def saved_database() -> Path:
     """The directory holding the saved database for the pinned versions (rebuilt if stale)."""
     if _stamp_matches(SAVED):
         return SAVED
+    with install_lock("tryton-db"):
+        _rebuild_when_stale()
+    return REBUILT
+
+
+def _rebuild_when_stale() -> None:
     if not _stamp_matches(REBUILT):
         bin_dir = venv_ensure()
         subprocess.run(  # noqa: S603 (fixed argument list)
@@ -79,7 +107,6 @@ def saved_database() -> Path:
             "run `make tryton-db` and commit tests/realsystems/tryton/ to keep it.",
             file=sys.stderr,
         )
-    return REBUILT
 
 
 def _free_port() -> int:
