@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import sys
 
+from celery.app.utils import find_app
 from django.conf import settings
 
+from tandem import celery_app
 from tandem.management.commands.demo import demo_children, demo_environment
 
 SYSTEMS = ["CRM", "CPQ", "BILLING", "ERP", "TAX", "PAYMENTS"]
@@ -25,6 +27,18 @@ def test_the_demo_runs_web_worker_and_the_sandbox_pointed_at_the_web_server():
         "--webhook-url", "http://127.0.0.1:8481/webhooks/", "--seed", "1",
         "--state-file", str(settings.VAR_DIR / "sandbox-state.json"),
     ]  # fmt: skip
+
+
+def test_the_demo_worker_loads_tandems_celery_app_on_every_queue():
+    # given
+    children = demo_children(port=8481, sandbox_port=8482)
+    # when
+    worker = children[1].argv
+    app = find_app(worker[worker.index("-A") + 1])
+    # then
+    assert worker[1:6] == ["-m", "celery", "-A", "tandem", "worker"]
+    assert app is celery_app
+    assert worker[worker.index("-Q") + 1] == ",".join(settings.TANDEM_QUEUES)
 
 
 def test_the_demo_environment_gives_every_system_the_sandbox_credentials():

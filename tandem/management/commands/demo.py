@@ -34,7 +34,7 @@ def demo_children(*, port: int, sandbox_port: int) -> list[ChildSpec]:
     manage = str(settings.BASE_DIR / "manage.py")
     web = [sys.executable, manage, "runserver", f"127.0.0.1:{port}", "--noreload"]
     worker = [
-        sys.executable, "-m", "celery", "-A", "q2c", "worker", "-B",
+        sys.executable, "-m", "celery", "-A", "tandem", "worker", "-B",
         "-Q", ",".join(settings.TANDEM_QUEUES), "--pool", "threads", "-c", "4",
         "--loglevel", "INFO",
     ]  # fmt: skip
