@@ -7,7 +7,7 @@ import datetime as dt
 from celery import Task, shared_task
 from django.utils import timezone
 
-from orchestration.events.handlers import EventNotReady
+from orchestration.events.errors import EventNotReady
 from orchestration.events.services import (
     inbound_event_process,
     inbound_event_reject,

@@ -21,12 +21,12 @@ from django.db.models import F
 from django.utils import timezone
 
 from core.logging import correlation
-from orchestration.events.catalog import EventRejected, event_validate
+from orchestration.events.catalog import event_validate
+from orchestration.events.errors import EventRejected, SignatureRejected
 from orchestration.events.handlers import event_workflow_trigger
 from orchestration.events.signatures import (
     SIGNATURE_HEADER,
     STRIPE_SIGNATURE_HEADER,
-    SignatureRejected,
     signature_scheme,
     signature_verify,
     stripe_signature_verify,
@@ -70,7 +70,14 @@ def _text(value: Any, limit: int) -> str:
 RECEIVED_GRACE = dt.timedelta(minutes=2)
 
 
-def _enqueue_processing(inbound_event_id: int, *, swept: bool = False) -> None:
+def inbound_event_enqueue(inbound_event_id: int, *, swept: bool = False) -> None:
+    """Send a stored event to a worker for processing; never raises.
+
+    Call it after the row is committed (``transaction.on_commit``). When the broker is down
+    the failure is logged and the row stays ``received``: ``inbound_events_sweep`` sends it
+    again, so a lost message delays an event but never loses it. ``swept`` tells the task
+    the event was re-sent by the sweeper.
+    """
     from orchestration.tasks import process_inbound_event
 
     try:
@@ -94,7 +101,7 @@ def inbound_events_sweep(*, now: dt.datetime | None = None) -> int:
         .values_list("pk", flat=True)[:1000]
     )
     for pk in stale:
-        _enqueue_processing(pk, swept=True)
+        inbound_event_enqueue(pk, swept=True)
     return len(stale)
 
 
@@ -177,7 +184,7 @@ def inbound_event_receive(
         with transaction.atomic():
             row.save()
             pk = row.pk
-            transaction.on_commit(lambda: _enqueue_processing(pk))
+            transaction.on_commit(lambda: inbound_event_enqueue(pk))
     except IntegrityError:
         InboundEvent.objects.filter(
             system=system, event_id=row.event_id, signature_valid=True
