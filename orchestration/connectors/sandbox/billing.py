@@ -14,38 +14,24 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, cast
 
+from orchestration.connectors.billing_common import (
+    ACCOUNT_KEY,
+    AMENDMENT_KEY,
+    CONTRACT_KEY,
+    ORDER_KEY,
+    interval_check,
+    price_describe,
+    recurring_of,
+    reference_key,
+    subscription_metadata,
+    whole_quantity,
+)
 from orchestration.connectors.errors import PermanentError
 from orchestration.connectors.interfaces import BillingApi, Party, RemoteRecord
 from orchestration.connectors.minor_units import decimal_from_minor_units, minor_units_from
 from orchestration.connectors.transport import Transport
 
 SYSTEM = "billing"
-ACCOUNT_KEY = "tandem_account"
-ORDER_KEY = "tandem_order"
-CONTRACT_KEY = "tandem_contract"
-AMENDMENT_KEY = "tandem_amendment"  # the amendment order whose change a subscription carries
-# Tandem billing periods -> Stripe's (interval, interval_count); "" is a one-time price.
-INTERVALS: dict[str, tuple[str, int] | None] = {
-    "day": ("day", 1),
-    "week": ("week", 1),
-    "month": ("month", 1),
-    "quarter": ("month", 3),
-    "year": ("year", 1),
-    "": None,
-}
-
-
-def reference_key(reference: str) -> str:
-    """The metadata key a subscription's reference is kept under."""
-    return CONTRACT_KEY if reference.startswith("CTR-") else ORDER_KEY
-
-
-def subscription_metadata(reference: str, contract_reference: str = "") -> dict[str, str]:
-    """The metadata a subscription is found by again: its order, and its contract if known."""
-    metadata = {reference_key(reference): reference}
-    if contract_reference:
-        metadata[CONTRACT_KEY] = contract_reference
-    return metadata
 
 
 class SandboxBilling:
@@ -97,20 +83,14 @@ class SandboxBilling:
         a customer at the wrong price is never the way out. ``interval`` is one of ``day``,
         ``week``, ``month``, ``quarter``, ``year``, or ``""`` for a one-time price.
         """
-        if interval not in INTERVALS:
-            raise PermanentError(
-                f"billing period {interval!r} is not one of {', '.join(map(repr, INTERVALS))}",
-                system=SYSTEM,
-                kind="validation",
-            )
+        recurring = interval_check(interval)
         wanted: dict[str, Any] = {
             "currency": currency.lower(),
             "unit_amount": minor_units_from(unit_amount, currency, system=SYSTEM),
-            "recurring": INTERVALS[interval],
+            "recurring": recurring,
         }
         existing = self._price_lookup(lookup_key)
         if existing is None:
-            recurring = wanted["recurring"]
             body: dict[str, Any] = {
                 "currency": wanted["currency"],
                 "unit_amount": wanted["unit_amount"],
@@ -138,12 +118,12 @@ class SandboxBilling:
         have: dict[str, Any] = {
             "currency": existing["currency"],
             "unit_amount": existing["unit_amount"],
-            "recurring": _recurring(existing),
+            "recurring": recurring_of(existing.get("recurring")),
         }
         if have != wanted:
             raise PermanentError(
                 f"price {existing['id']} with lookup_key {lookup_key!r} is "
-                f"{_describe(have)}, not {_describe(wanted)}",
+                f"{price_describe(have)}, not {price_describe(wanted)}",
                 system=SYSTEM,
                 kind="conflict",
             )
@@ -181,7 +161,8 @@ class SandboxBilling:
         body = {
             "customer": customer_id,
             "items": [
-                {"price": price_id, "quantity": _whole(quantity)} for price_id, quantity in items
+                {"price": price_id, "quantity": whole_quantity(quantity)}
+                for price_id, quantity in items
             ],
             "metadata": metadata,
         }
@@ -216,9 +197,9 @@ class SandboxBilling:
         changes: list[dict[str, Any]] = []
         for price_id, quantity in items:
             if price_id in by_price:
-                changes.append({"id": by_price[price_id], "quantity": _whole(quantity)})
+                changes.append({"id": by_price[price_id], "quantity": whole_quantity(quantity)})
             else:
-                changes.append({"price": price_id, "quantity": _whole(quantity)})
+                changes.append({"price": price_id, "quantity": whole_quantity(quantity)})
         wanted = {price_id for price_id, _ in items}
         changes += [
             {"id": item_id, "deleted": True}
@@ -257,30 +238,6 @@ class SandboxBilling:
         return found[-1] if found else None
 
 
-def _whole(quantity: Decimal) -> int:
-    if quantity != quantity.to_integral_value() or quantity < 1:
-        raise PermanentError(
-            f"subscription quantity {quantity} is not a whole number of at least 1",
-            system=SYSTEM,
-            kind="validation",
-        )
-    return int(quantity)
-
-
-def _recurring(price: dict[str, Any]) -> tuple[str, int] | None:
-    recurring = price.get("recurring")
-    if not recurring:
-        return None
-    return (str(recurring["interval"]), int(recurring.get("interval_count") or 1))
-
-
-def _describe(price: dict[str, Any]) -> str:
-    amount = decimal_from_minor_units(price["unit_amount"], price["currency"])
-    recurring = price["recurring"]
-    per = "one-time" if recurring is None else f"every {recurring[1]} {recurring[0]}"
-    return f"{amount} {price['currency'].upper()} {per}"
-
-
 def customer_record(body: dict[str, Any]) -> RemoteRecord:
     return RemoteRecord(
         id=str(body["id"]),
@@ -293,7 +250,7 @@ def customer_record(body: dict[str, Any]) -> RemoteRecord:
 
 
 def price_record(body: dict[str, Any]) -> RemoteRecord:
-    recurring = _recurring(body)
+    recurring = recurring_of(body.get("recurring"))
     return RemoteRecord(
         id=str(body["id"]),
         status="active" if body.get("active", True) else "inactive",

@@ -36,6 +36,18 @@ from urllib.parse import parse_qsl, urlsplit
 import stripe
 from django.conf import settings
 
+from orchestration.connectors.billing_common import (
+    ACCOUNT_KEY,
+    AMENDMENT_KEY,
+    CONTRACT_KEY,
+    ORDER_KEY,
+    interval_check,
+    price_describe,
+    recurring_of,
+    reference_key,
+    subscription_metadata,
+    whole_quantity,
+)
 from orchestration.connectors.errors import (
     ConnectorConfigurationError,
     ConnectorError,
@@ -44,15 +56,6 @@ from orchestration.connectors.errors import (
 )
 from orchestration.connectors.interfaces import BillingApi, Party, RemoteRecord
 from orchestration.connectors.minor_units import decimal_from_minor_units, minor_units_from
-from orchestration.connectors.sandbox.billing import (
-    ACCOUNT_KEY,
-    AMENDMENT_KEY,
-    CONTRACT_KEY,
-    INTERVALS,
-    ORDER_KEY,
-    reference_key,
-    subscription_metadata,
-)
 from orchestration.connectors.transport import Transport, retry_after_parse
 
 SYSTEM = "billing"
@@ -304,13 +307,7 @@ class StripeBilling:
         ``PermanentError`` (kind ``conflict``): the mapping is wrong. The plans catalog has
         no one-time prices: ``interval=""`` is refused there (kind ``validation``).
         """
-        if interval not in INTERVALS:
-            raise PermanentError(
-                f"billing period {interval!r} is not one of {', '.join(map(repr, INTERVALS))}",
-                system=SYSTEM,
-                kind="validation",
-            )
-        recurring = INTERVALS[interval]
+        recurring = interval_check(interval)
         wanted = {
             "currency": currency.lower(),
             "unit_amount": minor_units_from(unit_amount, currency, system=SYSTEM),
@@ -340,7 +337,7 @@ class StripeBilling:
         have = {
             "currency": existing["currency"],
             "unit_amount": existing["unit_amount"],
-            "recurring": _recurring(existing.get("recurring")),
+            "recurring": recurring_of(existing.get("recurring")),
         }
         _same_or_conflict("price", existing["id"], lookup_key, have, wanted)
         return price_record(existing)
@@ -419,7 +416,9 @@ class StripeBilling:
         price_field = "plan" if self.catalog() == "plans" else "price"
         params: Any = {
             "customer": customer_id,
-            "items": [{price_field: price_id, "quantity": _whole(qty)} for price_id, qty in items],
+            "items": [
+                {price_field: price_id, "quantity": whole_quantity(qty)} for price_id, qty in items
+            ],
             "metadata": metadata,
         }
         if settings.CONNECTOR_BILLING_STRIPE_COLLECTION == "send_invoice":
@@ -459,9 +458,9 @@ class StripeBilling:
         for price_id, quantity in items:
             wanted_prices.add(price_id)
             if price_id in by_price:
-                changes.append({"id": by_price[price_id], "quantity": _whole(quantity)})
+                changes.append({"id": by_price[price_id], "quantity": whole_quantity(quantity)})
             else:
-                changes.append({price_field: price_id, "quantity": _whole(quantity)})
+                changes.append({price_field: price_id, "quantity": whole_quantity(quantity)})
         for price_id, item_id in by_price.items():
             if price_id not in wanted_prices:
                 changes.append({"id": item_id, "deleted": True})
@@ -530,33 +529,11 @@ def _same_or_conflict(
 ) -> None:
     if have != wanted:
         raise PermanentError(
-            f"{what} {remote_id} for {lookup_key!r} is {_describe(have)}, not {_describe(wanted)}",
+            f"{what} {remote_id} for {lookup_key!r} is {price_describe(have)}, "
+            f"not {price_describe(wanted)}",
             system=SYSTEM,
             kind="conflict",
         )
-
-
-def _describe(price: dict[str, Any]) -> str:
-    amount = decimal_from_minor_units(price["unit_amount"], price["currency"])
-    recurring = price["recurring"]
-    per = "one-time" if recurring is None else f"every {recurring[1]} {recurring[0]}"
-    return f"{amount} {price['currency'].upper()} {per}"
-
-
-def _recurring(recurring: Any) -> tuple[str, int] | None:
-    if not recurring:
-        return None
-    return (str(recurring["interval"]), int(recurring.get("interval_count") or 1))
-
-
-def _whole(quantity: Decimal) -> int:
-    if quantity != quantity.to_integral_value() or quantity < 1:
-        raise PermanentError(
-            f"subscription quantity {quantity} is not a whole number of at least 1",
-            system=SYSTEM,
-            kind="validation",
-        )
-    return int(quantity)
 
 
 def _id_of(value: Any) -> str:
@@ -578,7 +555,7 @@ def customer_record(body: dict[str, Any]) -> RemoteRecord:
 
 
 def price_record(body: dict[str, Any]) -> RemoteRecord:
-    recurring = _recurring(body.get("recurring"))
+    recurring = recurring_of(body.get("recurring"))
     return RemoteRecord(
         id=str(body["id"]),
         status="active" if body.get("active", True) else "inactive",
