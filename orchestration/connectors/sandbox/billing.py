@@ -91,21 +91,12 @@ class SandboxBilling:
         }
         existing = self._price_lookup(lookup_key)
         if existing is None:
-            body: dict[str, Any] = {
-                "currency": wanted["currency"],
-                "unit_amount": wanted["unit_amount"],
-                "lookup_key": lookup_key,
-                "product_data": {"name": product_name, "metadata": {"lookup_key": lookup_key}},
-                "metadata": {"lookup_key": lookup_key},
-            }
-            if recurring is not None:
-                body["recurring"] = {"interval": recurring[0], "interval_count": recurring[1]}
             try:
                 response = self.transport.call(
                     operation="price_create",
                     method="POST",
                     path="prices",
-                    json=body,
+                    json=_price_body(lookup_key, product_name, wanted),
                     idempotency_key=idempotency_key,
                 )
             except PermanentError:
@@ -115,18 +106,7 @@ class SandboxBilling:
                     raise
             else:
                 return price_record(response.body)
-        have: dict[str, Any] = {
-            "currency": existing["currency"],
-            "unit_amount": existing["unit_amount"],
-            "recurring": recurring_of(existing.get("recurring")),
-        }
-        if have != wanted:
-            raise PermanentError(
-                f"price {existing['id']} with lookup_key {lookup_key!r} is "
-                f"{price_describe(have)}, not {price_describe(wanted)}",
-                system=SYSTEM,
-                kind="conflict",
-            )
+        _price_same_or_conflict(existing, lookup_key, wanted)
         return price_record(existing)
 
     def _price_lookup(self, lookup_key: str) -> dict[str, Any] | None:
@@ -236,6 +216,39 @@ class SandboxBilling:
         found = response.body["data"]
         # Newest first; should there ever be two, the first one made is the one to keep.
         return found[-1] if found else None
+
+
+def _price_body(lookup_key: str, product_name: str, wanted: dict[str, Any]) -> dict[str, Any]:
+    """A new price, with its product, found again by ``lookup_key``."""
+    body: dict[str, Any] = {
+        "currency": wanted["currency"],
+        "unit_amount": wanted["unit_amount"],
+        "lookup_key": lookup_key,
+        "product_data": {"name": product_name, "metadata": {"lookup_key": lookup_key}},
+        "metadata": {"lookup_key": lookup_key},
+    }
+    recurring = wanted["recurring"]
+    if recurring is not None:
+        body["recurring"] = {"interval": recurring[0], "interval_count": recurring[1]}
+    return body
+
+
+def _price_same_or_conflict(
+    existing: dict[str, Any], lookup_key: str, wanted: dict[str, Any]
+) -> None:
+    """Raise ``PermanentError`` (kind ``conflict``) unless the existing price is the wanted one."""
+    have: dict[str, Any] = {
+        "currency": existing["currency"],
+        "unit_amount": existing["unit_amount"],
+        "recurring": recurring_of(existing.get("recurring")),
+    }
+    if have != wanted:
+        raise PermanentError(
+            f"price {existing['id']} with lookup_key {lookup_key!r} is "
+            f"{price_describe(have)}, not {price_describe(wanted)}",
+            system=SYSTEM,
+            kind="conflict",
+        )
 
 
 def customer_record(body: dict[str, Any]) -> RemoteRecord:
