@@ -34,6 +34,7 @@ from orchestration.workflows.quote_to_cash import (
 from orchestration.workflows.steps import (
     connector_errors,
     crosswalk_link,
+    line_price_ensure,
     net_unit_price,
     order_advance,
     order_lines,
@@ -184,17 +185,8 @@ def update_subscription(ctx: StepContext) -> Done:
         for line in order_lines(order):
             if line.kind != LineKind.RECURRING:
                 continue
-            price = billing.price_ensure(
-                lookup_key=(
-                    f"{mappings[(line.line_no, 'billing')].external_id}:{order.currency}:"
-                    f"{net_unit_price(line)}:{line.billing_period}"
-                ),
-                product_name=line.description or line.product_code,
-                currency=order.currency,
-                unit_amount=net_unit_price(line),
-                interval=line.billing_period,
-                idempotency_key=f"{ctx.key}:price:{line.line_no}",
-            )
+            mapping = mappings[(line.line_no, "billing")]
+            price = line_price_ensure(billing, order, line, mapping=mapping, step_key=ctx.key)
             items.append((price.id, int(line.quantity)))
         current = billing.subscription_get(subscription_id=subscription_id)
         # An update whose answer was lost has already happened: the subscription carries the

@@ -34,6 +34,7 @@ from orchestration.workflows.models import WorkflowRun
 from orchestration.workflows.steps import (
     connector_errors,
     crosswalk_link,
+    line_price_ensure,
     net_unit_price,
     order_advance,
     order_lines,
@@ -300,17 +301,9 @@ def create_subscription(ctx: StepContext) -> Done:
             if found is None:
                 items = []
                 for line in lines:
-                    price_key = (
-                        f"{mappings[(line.line_no, 'billing')].external_id}:{order.currency}:"
-                        f"{net_unit_price(line)}:{line.billing_period}"
-                    )
-                    price = billing.price_ensure(
-                        lookup_key=price_key,
-                        product_name=line.description or line.product_code,
-                        currency=order.currency,
-                        unit_amount=net_unit_price(line),
-                        interval=line.billing_period,
-                        idempotency_key=f"{ctx.key}:price:{line.line_no}",
+                    mapping = mappings[(line.line_no, "billing")]
+                    price = line_price_ensure(
+                        billing, order, line, mapping=mapping, step_key=ctx.key
                     )
                     items.append((price.id, line.quantity))
                 found = billing.subscription_create(

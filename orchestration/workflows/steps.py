@@ -18,6 +18,7 @@ from core.audit import Actor
 from masterdata import services as md_services
 from masterdata.models import ProductMapping
 from orchestration.connectors.errors import PermanentError, RetryableError
+from orchestration.connectors.interfaces import BillingApi, RemoteRecord
 from orchestration.workflows.engine import StepContext
 from orchestration.workflows.errors import StepFailed, StepRetryable
 from q2c.models import Order, OrderLine
@@ -116,3 +117,24 @@ def net_unit_price(line: OrderLine) -> Decimal:
     """The line's unit price after its discount, rounded to the cent."""
     net = line.unit_price - line.unit_price * line.discount_percent / Decimal(100)
     return net.quantize(Decimal("0.01"))
+
+
+def line_price_ensure(
+    billing: BillingApi, order: Order, line: OrderLine, *, mapping: ProductMapping, step_key: str
+) -> RemoteRecord:
+    """Billing's price for ``line``: its net unit price in the order's currency and period.
+
+    The lookup key is the billing mapping's id, currency, net price and period, so every
+    order at that price shares one price; it is created once (idempotency key
+    ``<step key>:price:<line number>``). Raises what ``BillingApi.price_ensure`` raises.
+    """
+    return billing.price_ensure(
+        lookup_key=(
+            f"{mapping.external_id}:{order.currency}:{net_unit_price(line)}:{line.billing_period}"
+        ),
+        product_name=line.description or line.product_code,
+        currency=order.currency,
+        unit_amount=net_unit_price(line),
+        interval=line.billing_period,
+        idempotency_key=f"{step_key}:price:{line.line_no}",
+    )
