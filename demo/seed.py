@@ -307,12 +307,15 @@ class _Loader:
 
     # time helpers: "n days ago" as a moment (before now) and as a date
     def ago(self, days: float, hours: float = 0) -> dt.datetime:
+        """The moment ``days`` days and ``hours`` hours before the seed's now."""
         return self.now - dt.timedelta(days=days, hours=hours)
 
     def day(self, offset_days: int) -> dt.date:
+        """The date ``offset_days`` from the seed's today (negative: in the past)."""
         return self.today + dt.timedelta(days=offset_days)
 
     def load(self) -> None:
+        """Load the whole dataset, every write attributed to the demo actor and reason."""
         with audit_context(actor=self.actor, reason=DEMO_REASON):
             self._reference_data()
             self._orders_contracts_invoices()
@@ -382,6 +385,9 @@ class _Loader:
         months: int = 12,
         discount: str = "0",
     ) -> LineInput:
+        """A line of ``sku`` at its catalog price in ``currency``; a recurring or usage line runs
+        ``months`` months from ``start``.
+        """
         product = self.products[sku]
         price = next(row["price"][currency] for row in PRODUCTS if row["sku"] == sku)
         recurring = product.kind != LineKind.ONE_TIME

@@ -92,6 +92,9 @@ class Sandbox:
         return os.environ.get(f"CONNECTOR_{system.upper()}_API_KEY", f"sk_sandbox_{system}")
 
     def post(self, system: str, path: str, body: Any) -> dict[str, Any]:
+        """POST ``body`` to one system of the sandbox with its API key; the answer's JSON.
+        Any answer but a 2xx raises ``SimulationError``.
+        """
         response = self.http.post(
             f"{self.url}/{system}{path}",
             json=body,
@@ -103,6 +106,9 @@ class Sandbox:
         return response.json()
 
     def control(self, method: str, path: str, body: Any = None) -> Any:
+        """Call the sandbox's control API (faults, state); the answer's JSON, or None when empty.
+        Any answer but a 2xx raises ``SimulationError``.
+        """
         response = self.http.request(method, f"{self.url}/_control{path}", json=body, timeout=30)
         if response.status_code >= 300:
             raise SimulationError(f"control {path}: {response.status_code} {response.text[:300]}")
@@ -207,6 +213,7 @@ class Summary:
     ok: bool = False
 
     def as_dict(self) -> dict[str, Any]:
+        """The summary as a plain dict (for the JSON the command prints)."""
         return dict(self.__dict__)
 
 

@@ -69,6 +69,7 @@ class ConnectorConfig:
         return envstr(self.credential_env, "")
 
     def auth_headers(self) -> dict[str, str]:
+        """``Authorization: Bearer <credential>``, or nothing without a credential."""
         key = self.credential()
         return {"Authorization": f"Bearer {key}"} if key else {}
 
@@ -247,9 +248,13 @@ class Transport:
 
     @classmethod
     def for_system(cls, system: str) -> Transport:
+        """The transport of ``system`` as configured (else ``ConnectorConfigurationError``)."""
         return cls(connector_config(system))
 
     def url_for(self, path: str) -> str:
+        """The URL of ``path`` under the base URL; a path that would leave the system's host
+        raises ``ConnectorConfigurationError``.
+        """
         url = self.config.base_url.rstrip("/") + "/" + path.lstrip("/")
         if urlsplit(url).netloc != self._host:
             raise ConnectorConfigurationError(f"path {path!r} leaves {self.config.system}'s host")

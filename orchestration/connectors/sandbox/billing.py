@@ -40,10 +40,16 @@ class SandboxBilling:
 
     # --- customers ----------------------------------------------------------------------
     def customer_find(self, *, reference: str) -> RemoteRecord | None:
+        """The oldest customer with ``metadata[tandem_account]`` = ``reference``
+        (``BillingApi.customer_find``).
+        """
         found = self._search("customer_find", "customers", {f"metadata[{ACCOUNT_KEY}]": reference})
         return customer_record(found) if found is not None else None
 
     def customer_create(self, *, party: Party, idempotency_key: str) -> RemoteRecord:
+        """Create the customer with the reference (and tax id) in its metadata
+        (``BillingApi.customer_create``); ``idempotency_key`` goes out as the header.
+        """
         metadata = {ACCOUNT_KEY: party.reference}
         if party.tax_id:
             metadata["tax_id"] = party.tax_id
@@ -121,6 +127,9 @@ class SandboxBilling:
 
     # --- subscriptions ------------------------------------------------------------------
     def subscription_find(self, *, reference: str) -> RemoteRecord | None:
+        """The oldest subscription carrying ``reference`` under its kind's metadata key
+        (``BillingApi.subscription_find``).
+        """
         found = self._search(
             "subscription_find",
             "subscriptions",
@@ -137,6 +146,9 @@ class SandboxBilling:
         idempotency_key: str,
         contract_reference: str = "",
     ) -> RemoteRecord:
+        """Subscribe the customer (``BillingApi.subscription_create``); billing activates it and
+        issues its first invoice at once.
+        """
         metadata = subscription_metadata(reference, contract_reference)
         body = {
             "customer": customer_id,
@@ -156,6 +168,7 @@ class SandboxBilling:
         return subscription_record(response.body)
 
     def subscription_get(self, *, subscription_id: str) -> RemoteRecord:
+        """The subscription ``subscription_id`` (``BillingApi.subscription_get``)."""
         response = self.transport.call(
             operation="subscription_get", method="GET", path=f"subscriptions/{subscription_id}"
         )
@@ -199,6 +212,9 @@ class SandboxBilling:
         return subscription_record(response.body)
 
     def subscription_cancel(self, *, subscription_id: str, idempotency_key: str) -> RemoteRecord:
+        """Cancel the subscription now (``BillingApi.subscription_cancel``); billing answers a
+        cancelled one unchanged.
+        """
         response = self.transport.call(
             operation="subscription_cancel",
             method="DELETE",
@@ -252,6 +268,7 @@ def _price_same_or_conflict(
 
 
 def customer_record(body: dict[str, Any]) -> RemoteRecord:
+    """Billing's customer as a ``RemoteRecord`` (its Tandem reference and invoice prefix)."""
     return RemoteRecord(
         id=str(body["id"]),
         data={
@@ -263,6 +280,7 @@ def customer_record(body: dict[str, Any]) -> RemoteRecord:
 
 
 def price_record(body: dict[str, Any]) -> RemoteRecord:
+    """Billing's price as a ``RemoteRecord`` (the amount as a Decimal string, its interval)."""
     recurring = recurring_of(body.get("recurring"))
     return RemoteRecord(
         id=str(body["id"]),
@@ -279,6 +297,9 @@ def price_record(body: dict[str, Any]) -> RemoteRecord:
 
 
 def subscription_record(body: dict[str, Any]) -> RemoteRecord:
+    """Billing's subscription as a ``RemoteRecord``: its Tandem references, period, and its
+    items as parallel lists (``item_ids``, ``price_ids``, ``quantities``).
+    """
     metadata = body.get("metadata") or {}
     return RemoteRecord(
         id=str(body["id"]),

@@ -103,6 +103,10 @@ class TransportHttpClient(stripe.HTTPClient):
         *,
         _usage: list[str] | None = None,
     ) -> tuple[str, int, Mapping[str, str]]:
+        """Send the SDK's request through the transport and hand back (body, status, headers),
+        whatever the status; the SDK raises its own errors, which the connector classes.
+        Requests to another host than billing's are refused (``ConnectorConfigurationError``).
+        """
         if not url.startswith(self._base + "/"):
             raise ConnectorConfigurationError(f"Stripe URL {urlsplit(url).path!r} leaves billing")
         sent = dict(headers or {})
@@ -134,6 +138,7 @@ class TransportHttpClient(stripe.HTTPClient):
         return body if isinstance(body, str) else json.dumps(body)
 
     def request_stream(self, *args: Any, **kwargs: Any) -> Any:
+        """Refused: Tandem makes no streaming calls."""
         raise NotImplementedError("Tandem makes no streaming calls to Stripe")
 
     def close(self) -> None:
@@ -267,10 +272,15 @@ class StripeBilling:
 
     # --- customers ----------------------------------------------------------------------
     def customer_find(self, *, reference: str) -> RemoteRecord | None:
+        """The oldest customer with ``metadata[tandem_account]`` = ``reference``
+        (``BillingApi.customer_find``)."""
         found = self._find_by_metadata("customer_find", "customers", ACCOUNT_KEY, reference)
         return customer_record(found) if found is not None else None
 
     def customer_create(self, *, party: Party, idempotency_key: str) -> RemoteRecord:
+        """Create the customer with the reference (and tax id) in its metadata
+        (``BillingApi.customer_create``); in test mode it gets the test payment method.
+        """
         metadata = {ACCOUNT_KEY: party.reference}
         if party.tax_id:
             metadata["tax_id"] = party.tax_id
@@ -381,6 +391,9 @@ class StripeBilling:
 
     # --- subscriptions ------------------------------------------------------------------
     def subscription_find(self, *, reference: str) -> RemoteRecord | None:
+        """The oldest subscription, any status, carrying ``reference`` under its kind's metadata
+        key (``BillingApi.subscription_find``).
+        """
         found = self._find_by_metadata(
             "subscription_find", "subscriptions", reference_key(reference), reference,
             status="all",
@@ -412,6 +425,9 @@ class StripeBilling:
         idempotency_key: str,
         contract_reference: str = "",
     ) -> RemoteRecord:
+        """Subscribe the customer to prices (or plans) (``BillingApi.subscription_create``), with
+        the configured collection method.
+        """
         metadata = subscription_metadata(reference, contract_reference)
         price_field = "plan" if self.catalog() == "plans" else "price"
         params: Any = {
@@ -431,6 +447,7 @@ class StripeBilling:
         return subscription_record(subscription.to_dict())
 
     def subscription_get(self, *, subscription_id: str) -> RemoteRecord:
+        """The subscription ``subscription_id`` (``BillingApi.subscription_get``)."""
         with self._operation("subscription_get"):
             subscription = self.client.v1.subscriptions.retrieve(subscription_id)
         return subscription_record(subscription.to_dict())
@@ -544,6 +561,7 @@ def _id_of(value: Any) -> str:
 
 
 def customer_record(body: dict[str, Any]) -> RemoteRecord:
+    """A Stripe customer as a ``RemoteRecord`` (its Tandem reference, email, name)."""
     return RemoteRecord(
         id=str(body["id"]),
         data={
@@ -555,6 +573,7 @@ def customer_record(body: dict[str, Any]) -> RemoteRecord:
 
 
 def price_record(body: dict[str, Any]) -> RemoteRecord:
+    """A Stripe price as a ``RemoteRecord`` (the amount as a Decimal string, its interval)."""
     recurring = recurring_of(body.get("recurring"))
     return RemoteRecord(
         id=str(body["id"]),
@@ -571,6 +590,7 @@ def price_record(body: dict[str, Any]) -> RemoteRecord:
 
 
 def plan_record(body: dict[str, Any]) -> RemoteRecord:
+    """A legacy Stripe plan as a ``RemoteRecord`` shaped like ``price_record``'s."""
     return RemoteRecord(
         id=str(body["id"]),
         status="active" if body.get("active", True) else "inactive",
@@ -590,6 +610,9 @@ def _item_price_id(item: dict[str, Any]) -> str:
 
 
 def subscription_record(body: dict[str, Any]) -> RemoteRecord:
+    """A Stripe subscription as a ``RemoteRecord``: its Tandem references, period (from the
+    items since API 2025-03-31), and its items as parallel lists.
+    """
     metadata = body.get("metadata") or {}
     items = body["items"]["data"]
     # Since API version 2025-03-31 the period lives on the items, not the subscription.
@@ -622,6 +645,7 @@ def invoice_subscription_id(body: dict[str, Any]) -> str:
 
 
 def invoice_record(body: dict[str, Any]) -> RemoteRecord:
+    """A Stripe invoice as a ``RemoteRecord``: amounts as Decimal strings, lines, payment."""
     currency = str(body["currency"])
 
     def money(value: Any) -> str:

@@ -108,6 +108,7 @@ class TrytonErp(TrytonPolling):
 
     # --- customers --------------------------------------------------------------------------
     def customer_find(self, *, reference: str) -> RemoteRecord | None:
+        """The party with an identifier ``reference`` (``ErpApi.customer_find``)."""
         rows = self.search_read(
             "party.party",
             [["identifiers.code", "=", reference]],
@@ -118,6 +119,14 @@ class TrytonErp(TrytonPolling):
         return party_record(rows[0], reference) if rows else None
 
     def customer_create(self, *, party: Party, idempotency_key: str) -> RemoteRecord:
+        """Create the party with ``reference`` as its code and identifier (and the CRM id when
+        known) (``ErpApi.customer_create``).
+
+        Tryton keeps party codes unique, so a second create of the same customer is refused.
+        After a create with this key got no answer, none is sent until it settled (a waiting
+        ``RetryableError``). A party not searchable right after its create is a
+        ``RetryableError`` (kind ``inconsistent``).
+        """
         self._settled("customer_create", idempotency_key)
         identifiers = [{"type": None, "code": party.reference}]
         if party.crm_id:
@@ -156,6 +165,7 @@ class TrytonErp(TrytonPolling):
 
     # --- products ---------------------------------------------------------------------------
     def product_find(self, *, code: str) -> dict[str, Any] | None:
+        """The product with ``code`` and its category's customer taxes, or None. Reads only."""
         rows = self.search_read(
             "product.product",
             [["code", "=", code]],
@@ -255,6 +265,13 @@ class TrytonErp(TrytonPolling):
         order_date: dt.date,
         idempotency_key: str,
     ) -> RemoteRecord:
+        """Create the sale with ``reference`` for party ``customer_id`` and quote it (confirm it
+        too when ``TRYTON_CONFIRM_SALES``) (``ErpApi.sales_order_create``).
+
+        Products are created on first use. After a create with this key got no answer, none is
+        sent until it settled (a waiting ``RetryableError``). A party with no address is
+        refused (``PermanentError``).
+        """
         self._settled("sales_order_create", idempotency_key)
         party = self.rpc(
             "customer_read", "model.party.party.read", [[int(customer_id)], ["addresses"]]
@@ -322,6 +339,10 @@ class TrytonErp(TrytonPolling):
         return self._sale(int(sales_order_id))
 
     def sales_order_cancel(self, *, sales_order_id: str, idempotency_key: str) -> RemoteRecord:
+        """Back to draft if needed, then cancel (``ErpApi.sales_order_cancel``); a cancelled sale
+        is returned unchanged. A sale Tryton keeps (it is being invoiced) is refused with
+        ``PermanentError``: its invoices are cancelled or credited in Tryton first.
+        """
         sale = self._sale(int(sales_order_id))
         if sale.status in ("quotation", "confirmed"):
             self.button("sale.sale", "draft", [int(sales_order_id)], operation="sales_order_draft")

@@ -36,6 +36,7 @@ class TrytonPolling(TrytonRpc):
     """The ``Pollable`` and ``Rechecking`` side of the Tryton connector."""
 
     def poll_streams(self) -> list[str]:
+        """``sales`` (accepted), ``invoices`` (posted) and ``payments`` (paid invoices)."""
         return ["sales", "invoices", "payments"]
 
     def poll(self, *, stream: str, cursor: str) -> PollBatch:
@@ -236,6 +237,7 @@ class TrytonPolling(TrytonRpc):
 
 
 def cursor_format(write_date: dt.datetime, record_id: int) -> str:
+    """The cursor after a row: its write date (naive UTC) and id, ``<iso>|<id>``."""
     return f"{write_date.astimezone(dt.UTC).replace(tzinfo=None).isoformat()}|{record_id}"
 
 

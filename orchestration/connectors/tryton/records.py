@@ -35,14 +35,17 @@ INVOICE_FIELDS = [
 
 
 def money(value: Any) -> str:
+    """A Tryton amount (Decimal, number or None) as a plain decimal string; None is ``0``."""
     return format(Decimal(str(value if value is not None else 0)), "f")
 
 
 def currency_code(row: dict[str, Any]) -> str:
+    """The row's currency code (read as ``currency.code``), upper case."""
     return str((row.get("currency.") or {}).get("code") or "").upper()
 
 
 def party_record(row: dict[str, Any], reference: str) -> RemoteRecord:
+    """A ``party.party`` row as a ``RemoteRecord``; its code is the number."""
     return RemoteRecord(
         id=str(row["id"]),
         status="active" if row.get("active", True) else "inactive",
@@ -69,8 +72,10 @@ def _document_record(row: dict[str, Any], **extra: str) -> RemoteRecord:
 
 
 def sale_record(row: dict[str, Any]) -> RemoteRecord:
+    """A ``sale.sale`` row as a ``RemoteRecord``, with its invoice state."""
     return _document_record(row, invoice_state=row.get("invoice_state") or "")
 
 
 def invoice_record(row: dict[str, Any]) -> RemoteRecord:
+    """An ``account.invoice`` row as a ``RemoteRecord``, with its untaxed total."""
     return _document_record(row, untaxed_total=money(row.get("untaxed_amount")))

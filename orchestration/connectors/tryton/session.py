@@ -50,6 +50,7 @@ class TrytonRpc:
 
     @property
     def login(self) -> str:
+        """The Tryton user's login (``CONNECTOR_ERP_LOGIN``), read when needed."""
         return envstr("CONNECTOR_ERP_LOGIN", "")
 
     def _session_key(self) -> tuple[str, str]:
@@ -178,5 +179,8 @@ class TrytonRpc:
         limit: int | None = None,
         order: list[list[str]] | None = None,
     ) -> list[dict[str, Any]]:
+        """Rows of ``model`` matching ``domain`` with ``fields`` (Tryton's ``search_read``).
+        Reads only; raises what ``rpc`` raises.
+        """
         rows = self.rpc(operation, f"model.{model}.search_read", [domain, 0, limit, order, fields])
         return list(rows or [])
