@@ -29,10 +29,6 @@ def signature_scheme(system: str) -> str:
     return scheme if scheme in SCHEMES else "tandem"
 
 
-def signature_header_name(system: str) -> str:
-    return STRIPE_SIGNATURE_HEADER if signature_scheme(system) == "stripe" else SIGNATURE_HEADER
-
-
 def webhook_secrets(system: str) -> list[str]:
     """The secrets valid now for ``system``: current first, then the previous one."""
     name = f"WEBHOOK_SECRET_{system.upper()}"
