@@ -590,12 +590,9 @@ def invoice_create(
     actor: Actor,
     reason: str,
 ) -> Invoice:
-    """A draft invoice with its lines, ``tax_amount`` and total (lines plus tax), and a new
-    ``INV-…`` id; ``number`` is the issuing system's.
-
-    Refuses (``ValidationError``) no lines, a float amount, a negative quantity, an unknown
-    currency, and a blank reason; writes nothing then.
-    """
+    """A draft invoice (new ``INV-…`` id) with its lines, ``tax_amount`` and total (lines plus
+    tax). Refuses (``ValidationError``) no lines, a float amount, a negative quantity, an
+    unknown currency and a blank reason, writing nothing."""
     reason_require(reason)
     validate_currency(currency)
     if not lines:

@@ -281,22 +281,7 @@ class TrytonErp(TrytonPolling):
                 f"Tryton party {customer_id} has no address", system=SYSTEM, kind="validation"
             )
         address = party[0]["addresses"][0]
-        sale_lines = []
-        for line in lines:
-            product = self.product_ensure(
-                code=line.product_ref, name=line.description, list_price=line.unit_price
-            )
-            sale_lines.append(
-                {
-                    "type": "line",
-                    "product": product["id"],
-                    "quantity": float(line.quantity),
-                    "unit": self._one("product.uom", [["name", "=", "Unit"]], "unit 'Unit'"),
-                    "unit_price": line.unit_price,
-                    "description": line.description or line.product_ref,
-                    "taxes": [["add", list(product.get("customer_taxes_used") or [])]],
-                }
-            )
+        sale_lines = [self._sale_line(line) for line in lines]
         values = {
             "reference": reference,
             "party": int(customer_id),
@@ -319,6 +304,21 @@ class TrytonErp(TrytonPolling):
             idempotency_key=idempotency_key,
         )
         return self._sale_submit(int(created[0]))
+
+    def _sale_line(self, line: RemoteLine) -> dict[str, Any]:
+        """A sale line's values, its product ensured and taxed as its category says."""
+        product = self.product_ensure(
+            code=line.product_ref, name=line.description, list_price=line.unit_price
+        )
+        return {
+            "type": "line",
+            "product": product["id"],
+            "quantity": float(line.quantity),
+            "unit": self._one("product.uom", [["name", "=", "Unit"]], "unit 'Unit'"),
+            "unit_price": line.unit_price,
+            "description": line.description or line.product_ref,
+            "taxes": [["add", list(product.get("customer_taxes_used") or [])]],
+        }
 
     def sales_orders_count(self, *, references: list[str]) -> dict[str, int]:
         """How many sales Tryton holds for each reference (a rehearsal's books check)."""
