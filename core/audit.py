@@ -115,10 +115,6 @@ def audit_context(*, actor: Actor | None = None, reason: str | None = None) -> I
         _current.reset(token)
 
 
-def current_actor() -> Actor | None:
-    return _current.get().actor
-
-
 def current_reason() -> str | None:
     return _current.get().reason
 

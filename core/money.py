@@ -84,10 +84,6 @@ class Money:
         object.__setattr__(self, "amount", amount)
         validate_currency(self.currency)
 
-    @classmethod
-    def zero(cls, currency: str) -> Money:
-        return cls(Decimal("0"), currency)
-
     def _same(self, other: Money) -> None:
         if self.currency != other.currency:
             raise CurrencyMismatch(f"cannot combine {self.currency} with {other.currency}")

@@ -284,6 +284,15 @@ def demo_seed(*, password: str, now: dt.datetime | None = None) -> DemoSeedResul
     return DemoSeedResult(users=users, data_created=True)
 
 
+@dataclass(frozen=True)
+class _Deal:
+    """A seeded order with its contract, and the day its subscription started."""
+
+    order: Order
+    contract: Contract
+    start: dt.date
+
+
 class _Loader:
     """Builds the dataset in one transaction; every write goes through a service."""
 
@@ -298,12 +307,15 @@ class _Loader:
 
     # time helpers: "n days ago" as a moment (before now) and as a date
     def ago(self, days: float, hours: float = 0) -> dt.datetime:
+        """The moment ``days`` days and ``hours`` hours before the seed's now."""
         return self.now - dt.timedelta(days=days, hours=hours)
 
     def day(self, offset_days: int) -> dt.date:
+        """The date ``offset_days`` from the seed's today (negative: in the past)."""
         return self.today + dt.timedelta(days=offset_days)
 
     def load(self) -> None:
+        """Load the whole dataset, every write attributed to the demo actor and reason."""
         with audit_context(actor=self.actor, reason=DEMO_REASON):
             self._reference_data()
             self._orders_contracts_invoices()
@@ -373,6 +385,9 @@ class _Loader:
         months: int = 12,
         discount: str = "0",
     ) -> LineInput:
+        """A line of ``sku`` at its catalog price in ``currency``; a recurring or usage line runs
+        ``months`` months from ``start``.
+        """
         product = self.products[sku]
         price = next(row["price"][currency] for row in PRODUCTS if row["sku"] == sku)
         recurring = product.kind != LineKind.ONE_TIME
@@ -462,7 +477,21 @@ class _Loader:
         return moments
 
     def _orders_contracts_invoices(self) -> None:
-        kw: dict[str, Any] = {"actor": self.actor, "reason": DEMO_REASON}
+        """Orders in every state, the contracts of the ones that got that far, their invoices."""
+        self._orders_received_and_validated()
+        self._orders_at_the_erp()
+        self._order_provisioning()
+        amended = self._deal_amended()
+        active = self._deal_active()
+        expired = self._deal_expired()
+        cancelled = self._deal_cancelled()
+        self._orders_stopped()
+        self._quote_open()
+        self._invoices_and_payments(
+            amended=amended, active=active, expired=expired, cancelled=cancelled
+        )
+
+    def _orders_received_and_validated(self) -> None:
         d = self.day
 
         # received two hours ago, straight from CPQ: nothing has touched it yet
@@ -488,6 +517,9 @@ class _Loader:
             created_at=self.ago(1.2),
             **self._advance(o_validated, to=OrderState.VALIDATED, days_ago=[1]),
         )
+
+    def _orders_at_the_erp(self) -> None:
+        d = self.day
 
         # submitted to ERP three days ago and still not accepted: a stuck order
         o_submitted = self._order(
@@ -521,6 +553,10 @@ class _Loader:
             **self._advance(o_accepted, to=OrderState.ACCEPTED, days_ago=[4.9, 4.8, 2]),
         )
 
+    def _order_provisioning(self) -> None:
+        kw: dict[str, Any] = {"actor": self.actor, "reason": DEMO_REASON}
+        d = self.day
+
         # provisioning; its contract waits for activation
         alder_start = d(0)
         alder_lines = [
@@ -549,6 +585,10 @@ class _Loader:
             **kw,
         )
         _backdate(c_pending, created_at=self.ago(1.5), state_changed_at=self.ago(1.5))
+
+    def _deal_amended(self) -> _Deal:
+        kw: dict[str, Any] = {"actor": self.actor, "reason": DEMO_REASON}
+        d = self.day
 
         # active for four months, amended a month ago (more seats)
         bw_start = d(-120)
@@ -594,6 +634,12 @@ class _Loader:
             state_changed_at=self.ago(120),
         )
 
+        return _Deal(order=o_active_bw, contract=c_amended, start=bw_start)
+
+    def _deal_active(self) -> _Deal:
+        kw: dict[str, Any] = {"actor": self.actor, "reason": DEMO_REASON}
+        d = self.day
+
         # active for six weeks in Germany, usage billed monthly
         nl_start = d(-45)
         nl_lines = [
@@ -624,6 +670,12 @@ class _Loader:
             activated_at=self.ago(45),
             state_changed_at=self.ago(45),
         )
+
+        return _Deal(order=o_active_nl, contract=c_active, start=nl_start)
+
+    def _deal_expired(self) -> _Deal:
+        kw: dict[str, Any] = {"actor": self.actor, "reason": DEMO_REASON}
+        d = self.day
 
         # last year's deal: fulfilled, and its contract ran out five weeks ago
         mc_start = d(-400)
@@ -660,6 +712,12 @@ class _Loader:
             state_changed_at=self.ago(35),
         )
 
+        return _Deal(order=o_fulfilled_mc, contract=c_expired, start=mc_start)
+
+    def _deal_cancelled(self) -> _Deal:
+        kw: dict[str, Any] = {"actor": self.actor, "reason": DEMO_REASON}
+        d = self.day
+
         # fulfilled seven months ago; the customer cancelled the subscription last month
         hp_start = d(-210)
         hp_lines = [self.line("TDM-PLAT-MO", "12", currency="USD", start=hp_start)]
@@ -690,6 +748,12 @@ class _Loader:
             state_changed_at=self.ago(24),
         )
 
+        return _Deal(order=o_fulfilled_hp, contract=c_cancelled, start=hp_start)
+
+    def _orders_stopped(self) -> None:
+        kw: dict[str, Any] = {"actor": self.actor, "reason": DEMO_REASON}
+        d = self.day
+
         # on hold since it reached the ERP: the credit check is open
         o_on_hold = self._order(
             "kestrel",
@@ -719,6 +783,10 @@ class _Loader:
         services.order_cancel(order=o_cancelled, **kw)
         _backdate(o_cancelled, created_at=self.ago(21), state_changed_at=self.ago(19))
 
+    def _quote_open(self) -> None:
+        kw: dict[str, Any] = {"actor": self.actor, "reason": DEMO_REASON}
+        d = self.day
+
         # an approved quote still waiting for the customer's signature
         isw = self.accounts["isarwerk"]
         open_quote = services.quote_create(
@@ -733,35 +801,45 @@ class _Loader:
         )
         _backdate(open_quote, created_at=self.ago(0.5), state_changed_at=self.ago(0.5))
 
-        # invoices and payments
+    def _invoices_and_payments(
+        self, *, amended: _Deal, active: _Deal, expired: _Deal, cancelled: _Deal
+    ) -> None:
+        kw: dict[str, Any] = {"actor": self.actor, "reason": DEMO_REASON}
+        d = self.day
         self._invoice(
-            o_fulfilled_mc,
-            c_expired,
+            expired.order,
+            expired.contract,
             issued_days_ago=399,
             paid=[("full", 372, "bacs")],
-            period_start=mc_start,
+            period_start=expired.start,
         )
         self._invoice(
-            o_active_bw,
-            c_amended,
+            amended.order,
+            amended.contract,
             issued_days_ago=119,
             paid=[("full", 95, "ach")],
-            period_start=bw_start,
+            period_start=amended.start,
             include_one_time=True,
         )
         self._invoice(
-            o_active_nl,
-            c_active,
+            active.order,
+            active.contract,
             issued_days_ago=44,
             paid=[("half", 20, "sepa_credit_transfer")],
-            period_start=nl_start,
+            period_start=active.start,
             include_one_time=True,
         )
         self._invoice(
-            o_active_bw, c_amended, issued_days_ago=29, period_start=d(-30), skus={"TDM-CONN-ERP"}
+            amended.order,
+            amended.contract,
+            issued_days_ago=29,
+            period_start=d(-30),
+            skus={"TDM-CONN-ERP"},
         )
-        self._invoice(o_active_nl, c_active, issued_days_ago=None, period_start=d(-15))
-        void = self._invoice(o_fulfilled_hp, c_cancelled, issued_days_ago=23, period_start=d(-30))
+        self._invoice(active.order, active.contract, issued_days_ago=None, period_start=d(-15))
+        void = self._invoice(
+            cancelled.order, cancelled.contract, issued_days_ago=23, period_start=d(-30)
+        )
         services.invoice_void(invoice=void, **kw)
         _backdate(void, state_changed_at=self.ago(22))
 
@@ -778,34 +856,9 @@ class _Loader:
     ) -> Invoice:
         """Invoice one period of the contract; ``issued_days_ago=None`` leaves it a draft."""
         kw: dict[str, Any] = {"actor": self.actor, "reason": DEMO_REASON}
-        lines = []
-        for line in order.lines.all():
-            if skus is not None and line.product_code not in skus:
-                continue
-            net_price = (line.unit_price * (100 - line.discount_percent) / 100).quantize(_PRICE)
-            if line.kind == LineKind.ONE_TIME:
-                if include_one_time:
-                    lines.append(
-                        InvoiceLineInput(
-                            description=line.description,
-                            quantity=line.quantity,
-                            unit_price=net_price,
-                            product=line.product,
-                        )
-                    )
-                continue
-            period_end = _term_end(period_start, _PERIOD_MONTHS[line.billing_period])
-            period = f"{period_start:%d %b %Y} to {period_end:%d %b %Y}"
-            lines.append(
-                InvoiceLineInput(
-                    description=f"{line.description}, {period}",
-                    quantity=line.quantity,
-                    unit_price=net_price,
-                    product=line.product,
-                    period_start=period_start,
-                    period_end=period_end,
-                )
-            )
+        lines = _invoice_lines(
+            order, period_start=period_start, include_one_time=include_one_time, skus=skus
+        )
         subtotal = sum((line.quantity * line.unit_price for line in lines), Decimal("0"))
         tax = (subtotal * TAX_RATES[order.legal_entity.country]).quantize(_CENT)
         issue_date = self.day(-issued_days_ago) if issued_days_ago is not None else None
@@ -834,13 +887,20 @@ class _Loader:
             posted_at=self.ago(issued_days_ago),
             state_changed_at=self.ago(issued_days_ago),
         )
-        for share, days_ago, method in paid or []:
+        return self._invoice_pay(invoice, account=account, paid=paid or [])
+
+    def _invoice_pay(
+        self, invoice: Invoice, *, account: Account, paid: list[tuple[str, int, str]]
+    ) -> Invoice:
+        """Record and apply each payment of ``paid``: (``full`` or ``half``, days ago, method)."""
+        kw: dict[str, Any] = {"actor": self.actor, "reason": DEMO_REASON}
+        for share, days_ago, method in paid:
             amount = invoice.total_amount - invoice.amount_paid
             if share == "half":
                 amount = (invoice.total_amount / 2).quantize(_CENT)
             payment = services.payment_record(
                 account=account,
-                amount=Money(amount, order.currency),
+                amount=Money(amount, invoice.currency),
                 received_at=self.ago(days_ago),
                 method=method,
                 **kw,
@@ -849,6 +909,42 @@ class _Loader:
             _backdate(payment, created_at=self.ago(days_ago), state_changed_at=self.ago(days_ago))
             invoice = _backdate(invoice, state_changed_at=self.ago(days_ago))
         return invoice
+
+
+def _invoice_lines(
+    order: Order, *, period_start: dt.date, include_one_time: bool, skus: set[str] | None
+) -> list[InvoiceLineInput]:
+    """One period of the order's recurring lines (limited to ``skus`` when given) at their net
+    price, and its one-time lines when ``include_one_time``."""
+    lines = []
+    for line in order.lines.all():
+        if skus is not None and line.product_code not in skus:
+            continue
+        net_price = (line.unit_price * (100 - line.discount_percent) / 100).quantize(_PRICE)
+        if line.kind == LineKind.ONE_TIME:
+            if include_one_time:
+                lines.append(
+                    InvoiceLineInput(
+                        description=line.description,
+                        quantity=line.quantity,
+                        unit_price=net_price,
+                        product=line.product,
+                    )
+                )
+            continue
+        period_end = _term_end(period_start, _PERIOD_MONTHS[line.billing_period])
+        period = f"{period_start:%d %b %Y} to {period_end:%d %b %Y}"
+        lines.append(
+            InvoiceLineInput(
+                description=f"{line.description}, {period}",
+                quantity=line.quantity,
+                unit_price=net_price,
+                product=line.product,
+                period_start=period_start,
+                period_end=period_end,
+            )
+        )
+    return lines
 
 
 def _term_end(start: dt.date | None, months: int) -> dt.date:

@@ -93,6 +93,9 @@ class Sandbox:
         return os.environ.get(f"CONNECTOR_{system.upper()}_API_KEY", f"sk_sandbox_{system}")
 
     def post(self, system: str, path: str, body: Any) -> dict[str, Any]:
+        """POST ``body`` to one system of the sandbox with its API key; the answer's JSON.
+        Any answer but a 2xx raises ``SimulationError``.
+        """
         response = self.http.post(
             f"{self.url}/{system}{path}",
             json=body,
@@ -104,6 +107,9 @@ class Sandbox:
         return response.json()
 
     def control(self, method: str, path: str, body: Any = None) -> Any:
+        """Call the sandbox's control API (faults, state); the answer's JSON, or None when empty.
+        Any answer but a 2xx raises ``SimulationError``.
+        """
         response = self.http.request(method, f"{self.url}/_control{path}", json=body, timeout=30)
         if response.status_code >= 300:
             raise SimulationError(f"control {path}: {response.status_code} {response.text[:300]}")
@@ -208,6 +214,7 @@ class Summary:
     ok: bool = False
 
     def as_dict(self) -> dict[str, Any]:
+        """The summary as a plain dict (for the JSON the command prints)."""
         return dict(self.__dict__)
 
 
@@ -280,69 +287,83 @@ def _faults_off(sandbox: Sandbox, chaos: str) -> None:
         sandbox.control("DELETE", f"/faults/{system}")
 
 
-def simulate(
-    *,
+def _quotes_approve(
+    sandbox: Sandbox,
+    rng: random.Random,
+    entities: list[LegalEntity],
+    products: dict[str, list[Product]],
     quotes: int,
-    chaos: str = "none",
-    seed: int = 1,
-    sandbox_url: str | None = None,
-    timeout: float = 900.0,
-    retry_exceptions: bool = True,
-    wait: bool = True,
-    progress: Callable[[int, int], None] = lambda done, total: None,
-) -> Summary:
-    if chaos not in CHAOS_PROFILES:
-        raise SimulationError(f"unknown chaos profile {chaos!r}: {', '.join(CHAOS_PROFILES)}")
-    started = time.monotonic()
-    rng = random.Random(seed)
-    sandbox = Sandbox(url=(sandbox_url or settings.CONNECTOR_SANDBOX_URL).rstrip("/"))
-    entities, products = _catalog()
+) -> tuple[list[str], dict[str, str]]:
+    """Create ``quotes`` customers in the sandbox CRM and approve a quote for each in CPQ.
+
+    Returns the CPQ quote ids in order, and the enterprise id each near-duplicate customer's
+    quote should resolve to, by quote id.
+    """
     entity_by_country = {entity.country: entity for entity in entities}
-    for system, faults in CHAOS_PROFILES[chaos].items():
-        sandbox.control("POST", f"/faults/{system}", faults)
-    summary = Summary()
     cpq_ids: list[str] = []
     near: dict[str, str] = {}
     start = dt.date.today().replace(day=1)
-    try:
-        for customer in _customers(rng, entities, quotes):
-            entity = entity_by_country[customer.country]
-            city, postcode = CITY.get(customer.country, ("Capital", "10000"))
-            crm = sandbox.post("crm", "/accounts", {
-                "Name": customer.name, "Website": f"https://www.{customer.domain}",
-                "BillingCountryCode": customer.country, "BillingCity": city,
-                "BillingPostalCode": postcode,
-                "BillingStreet": f"{rng.randrange(1, 300)} Main Street",
-                "CurrencyIsoCode": customer.currency, "Tax_Id__c": customer.tax_id,
-            })  # fmt: skip
-            quote = sandbox.post("cpq", "/quotes", {
-                "SBQQ__Account__c": crm["id"], "CurrencyIsoCode": entity.currency,
-                "SBQQ__StartDate__c": start.isoformat(), "SBQQ__SubscriptionTerm__c": 12,
-                "Legal_Entity__c": entity.code, "lines": _quote_lines(rng, products),
-            })  # fmt: skip
-            sandbox.post("cpq", f"/quotes/{quote['Id']}/approve", {})
-            cpq_ids.append(quote["Id"])
-            if customer.near_duplicate_of:
-                near[quote["Id"]] = customer.near_duplicate_of
-        summary.quotes_approved = len(cpq_ids)
-        if not wait:
-            return summary
-        orders = _wait(cpq_ids, timeout=timeout, progress=progress)
-        if chaos != "none" and retry_exceptions:
-            _faults_off(sandbox, chaos)
-            for exc in OperationalException.objects.filter(
-                order__in=list(orders.values()), state="open", category=Category.DOWNSTREAM_API
-            ):
-                exception_retry(
-                    exception=exc,
-                    actor=Actor.system("worker"),
-                    reason="rehearsal: faults off, retrying",
-                )
-                summary.exceptions_retried += 1
-            if summary.exceptions_retried:
-                orders = _wait(cpq_ids, timeout=timeout, progress=progress)
-    finally:
-        _faults_off(sandbox, chaos)
+    for customer in _customers(rng, entities, quotes):
+        entity = entity_by_country[customer.country]
+        city, postcode = CITY.get(customer.country, ("Capital", "10000"))
+        crm = sandbox.post("crm", "/accounts", {
+            "Name": customer.name, "Website": f"https://www.{customer.domain}",
+            "BillingCountryCode": customer.country, "BillingCity": city,
+            "BillingPostalCode": postcode,
+            "BillingStreet": f"{rng.randrange(1, 300)} Main Street",
+            "CurrencyIsoCode": customer.currency, "Tax_Id__c": customer.tax_id,
+        })  # fmt: skip
+        quote = sandbox.post("cpq", "/quotes", {
+            "SBQQ__Account__c": crm["id"], "CurrencyIsoCode": entity.currency,
+            "SBQQ__StartDate__c": start.isoformat(), "SBQQ__SubscriptionTerm__c": 12,
+            "Legal_Entity__c": entity.code, "lines": _quote_lines(rng, products),
+        })  # fmt: skip
+        sandbox.post("cpq", f"/quotes/{quote['Id']}/approve", {})
+        cpq_ids.append(quote["Id"])
+        if customer.near_duplicate_of:
+            near[quote["Id"]] = customer.near_duplicate_of
+    return cpq_ids, near
+
+
+def _downstream_exceptions_retry(orders: list[Order]) -> int:
+    """Retry the orders' open downstream-API exceptions (the faults are off); how many."""
+    retried = 0
+    for exc in OperationalException.objects.filter(
+        order__in=orders, state="open", category=Category.DOWNSTREAM_API
+    ):
+        exception_retry(
+            exception=exc,
+            actor=Actor.system("worker"),
+            reason="rehearsal: faults off, retrying",
+        )
+        retried += 1
+    return retried
+
+
+def _near_duplicates_matched(near: dict[str, str], orders: dict[str, Order]) -> int:
+    """How many near-duplicate customers' orders were resolved to the account they copy."""
+    return len(
+        [
+            cpq_id
+            for cpq_id, enterprise_id in near.items()
+            if cpq_id in orders
+            and orders[cpq_id].account_id is not None
+            and Account.objects.filter(
+                pk=orders[cpq_id].account_id, enterprise_id=enterprise_id
+            ).exists()
+        ]
+    )
+
+
+def _books_check(
+    summary: Summary,
+    *,
+    sandbox: Sandbox,
+    cpq_ids: list[str],
+    orders: dict[str, Order],
+    near: dict[str, str],
+) -> None:
+    """Fill ``summary`` with what became of the quotes, and whether the rehearsal passed."""
     order_list = list(orders.values())
     summary.orders_by_state = dict(Counter(order.state for order in order_list))
     summary.quotes_without_order = [cpq_id for cpq_id in cpq_ids if cpq_id not in orders]
@@ -361,22 +382,57 @@ def simulate(
     ]
     summary.cycle_time_seconds = {"p50": _percentile(cycle, 50), "p95": _percentile(cycle, 95)}
     summary.near_duplicates_sent = len(near)
-    summary.near_duplicates_matched = len(
-        [
-            cpq_id
-            for cpq_id, enterprise_id in near.items()
-            if cpq_id in orders
-            and orders[cpq_id].account_id is not None
-            and Account.objects.filter(
-                pk=orders[cpq_id].account_id, enterprise_id=enterprise_id
-            ).exists()
-        ]
-    )
+    summary.near_duplicates_matched = _near_duplicates_matched(near, orders)
     unsettled = [order for order in order_list if not _settled(order)]
-    summary.elapsed_seconds = round(time.monotonic() - started, 1)
     summary.ok = (
         not summary.downstream["orders_with_duplicates"]
         and not summary.quotes_without_order
         and not unsettled
     )
+
+
+def simulate(
+    *,
+    quotes: int,
+    chaos: str = "none",
+    seed: int = 1,
+    sandbox_url: str | None = None,
+    timeout: float = 900.0,
+    retry_exceptions: bool = True,
+    wait: bool = True,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> Summary:
+    """Approve ``quotes`` quotes in the sandbox CPQ under the ``chaos`` profile and check the
+    books once every order settled (or ``timeout`` seconds passed).
+
+    ``seed`` makes the customers and lines repeatable. With ``retry_exceptions`` the faults are
+    switched off and open downstream-API exceptions retried once, as an operator would. Without
+    ``wait`` it returns after the approvals. The faults are off again whatever happens. Raises
+    ``SimulationError`` for an unknown chaos profile; the summary's ``ok`` says whether the
+    books agree (no duplicates, every quote an order, every order settled).
+    """
+    if chaos not in CHAOS_PROFILES:
+        raise SimulationError(f"unknown chaos profile {chaos!r}: {', '.join(CHAOS_PROFILES)}")
+    started = time.monotonic()
+    rng = random.Random(seed)
+    sandbox = Sandbox(url=(sandbox_url or settings.CONNECTOR_SANDBOX_URL).rstrip("/"))
+    entities, products = _catalog()
+    for system, faults in CHAOS_PROFILES[chaos].items():
+        sandbox.control("POST", f"/faults/{system}", faults)
+    summary = Summary()
+    try:
+        cpq_ids, near = _quotes_approve(sandbox, rng, entities, products, quotes)
+        summary.quotes_approved = len(cpq_ids)
+        if not wait:
+            return summary
+        orders = _wait(cpq_ids, timeout=timeout, progress=progress)
+        if chaos != "none" and retry_exceptions:
+            _faults_off(sandbox, chaos)
+            summary.exceptions_retried = _downstream_exceptions_retry(list(orders.values()))
+            if summary.exceptions_retried:
+                orders = _wait(cpq_ids, timeout=timeout, progress=progress)
+    finally:
+        _faults_off(sandbox, chaos)
+    _books_check(summary, sandbox=sandbox, cpq_ids=cpq_ids, orders=orders, near=near)
+    summary.elapsed_seconds = round(time.monotonic() - started, 1)
     return summary

@@ -9,7 +9,7 @@ from celery import Task, shared_task
 from django.utils import timezone
 
 from orchestration import merge_push as merge_push_service
-from orchestration.events.handlers import EventNotReady
+from orchestration.events.errors import EventNotReady
 from orchestration.events.services import (
     inbound_event_process,
     inbound_event_reject,

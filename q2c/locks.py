@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from q2c.models import Contract, Invoice, Order, Quote
-
-
-def lock_orders(ids: Iterable[int]) -> list[Order]:
-    return list(Order.objects.select_for_update().filter(pk__in=list(ids)).order_by("pk"))
+from q2c.models import Contract, Invoice, Quote
 
 
 def lock_contract(contract_id: int) -> Contract:

@@ -233,10 +233,6 @@ class Order(ConcurrentTransitions, StatefulRecord):
     def total(self) -> Money:
         return Money(self.total_amount, self.currency)
 
-    @property
-    def is_final(self) -> bool:
-        return self.state in ORDER_FINAL
-
     @transition(
         field=state,
         source=OrderState.RECEIVED,

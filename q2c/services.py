@@ -126,6 +126,12 @@ def quote_create(
     actor: Actor,
     reason: str,
 ) -> Quote:
+    """Create the quote CPQ approved, with its lines and total, and a new ``QTE-…`` id.
+
+    ``account`` may be None until the customer is resolved; ``customer_snapshot`` keeps the
+    customer as CPQ sent it. Refuses (``ValidationError``) bad lines, an unknown currency or
+    a naive ``approved_at``, and a blank reason; writes nothing then.
+    """
     reason_require(reason)
     validate_currency(currency)
     _check_lines(lines)
@@ -295,48 +301,68 @@ def amendment_order_create(
 
 
 def order_validate(*, order: Order, actor: Actor, reason: str) -> Order:
+    """``received`` → ``validated``, once it has lines, an account and a legal entity. Refused
+    (with the operator's message) from any other state or while a condition is unmet.
+    """
     return transition_apply(order, "validate", actor=actor, reason=reason)
 
 
 def order_submit_to_erp(*, order: Order, actor: Actor, reason: str) -> Order:
+    """``validated`` → ``submitted_to_erp``: the ERP has the sales order. Refused otherwise."""
     return transition_apply(order, "submit_to_erp", actor=actor, reason=reason)
 
 
 def order_accept(
     *, order: Order, actor: Actor, reason: str, accepted_at: dt.datetime | None = None
 ) -> Order:
+    """``submitted_to_erp`` → ``accepted``: the ERP accepted it financially, at ``accepted_at``
+    (now unless given). Refused from any other state.
+    """
     return transition_apply(
         order, "accept", actor=actor, reason=reason, accepted_at=accepted_at or timezone.now()
     )
 
 
 def order_start_provisioning(*, order: Order, actor: Actor, reason: str) -> Order:
+    """``accepted`` → ``provisioning``: the subscription exists. Refused from any other state."""
     return transition_apply(order, "start_provisioning", actor=actor, reason=reason)
 
 
 def order_activate(*, order: Order, actor: Actor, reason: str) -> Order:
+    """``provisioning`` → ``active``, stamping ``activated_at``. Refused from any other state."""
     return transition_apply(
         order, "activate", actor=actor, reason=reason, activated_at=timezone.now()
     )
 
 
 def order_fulfil(*, order: Order, actor: Actor, reason: str) -> Order:
+    """``active`` → ``fulfilled``. Refused from any other state."""
     return transition_apply(order, "fulfil", actor=actor, reason=reason)
 
 
 def order_hold(*, order: Order, actor: Actor, reason: str) -> Order:
+    """Put an order that is not active yet on hold, remembering where it was; ``reason`` is kept
+    as the hold reason. Needs the ``hold_order`` permission for a person.
+    """
     return transition_apply(order, "hold", actor=actor, reason=reason, reason_text=reason)
 
 
 def order_release(*, order: Order, actor: Actor, reason: str) -> Order:
+    """Take an order off hold, back to the state it was held in. Refused unless on hold."""
     return transition_apply(order, "release", actor=actor, reason=reason)
 
 
 def order_reject(*, order: Order, actor: Actor, reason: str) -> Order:
+    """Reject an order that is received, validated or submitted to the ERP; ``reason`` is kept
+    as the rejection reason. Refused from any other state.
+    """
     return transition_apply(order, "reject", actor=actor, reason=reason, reason_text=reason)
 
 
 def order_cancel(*, order: Order, actor: Actor, reason: str) -> Order:
+    """Cancel an order that is not active yet (or on hold); ``reason`` is kept as the
+    cancellation reason. Needs the ``cancel_order`` permission for a person.
+    """
     return transition_apply(order, "cancel", actor=actor, reason=reason, reason_text=reason)
 
 
@@ -400,6 +426,7 @@ def contract_create(
 
 
 def contract_active_version(*, contract: Contract) -> ContractVersion | None:
+    """The contract's version in effect now, or None (before activation). Reads only."""
     return contract.versions.filter(state=VersionState.ACTIVE).first()
 
 
@@ -482,6 +509,9 @@ def contract_renew(
 
 
 def contract_start_renewal_term(*, contract: Contract, actor: Actor, reason: str) -> Contract:
+    """Start the renewal term: the contract moves on (``start_renewal_term``) and its first
+    pending renewal version takes effect, superseding the one in effect. One transaction.
+    """
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
         transition_apply(contract, "start_renewal_term", actor=actor, reason=reason)
         version = (
@@ -560,6 +590,9 @@ def invoice_create(
     actor: Actor,
     reason: str,
 ) -> Invoice:
+    """A draft invoice (new ``INV-…`` id) with its lines, ``tax_amount`` and total (lines plus
+    tax). Refuses (``ValidationError``) no lines, a float amount, a negative quantity, an
+    unknown currency and a blank reason, writing nothing."""
     reason_require(reason)
     validate_currency(currency)
     if not lines:
@@ -603,10 +636,14 @@ def invoice_create(
 
 
 def invoice_post(*, invoice: Invoice, actor: Actor, reason: str) -> Invoice:
+    """``draft`` → ``posted`` (it needs a line), stamping ``posted_at``. Refused otherwise."""
     return transition_apply(invoice, "post", actor=actor, reason=reason, posted_at=timezone.now())
 
 
 def invoice_void(*, invoice: Invoice, actor: Actor, reason: str) -> Invoice:
+    """Void a draft or posted invoice; ``reason`` is kept as the void reason. Needs the
+    ``void_invoice`` permission for a person.
+    """
     return transition_apply(invoice, "void", actor=actor, reason=reason, reason_text=reason)
 
 
@@ -619,6 +656,10 @@ def payment_record(
     actor: Actor,
     reason: str,
 ) -> Payment:
+    """Record a payment received (unapplied) with a new ``PAY-…`` id; ``payment_apply`` puts
+    it on an invoice. Refuses (``ValidationError``) an amount that is not positive, a naive
+    ``received_at`` and a blank reason.
+    """
     reason_require(reason)
     if amount.amount <= 0:
         raise ValidationError("a payment amount must be positive")

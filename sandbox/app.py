@@ -202,52 +202,23 @@ class Sandbox:
     def _system_handle(
         self, name: str, request: Request, path: str, query: dict[str, list[str]], request_id: str
     ) -> Outcome:
+        """One request to system ``name``, in the order the module's docstring gives."""
         system = self.systems[name]
         style = system.style
         self._authenticate(name, request.headers)
-        with self.lock:
-            faults = self.faults[name]
-            rng = self._rngs[name]
-            throttle_draw, error_draw, lose_draw = rng.random(), rng.random(), rng.random()
-        if faults.latency_ms:
-            self.stopping.wait(faults.latency_ms / 1000)
-        if throttle_draw < faults.throttle_rate:
-            raise generic_error(
-                style, "throttled", 429, headers={"Retry-After": str(faults.retry_after_s)}
-            )
-        if error_draw < faults.error_rate:
-            if error_draw < faults.error_rate / 2:
-                raise generic_error(style, "unavailable", 503, request_id)
-            raise generic_error(style, "server_error", 500, request_id)
+        faults, lose_draw = self._faults_inject(name, style, request_id)
         route, params = system.match(request.method, path)
         body = self._parse_body(style, request)
-        key = request.headers.get("Idempotency-Key") if request.method == "POST" else None
-        if key is not None and not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX:
-            raise generic_error(
-                style,
-                "idempotency_key",
-                400,
-                f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} characters long.",
-            )
+        key = self._idempotency_key(style, request)
         fingerprint = hashlib.sha256(
             f"{request.method} {path}\n".encode()
             + json.dumps(body, default=json_default, sort_keys=True).encode()
         ).hexdigest()
         with self.lock:
             if key is not None:
-                stored = self.state.idempotency[name].get(key)
-                if stored is not None:
-                    if stored["fingerprint"] != fingerprint:
-                        raise generic_error(style, "idempotency_mismatch", 422, key)
-                    return Outcome(
-                        stored["status"],
-                        stored["body"].encode("utf-8"),
-                        {
-                            **stored["headers"],
-                            "Idempotency-Key": key,
-                            "Idempotent-Replayed": "true",
-                        },
-                    )
+                replayed = self._idempotent_replay(name, style, key, fingerprint)
+                if replayed is not None:
+                    return replayed
             call = Call(
                 system=name,
                 method=request.method,
@@ -265,15 +236,7 @@ class Sandbox:
             if key is not None:
                 outcome.headers["Idempotency-Key"] = key
                 if reply.status < 400 or reply.status == 402:
-                    self.state.idempotency[name][key] = {
-                        "fingerprint": fingerprint,
-                        "status": outcome.status,
-                        "body": outcome.body.decode("utf-8"),
-                        "headers": {
-                            k: v for k, v in outcome.headers.items() if k != "Idempotency-Key"
-                        },
-                        "created": call.unix_now,
-                    }
+                    self._idempotent_store(name, key, fingerprint, outcome, call)
             new_events = self._events_record(call.events, call.now)
             if request.method in MUTATING_METHODS:
                 self.mark_dirty()
@@ -285,6 +248,66 @@ class Sandbox:
         ):
             return Outcome(lose=True, hold_s=faults.lose_response_hold_ms / 1000)
         return outcome
+
+    def _faults_inject(self, name: str, style: str, request_id: str) -> tuple[FaultSettings, float]:
+        """Wait the injected latency and raise an injected throttle or server error; returns
+        the system's faults and the draw that decides whether the response is lost."""
+        with self.lock:
+            faults = self.faults[name]
+            rng = self._rngs[name]
+            throttle_draw, error_draw, lose_draw = rng.random(), rng.random(), rng.random()
+        if faults.latency_ms:
+            self.stopping.wait(faults.latency_ms / 1000)
+        if throttle_draw < faults.throttle_rate:
+            raise generic_error(
+                style, "throttled", 429, headers={"Retry-After": str(faults.retry_after_s)}
+            )
+        if error_draw < faults.error_rate:
+            if error_draw < faults.error_rate / 2:
+                raise generic_error(style, "unavailable", 503, request_id)
+            raise generic_error(style, "server_error", 500, request_id)
+        return faults, lose_draw
+
+    @staticmethod
+    def _idempotency_key(style: str, request: Request) -> str | None:
+        """A POST's ``Idempotency-Key`` (None without one); refused when empty or too long."""
+        key = request.headers.get("Idempotency-Key") if request.method == "POST" else None
+        if key is not None and not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX:
+            raise generic_error(
+                style,
+                "idempotency_key",
+                400,
+                f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} characters long.",
+            )
+        return key
+
+    def _idempotent_replay(
+        self, name: str, style: str, key: str, fingerprint: str
+    ) -> Outcome | None:
+        """The stored answer to ``key`` (None if new); the key with another request is a 422.
+        Call it holding the lock."""
+        stored = self.state.idempotency[name].get(key)
+        if stored is None:
+            return None
+        if stored["fingerprint"] != fingerprint:
+            raise generic_error(style, "idempotency_mismatch", 422, key)
+        return Outcome(
+            stored["status"],
+            stored["body"].encode("utf-8"),
+            {**stored["headers"], "Idempotency-Key": key, "Idempotent-Replayed": "true"},
+        )
+
+    def _idempotent_store(
+        self, name: str, key: str, fingerprint: str, outcome: Outcome, call: Call
+    ) -> None:
+        """Keep the answer to ``key`` for replays. Call it holding the lock."""
+        self.state.idempotency[name][key] = {
+            "fingerprint": fingerprint,
+            "status": outcome.status,
+            "body": outcome.body.decode("utf-8"),
+            "headers": {k: v for k, v in outcome.headers.items() if k != "Idempotency-Key"},
+            "created": call.unix_now,
+        }
 
     def _parse_body(self, style: str, request: Request) -> dict[str, Any]:
         if request.method not in BODY_METHODS or not request.body.strip():

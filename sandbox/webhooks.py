@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import requests
 
@@ -142,8 +142,8 @@ class WebhookDispatcher:
                 logger.exception("webhook delivery of %s failed unexpectedly", delivery.event_id)
 
     def _deliver(self, delivery: _Delivery) -> None:
+        """POST one copy of an event, record the attempt, and schedule a retry if it failed."""
         sandbox = self._sandbox
-        config = sandbox.config
         with sandbox.lock:
             generation = self._generation
             event = sandbox.state.webhooks.get(delivery.event_id)
@@ -156,6 +156,29 @@ class WebhookDispatcher:
                 return
             body = event["body"].encode("utf-8")
             event_type = event["event_type"]
+        outcome, delivered = self._post(delivery, base_url, body, event_type)
+        with sandbox.lock:
+            event = sandbox.state.webhooks.get(delivery.event_id)
+            if event is None or generation != self._generation:
+                return
+            retry_in = self._attempt_record(event, delivery, outcome, delivered=delivered)
+            sandbox.mark_dirty()
+        if retry_in is not None:
+            with self._condition:
+                self._push(
+                    time.monotonic() + retry_in,
+                    _Delivery(
+                        delivery.event_id, delivery.system, delivery.copy, delivery.attempt + 1
+                    ),
+                )
+                self._condition.notify_all()
+
+    def _post(
+        self, delivery: _Delivery, base_url: str, body: bytes, event_type: str
+    ) -> tuple[dict[str, object], bool]:
+        """Send the signed delivery; what happened (as recorded on the event), and whether the
+        receiver took it (a 2xx)."""
+        config = self._sandbox.config
         secret = config.webhook_secrets[delivery.system]
         timestamp = int(time.time())
         headers = {
@@ -187,29 +210,29 @@ class WebhookDispatcher:
             at=time.time(),
             ms=round((time.monotonic() - started) * 1000),
         )
-        retry_in = None
-        with sandbox.lock:
-            event = sandbox.state.webhooks.get(delivery.event_id)
-            if event is None or generation != self._generation:
-                return
-            event["attempts"].append(outcome)
-            if delivered:
-                event["deliveries"] += 1
-                event["status"] = "delivered"
-            elif delivery.attempt < config.webhook_max_attempts:
-                retry_in = min(
-                    config.webhook_retry_cap_s,
-                    config.webhook_retry_base_s * 2 ** (delivery.attempt - 1),
-                )
-            elif event["status"] != "delivered":
-                event["status"] = "failed"
-            sandbox.mark_dirty()
-        if retry_in is not None:
-            with self._condition:
-                self._push(
-                    time.monotonic() + retry_in,
-                    _Delivery(
-                        delivery.event_id, delivery.system, delivery.copy, delivery.attempt + 1
-                    ),
-                )
-                self._condition.notify_all()
+        return outcome, delivered
+
+    def _attempt_record(
+        self,
+        event: dict[str, Any],
+        delivery: _Delivery,
+        outcome: dict[str, object],
+        *,
+        delivered: bool,
+    ) -> float | None:
+        """Add the attempt to the event and settle its status; seconds until the next attempt
+        (capped exponential backoff), or None when there is none. Call it holding the lock."""
+        config = self._sandbox.config
+        event["attempts"].append(outcome)
+        if delivered:
+            event["deliveries"] += 1
+            event["status"] = "delivered"
+            return None
+        if delivery.attempt < config.webhook_max_attempts:
+            return min(
+                config.webhook_retry_cap_s,
+                config.webhook_retry_base_s * 2 ** (delivery.attempt - 1),
+            )
+        if event["status"] != "delivered":
+            event["status"] = "failed"
+        return None

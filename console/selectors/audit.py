@@ -199,11 +199,6 @@ def _is_system_user(user: Any) -> bool:
     return bool(SYSTEM_ACTOR_PATTERN.match(user.get_username())) and not user.is_active
 
 
-def _system_user_ids() -> list[int]:
-    """The service users that stand for system actors (a handful of rows)."""
-    return _user_ids_by_kind()[0]
-
-
 def _user_ids_by_kind() -> tuple[list[int], list[int]]:
     """(system actors' user ids, people's user ids), from one read of the users.
 

@@ -58,13 +58,27 @@ class CpqQuote:
 
 
 class CpqApi(Protocol):
-    def quote_get(self, *, quote_id: str) -> CpqQuote: ...
+    def quote_get(self, *, quote_id: str) -> CpqQuote:
+        """The quote ``quote_id`` with its lines, as CPQ holds it now. Reads only.
+
+        Raises ``PermanentError`` (kind ``not_found``) for an unknown id, ``RetryableError``
+        when CPQ cannot answer now.
+        """
+        ...
 
 
 class TaxApi(Protocol):
     def address_validate(
         self, *, line1: str, city: str, postcode: str, country: str, correlation_id: str
-    ) -> RemoteRecord: ...
+    ) -> RemoteRecord:
+        """The address as the tax engine resolves it. Reads only: safe to repeat.
+
+        Returns the resolved address (``status`` is the resolution quality, ``data`` its
+        fields and jurisdictions). An address the engine cannot resolve raises
+        ``PermanentError`` with its message (an exception for the tax team);
+        ``RetryableError`` when the engine cannot answer now.
+        """
+        ...
 
     def tax_quote(
         self,
@@ -75,15 +89,44 @@ class TaxApi(Protocol):
         lines: list[RemoteLine],
         date: dt.date,
         postcode: str = "",  # tax engines need the ship-to postal code, not just the country
-    ) -> Decimal: ...
+    ) -> Decimal:
+        """The total tax on ``lines`` shipped to ``country`` (and ``postcode``) on ``date``.
+
+        An estimate the engine does not store, so it needs no idempotency key and asking
+        twice changes nothing. Returns the tax in ``currency``; raises ``PermanentError``
+        for what the engine refuses (no postal code, an invalid address), ``RetryableError``
+        when it cannot answer now.
+        """
+        ...
 
 
 class ErpApi(Protocol):
-    def customer_find(self, *, reference: str) -> RemoteRecord | None: ...
+    def customer_find(self, *, reference: str) -> RemoteRecord | None:
+        """The ERP customer that carries Tandem's ``reference`` (``ACC-…``), or None.
 
-    def customer_create(self, *, party: Party, idempotency_key: str) -> RemoteRecord: ...
+        Reads only; the look-up a step makes before ``customer_create``. Raises
+        ``RetryableError`` when the ERP cannot answer now.
+        """
+        ...
 
-    def sales_order_find(self, *, reference: str) -> RemoteRecord | None: ...
+    def customer_create(self, *, party: Party, idempotency_key: str) -> RemoteRecord:
+        """Create the customer ``party`` in the ERP, carrying ``party.reference``.
+
+        Call ``customer_find`` first: the reference is what finds a create whose answer was
+        lost, and ``idempotency_key`` (the step's) is sent where the ERP honours it. Returns
+        the new customer (its ERP id). Raises ``PermanentError`` for what the ERP refuses
+        (invalid data, a reference already taken), ``RetryableError`` for what may pass later.
+        """
+        ...
+
+    def sales_order_find(self, *, reference: str) -> RemoteRecord | None:
+        """The sales order that carries ``reference`` (the order's ``ORD-…``), or None.
+
+        Reads (an implementation may finish a create that stopped half-way, as the create
+        would have). ``status`` tells whether finance accepted it. Raises ``RetryableError``
+        when the ERP cannot answer now.
+        """
+        ...
 
     def sales_order_create(
         self,
@@ -94,11 +137,33 @@ class ErpApi(Protocol):
         lines: list[RemoteLine],
         order_date: dt.date,
         idempotency_key: str,
-    ) -> RemoteRecord: ...
+    ) -> RemoteRecord:
+        """Create a sales order for ERP customer ``customer_id`` carrying ``reference``.
 
-    def sales_order_cancel(self, *, sales_order_id: str, idempotency_key: str) -> RemoteRecord: ...
+        Call ``sales_order_find`` first; ``idempotency_key`` is the step's. The order awaits
+        financial acceptance in the ERP (read back later, never assumed). Returns the order
+        (id, number, status). Raises ``PermanentError`` for what the ERP refuses (an unknown
+        customer or item, invalid lines), ``RetryableError`` for what may pass later.
+        """
+        ...
 
-    def invoice_find(self, *, reference: str) -> RemoteRecord | None: ...
+    def sales_order_cancel(self, *, sales_order_id: str, idempotency_key: str) -> RemoteRecord:
+        """Cancel the ERP's sales order ``sales_order_id`` (a compensation).
+
+        ``idempotency_key`` is sent where the ERP honours it. Returns the order as it stands
+        after. Raises ``PermanentError`` when the ERP will not cancel it (it is fulfilled or
+        invoiced, or not open any more: a person decides), ``RetryableError`` for what may
+        pass later.
+        """
+        ...
+
+    def invoice_find(self, *, reference: str) -> RemoteRecord | None:
+        """The customer invoice that carries ``reference``, or None.
+
+        Reads (an implementation may post an invoice a lost answer left in draft). Raises
+        ``RetryableError`` when the ERP cannot answer now.
+        """
+        ...
 
     def invoice_create(
         self,
@@ -109,13 +174,32 @@ class ErpApi(Protocol):
         currency: str,
         lines: list[RemoteLine],
         idempotency_key: str,
-    ) -> RemoteRecord: ...
+    ) -> RemoteRecord:
+        """Create and post an invoice carrying ``reference``: of ``sales_order_id`` when
+        given (all of it unless ``lines`` says what), else of ``customer_id`` for ``lines``.
+
+        Call ``invoice_find`` first; ``idempotency_key`` is the step's. Returns the posted
+        invoice (id, number, totals). Raises ``PermanentError`` for what the ERP refuses (a
+        sales order it will not invoice, invalid lines), ``RetryableError`` otherwise.
+        """
+        ...
 
 
 class BillingApi(Protocol):
-    def customer_find(self, *, reference: str) -> RemoteRecord | None: ...
+    def customer_find(self, *, reference: str) -> RemoteRecord | None:
+        """The billing customer that carries ``reference`` (``ACC-…``) in its metadata, or
+        None. Reads only; raises ``RetryableError`` when billing cannot answer now."""
+        ...
 
-    def customer_create(self, *, party: Party, idempotency_key: str) -> RemoteRecord: ...
+    def customer_create(self, *, party: Party, idempotency_key: str) -> RemoteRecord:
+        """Create the billing customer ``party``, with ``party.reference`` in its metadata.
+
+        Call ``customer_find`` first; ``idempotency_key`` (the step's) goes out as the
+        ``Idempotency-Key``, so a retry of a create whose answer was lost gets the same
+        customer. Returns it (its billing id). Raises ``PermanentError`` for invalid data,
+        ``RetryableError`` for what may pass later.
+        """
+        ...
 
     def price_ensure(
         self,
@@ -126,9 +210,23 @@ class BillingApi(Protocol):
         unit_amount: Decimal,
         interval: str,
         idempotency_key: str,
-    ) -> RemoteRecord: ...
+    ) -> RemoteRecord:
+        """The price found by ``lookup_key``, created (with its product) when there is none.
 
-    def subscription_find(self, *, reference: str) -> RemoteRecord | None: ...
+        Safe to repeat: the look-up comes first, and the create carries ``idempotency_key``.
+        ``interval`` is ``day``, ``week``, ``month``, ``quarter``, ``year`` or ``""``
+        (one-time). A price under that key with another amount, currency or interval raises
+        ``PermanentError`` (kind ``conflict``: the mapping is wrong, never bill at the wrong
+        price); so does an unknown interval or an amount the currency cannot hold (kind
+        ``validation``). ``RetryableError`` for what may pass later.
+        """
+        ...
+
+    def subscription_find(self, *, reference: str) -> RemoteRecord | None:
+        """The subscription that carries ``reference`` (``ORD-…``, ``ORD-…:<period>`` or
+        ``CTR-…``) in its metadata, any status, or None. Reads only; ``RetryableError`` when
+        billing cannot answer now."""
+        ...
 
     def subscription_create(
         self,
@@ -138,9 +236,21 @@ class BillingApi(Protocol):
         items: list[tuple[str, Decimal]],  # (price id, quantity)
         idempotency_key: str,
         contract_reference: str = "",  # CTR-…, named by billing's subscription.activated
-    ) -> RemoteRecord: ...
+    ) -> RemoteRecord:
+        """Subscribe ``customer_id`` to ``items``, carrying ``reference`` (and the contract's).
 
-    def subscription_get(self, *, subscription_id: str) -> RemoteRecord: ...
+        Call ``subscription_find`` first; ``idempotency_key`` is the step's. Billing starts
+        at once (call it only after the ERP accepted the order). Returns the subscription.
+        Raises ``PermanentError`` for what billing refuses (an unknown customer or price, a
+        quantity that is not a whole number of at least 1), ``RetryableError`` otherwise.
+        """
+        ...
+
+    def subscription_get(self, *, subscription_id: str) -> RemoteRecord:
+        """The subscription with its items (``item_ids``, ``price_ids``, ``quantities``) and
+        its Tandem references. Reads only; ``PermanentError`` (``not_found``) for an unknown
+        id, ``RetryableError`` when billing cannot answer now."""
+        ...
 
     def subscription_update(
         self,
@@ -149,27 +259,59 @@ class BillingApi(Protocol):
         items: list[tuple[str, Decimal]],  # the subscription's items afterwards
         idempotency_key: str,
         metadata: dict[str, str] | None = None,
-    ) -> RemoteRecord: ...
+    ) -> RemoteRecord:
+        """Change the subscription to exactly ``items``, prorated from now, and add
+        ``metadata`` (the amendment's reference, which a step checks before updating again).
 
-    def subscription_cancel(
-        self, *, subscription_id: str, idempotency_key: str
-    ) -> RemoteRecord: ...
+        A price already on it keeps its item (a quantity change); the others are added or
+        removed. ``idempotency_key`` is the step's. Returns the subscription after. Raises
+        ``PermanentError`` for what billing refuses, ``RetryableError`` otherwise.
+        """
+        ...
+
+    def subscription_cancel(self, *, subscription_id: str, idempotency_key: str) -> RemoteRecord:
+        """Cancel the subscription now; ``idempotency_key`` makes a retry cancel it once.
+
+        Returns the subscription after. Raises ``PermanentError`` for an unknown id or what
+        billing refuses, ``RetryableError`` for what may pass later.
+        """
+        ...
 
 
 class CrmApi(Protocol):
-    def account_find(self, *, name: str = "", domain: str = "") -> list[RemoteRecord]: ...
+    def account_find(self, *, name: str = "", domain: str = "") -> list[RemoteRecord]:
+        """CRM accounts whose name contains ``name`` and whose website is on ``domain`` (at
+        least one of them is required). Reads only; ``RetryableError`` when the CRM cannot
+        answer now."""
+        ...
 
     def account_create(
         self, *, name: str, domain: str, country: str, currency: str, idempotency_key: str
-    ) -> RemoteRecord: ...
+    ) -> RemoteRecord:
+        """Create a CRM account; ``idempotency_key`` makes a repeat return the same one.
+
+        Returns the account's CRM id. Raises ``PermanentError`` for what the CRM refuses,
+        ``RetryableError`` for what may pass later.
+        """
+        ...
 
 
 class PaymentsApi(Protocol):
-    def payment_find(self, *, invoice_ref: str) -> RemoteRecord | None: ...
+    def payment_find(self, *, invoice_ref: str) -> RemoteRecord | None:
+        """The payment collected for ``invoice_ref``: a succeeded one if any, else the latest
+        attempt, or None. Reads only; ``RetryableError`` when the processor cannot answer."""
+        ...
 
     def payment_collect(
         self, *, invoice_ref: str, amount: Decimal, currency: str, idempotency_key: str
-    ) -> RemoteRecord: ...
+    ) -> RemoteRecord:
+        """Collect ``amount`` for ``invoice_ref``, carrying the reference.
+
+        Call ``payment_find`` first; ``idempotency_key`` makes a retry collect once. Returns
+        the payment (its ``status``). A declined payment raises ``PermanentError`` with the
+        processor's message; ``RetryableError`` for what may pass later.
+        """
+        ...
 
 
 @dataclass(frozen=True)
@@ -189,9 +331,19 @@ class Pollable(Protocol):
     """A system without webhooks: its changes are read with a cursor
     (orchestration.events.polling)."""
 
-    def poll_streams(self) -> list[str]: ...
+    def poll_streams(self) -> list[str]:
+        """The names of the streams to poll, each with its own cursor. Makes no call."""
+        ...
 
-    def poll(self, *, stream: str, cursor: str) -> PollBatch: ...
+    def poll(self, *, stream: str, cursor: str) -> PollBatch:
+        """One page of ``stream``'s changes after ``cursor`` (``""``: from the start).
+
+        Reads only; the returned cursor is where the next page starts (the same cursor when
+        nothing changed). Raises ``PermanentError`` for an unknown stream and what the
+        system refuses, ``RetryableError`` when it cannot answer now; either leaves the
+        cursor where it was.
+        """
+        ...
 
 
 class Rechecking(Pollable, Protocol):

@@ -63,6 +63,7 @@ class LocalRateLimiter:
         self._next_slot: dict[str, float] = {}
 
     def acquire(self, system: str, rate_per_second: float) -> float:
+        """Take ``system``'s next slot in this process, sleeping until it comes; seconds slept."""
         if rate_per_second <= 0:
             return 0.0
         spacing = 1.0 / rate_per_second
@@ -85,6 +86,9 @@ class RedisRateLimiter:
         self._key_prefix = key_prefix
 
     def acquire(self, system: str, rate_per_second: float) -> float:
+        """Reserve the next slot of ``system`` across processes, sleeping until it comes; the
+        seconds slept. Redis unavailable is a ``RetryableError`` (no call is made).
+        """
         if rate_per_second <= 0:
             return 0.0
         spacing_us = max(1, round(MICROSECONDS / rate_per_second))

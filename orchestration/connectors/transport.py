@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import requests
@@ -69,6 +69,7 @@ class ConnectorConfig:
         return envstr(self.credential_env, "")
 
     def auth_headers(self) -> dict[str, str]:
+        """``Authorization: Bearer <credential>``, or nothing without a credential."""
         key = self.credential()
         return {"Authorization": f"Bearer {key}"} if key else {}
 
@@ -189,11 +190,35 @@ BodyError = Callable[[Any], tuple[str, str, str] | None]
 
 
 @dataclass(frozen=True)
+class _Request:
+    """One request as it goes out, and what of it the ``OutboundCall`` row keeps."""
+
+    operation: str
+    method: str
+    path: str
+    url: str
+    headers: dict[str, str]
+    json_body: Any
+    form: Any
+    params: Mapping[str, Any] | None
+    request_body: Any  # what is stored, redacted
+    idempotency_key: str
+    correlation_id: str
+    attempt: int
+
+
+@dataclass(frozen=True)
 class TransportResponse:
     status_code: int
     body: Any
     headers: Mapping[str, str]
     outbound_call_id: int
+
+
+def _ambient_correlation_id() -> str:
+    """The correlation id the surrounding work set, or "" when there is none."""
+    ambient = current_correlation_id()
+    return "" if ambient == "-" else ambient
 
 
 _sessions = threading.local()
@@ -223,9 +248,13 @@ class Transport:
 
     @classmethod
     def for_system(cls, system: str) -> Transport:
+        """The transport of ``system`` as configured (else ``ConnectorConfigurationError``)."""
         return cls(connector_config(system))
 
     def url_for(self, path: str) -> str:
+        """The URL of ``path`` under the base URL; a path that would leave the system's host
+        raises ``ConnectorConfigurationError``.
+        """
         url = self.config.base_url.rstrip("/") + "/" + path.lstrip("/")
         if urlsplit(url).netloc != self._host:
             raise ConnectorConfigurationError(f"path {path!r} leaves {self.config.system}'s host")
@@ -262,134 +291,193 @@ class Transport:
         ``raise_for_status=False`` an HTTP error answer is returned (still classed and
         recorded) for the library to interpret; a call that got no answer still raises.
         """
-        if transaction.get_connection().in_atomic_block:
-            raise CallInsideTransaction(
-                f"{self.config.system}.{operation}: outbound calls must not run inside a "
-                "database transaction"
-            )
-        if not correlation_id:
-            ambient = current_correlation_id()
-            correlation_id = "" if ambient == "-" else ambient
-        method = method.upper()
-        url = self.url_for(path)
-        request_headers = {**self.config.auth_headers(), **(headers or {})}
-        if correlation_id:
-            request_headers["X-Correlation-Id"] = correlation_id
-        if idempotency_key:
-            request_headers["Idempotency-Key"] = idempotency_key
-        request_body = json if json is not None else form
-        wire_body: Any = form
-        if encoded is not None:
-            wire_body, request_body = encoded
+        self._refuse_inside_transaction(operation)
+        correlation_id = correlation_id or _ambient_correlation_id()
+        wire_body, request_body = encoded or (form, json if json is not None else form)
+        request = _Request(
+            operation=operation,
+            method=method.upper(),
+            path=path,
+            url=self.url_for(path),
+            headers=self._request_headers(headers, correlation_id, idempotency_key),
+            json_body=json,
+            form=wire_body,
+            params=params,
+            request_body=request_body,
+            idempotency_key=idempotency_key,
+            correlation_id=correlation_id,
+            attempt=attempt,
+        )
         with correlation(correlation_id):
             # Shared by every worker calling this system (Redis in production); sleeps.
             rate_limit_acquire(self.config.system, self.config.rate_limit_per_second)
             return self._send(
-                operation=operation,
-                method=method,
-                path=path,
-                url=url,
-                headers=request_headers,
-                json_body=json,
-                form=wire_body,
-                params=params,
-                request_body=request_body,
-                idempotency_key=idempotency_key,
-                correlation_id=correlation_id,
-                attempt=attempt,
+                request,
                 raise_for_status=raise_for_status,
                 body_error=body_error,
                 response_secret=response_secret,
             )
 
+    def _refuse_inside_transaction(self, operation: str) -> None:
+        if transaction.get_connection().in_atomic_block:
+            raise CallInsideTransaction(
+                f"{self.config.system}.{operation}: outbound calls must not run inside a "
+                "database transaction"
+            )
+
+    def _request_headers(
+        self, headers: Mapping[str, str] | None, correlation_id: str, idempotency_key: str
+    ) -> dict[str, str]:
+        """The configured auth headers, then the caller's, then correlation and idempotency."""
+        request_headers = {**self.config.auth_headers(), **(headers or {})}
+        if correlation_id:
+            request_headers["X-Correlation-Id"] = correlation_id
+        if idempotency_key:
+            request_headers["Idempotency-Key"] = idempotency_key
+        return request_headers
+
     def _send(
         self,
+        request: _Request,
         *,
-        operation: str,
-        method: str,
-        path: str,
-        url: str,
-        headers: dict[str, str],
-        json_body: Any,
-        form: Any,
-        params: Mapping[str, Any] | None,
-        request_body: Any,
-        idempotency_key: str,
-        correlation_id: str,
-        attempt: int,
         raise_for_status: bool = True,
         body_error: BodyError | None = None,
         response_secret: bool = False,
     ) -> TransportResponse:
+        """Send ``request``, record it as one ``OutboundCall`` row, and return or raise."""
         system = self.config.system
         log_fields = {
             "system": system,
-            "operation": operation,
-            "method": method,
-            "path": path,
-            "attempt": attempt,
+            "operation": request.operation,
+            "method": request.method,
+            "path": request.path,
+            "attempt": request.attempt,
         }
-        logger.info("outbound call %s.%s started", system, operation, extra=log_fields)
+        logger.info("outbound call %s.%s started", system, request.operation, extra=log_fields)
         started_at = timezone.now()
         started = time.perf_counter()
-        response: requests.Response | None = None
-        failure: tuple[str, str] | None = None
+        response, failure = self._exchange(request)
+        latency_ms = max(1, math.ceil((time.perf_counter() - started) * 1000))
+        row = self._call_row(request, latency_ms=latency_ms, started_at=started_at)
+        if response is None:
+            assert failure is not None
+            self._unanswered(row, failure, log_fields=log_fields)
+        body = _parse_body(response)
+        retry_after = self._answered(
+            row, response, body, body_error=body_error, response_secret=response_secret
+        )
+        logger.log(
+            logging.INFO if row.outcome == OutboundOutcome.OK else logging.WARNING,
+            "outbound call %s.%s answered %s",
+            system,
+            request.operation,
+            response.status_code,
+            extra={
+                **log_fields,
+                "status": response.status_code,
+                "latency_ms": latency_ms,
+                "outcome": row.outcome,
+            },
+        )
+        if row.outcome == OutboundOutcome.OK or not raise_for_status:
+            return TransportResponse(
+                status_code=response.status_code,
+                body=body,
+                headers=dict(response.headers),
+                outbound_call_id=row.pk,
+            )
+        error_type = RetryableError if row.outcome == OutboundOutcome.RETRYABLE else PermanentError
+        raise error_type(
+            row.error_message,
+            system=system,
+            kind=row.error_class,
+            status=response.status_code,
+            outbound_call_id=row.pk,
+            retry_after=retry_after,
+        )
+
+    def _exchange(
+        self, request: _Request
+    ) -> tuple[requests.Response | None, tuple[str, str] | None]:
+        """The answer, or (error class, message) for a request that got none."""
         try:
-            response = _session(system).request(
-                method,
-                url,
-                json=json_body,
-                data=form,
-                params=params,
-                headers=headers,
+            response = _session(self.config.system).request(
+                request.method,
+                request.url,
+                json=request.json_body,
+                data=request.form,
+                params=request.params,
+                headers=request.headers,
                 timeout=(self.config.connect_timeout, self.config.read_timeout),
                 allow_redirects=False,
             )
         except requests.Timeout as exc:
-            failure = ("timeout", f"no answer within the timeout ({type(exc).__name__})")
+            return None, ("timeout", f"no answer within the timeout ({type(exc).__name__})")
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            failure = ("connection_error", f"connection failed ({type(exc).__name__})")
+            return None, ("connection_error", f"connection failed ({type(exc).__name__})")
         except requests.RequestException as exc:
-            failure = ("request_error", f"the request could not be made ({type(exc).__name__})")
-        latency_ms = max(1, math.ceil((time.perf_counter() - started) * 1000))
+            return None, (
+                "request_error",
+                f"the request could not be made ({type(exc).__name__})",
+            )
+        return response, None
 
-        max_bytes = settings.OUTBOUND_BODY_MAX_BYTES
-        row = OutboundCall(
-            system=system,
-            operation=operation,
-            method=method,
-            path=urlsplit(url).path[:500],
-            idempotency_key=idempotency_key,
+    def _call_row(
+        self, request: _Request, *, latency_ms: int, started_at: dt.datetime
+    ) -> OutboundCall:
+        """The ``OutboundCall`` row of ``request``, not saved yet, its request body redacted."""
+        return OutboundCall(
+            system=self.config.system,
+            operation=request.operation,
+            method=request.method,
+            path=urlsplit(request.url).path[:500],
+            idempotency_key=request.idempotency_key,
             latency_ms=latency_ms,
-            attempt=attempt,
-            correlation_id=correlation_id,
-            request_body=body_for_storage(request_body, max_bytes=max_bytes),
+            attempt=request.attempt,
+            correlation_id=request.correlation_id,
+            request_body=body_for_storage(
+                request.request_body, max_bytes=settings.OUTBOUND_BODY_MAX_BYTES
+            ),
             created_at=started_at,
         )
-        if response is None:
-            assert failure is not None
-            row.error_class, row.error_message = failure
-            row.outcome = (
-                OutboundOutcome.PERMANENT
-                if row.error_class == "request_error"
-                else OutboundOutcome.RETRYABLE
-            )
-            row.save()
-            logger.warning(
-                "outbound call %s.%s failed: %s",
-                system,
-                operation,
-                row.error_class,
-                extra={**log_fields, "latency_ms": latency_ms, "outcome": row.outcome},
-            )
-            error_type = (
-                PermanentError if row.outcome == OutboundOutcome.PERMANENT else RetryableError
-            )
-            raise error_type(
-                row.error_message, system=system, kind=row.error_class, outbound_call_id=row.pk
-            )
 
-        body = _parse_body(response)
+    def _unanswered(
+        self, row: OutboundCall, failure: tuple[str, str], *, log_fields: dict[str, Any]
+    ) -> NoReturn:
+        """Record a request that got no answer and raise: retryable, unless it was never sent."""
+        row.error_class, row.error_message = failure
+        row.outcome = (
+            OutboundOutcome.PERMANENT
+            if row.error_class == "request_error"
+            else OutboundOutcome.RETRYABLE
+        )
+        row.save()
+        logger.warning(
+            "outbound call %s.%s failed: %s",
+            row.system,
+            row.operation,
+            row.error_class,
+            extra={**log_fields, "latency_ms": row.latency_ms, "outcome": row.outcome},
+        )
+        error_type = PermanentError if row.outcome == OutboundOutcome.PERMANENT else RetryableError
+        raise error_type(
+            row.error_message, system=row.system, kind=row.error_class, outbound_call_id=row.pk
+        )
+
+    def _answered(
+        self,
+        row: OutboundCall,
+        response: requests.Response,
+        body: Any,
+        *,
+        body_error: BodyError | None,
+        response_secret: bool,
+    ) -> int | None:
+        """Class the answer onto ``row`` and save it; the seconds ``Retry-After`` asks for.
+
+        The status decides, unless a 2xx body reports a failure (``body_error``); an error's
+        message is the system's own explanation when its body has one.
+        """
         outcome, error_class = status_class(response.status_code)
         retry_after = (
             retry_after_parse(response.headers.get("Retry-After"))
@@ -401,44 +489,17 @@ class Transport:
         row.error_class = error_class
         row.retry_after_seconds = retry_after
         row.response_body = (
-            "" if response_secret else body_for_storage(response.content, max_bytes=max_bytes)
+            ""
+            if response_secret
+            else body_for_storage(response.content, max_bytes=settings.OUTBOUND_BODY_MAX_BYTES)
         )
         reported = body_error(body) if outcome == OutboundOutcome.OK and body_error else None
         if reported is not None:
-            outcome, error_class, row.error_message = reported
-            row.outcome, row.error_class = outcome, error_class
+            row.outcome, row.error_class, row.error_message = reported
         elif outcome != OutboundOutcome.OK:
             row.error_message = _error_message(body, response.reason or error_class)
         row.save()
-        logger.log(
-            logging.INFO if outcome == OutboundOutcome.OK else logging.WARNING,
-            "outbound call %s.%s answered %s",
-            system,
-            operation,
-            response.status_code,
-            extra={
-                **log_fields,
-                "status": response.status_code,
-                "latency_ms": latency_ms,
-                "outcome": outcome,
-            },
-        )
-        if outcome == OutboundOutcome.OK or not raise_for_status:
-            return TransportResponse(
-                status_code=response.status_code,
-                body=body,
-                headers=dict(response.headers),
-                outbound_call_id=row.pk,
-            )
-        error_type = RetryableError if outcome == OutboundOutcome.RETRYABLE else PermanentError
-        raise error_type(
-            row.error_message,
-            system=system,
-            kind=error_class,
-            status=response.status_code,
-            outbound_call_id=row.pk,
-            retry_after=retry_after,
-        )
+        return retry_after
 
 
 def _parse_body(response: requests.Response) -> Any:

@@ -16,6 +16,8 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
+from orchestration.events.errors import EventRejected
+
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 
 EVENT_SOURCES: dict[str, frozenset[str]] = {
@@ -40,15 +42,6 @@ SYSTEM_ALIASES: dict[str, dict[str, str]] = {
     "payments": {"payment_intent.succeeded": "payment.received"},
     "erp": {"salesorder.approved": "order.accepted"},
 }
-
-
-class EventRejected(Exception):
-    """The event cannot be processed; ``reason`` says why in words an operator can act on."""
-
-    def __init__(self, reason: str, *, canonical_type: str = "") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.canonical_type = canonical_type
 
 
 @functools.cache

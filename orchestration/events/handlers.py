@@ -23,7 +23,7 @@ from core.money import Money
 from masterdata.models import ExternalId, LegalEntity
 from masterdata.selectors import external_id_resolve
 from masterdata.services import records as md_services
-from orchestration.events.catalog import EventRejected
+from orchestration.events.errors import EventNotReady, EventRejected
 from orchestration.models import InboundEvent
 from orchestration.workflows.engine import workflow_signal, workflow_start
 from orchestration.workflows.models import WorkflowRun
@@ -31,10 +31,6 @@ from q2c import services
 from q2c.models import Contract, ContractState, Invoice, InvoiceState, Order, Payment, Quote
 
 logger = logging.getLogger(__name__)
-
-
-class EventNotReady(Exception):
-    """The event refers to something not here yet (it arrived early): try again later."""
 
 
 def _decimal(value: Any, what: str) -> Decimal:

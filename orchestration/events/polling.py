@@ -32,7 +32,7 @@ from django.utils.module_loading import import_string
 
 from orchestration.connectors.errors import ConnectorConfigurationError, ConnectorError
 from orchestration.connectors.interfaces import Pollable
-from orchestration.events.services import _enqueue_processing
+from orchestration.events.services import inbound_event_enqueue
 from orchestration.models import InboundEvent, PollCursor
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def _failure_record(*, cursor_id: int, message: str) -> None:
 
 def _enqueue_all(inbound_event_ids: list[int]) -> None:
     for pk in inbound_event_ids:
-        _enqueue_processing(pk)
+        inbound_event_enqueue(pk)
 
 
 def _events_insert(*, row: PollCursor, events: list[dict[str, Any]]) -> tuple[list[int], int]:

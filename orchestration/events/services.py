@@ -21,12 +21,12 @@ from django.db.models import F
 from django.utils import timezone
 
 from core.logging import correlation
-from orchestration.events.catalog import EventRejected, event_validate
+from orchestration.events.catalog import event_validate
+from orchestration.events.errors import EventRejected, SignatureRejected
 from orchestration.events.handlers import event_workflow_trigger
 from orchestration.events.signatures import (
     SIGNATURE_HEADER,
     STRIPE_SIGNATURE_HEADER,
-    SignatureRejected,
     signature_scheme,
     signature_verify,
     stripe_signature_verify,
@@ -50,6 +50,10 @@ class Receipt:
     event: InboundEvent
 
 
+# (HTTP status, reason) of a refused delivery.
+Rejection = tuple[int, str]
+
+
 def _headers_kept(headers: Mapping[str, str]) -> dict[str, str]:
     kept = {name: headers[name][:255] for name in KEPT_HEADERS if headers.get(name)}
     for header in (SIGNATURE_HEADER, STRIPE_SIGNATURE_HEADER):
@@ -70,7 +74,14 @@ def _text(value: Any, limit: int) -> str:
 RECEIVED_GRACE = dt.timedelta(minutes=2)
 
 
-def _enqueue_processing(inbound_event_id: int, *, swept: bool = False) -> None:
+def inbound_event_enqueue(inbound_event_id: int, *, swept: bool = False) -> None:
+    """Send a stored event to a worker for processing; never raises.
+
+    Call it after the row is committed (``transaction.on_commit``). When the broker is down
+    the failure is logged and the row stays ``received``: ``inbound_events_sweep`` sends it
+    again, so a lost message delays an event but never loses it. ``swept`` tells the task
+    the event was re-sent by the sweeper.
+    """
     from orchestration.tasks import process_inbound_event
 
     try:
@@ -94,7 +105,7 @@ def inbound_events_sweep(*, now: dt.datetime | None = None) -> int:
         .values_list("pk", flat=True)[:1000]
     )
     for pk in stale:
-        _enqueue_processing(pk, swept=True)
+        inbound_event_enqueue(pk, swept=True)
     return len(stale)
 
 
@@ -115,54 +126,11 @@ def inbound_event_receive(
         headers=_headers_kept(headers),
         correlation_id=_text(headers.get("X-Correlation-Id"), 64),
     )
-    rejection: tuple[int, str] | None = None
-    payload: Any = None
-    if len(raw_body) > max_bytes:
-        rejection = (413, f"body is larger than {max_bytes} bytes")
-    else:
-        stripe_signed = signature_scheme(system) == "stripe"
-        verify = stripe_signature_verify if stripe_signed else signature_verify
-        try:
-            verify(
-                header=headers.get(STRIPE_SIGNATURE_HEADER if stripe_signed else SIGNATURE_HEADER),
-                body=raw_body,
-                secrets=webhook_secrets(system),
-                tolerance_seconds=settings.WEBHOOK_TOLERANCE_SECONDS,
-                now=now,
-            )
-            row.signature_valid = True
-        except SignatureRejected as exc:
-            rejection = (exc.status, exc.reason)
-        try:
-            payload = json.loads(raw_body.decode("utf-8"))
-        except UnicodeDecodeError:
-            rejection = rejection or (400, "body is not valid UTF-8")
-        except ValueError as exc:
-            rejection = rejection or (400, f"malformed JSON: {exc}")
-
+    rejection, payload = _delivery_check(row, raw_body=raw_body, headers=headers, now=now)
     if is_stripe_event(payload) and signature_scheme(system) == "stripe":
-        # A Stripe Event: its id and type are Stripe's; the mapping happens in processing.
-        row.event_id = _text(payload.get("id"), 255)
-        row.event_type = _text(payload.get("type"), 100)
-        row.schema_version = _text(payload.get("api_version"), 20)
-        obj = (payload.get("data") or {}).get("object")
-        metadata = (obj.get("metadata") if isinstance(obj, dict) else None) or {}
-        reference = _text(metadata.get("tandem_order") or metadata.get("tandem_contract"), 64)
-        row.correlation_id = reference.split(":", 1)[0] or row.correlation_id
-        if rejection is None and not row.event_id:
-            rejection = (400, "the Stripe event has no id")
-        if rejection is None and not row.event_type:
-            rejection = (400, "the Stripe event has no type")
+        rejection = _stripe_envelope_read(row, payload, rejection)
     elif isinstance(payload, dict):
-        row.event_id = _text(payload.get("event_id"), 255)
-        row.event_type = _text(payload.get("event_type"), 100)
-        version = payload.get("schema_version")
-        row.schema_version = str(version)[:20] if isinstance(version, int | str) else ""
-        row.correlation_id = _text(payload.get("correlation_id"), 64) or row.correlation_id
-        if rejection is None and not row.event_id:
-            rejection = (400, "the payload has no event_id (a non-empty string)")
-        if rejection is None and not row.event_type:
-            rejection = (400, "the payload has no event_type (a non-empty string)")
+        rejection = _envelope_read(row, payload, rejection)
     elif rejection is None:
         rejection = (400, "the payload is not a JSON object")
 
@@ -172,12 +140,88 @@ def inbound_event_receive(
         row.save()
         logger.warning("webhook from %s rejected: %s", system, reason, extra={"system": system})
         return Receipt(http_status=status, body={"status": "rejected", "reason": reason}, event=row)
+    return _accepted_or_duplicate(row)
 
+
+def _delivery_check(
+    row: InboundEvent, *, raw_body: bytes, headers: Mapping[str, str], now: float | None
+) -> tuple[Rejection | None, Any]:
+    """Check the size, the signature (marking ``row.signature_valid``) and the JSON.
+
+    Returns the first reason to refuse (None if none) and the parsed payload (None if the
+    body is too large or not JSON).
+    """
+    max_bytes = settings.WEBHOOK_MAX_BODY_BYTES
+    if len(raw_body) > max_bytes:
+        return (413, f"body is larger than {max_bytes} bytes"), None
+    rejection: Rejection | None = None
+    payload: Any = None
+    stripe_signed = signature_scheme(row.system) == "stripe"
+    verify = stripe_signature_verify if stripe_signed else signature_verify
+    try:
+        verify(
+            header=headers.get(STRIPE_SIGNATURE_HEADER if stripe_signed else SIGNATURE_HEADER),
+            body=raw_body,
+            secrets=webhook_secrets(row.system),
+            tolerance_seconds=settings.WEBHOOK_TOLERANCE_SECONDS,
+            now=now,
+        )
+        row.signature_valid = True
+    except SignatureRejected as exc:
+        rejection = (exc.status, exc.reason)
+    try:
+        payload = json.loads(raw_body.decode("utf-8"))
+    except UnicodeDecodeError:
+        rejection = rejection or (400, "body is not valid UTF-8")
+    except ValueError as exc:
+        rejection = rejection or (400, f"malformed JSON: {exc}")
+    return rejection, payload
+
+
+def _stripe_envelope_read(
+    row: InboundEvent, payload: dict[str, Any], rejection: Rejection | None
+) -> Rejection | None:
+    """Copy a Stripe Event's id, type and API version (and the Tandem reference in its
+    object's metadata) onto ``row``; the mapping to a canonical event happens in processing."""
+    row.event_id = _text(payload.get("id"), 255)
+    row.event_type = _text(payload.get("type"), 100)
+    row.schema_version = _text(payload.get("api_version"), 20)
+    obj = (payload.get("data") or {}).get("object")
+    metadata = (obj.get("metadata") if isinstance(obj, dict) else None) or {}
+    reference = _text(metadata.get("tandem_order") or metadata.get("tandem_contract"), 64)
+    row.correlation_id = reference.split(":", 1)[0] or row.correlation_id
+    if rejection is None and not row.event_id:
+        rejection = (400, "the Stripe event has no id")
+    if rejection is None and not row.event_type:
+        rejection = (400, "the Stripe event has no type")
+    return rejection
+
+
+def _envelope_read(
+    row: InboundEvent, payload: dict[str, Any], rejection: Rejection | None
+) -> Rejection | None:
+    """Copy Tandem's envelope (event id, type, schema version, correlation id) onto ``row``."""
+    row.event_id = _text(payload.get("event_id"), 255)
+    row.event_type = _text(payload.get("event_type"), 100)
+    version = payload.get("schema_version")
+    row.schema_version = str(version)[:20] if isinstance(version, int | str) else ""
+    row.correlation_id = _text(payload.get("correlation_id"), 64) or row.correlation_id
+    if rejection is None and not row.event_id:
+        rejection = (400, "the payload has no event_id (a non-empty string)")
+    if rejection is None and not row.event_type:
+        rejection = (400, "the payload has no event_type (a non-empty string)")
+    return rejection
+
+
+def _accepted_or_duplicate(row: InboundEvent) -> Receipt:
+    """Store an accepted delivery and send it to processing on commit; a repeat of a stored
+    (system, event id) is counted on the first row and answered as a duplicate."""
+    system = row.system
     try:
         with transaction.atomic():
             row.save()
             pk = row.pk
-            transaction.on_commit(lambda: _enqueue_processing(pk))
+            transaction.on_commit(lambda: inbound_event_enqueue(pk))
     except IntegrityError:
         InboundEvent.objects.filter(
             system=system, event_id=row.event_id, signature_valid=True

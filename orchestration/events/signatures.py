@@ -16,6 +16,7 @@ import stripe
 from django.conf import settings
 
 from core.env import envstr
+from orchestration.events.errors import SignatureRejected
 
 SIGNATURE_HEADER = "X-Tandem-Signature"
 STRIPE_SIGNATURE_HEADER = "Stripe-Signature"
@@ -26,19 +27,6 @@ def signature_scheme(system: str) -> str:
     """``stripe`` when ``system`` is served by Stripe (``WEBHOOK_SIGNATURE_<SYSTEM>``)."""
     scheme = str(getattr(settings, f"WEBHOOK_SIGNATURE_{system.upper()}", "tandem"))
     return scheme if scheme in SCHEMES else "tandem"
-
-
-def signature_header_name(system: str) -> str:
-    return STRIPE_SIGNATURE_HEADER if signature_scheme(system) == "stripe" else SIGNATURE_HEADER
-
-
-class SignatureRejected(Exception):
-    """The delivery is not authentic (or cannot be checked); ``reason`` says why."""
-
-    def __init__(self, reason: str, *, status: int = 401) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
 
 
 def webhook_secrets(system: str) -> list[str]:

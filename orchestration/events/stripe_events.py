@@ -23,10 +23,10 @@ from decimal import Decimal
 from typing import Any
 
 from masterdata.models import ExternalId
+from orchestration.connectors.billing_common import CONTRACT_KEY, ORDER_KEY
 from orchestration.connectors.minor_units import decimal_from_minor_units
-from orchestration.connectors.sandbox.billing import CONTRACT_KEY, ORDER_KEY
 from orchestration.connectors.stripe.billing import invoice_subscription_id
-from orchestration.events.catalog import EventRejected
+from orchestration.events.errors import EventRejected
 from q2c.models import Contract
 
 SUBSCRIPTION_EVENTS = ("customer.subscription.created", "customer.subscription.updated")

@@ -18,27 +18,30 @@ from django.utils import timezone
 
 from core.records import LineKind
 from masterdata.models import ExternalId
+from orchestration.connectors.billing_common import AMENDMENT_KEY
 from orchestration.connectors.interfaces import RemoteLine
 from orchestration.connectors.registry import connector_for
-from orchestration.connectors.sandbox.billing import AMENDMENT_KEY
 from orchestration.workflows.compensations import CANCEL_ERP_ORDER
 from orchestration.workflows.engine import Done, StepContext, StepDef, WorkflowDef
 from orchestration.workflows.engine import workflow_register as _register
 from orchestration.workflows.errors import StepFailed, StepRetryable
 from orchestration.workflows.quote_to_cash import (
-    _actor,
-    _lines,
-    _link,
-    _mappings,
-    _move,
-    _net_unit_price,
-    _order,
     await_financial_acceptance,
     check_tax_and_entity,
-    connector_errors,
     map_products,
     upsert_customer_erp,
     validate_quote,
+)
+from orchestration.workflows.steps import (
+    connector_errors,
+    crosswalk_link,
+    line_price_ensure,
+    net_unit_price,
+    order_advance,
+    order_lines,
+    product_mappings,
+    step_order,
+    system_actor,
 )
 from q2c import services
 from q2c.models import Contract, ContractLine, ContractState, Order, OrderState
@@ -77,10 +80,10 @@ def _delta(order: Order) -> list[tuple[str, Decimal, Decimal, str]]:
         key = _price_key(old.product_code, net)
         changes[key] = changes.get(key, Decimal(0)) - old.quantity
         descriptions[key] = old.description
-    for line in _lines(order):
+    for line in order_lines(order):
         if line.kind != LineKind.RECURRING:
             continue
-        key = _price_key(line.product_code, _net_unit_price(line))
+        key = _price_key(line.product_code, net_unit_price(line))
         changes[key] = changes.get(key, Decimal(0)) + line.quantity
         descriptions[key] = line.description
     return [
@@ -91,10 +94,10 @@ def _delta(order: Order) -> list[tuple[str, Decimal, Decimal, str]]:
 
 
 def validate_amendment(ctx: StepContext) -> Done:
-    order = _order(ctx)
+    order = step_order(ctx)
     contract = _contract(order)
     problems = []
-    recurring = [line for line in _lines(order) if line.kind == LineKind.RECURRING]
+    recurring = [line for line in order_lines(order) if line.kind == LineKind.RECURRING]
     if contract.state != ContractState.ACTIVE:
         problems.append(f"{contract.enterprise_id} is {contract.state}, not active")
     if order.effective_date is None or not (
@@ -117,10 +120,10 @@ def validate_amendment(ctx: StepContext) -> Done:
 
 def create_erp_order(ctx: StepContext) -> Done:
     """A sale in the ERP for the difference, plus the amendment's one-time lines."""
-    order = _order(ctx)
-    mappings = _mappings(order)
+    order = step_order(ctx)
+    mappings = product_mappings(order)
     erp_item = {line.product_code: mappings[(line.line_no, "erp")].external_id
-                for line in _lines(order)}  # fmt: skip
+                for line in order_lines(order)}  # fmt: skip
     for old in _current_lines(_contract(order)):
         if old.product_code not in erp_item and old.product is not None:
             mapping = old.product.mappings.filter(system="erp").first()
@@ -135,10 +138,10 @@ def create_erp_order(ctx: StepContext) -> Done:
         RemoteLine(
             product_ref=erp_item[line.product_code],
             quantity=line.quantity,
-            unit_price=_net_unit_price(line),
+            unit_price=net_unit_price(line),
             description=line.description,
         )
-        for line in _lines(order)
+        for line in order_lines(order)
         if line.kind == LineKind.ONE_TIME
     ]
     customer_id = ctx.result_of("upsert_customer_erp")["external_id"]
@@ -149,13 +152,15 @@ def create_erp_order(ctx: StepContext) -> Done:
             reference=order.enterprise_id, customer_id=str(customer_id), currency=order.currency,
             lines=lines, order_date=timezone.localdate(), idempotency_key=ctx.key,
         )  # fmt: skip
-    _link(order, "erp", "sales_order", record.id)
-    _move(order, OrderState.VALIDATED, services.order_submit_to_erp, f"ERP sales order {record.id}")
+    crosswalk_link(order, "erp", "sales_order", record.id)
+    order_advance(
+        order, OrderState.VALIDATED, services.order_submit_to_erp, f"ERP sales order {record.id}"
+    )
     return Done(record.id, {"number": record.number, "found": found is not None})
 
 
 def update_subscription(ctx: StepContext) -> Done:
-    order = _order(ctx)
+    order = step_order(ctx)
     if order.state == OrderState.SUBMITTED_TO_ERP:  # never bill before financial acceptance
         raise StepRetryable("the ERP has not accepted the amendment yet", retry_after=5)
     contract = _contract(order)
@@ -172,26 +177,17 @@ def update_subscription(ctx: StepContext) -> Done:
             f"{contract.enterprise_id} has no billing subscription",
             category="validation", error_class="AmendmentInvalid",
         )  # fmt: skip
-    mappings = _mappings(order)
+    mappings = product_mappings(order)
     billing = connector_for("billing")
     sales_order = ctx.result_of("create_erp_order")["external_id"]
     compensation = f"cancel ERP sales order {sales_order} for {order.enterprise_id}"
     with connector_errors(compensation=compensation):
         items = []
-        for line in _lines(order):
+        for line in order_lines(order):
             if line.kind != LineKind.RECURRING:
                 continue
-            price = billing.price_ensure(
-                lookup_key=(
-                    f"{mappings[(line.line_no, 'billing')].external_id}:{order.currency}:"
-                    f"{_net_unit_price(line)}:{line.billing_period}"
-                ),
-                product_name=line.description or line.product_code,
-                currency=order.currency,
-                unit_amount=_net_unit_price(line),
-                interval=line.billing_period,
-                idempotency_key=f"{ctx.key}:price:{line.line_no}",
-            )
+            mapping = mappings[(line.line_no, "billing")]
+            price = line_price_ensure(billing, order, line, mapping=mapping, step_key=ctx.key)
             items.append((price.id, int(line.quantity)))
         current = billing.subscription_get(subscription_id=subscription_id)
         # An update whose answer was lost has already happened: the subscription carries the
@@ -209,13 +205,13 @@ def update_subscription(ctx: StepContext) -> Done:
                 idempotency_key=ctx.key,
                 metadata={AMENDMENT_KEY: order.enterprise_id},
             )
-    _move(order, OrderState.ACCEPTED, services.order_start_provisioning,
+    order_advance(order, OrderState.ACCEPTED, services.order_start_provisioning,
           f"subscription {subscription_id} updated")  # fmt: skip
     return Done(subscription_id, {"found": updated, "contract": contract.enterprise_id})
 
 
 def apply_to_contract(ctx: StepContext) -> Done:
-    order = _order(ctx)
+    order = step_order(ctx)
     contract = _contract(order)
     version = contract.versions.filter(order=order).first()
     if version is None:
@@ -237,17 +233,17 @@ def apply_to_contract(ctx: StepContext) -> Done:
                         term_start=line.term_start,
                         term_end=line.term_end,
                     )
-                    for line in _lines(order)
+                    for line in order_lines(order)
                     if line.kind == LineKind.RECURRING
                 ],
                 order=order,
-                actor=_actor(),
+                actor=system_actor(),
                 reason=f"amendment {order.enterprise_id}",
             )
         except ValidationError as exc:
             raise StepFailed("; ".join(exc.messages), category="validation",
                              error_class="AmendmentInvalid") from exc  # fmt: skip
-    _move(order, OrderState.PROVISIONING, services.order_activate, "amendment in effect")
+    order_advance(order, OrderState.PROVISIONING, services.order_activate, "amendment in effect")
     return Done(contract.enterprise_id, {"version": version.number})
 
 

@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.utils import timezone
 
-from core.audit import Actor
 from core.records import LineKind
 from masterdata.identity import identity_resolve
-from masterdata.models import Account, ExternalId, ProductMapping
+from masterdata.models import Account, ExternalId
 from masterdata.services import records as md_services
-from orchestration.connectors.errors import PermanentError, RetryableError
 from orchestration.connectors.interfaces import Party, RemoteLine
 from orchestration.connectors.registry import connector_for
 from orchestration.workflows.compensations import CANCEL_ERP_ORDER
@@ -35,67 +32,30 @@ from orchestration.workflows.engine import Done, StepContext, StepDef, StepInput
 from orchestration.workflows.engine import workflow_register as _register
 from orchestration.workflows.errors import StepFailed, StepRetryable
 from orchestration.workflows.models import WorkflowRun
+from orchestration.workflows.steps import (
+    connector_errors,
+    crosswalk_link,
+    line_price_ensure,
+    net_unit_price,
+    order_advance,
+    order_lines,
+    product_mappings,
+    step_order,
+    system_actor,
+)
 from q2c import services
 from q2c.models import Contract, ContractState, Order, OrderLine, OrderState
 
 KIND = "quote_to_cash"
 
 
-def _actor(system: str = "") -> Actor:
-    return Actor.system(f"connector:{system}" if system else "worker")
-
-
-def _order(ctx: StepContext) -> Order:
-    return Order.objects.select_related("account", "legal_entity", "quote").get(
-        enterprise_id=ctx.run.subject_id
-    )
-
-
-def _lines(order: Order) -> list[OrderLine]:
-    return list(order.lines.select_related("product").order_by("line_no"))
-
-
-@contextlib.contextmanager
-def connector_errors(*, category: str = "downstream_api", compensation: str = "") -> Iterator[None]:
-    """Class a connector's failure for the engine: retry the transient, stop on the rest."""
-    try:
-        yield
-    except RetryableError as exc:
-        raise StepRetryable(
-            str(exc),
-            retry_after=exc.retry_after,
-            waiting=exc.waiting,
-            outbound_call_id=exc.outbound_call_id,
-            # kept for when the retries run out: the exception is grouped by what went wrong
-            error_class=f"{exc.system}.{exc.kind}",
-        ) from exc
-    except PermanentError as exc:
-        raise StepFailed(
-            str(exc),
-            category=category,
-            compensation=compensation,
-            error_class=f"{exc.system}.{exc.kind}",
-            outbound_call_id=exc.outbound_call_id,
-        ) from exc
-
-
-def _move(order: Order, wanted_from: str, service: Any, reason: str) -> None:
-    """Advance the order if it is still where this step expects it (re-runs are harmless)."""
-    # A fresh copy, not refresh_from_db(): django-fsm's refresh_from_db unprotects the state
-    # field on the class for a moment, which races with other threads of a threads-pool worker
-    # ("Direct state modification is not allowed").
-    current = Order.objects.get(pk=order.pk)
-    if current.state == wanted_from:
-        service(order=current, actor=_actor(), reason=reason)
-
-
 # --- steps ---------------------------------------------------------------------------------
 
 
 def validate_quote(ctx: StepContext) -> Done:
-    order = _order(ctx)
+    order = step_order(ctx)
     problems = []
-    lines = _lines(order)
+    lines = order_lines(order)
     if not lines:
         problems.append("the quote has no lines")
     for line in lines:
@@ -112,7 +72,7 @@ def validate_quote(ctx: StepContext) -> Done:
 
 
 def resolve_customer(ctx: StepContext) -> Done:
-    order = _order(ctx)
+    order = step_order(ctx)
     if order.account is not None:
         return Done(order.account.enterprise_id, {"level": "already resolved"})
     snapshot: dict[str, Any] = dict(order.quote.customer_snapshot) if order.quote else {}
@@ -136,7 +96,7 @@ def resolve_customer(ctx: StepContext) -> Done:
             candidates=resolution.candidates,
             evidence=resolution.evidence,
         )
-    actor = _actor()
+    actor = system_actor()
     cpq_quote_id = order.quote.cpq_quote_id if order.quote else ""
     if resolution.status == "match":
         account = resolution.account
@@ -165,7 +125,7 @@ def resolve_customer(ctx: StepContext) -> Done:
             ) from exc
     crm_id = str(snapshot.get("crm_id") or "")
     if crm_id:
-        _link(account, "crm", "account", crm_id)
+        crosswalk_link(account, "crm", "account", crm_id)
     services.order_assign_account(
         order=order, account=account, actor=actor,
         reason=f"customer resolved by {resolution.level or 'creation'}",
@@ -173,40 +133,16 @@ def resolve_customer(ctx: StepContext) -> Done:
     return Done(account.enterprise_id, {"level": resolution.level or "created"})
 
 
-def _link(record: Any, system: str, object_type: str, external_id: str) -> None:
-    try:
-        md_services.external_id_link(
-            record=record, system=system, object_type=object_type, external_id=external_id,
-            actor=_actor(system), reason=f"{system} id recorded",
-        )  # fmt: skip
-    except ValidationError as exc:
-        raise StepFailed(
-            "; ".join(exc.messages), category="master_data", error_class="CrosswalkConflict"
-        ) from exc
-
-
-def _mappings(order: Order) -> dict[tuple[int, str], ProductMapping]:
-    product_ids = [line.product_id for line in _lines(order) if line.product_id]
-    found = ProductMapping.objects.filter(product_id__in=product_ids)
-    by_product = {(m.product_id, m.system): m for m in found}
-    return {
-        (line.line_no, system): by_product[(line.product_id, system)]
-        for line in _lines(order)
-        for system in ("erp", "billing")
-        if line.product_id and (line.product_id, system) in by_product
-    }
-
-
 def map_products(ctx: StepContext) -> Done:
-    order = _order(ctx)
+    order = step_order(ctx)
     # A product added to the catalog after the quote arrived (the fix behind a mapping
     # exception) is picked up on retry.
     services.order_lines_link_products(
-        order=order, actor=_actor(), reason="product now in the catalog"
+        order=order, actor=system_actor(), reason="product now in the catalog"
     )
-    mappings = _mappings(order)
+    mappings = product_mappings(order)
     missing = []
-    for line in _lines(order):
+    for line in order_lines(order):
         if line.product_id is None:
             missing.append(
                 f"line {line.line_no}: product {line.product_code} is not in the catalog"
@@ -223,15 +159,15 @@ def map_products(ctx: StepContext) -> Done:
 
 
 def split_lines(ctx: StepContext) -> Done:
-    order = _order(ctx)
+    order = step_order(ctx)
     split: dict[str, list[int]] = {kind: [] for kind in LineKind.values}
-    for line in _lines(order):
+    for line in order_lines(order):
         split[line.kind].append(line.line_no)
     return Done(data=split)
 
 
 def check_tax_and_entity(ctx: StepContext) -> Done:
-    order = _order(ctx)
+    order = step_order(ctx)
     entity = order.legal_entity
     gaps = [name for name in ("erp_subsidiary", "tax_registration") if not getattr(entity, name)]
     if gaps:
@@ -249,7 +185,9 @@ def check_tax_and_entity(ctx: StepContext) -> Done:
                 country=account.country, correlation_id=order.enterprise_id,
             )  # fmt: skip
         result = {"address": checked.status or "valid"}
-    _move(order, OrderState.RECEIVED, services.order_validate, "quote validated, customer resolved")
+    order_advance(
+        order, OrderState.RECEIVED, services.order_validate, "quote validated, customer resolved"
+    )
     return Done(data=result)
 
 
@@ -274,19 +212,19 @@ def _crm_id(account: Account) -> str:
 
 
 def upsert_customer_erp(ctx: StepContext) -> Done:
-    order = _order(ctx)
+    order = step_order(ctx)
     account = order.account
     assert account is not None
     erp = connector_for("erp")
     with connector_errors():
         found = erp.customer_find(reference=account.enterprise_id)
         record = found or erp.customer_create(party=_party(account, order), idempotency_key=ctx.key)
-    _link(account, "erp", "customer", record.id)
+    crosswalk_link(account, "erp", "customer", record.id)
     return Done(record.id, {"found": found is not None})
 
 
 def upsert_customer_billing(ctx: StepContext) -> Done:
-    order = _order(ctx)
+    order = step_order(ctx)
     account = order.account
     assert account is not None
     billing = connector_for("billing")
@@ -295,27 +233,22 @@ def upsert_customer_billing(ctx: StepContext) -> Done:
         record = found or billing.customer_create(
             party=_party(account, order), idempotency_key=ctx.key
         )
-    _link(account, "billing", "customer", record.id)
+    crosswalk_link(account, "billing", "customer", record.id)
     return Done(record.id, {"found": found is not None})
 
 
-def _net_unit_price(line: OrderLine) -> Decimal:
-    net = line.unit_price - line.unit_price * line.discount_percent / Decimal(100)
-    return net.quantize(Decimal("0.01"))
-
-
 def create_erp_order(ctx: StepContext) -> Done:
-    order = _order(ctx)
-    mappings = _mappings(order)
+    order = step_order(ctx)
+    mappings = product_mappings(order)
     customer_id = ctx.result_of("upsert_customer_erp")["external_id"]
     lines = [
         RemoteLine(
             product_ref=mappings[(line.line_no, "erp")].external_id,
             quantity=line.quantity,
-            unit_price=_net_unit_price(line),
+            unit_price=net_unit_price(line),
             description=line.description,
         )
-        for line in _lines(order)
+        for line in order_lines(order)
     ]
     erp = connector_for("erp")
     with connector_errors():
@@ -324,26 +257,32 @@ def create_erp_order(ctx: StepContext) -> Done:
             reference=order.enterprise_id, customer_id=str(customer_id), currency=order.currency,
             lines=lines, order_date=timezone.localdate(), idempotency_key=ctx.key,
         )  # fmt: skip
-    _link(order, "erp", "sales_order", record.id)
-    _move(order, OrderState.VALIDATED, services.order_submit_to_erp, f"ERP sales order {record.id}")
+    crosswalk_link(order, "erp", "sales_order", record.id)
+    order_advance(
+        order, OrderState.VALIDATED, services.order_submit_to_erp, f"ERP sales order {record.id}"
+    )
     return Done(record.id, {"number": record.number, "found": found is not None})
 
 
 def await_financial_acceptance(ctx: StepContext) -> Done:
-    order = _order(ctx)
-    _move(order, OrderState.SUBMITTED_TO_ERP, services.order_accept, "ERP accepted the order")
+    order = step_order(ctx)
+    order_advance(
+        order, OrderState.SUBMITTED_TO_ERP, services.order_accept, "ERP accepted the order"
+    )
     return Done(data=dict(ctx.signal or {}))
 
 
 def create_subscription(ctx: StepContext) -> Done:
-    order = _order(ctx)
+    order = step_order(ctx)
     if order.state == OrderState.SUBMITTED_TO_ERP:  # never bill before financial acceptance
         raise StepRetryable("the ERP has not accepted the order yet", retry_after=5)
-    recurring = [line for line in _lines(order) if line.kind == LineKind.RECURRING]
+    recurring = [line for line in order_lines(order) if line.kind == LineKind.RECURRING]
     if not recurring:
-        _move(order, OrderState.ACCEPTED, services.order_start_provisioning, "no subscription")
+        order_advance(
+            order, OrderState.ACCEPTED, services.order_start_provisioning, "no subscription"
+        )
         return Done(data={"skipped": "no recurring lines"})
-    mappings = _mappings(order)
+    mappings = product_mappings(order)
     billing = connector_for("billing")
     customer_id = str(ctx.result_of("upsert_customer_billing")["external_id"])
     sales_order = ctx.result_of("create_erp_order")["external_id"]
@@ -363,17 +302,9 @@ def create_subscription(ctx: StepContext) -> Done:
             if found is None:
                 items = []
                 for line in lines:
-                    price_key = (
-                        f"{mappings[(line.line_no, 'billing')].external_id}:{order.currency}:"
-                        f"{_net_unit_price(line)}:{line.billing_period}"
-                    )
-                    price = billing.price_ensure(
-                        lookup_key=price_key,
-                        product_name=line.description or line.product_code,
-                        currency=order.currency,
-                        unit_amount=_net_unit_price(line),
-                        interval=line.billing_period,
-                        idempotency_key=f"{ctx.key}:price:{line.line_no}",
+                    mapping = mappings[(line.line_no, "billing")]
+                    price = line_price_ensure(
+                        billing, order, line, mapping=mapping, step_key=ctx.key
                     )
                     items.append((price.id, line.quantity))
                 found = billing.subscription_create(
@@ -385,9 +316,11 @@ def create_subscription(ctx: StepContext) -> Done:
                 )
             records.append(found)
     for record in records:
-        _link(contract, "billing", "subscription", record.id)
+        crosswalk_link(contract, "billing", "subscription", record.id)
     names = ", ".join(record.id for record in records)
-    _move(order, OrderState.ACCEPTED, services.order_start_provisioning, f"subscriptions {names}")
+    order_advance(
+        order, OrderState.ACCEPTED, services.order_start_provisioning, f"subscriptions {names}"
+    )
     return Done(
         records[0].id,
         {"contract": contract.enterprise_id, "subscriptions": [record.id for record in records]},
@@ -413,16 +346,16 @@ def _contract_for(order: Order, recurring: list[OrderLine]) -> Contract:
             )
             for line in recurring
         ],
-        actor=_actor(), reason=f"subscription contract for {order.enterprise_id}",
+        actor=system_actor(), reason=f"subscription contract for {order.enterprise_id}",
     )  # fmt: skip
 
 
 def send_one_time_lines(ctx: StepContext) -> Done:
-    order = _order(ctx)
-    one_time = [line for line in _lines(order) if line.kind == LineKind.ONE_TIME]
+    order = step_order(ctx)
+    one_time = [line for line in order_lines(order) if line.kind == LineKind.ONE_TIME]
     if not one_time:
         return Done(data={"skipped": "no one-time lines"})
-    mappings = _mappings(order)
+    mappings = product_mappings(order)
     erp = connector_for("erp")
     reference = f"{order.enterprise_id}-OT"
     with connector_errors():
@@ -436,7 +369,7 @@ def send_one_time_lines(ctx: StepContext) -> Done:
                 RemoteLine(
                     product_ref=mappings[(line.line_no, "erp")].external_id,
                     quantity=line.quantity,
-                    unit_price=_net_unit_price(line),
+                    unit_price=net_unit_price(line),
                     description=line.description,
                 )
                 for line in one_time
@@ -447,13 +380,13 @@ def send_one_time_lines(ctx: StepContext) -> Done:
 
 
 def activate_contract(ctx: StepContext) -> Done:
-    order = _order(ctx)
+    order = step_order(ctx)
     contract = order.contracts.order_by("pk").first()
     if contract is not None and contract.state == ContractState.PENDING_ACTIVATION:
         services.contract_activate(
-            contract=contract, actor=_actor(), reason="financially accepted and billed"
+            contract=contract, actor=system_actor(), reason="financially accepted and billed"
         )
-    _move(order, OrderState.PROVISIONING, services.order_activate, "contract active")
+    order_advance(order, OrderState.PROVISIONING, services.order_activate, "contract active")
     return Done(contract.enterprise_id if contract else "", {})
 
 
@@ -550,13 +483,13 @@ def correction_refusals(*, what: str, category: str) -> Iterator[None]:
 
 def customer_snapshot_apply(ctx: StepContext, payload: dict[str, Any]) -> None:
     """Store the corrected snapshot on the quote (audited); resolve_customer then reads it."""
-    order = _order(ctx)
+    order = step_order(ctx)
     if order.account_id is not None:
         return  # resolved already (a redelivered message): the snapshot is no longer read
     assert order.quote is not None  # checked when the replay was requested
     with correction_refusals(what="customer", category="master_data"):
         services.quote_correct_customer_snapshot(
-            quote=order.quote, snapshot=payload, actor=_actor(),
+            quote=order.quote, snapshot=payload, actor=system_actor(),
             reason=f"{ctx.correction_reason}: customer corrected",
         )  # fmt: skip
 
@@ -587,12 +520,12 @@ def account_address_check(run: WorkflowRun, payload: dict[str, Any]) -> dict[str
 
 def account_address_apply(ctx: StepContext, payload: dict[str, Any]) -> None:
     """Correct the account's address (audited); check_tax_and_entity then validates it."""
-    order = _order(ctx)
+    order = step_order(ctx)
     assert order.account is not None  # checked when the replay was requested
     with correction_refusals(what="address", category="tax"):
         md_services.account_update_address(
             account=order.account, address_line1=payload["line1"], city=payload["city"],
-            postcode=payload["postcode"], country=payload["country"], actor=_actor(),
+            postcode=payload["postcode"], country=payload["country"], actor=system_actor(),
             reason=f"{ctx.correction_reason}: address corrected",
         )  # fmt: skip
 

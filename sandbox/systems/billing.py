@@ -27,6 +27,42 @@ from sandbox.systems.stripe import (
 
 ADDRESS_FIELDS = ("line1", "line2", "city", "state", "postal_code", "country")
 INTERVALS = ("day", "week", "month", "year")
+COLLECTION_METHODS = ("charge_automatically", "send_invoice")
+PRICE_FIELDS = (
+    "currency",
+    "unit_amount",
+    "product",
+    "product_data",
+    "recurring",
+    "lookup_key",
+    "nickname",
+    "metadata",
+    "active",
+    "tax_behavior",
+)
+SUBSCRIPTION_FIELDS = (
+    "customer",
+    "items",
+    "metadata",
+    "collection_method",
+    "days_until_due",
+    "billing_cycle_anchor",
+    "description",
+    "cancel_at_period_end",
+    "proration_behavior",
+    "payment_behavior",
+)
+INVOICE_FIELDS = (
+    "customer",
+    "subscription",
+    "currency",
+    "collection_method",
+    "days_until_due",
+    "description",
+    "metadata",
+    "lines",
+    "auto_advance",
+)
 
 
 def period_end(start: int, interval: str, count: int) -> int:
@@ -170,21 +206,9 @@ class BillingSystem(StripeSystem):
         return Reply(200, list_object("/billing/products", found, self._limit(call)))
 
     def price_create(self, call: Call) -> Reply:
-        fields = self.check(
-            call.body,
-            (
-                "currency",
-                "unit_amount",
-                "product",
-                "product_data",
-                "recurring",
-                "lookup_key",
-                "nickname",
-                "metadata",
-                "active",
-                "tax_behavior",
-            ),
-        )
+        """A price of an existing product, or of a new one (``product_data``); a lookup key
+        already in use is refused, as Stripe does."""
+        fields = self.check(call.body, PRICE_FIELDS)
         currency = fields.currency("currency", required=True)
         unit_amount = fields.integer("unit_amount", required=True, minimum=0)
         lookup_key = fields.string("lookup_key", max_length=200)
@@ -196,39 +220,8 @@ class BillingSystem(StripeSystem):
                 f"A price (`lookup_key`: {lookup_key}) already uses that lookup key.",
                 field="lookup_key",
             )
-        recurring = None
-        raw_recurring = fields.mapping("recurring")
-        if raw_recurring is not None:
-            nested = fields.nested(
-                raw_recurring, "recurring.", ("interval", "interval_count", "usage_type")
-            )
-            recurring = {
-                "interval": nested.choice("interval", INTERVALS, required=True),
-                "interval_count": nested.integer("interval_count", minimum=1) or 1,
-                "usage_type": nested.choice("usage_type", ("licensed", "metered")) or "licensed",
-            }
-        products = call.collection("products")
-        product_id = fields.string("product")
-        product_data = fields.mapping("product_data")
-        if product_id is not None:
-            self.lookup(products, "product", product_id, field="product")
-        elif product_data is not None:
-            data = fields.nested(product_data, "product_data.", ("name", "metadata"))
-            name = data.string("name", required=True)
-            metadata = self.metadata(data)
-            product_id = call.stripe_id("prod")
-            products[product_id] = {
-                "id": product_id,
-                "object": "product",
-                "active": True,
-                "created": call.unix_now,
-                "description": None,
-                "livemode": False,
-                "metadata": metadata,
-                "name": name,
-            }
-        else:
-            raise self.missing("product")
+        recurring = self._price_recurring(fields)
+        product_id = self._price_product(call, fields)
         assert currency is not None and unit_amount is not None
         price: dict[str, Any] = {
             "id": call.stripe_id("price"),
@@ -251,6 +244,47 @@ class BillingSystem(StripeSystem):
         }
         prices[price["id"]] = price
         return Reply(200, price)
+
+    def _price_recurring(self, fields: Fields) -> dict[str, Any] | None:
+        """The price's ``recurring`` (interval, count, usage type), None for a one-time price."""
+        raw_recurring = fields.mapping("recurring")
+        if raw_recurring is None:
+            return None
+        nested = fields.nested(
+            raw_recurring, "recurring.", ("interval", "interval_count", "usage_type")
+        )
+        return {
+            "interval": nested.choice("interval", INTERVALS, required=True),
+            "interval_count": nested.integer("interval_count", minimum=1) or 1,
+            "usage_type": nested.choice("usage_type", ("licensed", "metered")) or "licensed",
+        }
+
+    def _price_product(self, call: Call, fields: Fields) -> str:
+        """The id of the price's product: ``product`` (which must exist), or a product created
+        from ``product_data``; one of them is required."""
+        products = call.collection("products")
+        product_id = fields.string("product")
+        product_data = fields.mapping("product_data")
+        if product_id is not None:
+            self.lookup(products, "product", product_id, field="product")
+            return product_id
+        if product_data is None:
+            raise self.missing("product")
+        data = fields.nested(product_data, "product_data.", ("name", "metadata"))
+        name = data.string("name", required=True)
+        metadata = self.metadata(data)
+        product_id = call.stripe_id("prod")
+        products[product_id] = {
+            "id": product_id,
+            "object": "product",
+            "active": True,
+            "created": call.unix_now,
+            "description": None,
+            "livemode": False,
+            "metadata": metadata,
+            "name": name,
+        }
+        return product_id
 
     def price_get(self, call: Call) -> Reply:
         return Reply(200, self.lookup(call.collection("prices"), "price", call.params["id"]))
@@ -298,42 +332,18 @@ class BillingSystem(StripeSystem):
             raise self.invalid("items", "All prices on a subscription must share a currency.")
 
     def subscription_create(self, call: Call) -> Reply:
-        fields = self.check(
-            call.body,
-            (
-                "customer",
-                "items",
-                "metadata",
-                "collection_method",
-                "days_until_due",
-                "billing_cycle_anchor",
-                "description",
-                "cancel_at_period_end",
-                "proration_behavior",
-                "payment_behavior",
-            ),
-        )
+        """An active subscription, announced (``subscription.activated``), with its first
+        invoice issued at once (``invoice.posted``; paid when charged automatically)."""
+        fields = self.check(call.body, SUBSCRIPTION_FIELDS)
         customer = self.lookup(
             call.collection("customers"),
             "customer",
             fields.string("customer", required=True),
             field="customer",
         )
-        prices = call.collection("prices")
-        wanted: list[tuple[dict[str, Any], int]] = []
-        for index, raw in enumerate(fields.items("items", required=True, maximum=20)):
-            item = fields.nested(raw, f"items[{index}].", ("price", "quantity"))
-            price_id = item.string("price", required=True)
-            price = self.lookup(prices, "price", price_id, field=f"items[{index}][price]")
-            quantity = item.integer("quantity", minimum=1)
-            wanted.append((price, 1 if quantity is None else quantity))
+        wanted = self._subscription_items_wanted(call, fields)
         self._check_prices([price for price, _ in wanted])
-        collection_method = fields.choice(
-            "collection_method", ("charge_automatically", "send_invoice")
-        ) or ("send_invoice")
-        days_until_due = fields.integer("days_until_due", minimum=0)
-        if collection_method == "send_invoice" and days_until_due is None:
-            days_until_due = 30
+        collection_method, days_until_due = _collection_terms(fields)
         start = fields.integer("billing_cycle_anchor", minimum=0) or call.unix_now
         recurring = wanted[0][0]["recurring"]
         sub_id = call.stripe_id("sub", width=24)
@@ -373,12 +383,34 @@ class BillingSystem(StripeSystem):
             subscription_activated_data(subscription, call.now),
             correlation_id=_correlation(subscription["metadata"]),
         )
+        invoice = self._subscription_first_invoice(call, subscription, customer)
+        subscription["latest_invoice"] = invoice["id"]
+        return Reply(200, subscription)
+
+    def _subscription_items_wanted(
+        self, call: Call, fields: Fields
+    ) -> list[tuple[dict[str, Any], int]]:
+        """Each item's price (which must exist) and quantity (1 unless given)."""
+        prices = call.collection("prices")
+        wanted: list[tuple[dict[str, Any], int]] = []
+        for index, raw in enumerate(fields.items("items", required=True, maximum=20)):
+            item = fields.nested(raw, f"items[{index}].", ("price", "quantity"))
+            price_id = item.string("price", required=True)
+            price = self.lookup(prices, "price", price_id, field=f"items[{index}][price]")
+            quantity = item.integer("quantity", minimum=1)
+            wanted.append((price, 1 if quantity is None else quantity))
+        return wanted
+
+    def _subscription_first_invoice(
+        self, call: Call, subscription: dict[str, Any], customer: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Invoice the subscription's first period, one line per item, and post it."""
         invoice = self._invoice_new(
             call,
             customer=customer,
             currency=subscription["currency"],
-            collection_method=collection_method,
-            days_until_due=days_until_due,
+            collection_method=subscription["collection_method"],
+            days_until_due=subscription["days_until_due"],
             metadata={},
             description=None,
             subscription=subscription,
@@ -397,8 +429,7 @@ class BillingSystem(StripeSystem):
             )
         self._invoice_totals(invoice)
         self._invoice_post(call, invoice, customer)
-        subscription["latest_invoice"] = invoice["id"]
-        return Reply(200, subscription)
+        return invoice
 
     def subscription_get(self, call: Call) -> Reply:
         return Reply(
@@ -596,20 +627,9 @@ class BillingSystem(StripeSystem):
         invoice["status_transitions"]["paid_at"] = call.unix_now
 
     def invoice_create(self, call: Call) -> Reply:
-        fields = self.check(
-            call.body,
-            (
-                "customer",
-                "subscription",
-                "currency",
-                "collection_method",
-                "days_until_due",
-                "description",
-                "metadata",
-                "lines",
-                "auto_advance",
-            ),
-        )
+        """A draft invoice with the given lines (a price's amount, or an amount given);
+        finalize it to number and announce it."""
+        fields = self.check(call.body, INVOICE_FIELDS)
         customer = self.lookup(
             call.collection("customers"),
             "customer",
@@ -625,36 +645,8 @@ class BillingSystem(StripeSystem):
                 field="subscription",
             )
         currency = (fields.currency("currency") or "usd").lower()
-        prices = call.collection("prices")
-        lines: list[tuple[dict[str, Any] | None, int, int, str | None]] = []
-        for index, raw in enumerate(fields.items("lines", maximum=250)):
-            line = fields.nested(
-                raw, f"lines[{index}].", ("price", "quantity", "amount", "description")
-            )
-            quantity = line.integer("quantity", minimum=1) or 1
-            description = line.string("description", max_length=500)
-            if line.string("price") is not None:
-                price = self.lookup(
-                    prices, "price", line.string("price"), field=f"lines[{index}][price]"
-                )
-                if price["currency"] != currency:
-                    raise self.invalid(
-                        f"lines[{index}][price]",
-                        f"The price's currency ({price['currency']}) does not match the "
-                        f"invoice's ({currency}).",
-                    )
-                lines.append((price, quantity, price["unit_amount"] * quantity, description))
-            else:
-                amount = line.integer("amount", required=True)
-                assert amount is not None
-                lines.append((None, quantity, amount, description))
-        collection_method = (
-            fields.choice("collection_method", ("charge_automatically", "send_invoice"))
-            or "send_invoice"
-        )
-        days_until_due = fields.integer("days_until_due", minimum=0)
-        if collection_method == "send_invoice" and days_until_due is None:
-            days_until_due = 30
+        lines = self._invoice_lines_wanted(call, fields, currency)
+        collection_method, days_until_due = _collection_terms(fields)
         invoice = self._invoice_new(
             call,
             customer=customer,
@@ -678,6 +670,35 @@ class BillingSystem(StripeSystem):
             )
         self._invoice_totals(invoice)
         return Reply(200, invoice)
+
+    def _invoice_lines_wanted(
+        self, call: Call, fields: Fields, currency: str
+    ) -> list[tuple[dict[str, Any] | None, int, int, str | None]]:
+        """(price, quantity, amount, description) per line; a price must be in ``currency``."""
+        prices = call.collection("prices")
+        lines: list[tuple[dict[str, Any] | None, int, int, str | None]] = []
+        for index, raw in enumerate(fields.items("lines", maximum=250)):
+            line = fields.nested(
+                raw, f"lines[{index}].", ("price", "quantity", "amount", "description")
+            )
+            quantity = line.integer("quantity", minimum=1) or 1
+            description = line.string("description", max_length=500)
+            if line.string("price") is not None:
+                price = self.lookup(
+                    prices, "price", line.string("price"), field=f"lines[{index}][price]"
+                )
+                if price["currency"] != currency:
+                    raise self.invalid(
+                        f"lines[{index}][price]",
+                        f"The price's currency ({price['currency']}) does not match the "
+                        f"invoice's ({currency}).",
+                    )
+                lines.append((price, quantity, price["unit_amount"] * quantity, description))
+            else:
+                amount = line.integer("amount", required=True)
+                assert amount is not None
+                lines.append((None, quantity, amount, description))
+        return lines
 
     def _invoice(self, call: Call) -> dict[str, Any]:
         return self.lookup(call.collection("invoices"), "invoice", call.params["id"])
@@ -744,6 +765,16 @@ class BillingSystem(StripeSystem):
         invoice["amount_remaining"] = 0
         invoice["status_transitions"]["voided_at"] = call.unix_now
         return Reply(200, invoice)
+
+
+def _collection_terms(fields: Fields) -> tuple[str, int | None]:
+    """How the invoices are collected (``send_invoice`` unless told) and their days until
+    due (30 for ``send_invoice`` unless told)."""
+    collection_method = fields.choice("collection_method", COLLECTION_METHODS) or "send_invoice"
+    days_until_due = fields.integer("days_until_due", minimum=0)
+    if collection_method == "send_invoice" and days_until_due is None:
+        days_until_due = 30
+    return collection_method, days_until_due
 
 
 def _correlation(references: dict[str, str]) -> str | None:

@@ -412,36 +412,14 @@ class ErpSystem(System):
 
     # --- invoices -----------------------------------------------------------------------
     def invoice_create(self, call: Call) -> Reply:
+        """An open invoice, of a sales order pending fulfillment (``createdFrom``, which it
+        bills in full) or of a customer; announced at once (``invoice.posted``)."""
         fields = self.check(call.body, INVOICE_FIELDS)
         external = fields.string("externalId")
         invoices = call.collection("invoices")
         self._unique_external(invoices, external, "invoice")
         tran_date = fields.date("tranDate") or call.now.date()
-        created_from = self._reference(fields, "createdFrom")
-        order = None
-        if created_from is not None:
-            orders = call.collection("salesorders")
-            identifier = created_from.get("id") or f"eid:{created_from.get('externalId')}"
-            try:
-                order = self.lookup(orders, "sales order", identifier)
-            except ApiError:
-                order = None
-            if order is None or order["orderStatus"] != "pendingFulfillment":
-                raise ApiError(
-                    400,
-                    "INVALID_INITIALIZE_REF",
-                    f"You can not initialize invoice: invalid reference {identifier}.",
-                    field="createdFrom",
-                )
-            customer = call.collection("customers")[order["entity"]["id"]]
-            lines = [dict(line) for line in order["item"]["items"]]
-            if "item" in call.body:
-                lines = self._lines(call, fields)
-        else:
-            entity_ref = self._reference(fields, "entity", required=True)
-            assert entity_ref is not None
-            customer = self._entity(call, entity_ref)
-            lines = self._lines(call, fields)
+        order, customer, lines = self._invoice_source(call, fields)
         subsidiary = self._reference(fields, "subsidiary") or (
             order["subsidiary"] if order else customer["subsidiary"]
         )
@@ -484,6 +462,36 @@ class ErpSystem(System):
             correlation_id=order["externalId"] if order else external,
         )
         return Reply(201, invoice)
+
+    def _invoice_source(
+        self, call: Call, fields: Fields
+    ) -> tuple[dict[str, Any] | None, dict[str, Any], list[dict[str, Any]]]:
+        """(sales order, customer, lines) an invoice bills: the order's lines unless ``item``
+        is given; without ``createdFrom``, the ``entity``'s customer and the given lines."""
+        created_from = self._reference(fields, "createdFrom")
+        if created_from is None:
+            entity_ref = self._reference(fields, "entity", required=True)
+            assert entity_ref is not None
+            customer = self._entity(call, entity_ref)
+            return None, customer, self._lines(call, fields)
+        orders = call.collection("salesorders")
+        identifier = created_from.get("id") or f"eid:{created_from.get('externalId')}"
+        try:
+            order = self.lookup(orders, "sales order", identifier)
+        except ApiError:
+            order = None
+        if order is None or order["orderStatus"] != "pendingFulfillment":
+            raise ApiError(
+                400,
+                "INVALID_INITIALIZE_REF",
+                f"You can not initialize invoice: invalid reference {identifier}.",
+                field="createdFrom",
+            )
+        customer = call.collection("customers")[order["entity"]["id"]]
+        lines = [dict(line) for line in order["item"]["items"]]
+        if "item" in call.body:
+            lines = self._lines(call, fields)
+        return order, customer, lines
 
     def invoice_get(self, call: Call) -> Reply:
         return Reply(200, self.lookup(call.collection("invoices"), "invoice", call.params["id"]))

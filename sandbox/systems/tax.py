@@ -88,6 +88,18 @@ def _address_error(message: str, field: str, number: int) -> ApiError:
     )
 
 
+def _jurisdiction(country: str, *, exempt: bool) -> tuple[Decimal, dict[str, str]]:
+    """The rate of ``country`` (0 when ``exempt`` or without nexus), and how lines name it."""
+    rate, tax_name = RATES.get(country, (Decimal(0), "No tax"))
+    if exempt:
+        rate = Decimal(0)
+    return rate, {
+        "country": country,
+        "taxName": tax_name,
+        "rate": decimal_text(rate) if rate else "0",
+    }
+
+
 class TaxSystem(System):
     name = "tax"
     style = AVALARA
@@ -198,6 +210,7 @@ class TaxSystem(System):
         )
 
     def transaction_create(self, call: Call) -> Reply:
+        """Tax a document by its ship-to country; an invoice is kept by code until committed."""
         fields = self.check(call.body, TRANSACTION_FIELDS)
         company = fields.string("companyCode", required=True, max_length=25)
         kind = fields.choice("type", TYPES) or "SalesOrder"
@@ -207,62 +220,15 @@ class TaxSystem(System):
         code = fields.string("code", max_length=50)
         commit = fields.boolean("commit")
         exemption = fields.string("exemptionNo") or fields.string("entityUseCode")
-        raw_addresses = fields.mapping("addresses", required=True)
-        assert raw_addresses is not None and date is not None
-        addresses_fields = fields.nested(
-            raw_addresses, "addresses.", ("singleLocation", "shipFrom", "shipTo")
-        )
-        target = raw_addresses.get("shipTo") or raw_addresses.get("singleLocation")
-        if target is None:
-            raise self.missing("addresses.shipTo")
-        key = "shipTo" if "shipTo" in raw_addresses else "singleLocation"
-        ship_to = self._address(addresses_fields, target, f"addresses.{key}.")
-        rate, tax_name = RATES.get(ship_to["country"], (Decimal(0), "No tax"))
-        if exemption:
-            rate = Decimal(0)
-        transactions = call.collection("transactions")
-        stored_key = f"{company}/{code}" if code else None
-        existing = transactions.get(stored_key) if stored_key else None
-        if existing is not None and existing["status"] == "Committed":
-            raise ApiError(
-                400,
-                "TransactionAlreadyCommitted",
-                f"Transaction '{code}' for company '{company}' is already committed.",
-                field="code",
-                extra={"number": 1301},
-            )
-        lines: list[dict[str, Any]] = []
-        for index, raw_line in enumerate(fields.items("lines", required=True, maximum=1000)):
-            line = fields.nested(raw_line, f"lines[{index}].", LINE_FIELDS)
-            amount = line.decimal("amount", required=True)
-            quantity = line.decimal("quantity") or Decimal(1)
-            assert amount is not None
-            tax = (amount * rate).quantize(CENT, rounding=ROUND_HALF_UP)
-            lines.append(
-                {
-                    "lineNumber": line.string("number") or str(index + 1),
-                    "itemCode": line.string("itemCode") or "",
-                    "taxCode": line.string("taxCode") or "P0000000",
-                    "description": line.string("description") or "",
-                    "quantity": decimal_text(quantity),
-                    "lineAmount": money(amount),
-                    "taxableAmount": money(amount) if not exemption else "0.00",
-                    "exemptAmount": money(amount) if exemption else "0.00",
-                    "tax": money(tax),
-                    "details": [
-                        {
-                            "country": ship_to["country"],
-                            "region": ship_to["region"] or "",
-                            "jurisdictionType": "Country",
-                            "jurisdictionName": ship_to["country"],
-                            "taxName": tax_name,
-                            "rate": decimal_text(rate) if rate else "0",
-                            "taxableAmount": money(amount) if not exemption else "0.00",
-                            "tax": money(tax),
-                        }
-                    ],
-                }
-            )
+        ship_to = self._ship_to(fields)
+        assert date is not None
+        rate, jurisdiction = _jurisdiction(ship_to["country"], exempt=bool(exemption))
+        existing = self._uncommitted(call, company, code)
+        lines = [
+            self._tax_line(raw_line, index, fields, ship_to=ship_to, rate=rate,
+                           jurisdiction=jurisdiction, exempt=bool(exemption))
+            for index, raw_line in enumerate(fields.items("lines", required=True, maximum=1000))
+        ]  # fmt: skip
         total_amount = sum((Decimal(line["lineAmount"]) for line in lines), Decimal(0))
         total_tax = sum((Decimal(line["tax"]) for line in lines), Decimal(0))
         final_code = code or f"{call.number('anonymous_code'):08d}"
@@ -288,11 +254,11 @@ class TaxSystem(System):
             "addresses": [{"boundaryLevel": "Zip5", **ship_to}],
             "summary": [
                 {
-                    "country": ship_to["country"],
+                    "country": jurisdiction["country"],
                     "jurisType": "Country",
                     "jurisName": ship_to["country"],
-                    "taxName": tax_name,
-                    "rate": decimal_text(rate) if rate else "0",
+                    "taxName": jurisdiction["taxName"],
+                    "rate": jurisdiction["rate"],
                     "taxable": "0.00" if exemption else money(total_amount),
                     "tax": money(total_tax),
                 }
@@ -300,8 +266,80 @@ class TaxSystem(System):
             "modifiedDate": iso_utc(call.now),
         }
         if kind != "SalesOrder":
+            transactions = call.collection("transactions")
             transactions[f"{company}/{final_code}"] = transaction
         return Reply(201, transaction)
+
+    def _ship_to(self, fields: Fields) -> dict[str, Any]:
+        """The validated ship-to address (``shipTo``, else ``singleLocation``)."""
+        raw_addresses = fields.mapping("addresses", required=True)
+        assert raw_addresses is not None
+        addresses_fields = fields.nested(
+            raw_addresses, "addresses.", ("singleLocation", "shipFrom", "shipTo")
+        )
+        target = raw_addresses.get("shipTo") or raw_addresses.get("singleLocation")
+        if target is None:
+            raise self.missing("addresses.shipTo")
+        key = "shipTo" if "shipTo" in raw_addresses else "singleLocation"
+        return self._address(addresses_fields, target, f"addresses.{key}.")
+
+    def _uncommitted(
+        self, call: Call, company: str | None, code: str | None
+    ) -> dict[str, Any] | None:
+        """The stored transaction with ``code``, if any; a committed one is refused."""
+        transactions = call.collection("transactions")
+        stored_key = f"{company}/{code}" if code else None
+        existing = transactions.get(stored_key) if stored_key else None
+        if existing is not None and existing["status"] == "Committed":
+            raise ApiError(
+                400,
+                "TransactionAlreadyCommitted",
+                f"Transaction '{code}' for company '{company}' is already committed.",
+                field="code",
+                extra={"number": 1301},
+            )
+        return existing
+
+    def _tax_line(
+        self,
+        raw_line: Any,
+        index: int,
+        fields: Fields,
+        *,
+        ship_to: dict[str, Any],
+        rate: Decimal,
+        jurisdiction: dict[str, str],
+        exempt: bool,
+    ) -> dict[str, Any]:
+        """One taxed line: its amount at ``rate`` (nothing taxable when ``exempt``)."""
+        line = fields.nested(raw_line, f"lines[{index}].", LINE_FIELDS)
+        amount = line.decimal("amount", required=True)
+        quantity = line.decimal("quantity") or Decimal(1)
+        assert amount is not None
+        tax = (amount * rate).quantize(CENT, rounding=ROUND_HALF_UP)
+        return {
+            "lineNumber": line.string("number") or str(index + 1),
+            "itemCode": line.string("itemCode") or "",
+            "taxCode": line.string("taxCode") or "P0000000",
+            "description": line.string("description") or "",
+            "quantity": decimal_text(quantity),
+            "lineAmount": money(amount),
+            "taxableAmount": money(amount) if not exempt else "0.00",
+            "exemptAmount": money(amount) if exempt else "0.00",
+            "tax": money(tax),
+            "details": [
+                {
+                    "country": jurisdiction["country"],
+                    "region": ship_to["region"] or "",
+                    "jurisdictionType": "Country",
+                    "jurisdictionName": ship_to["country"],
+                    "taxName": jurisdiction["taxName"],
+                    "rate": jurisdiction["rate"],
+                    "taxableAmount": money(amount) if not exempt else "0.00",
+                    "tax": money(tax),
+                }
+            ],
+        }
 
     def transaction_get(self, call: Call) -> Reply:
         key = f"{call.params['company']}/{call.params['code']}"

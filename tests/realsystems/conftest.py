@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from orchestration.connectors.tryton.erp import TrytonErp, sessions_forget
+from orchestration.connectors.tryton.erp import TrytonErp
+from orchestration.connectors.tryton.session import sessions_forget
 from sandbox import SandboxConfig
 from tests.integration.conftest import start_worker  # noqa: F401 (the fixture, shared)
 from tests.integration.q2c_env import Rig, catalog_seed, rig_start, system_environment

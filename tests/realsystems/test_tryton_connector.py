@@ -19,7 +19,8 @@ import requests
 from orchestration.connectors import transport
 from orchestration.connectors.errors import PermanentError, RetryableError
 from orchestration.connectors.interfaces import Party, RemoteLine
-from orchestration.connectors.tryton.erp import TrytonErp, sessions_forget
+from orchestration.connectors.tryton.erp import TrytonErp
+from orchestration.connectors.tryton.session import sessions_forget
 from orchestration.events.polling import poll_cursor_run
 from orchestration.models import InboundEvent, OutboundCall, PollCursor
 from tests.realsystems.helpers import tryton_pay_in_full
@@ -304,7 +305,7 @@ def test_a_wrong_password_is_a_permanent_auth_error(
 ):
     # given
     monkeypatch.setenv("CONNECTOR_ERP_PASSWORD", "not-the-password")
-    from orchestration.connectors.tryton.erp import sessions_forget
+    from orchestration.connectors.tryton.session import sessions_forget
 
     sessions_forget()
     # when

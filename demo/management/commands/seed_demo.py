@@ -19,6 +19,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        """Refuse unless DEBUG or demo mode; seed; print the users (and seed near duplicates)."""
         if not (settings.DEBUG or settings.TANDEM_DEMO_MODE):
             raise CommandError(
                 "seed_demo creates users with a known password; "

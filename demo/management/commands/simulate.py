@@ -19,6 +19,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
+        """The rehearsal's options (see ``demo.simulate.simulate``)."""
         parser.add_argument("--quotes", type=int, default=20)
         parser.add_argument("--chaos", choices=sorted(CHAOS_PROFILES), default="none")
         parser.add_argument("--seed", type=int, default=1)
@@ -30,6 +31,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        """Run the rehearsal and print its summary as JSON; exit 1 unless it passed."""
         if options["quotes"] < 1:
             raise CommandError("--quotes must be at least 1")
         stream = sys.stderr

@@ -14,38 +14,24 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, cast
 
+from orchestration.connectors.billing_common import (
+    ACCOUNT_KEY,
+    AMENDMENT_KEY,
+    CONTRACT_KEY,
+    ORDER_KEY,
+    interval_check,
+    price_describe,
+    recurring_of,
+    reference_key,
+    subscription_metadata,
+    whole_quantity,
+)
 from orchestration.connectors.errors import PermanentError
 from orchestration.connectors.interfaces import BillingApi, Party, RemoteRecord
 from orchestration.connectors.minor_units import decimal_from_minor_units, minor_units_from
 from orchestration.connectors.transport import Transport
 
 SYSTEM = "billing"
-ACCOUNT_KEY = "tandem_account"
-ORDER_KEY = "tandem_order"
-CONTRACT_KEY = "tandem_contract"
-AMENDMENT_KEY = "tandem_amendment"  # the amendment order whose change a subscription carries
-# Tandem billing periods -> Stripe's (interval, interval_count); "" is a one-time price.
-INTERVALS: dict[str, tuple[str, int] | None] = {
-    "day": ("day", 1),
-    "week": ("week", 1),
-    "month": ("month", 1),
-    "quarter": ("month", 3),
-    "year": ("year", 1),
-    "": None,
-}
-
-
-def reference_key(reference: str) -> str:
-    """The metadata key a subscription's reference is kept under."""
-    return CONTRACT_KEY if reference.startswith("CTR-") else ORDER_KEY
-
-
-def subscription_metadata(reference: str, contract_reference: str = "") -> dict[str, str]:
-    """The metadata a subscription is found by again: its order, and its contract if known."""
-    metadata = {reference_key(reference): reference}
-    if contract_reference:
-        metadata[CONTRACT_KEY] = contract_reference
-    return metadata
 
 
 class SandboxBilling:
@@ -54,10 +40,16 @@ class SandboxBilling:
 
     # --- customers ----------------------------------------------------------------------
     def customer_find(self, *, reference: str) -> RemoteRecord | None:
+        """The oldest customer with ``metadata[tandem_account]`` = ``reference``
+        (``BillingApi.customer_find``).
+        """
         found = self._search("customer_find", "customers", {f"metadata[{ACCOUNT_KEY}]": reference})
         return customer_record(found) if found is not None else None
 
     def customer_create(self, *, party: Party, idempotency_key: str) -> RemoteRecord:
+        """Create the customer with the reference (and tax id) in its metadata
+        (``BillingApi.customer_create``); ``idempotency_key`` goes out as the header.
+        """
         metadata = {ACCOUNT_KEY: party.reference}
         if party.tax_id:
             metadata["tax_id"] = party.tax_id
@@ -97,35 +89,20 @@ class SandboxBilling:
         a customer at the wrong price is never the way out. ``interval`` is one of ``day``,
         ``week``, ``month``, ``quarter``, ``year``, or ``""`` for a one-time price.
         """
-        if interval not in INTERVALS:
-            raise PermanentError(
-                f"billing period {interval!r} is not one of {', '.join(map(repr, INTERVALS))}",
-                system=SYSTEM,
-                kind="validation",
-            )
+        recurring = interval_check(interval)
         wanted: dict[str, Any] = {
             "currency": currency.lower(),
             "unit_amount": minor_units_from(unit_amount, currency, system=SYSTEM),
-            "recurring": INTERVALS[interval],
+            "recurring": recurring,
         }
         existing = self._price_lookup(lookup_key)
         if existing is None:
-            recurring = wanted["recurring"]
-            body: dict[str, Any] = {
-                "currency": wanted["currency"],
-                "unit_amount": wanted["unit_amount"],
-                "lookup_key": lookup_key,
-                "product_data": {"name": product_name, "metadata": {"lookup_key": lookup_key}},
-                "metadata": {"lookup_key": lookup_key},
-            }
-            if recurring is not None:
-                body["recurring"] = {"interval": recurring[0], "interval_count": recurring[1]}
             try:
                 response = self.transport.call(
                     operation="price_create",
                     method="POST",
                     path="prices",
-                    json=body,
+                    json=_price_body(lookup_key, product_name, wanted),
                     idempotency_key=idempotency_key,
                 )
             except PermanentError:
@@ -135,18 +112,7 @@ class SandboxBilling:
                     raise
             else:
                 return price_record(response.body)
-        have: dict[str, Any] = {
-            "currency": existing["currency"],
-            "unit_amount": existing["unit_amount"],
-            "recurring": _recurring(existing),
-        }
-        if have != wanted:
-            raise PermanentError(
-                f"price {existing['id']} with lookup_key {lookup_key!r} is "
-                f"{_describe(have)}, not {_describe(wanted)}",
-                system=SYSTEM,
-                kind="conflict",
-            )
+        _price_same_or_conflict(existing, lookup_key, wanted)
         return price_record(existing)
 
     def _price_lookup(self, lookup_key: str) -> dict[str, Any] | None:
@@ -161,6 +127,9 @@ class SandboxBilling:
 
     # --- subscriptions ------------------------------------------------------------------
     def subscription_find(self, *, reference: str) -> RemoteRecord | None:
+        """The oldest subscription carrying ``reference`` under its kind's metadata key
+        (``BillingApi.subscription_find``).
+        """
         found = self._search(
             "subscription_find",
             "subscriptions",
@@ -177,11 +146,15 @@ class SandboxBilling:
         idempotency_key: str,
         contract_reference: str = "",
     ) -> RemoteRecord:
+        """Subscribe the customer (``BillingApi.subscription_create``); billing activates it and
+        issues its first invoice at once.
+        """
         metadata = subscription_metadata(reference, contract_reference)
         body = {
             "customer": customer_id,
             "items": [
-                {"price": price_id, "quantity": _whole(quantity)} for price_id, quantity in items
+                {"price": price_id, "quantity": whole_quantity(quantity)}
+                for price_id, quantity in items
             ],
             "metadata": metadata,
         }
@@ -195,6 +168,7 @@ class SandboxBilling:
         return subscription_record(response.body)
 
     def subscription_get(self, *, subscription_id: str) -> RemoteRecord:
+        """The subscription ``subscription_id`` (``BillingApi.subscription_get``)."""
         response = self.transport.call(
             operation="subscription_get", method="GET", path=f"subscriptions/{subscription_id}"
         )
@@ -216,9 +190,9 @@ class SandboxBilling:
         changes: list[dict[str, Any]] = []
         for price_id, quantity in items:
             if price_id in by_price:
-                changes.append({"id": by_price[price_id], "quantity": _whole(quantity)})
+                changes.append({"id": by_price[price_id], "quantity": whole_quantity(quantity)})
             else:
-                changes.append({"price": price_id, "quantity": _whole(quantity)})
+                changes.append({"price": price_id, "quantity": whole_quantity(quantity)})
         wanted = {price_id for price_id, _ in items}
         changes += [
             {"id": item_id, "deleted": True}
@@ -238,6 +212,9 @@ class SandboxBilling:
         return subscription_record(response.body)
 
     def subscription_cancel(self, *, subscription_id: str, idempotency_key: str) -> RemoteRecord:
+        """Cancel the subscription now (``BillingApi.subscription_cancel``); billing answers a
+        cancelled one unchanged.
+        """
         response = self.transport.call(
             operation="subscription_cancel",
             method="DELETE",
@@ -257,31 +234,41 @@ class SandboxBilling:
         return found[-1] if found else None
 
 
-def _whole(quantity: Decimal) -> int:
-    if quantity != quantity.to_integral_value() or quantity < 1:
+def _price_body(lookup_key: str, product_name: str, wanted: dict[str, Any]) -> dict[str, Any]:
+    """A new price, with its product, found again by ``lookup_key``."""
+    body: dict[str, Any] = {
+        "currency": wanted["currency"],
+        "unit_amount": wanted["unit_amount"],
+        "lookup_key": lookup_key,
+        "product_data": {"name": product_name, "metadata": {"lookup_key": lookup_key}},
+        "metadata": {"lookup_key": lookup_key},
+    }
+    recurring = wanted["recurring"]
+    if recurring is not None:
+        body["recurring"] = {"interval": recurring[0], "interval_count": recurring[1]}
+    return body
+
+
+def _price_same_or_conflict(
+    existing: dict[str, Any], lookup_key: str, wanted: dict[str, Any]
+) -> None:
+    """Raise ``PermanentError`` (kind ``conflict``) unless the existing price is the wanted one."""
+    have: dict[str, Any] = {
+        "currency": existing["currency"],
+        "unit_amount": existing["unit_amount"],
+        "recurring": recurring_of(existing.get("recurring")),
+    }
+    if have != wanted:
         raise PermanentError(
-            f"subscription quantity {quantity} is not a whole number of at least 1",
+            f"price {existing['id']} with lookup_key {lookup_key!r} is "
+            f"{price_describe(have)}, not {price_describe(wanted)}",
             system=SYSTEM,
-            kind="validation",
+            kind="conflict",
         )
-    return int(quantity)
-
-
-def _recurring(price: dict[str, Any]) -> tuple[str, int] | None:
-    recurring = price.get("recurring")
-    if not recurring:
-        return None
-    return (str(recurring["interval"]), int(recurring.get("interval_count") or 1))
-
-
-def _describe(price: dict[str, Any]) -> str:
-    amount = decimal_from_minor_units(price["unit_amount"], price["currency"])
-    recurring = price["recurring"]
-    per = "one-time" if recurring is None else f"every {recurring[1]} {recurring[0]}"
-    return f"{amount} {price['currency'].upper()} {per}"
 
 
 def customer_record(body: dict[str, Any]) -> RemoteRecord:
+    """Billing's customer as a ``RemoteRecord`` (its Tandem reference and invoice prefix)."""
     return RemoteRecord(
         id=str(body["id"]),
         data={
@@ -293,7 +280,8 @@ def customer_record(body: dict[str, Any]) -> RemoteRecord:
 
 
 def price_record(body: dict[str, Any]) -> RemoteRecord:
-    recurring = _recurring(body)
+    """Billing's price as a ``RemoteRecord`` (the amount as a Decimal string, its interval)."""
+    recurring = recurring_of(body.get("recurring"))
     return RemoteRecord(
         id=str(body["id"]),
         status="active" if body.get("active", True) else "inactive",
@@ -309,6 +297,9 @@ def price_record(body: dict[str, Any]) -> RemoteRecord:
 
 
 def subscription_record(body: dict[str, Any]) -> RemoteRecord:
+    """Billing's subscription as a ``RemoteRecord``: its Tandem references, period, and its
+    items as parallel lists (``item_ids``, ``price_ids``, ``quantities``).
+    """
     metadata = body.get("metadata") or {}
     return RemoteRecord(
         id=str(body["id"]),

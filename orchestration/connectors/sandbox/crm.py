@@ -59,6 +59,7 @@ class SandboxCrm:
 
 
 def account_record(body: dict[str, Any]) -> RemoteRecord:
+    """A CRM account as a ``RemoteRecord`` (name, domain, country, currency, tax id)."""
     return RemoteRecord(
         id=str(body["Id"]),
         data={

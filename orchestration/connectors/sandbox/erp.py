@@ -23,10 +23,16 @@ class SandboxErp:
 
     # --- customers ----------------------------------------------------------------------
     def customer_find(self, *, reference: str) -> RemoteRecord | None:
+        """The customer whose ``externalId`` is ``reference`` (``ErpApi.customer_find``)."""
         found = self._find("customer_find", "customers", reference)
         return customer_record(found) if found is not None else None
 
     def customer_create(self, *, party: Party, idempotency_key: str) -> RemoteRecord:
+        """Create the customer, ``externalId`` = ``party.reference`` (``ErpApi.customer_create``).
+
+        The ERP keeps ``externalId`` unique, so a second create of the same customer is refused
+        (``PermanentError``); ``idempotency_key`` makes a retried create answer the first one.
+        """
         body: dict[str, Any] = {
             "externalId": party.reference,
             "companyName": party.name,
@@ -56,6 +62,7 @@ class SandboxErp:
 
     # --- sales orders -------------------------------------------------------------------
     def sales_order_find(self, *, reference: str) -> RemoteRecord | None:
+        """The sales order whose ``externalId`` is ``reference`` (``ErpApi.sales_order_find``)."""
         found = self._find("sales_order_find", "salesorders", reference)
         return sales_order_record(found) if found is not None else None
 
@@ -69,6 +76,9 @@ class SandboxErp:
         order_date: dt.date,
         idempotency_key: str,
     ) -> RemoteRecord:
+        """Create the sales order with ``externalId`` = ``reference``, pending approval
+        (``ErpApi.sales_order_create``); its lines name items by external id.
+        """
         response = self.transport.call(
             operation="sales_order_create",
             method="POST",
@@ -85,6 +95,9 @@ class SandboxErp:
         return sales_order_record(response.body)
 
     def sales_order_cancel(self, *, sales_order_id: str, idempotency_key: str) -> RemoteRecord:
+        """Cancel a sales order pending approval or fulfillment (``ErpApi.sales_order_cancel``);
+        any other status is refused with ``PermanentError`` (``INVALID_TRANS_STATUS``).
+        """
         response = self.transport.call(
             operation="sales_order_cancel",
             method="POST",
@@ -96,6 +109,7 @@ class SandboxErp:
 
     # --- invoices -----------------------------------------------------------------------
     def invoice_find(self, *, reference: str) -> RemoteRecord | None:
+        """The invoice whose ``externalId`` is ``reference`` (``ErpApi.invoice_find``)."""
         found = self._find("invoice_find", "invoices", reference)
         return invoice_record(found) if found is not None else None
 
@@ -143,6 +157,7 @@ class SandboxErp:
 
 
 def line_body(line: RemoteLine) -> dict[str, Any]:
+    """A sales order or invoice line as the ERP takes it: item by external id, decimal strings."""
     body: dict[str, Any] = {
         "item": {"externalId": line.product_ref},
         "quantity": format(line.quantity, "f"),
@@ -158,6 +173,7 @@ def _ref(value: Any, key: str) -> str:
 
 
 def customer_record(body: dict[str, Any]) -> RemoteRecord:
+    """The ERP's customer as a ``RemoteRecord`` (internal id, entity id as number)."""
     return RemoteRecord(
         id=str(body["internalId"]),
         status="inactive" if body.get("isInactive") else "active",
@@ -171,6 +187,7 @@ def customer_record(body: dict[str, Any]) -> RemoteRecord:
 
 
 def sales_order_record(body: dict[str, Any]) -> RemoteRecord:
+    """The ERP's sales order as a ``RemoteRecord`` (``status`` is its ``orderStatus``)."""
     return RemoteRecord(
         id=str(body["internalId"]),
         status=str(body["orderStatus"]),
@@ -187,6 +204,7 @@ def sales_order_record(body: dict[str, Any]) -> RemoteRecord:
 
 
 def invoice_record(body: dict[str, Any]) -> RemoteRecord:
+    """The ERP's invoice as a ``RemoteRecord`` (totals as decimal strings)."""
     return RemoteRecord(
         id=str(body["internalId"]),
         status=str(body["status"]),

@@ -43,6 +43,9 @@ class SandboxPayments:
     def payment_collect(
         self, *, invoice_ref: str, amount: Decimal, currency: str, idempotency_key: str
     ) -> RemoteRecord:
+        """Create and confirm a payment intent for ``invoice_ref`` with the configured payment
+        method (``PaymentsApi.payment_collect``); a decline is ``PermanentError`` (402).
+        """
         response = self.transport.call(
             operation="payment_collect",
             method="POST",
@@ -61,6 +64,7 @@ class SandboxPayments:
 
 
 def payment_record(body: dict[str, Any]) -> RemoteRecord:
+    """A payment intent as a ``RemoteRecord`` (amounts as Decimal strings)."""
     currency = str(body["currency"])
     return RemoteRecord(
         id=str(body["id"]),

@@ -36,6 +36,18 @@ from urllib.parse import parse_qsl, urlsplit
 import stripe
 from django.conf import settings
 
+from orchestration.connectors.billing_common import (
+    ACCOUNT_KEY,
+    AMENDMENT_KEY,
+    CONTRACT_KEY,
+    ORDER_KEY,
+    interval_check,
+    price_describe,
+    recurring_of,
+    reference_key,
+    subscription_metadata,
+    whole_quantity,
+)
 from orchestration.connectors.errors import (
     ConnectorConfigurationError,
     ConnectorError,
@@ -44,15 +56,6 @@ from orchestration.connectors.errors import (
 )
 from orchestration.connectors.interfaces import BillingApi, Party, RemoteRecord
 from orchestration.connectors.minor_units import decimal_from_minor_units, minor_units_from
-from orchestration.connectors.sandbox.billing import (
-    ACCOUNT_KEY,
-    AMENDMENT_KEY,
-    CONTRACT_KEY,
-    INTERVALS,
-    ORDER_KEY,
-    reference_key,
-    subscription_metadata,
-)
 from orchestration.connectors.transport import Transport, retry_after_parse
 
 SYSTEM = "billing"
@@ -100,6 +103,10 @@ class TransportHttpClient(stripe.HTTPClient):
         *,
         _usage: list[str] | None = None,
     ) -> tuple[str, int, Mapping[str, str]]:
+        """Send the SDK's request through the transport and hand back (body, status, headers),
+        whatever the status; the SDK raises its own errors, which the connector classes.
+        Requests to another host than billing's are refused (``ConnectorConfigurationError``).
+        """
         if not url.startswith(self._base + "/"):
             raise ConnectorConfigurationError(f"Stripe URL {urlsplit(url).path!r} leaves billing")
         sent = dict(headers or {})
@@ -131,6 +138,7 @@ class TransportHttpClient(stripe.HTTPClient):
         return body if isinstance(body, str) else json.dumps(body)
 
     def request_stream(self, *args: Any, **kwargs: Any) -> Any:
+        """Refused: Tandem makes no streaming calls."""
         raise NotImplementedError("Tandem makes no streaming calls to Stripe")
 
     def close(self) -> None:
@@ -264,10 +272,15 @@ class StripeBilling:
 
     # --- customers ----------------------------------------------------------------------
     def customer_find(self, *, reference: str) -> RemoteRecord | None:
+        """The oldest customer with ``metadata[tandem_account]`` = ``reference``
+        (``BillingApi.customer_find``)."""
         found = self._find_by_metadata("customer_find", "customers", ACCOUNT_KEY, reference)
         return customer_record(found) if found is not None else None
 
     def customer_create(self, *, party: Party, idempotency_key: str) -> RemoteRecord:
+        """Create the customer with the reference (and tax id) in its metadata
+        (``BillingApi.customer_create``); in test mode it gets the test payment method.
+        """
         metadata = {ACCOUNT_KEY: party.reference}
         if party.tax_id:
             metadata["tax_id"] = party.tax_id
@@ -304,13 +317,7 @@ class StripeBilling:
         ``PermanentError`` (kind ``conflict``): the mapping is wrong. The plans catalog has
         no one-time prices: ``interval=""`` is refused there (kind ``validation``).
         """
-        if interval not in INTERVALS:
-            raise PermanentError(
-                f"billing period {interval!r} is not one of {', '.join(map(repr, INTERVALS))}",
-                system=SYSTEM,
-                kind="validation",
-            )
-        recurring = INTERVALS[interval]
+        recurring = interval_check(interval)
         wanted = {
             "currency": currency.lower(),
             "unit_amount": minor_units_from(unit_amount, currency, system=SYSTEM),
@@ -340,7 +347,7 @@ class StripeBilling:
         have = {
             "currency": existing["currency"],
             "unit_amount": existing["unit_amount"],
-            "recurring": _recurring(existing.get("recurring")),
+            "recurring": recurring_of(existing.get("recurring")),
         }
         _same_or_conflict("price", existing["id"], lookup_key, have, wanted)
         return price_record(existing)
@@ -384,6 +391,9 @@ class StripeBilling:
 
     # --- subscriptions ------------------------------------------------------------------
     def subscription_find(self, *, reference: str) -> RemoteRecord | None:
+        """The oldest subscription, any status, carrying ``reference`` under its kind's metadata
+        key (``BillingApi.subscription_find``).
+        """
         found = self._find_by_metadata(
             "subscription_find", "subscriptions", reference_key(reference), reference,
             status="all",
@@ -415,11 +425,16 @@ class StripeBilling:
         idempotency_key: str,
         contract_reference: str = "",
     ) -> RemoteRecord:
+        """Subscribe the customer to prices (or plans) (``BillingApi.subscription_create``), with
+        the configured collection method.
+        """
         metadata = subscription_metadata(reference, contract_reference)
         price_field = "plan" if self.catalog() == "plans" else "price"
         params: Any = {
             "customer": customer_id,
-            "items": [{price_field: price_id, "quantity": _whole(qty)} for price_id, qty in items],
+            "items": [
+                {price_field: price_id, "quantity": whole_quantity(qty)} for price_id, qty in items
+            ],
             "metadata": metadata,
         }
         if settings.CONNECTOR_BILLING_STRIPE_COLLECTION == "send_invoice":
@@ -432,6 +447,7 @@ class StripeBilling:
         return subscription_record(subscription.to_dict())
 
     def subscription_get(self, *, subscription_id: str) -> RemoteRecord:
+        """The subscription ``subscription_id`` (``BillingApi.subscription_get``)."""
         with self._operation("subscription_get"):
             subscription = self.client.v1.subscriptions.retrieve(subscription_id)
         return subscription_record(subscription.to_dict())
@@ -459,9 +475,9 @@ class StripeBilling:
         for price_id, quantity in items:
             wanted_prices.add(price_id)
             if price_id in by_price:
-                changes.append({"id": by_price[price_id], "quantity": _whole(quantity)})
+                changes.append({"id": by_price[price_id], "quantity": whole_quantity(quantity)})
             else:
-                changes.append({price_field: price_id, "quantity": _whole(quantity)})
+                changes.append({price_field: price_id, "quantity": whole_quantity(quantity)})
         for price_id, item_id in by_price.items():
             if price_id not in wanted_prices:
                 changes.append({"id": item_id, "deleted": True})
@@ -530,33 +546,11 @@ def _same_or_conflict(
 ) -> None:
     if have != wanted:
         raise PermanentError(
-            f"{what} {remote_id} for {lookup_key!r} is {_describe(have)}, not {_describe(wanted)}",
+            f"{what} {remote_id} for {lookup_key!r} is {price_describe(have)}, "
+            f"not {price_describe(wanted)}",
             system=SYSTEM,
             kind="conflict",
         )
-
-
-def _describe(price: dict[str, Any]) -> str:
-    amount = decimal_from_minor_units(price["unit_amount"], price["currency"])
-    recurring = price["recurring"]
-    per = "one-time" if recurring is None else f"every {recurring[1]} {recurring[0]}"
-    return f"{amount} {price['currency'].upper()} {per}"
-
-
-def _recurring(recurring: Any) -> tuple[str, int] | None:
-    if not recurring:
-        return None
-    return (str(recurring["interval"]), int(recurring.get("interval_count") or 1))
-
-
-def _whole(quantity: Decimal) -> int:
-    if quantity != quantity.to_integral_value() or quantity < 1:
-        raise PermanentError(
-            f"subscription quantity {quantity} is not a whole number of at least 1",
-            system=SYSTEM,
-            kind="validation",
-        )
-    return int(quantity)
 
 
 def _id_of(value: Any) -> str:
@@ -567,6 +561,7 @@ def _id_of(value: Any) -> str:
 
 
 def customer_record(body: dict[str, Any]) -> RemoteRecord:
+    """A Stripe customer as a ``RemoteRecord`` (its Tandem reference, email, name)."""
     return RemoteRecord(
         id=str(body["id"]),
         data={
@@ -578,7 +573,8 @@ def customer_record(body: dict[str, Any]) -> RemoteRecord:
 
 
 def price_record(body: dict[str, Any]) -> RemoteRecord:
-    recurring = _recurring(body.get("recurring"))
+    """A Stripe price as a ``RemoteRecord`` (the amount as a Decimal string, its interval)."""
+    recurring = recurring_of(body.get("recurring"))
     return RemoteRecord(
         id=str(body["id"]),
         status="active" if body.get("active", True) else "inactive",
@@ -594,6 +590,7 @@ def price_record(body: dict[str, Any]) -> RemoteRecord:
 
 
 def plan_record(body: dict[str, Any]) -> RemoteRecord:
+    """A legacy Stripe plan as a ``RemoteRecord`` shaped like ``price_record``'s."""
     return RemoteRecord(
         id=str(body["id"]),
         status="active" if body.get("active", True) else "inactive",
@@ -613,6 +610,9 @@ def _item_price_id(item: dict[str, Any]) -> str:
 
 
 def subscription_record(body: dict[str, Any]) -> RemoteRecord:
+    """A Stripe subscription as a ``RemoteRecord``: its Tandem references, period (from the
+    items since API 2025-03-31), and its items as parallel lists.
+    """
     metadata = body.get("metadata") or {}
     items = body["items"]["data"]
     # Since API version 2025-03-31 the period lives on the items, not the subscription.
@@ -645,6 +645,7 @@ def invoice_subscription_id(body: dict[str, Any]) -> str:
 
 
 def invoice_record(body: dict[str, Any]) -> RemoteRecord:
+    """A Stripe invoice as a ``RemoteRecord``: amounts as Decimal strings, lines, payment."""
     currency = str(body["currency"])
 
     def money(value: Any) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from orchestration.events.catalog import SCHEMA_DIR
-from orchestration.events.handlers import EventNotReady
+from orchestration.events.errors import EventNotReady
 from orchestration.events.services import inbound_event_receive
 from orchestration.events.signatures import signature_header
 from orchestration.models import InboundEvent

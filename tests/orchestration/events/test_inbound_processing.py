@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from orchestration.events.catalog import SCHEMA_DIR
-from orchestration.events.handlers import EventNotReady
+from orchestration.events.errors import EventNotReady
 from orchestration.events.selectors import inbound_events_rejected
 from orchestration.events.services import inbound_event_receive
 from orchestration.events.signatures import signature_header

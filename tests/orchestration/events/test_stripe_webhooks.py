@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from orchestration.events.catalog import EventRejected, event_validate
+from orchestration.events.catalog import event_validate
+from orchestration.events.errors import EventRejected
 from orchestration.events.services import inbound_event_process
 from orchestration.events.signatures import signature_header
 from orchestration.events.stripe_events import stripe_event_canonical

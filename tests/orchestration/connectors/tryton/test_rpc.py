@@ -10,15 +10,10 @@ from typing import Any
 import pytest
 
 from orchestration.connectors.errors import PermanentError, RetryableError
-from orchestration.connectors.tryton.erp import (
-    TrytonErp,
-    cursor_format,
-    cursor_parse,
-    rpc_decode,
-    rpc_encode,
-    rpc_error,
-    sessions_forget,
-)
+from orchestration.connectors.tryton.codec import rpc_decode, rpc_encode, rpc_error
+from orchestration.connectors.tryton.erp import TrytonErp
+from orchestration.connectors.tryton.polling import cursor_format, cursor_parse
+from orchestration.connectors.tryton.session import sessions_forget
 from orchestration.models import OutboundCall
 from tests.orchestration.conftest import RemoteSystem
 

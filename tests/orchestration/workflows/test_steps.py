@@ -7,7 +7,7 @@ import pytest
 
 from orchestration.connectors.errors import PermanentError, RetryableError
 from orchestration.workflows.errors import StepFailed, StepRetryable
-from orchestration.workflows.quote_to_cash import connector_errors
+from orchestration.workflows.steps import connector_errors
 
 
 def test_a_retryable_connector_error_keeps_its_system_and_kind_as_the_error_class():
