@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.test import override_settings
 
+from core.errors import Refused
 from masterdata.models import (
     Account,
     AccountStatus,
@@ -176,15 +177,16 @@ def test_a_merged_account_cannot_be_merged_again(make_user):
     md.merge_request(survivor=world.survivor, loser=world.loser, actor=actor, reason=REASON)
     before = database_snapshot()
     # when
-    with pytest.raises(ValidationError) as refused:
+    with pytest.raises(Refused) as refused:
         md.merge_request(
             survivor=third, loser=Account.objects.get(pk=world.loser.pk), actor=actor,
             reason=REASON,
         )  # fmt: skip
     # then
-    assert refused.value.messages == [
-        f"{world.loser.enterprise_id} is merged; only active accounts merge"
-    ]
+    assert (refused.value.kind, refused.value.message) == (
+        Refused.Kind.STATE,
+        f"{world.loser.enterprise_id} is merged; only active accounts merge",
+    )
     assert database_snapshot() == before
 
 

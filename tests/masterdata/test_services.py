@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from core.audit import audit_context
+from core.errors import Refused
 from masterdata.models import Account, AccountAlias, AccountStatus, ExternalId
 from masterdata.selectors import account_by_enterprise_id, external_id_resolve
 from masterdata.services import records as md
@@ -54,12 +54,13 @@ def test_linking_an_id_that_names_another_record_is_refused():
     _link(owner)
     before = database_snapshot()
     # when
-    with pytest.raises(ValidationError) as refused:
+    with pytest.raises(Refused) as refused:
         _link(other)
     # then
-    assert refused.value.messages == [
-        f"crm account 0015g00000XyZ already belongs to {owner.enterprise_id}"
-    ]
+    assert (refused.value.kind, refused.value.message) == (
+        Refused.Kind.DUPLICATE,
+        f"crm account 0015g00000XyZ already belongs to {owner.enterprise_id}",
+    )
     assert database_snapshot() == before
 
 
@@ -112,10 +113,10 @@ def test_linking_refuses_an_unknown_system_or_an_empty_id(system, external_id, m
     account = factories.account()
     before = database_snapshot()
     # when
-    with pytest.raises(ValidationError) as refused:
+    with pytest.raises(Refused) as refused:
         _link(account, external_id=external_id, system=system)
     # then
-    assert refused.value.messages == [message]
+    assert (refused.value.kind, refused.value.message) == (Refused.Kind.INVALID, message)
     assert database_snapshot() == before
 
 
