@@ -13,9 +13,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import cast
 
-from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from core.errors import DATA_REFUSALS, Refused
 from core.records import LineKind
 from masterdata.models import ExternalId
 from orchestration.connectors.interfaces import RemoteLine
@@ -244,8 +244,10 @@ def apply_to_contract(ctx: StepContext) -> Done:
                 actor=_actor(),
                 reason=f"amendment {order.enterprise_id}",
             )
-        except ValidationError as exc:
-            raise StepFailed("; ".join(exc.messages), category="validation",
+        except Refused as exc:
+            if exc.kind not in DATA_REFUSALS:
+                raise
+            raise StepFailed(exc.message, category="validation",
                              error_class="AmendmentInvalid") from exc  # fmt: skip
     _move(order, OrderState.PROVISIONING, services.order_activate, "amendment in effect")
     return Done(contract.enterprise_id, {"version": version.number})
