@@ -62,6 +62,7 @@ REFUSAL_STATUS: dict[Refused.Kind, int] = {
 
 
 def refusal_status(kind: Refused.Kind) -> int:
+    """The HTTP status a refusal of ``kind`` is answered with."""
     return REFUSAL_STATUS.get(kind, 400)
 
 
@@ -92,6 +93,7 @@ class Cursor(CursorPagination):
 
 
 def cursor_ordered(*ordering: str) -> type[CursorPagination]:
+    """The cursor pagination of ``Cursor`` over another ``ordering`` (unique at its end)."""
     return type("Cursor", (Cursor,), {"ordering": ordering})
 
 
@@ -132,6 +134,7 @@ class RecordFilters:
 
 
 def choice_values(choices: Any) -> list[str]:
+    """The values of a ``TextChoices``, as the ``choices`` of a ``RecordFilters`` filter."""
     return [str(value) for value in choices.values]
 
 
@@ -141,6 +144,7 @@ class MoneySerializer(serializers.Serializer):
 
 
 def attr_path(obj: Any, path: str) -> Any:
+    """``obj``'s attribute at the dotted ``path`` ("version.contract.currency")."""
     for part in path.split("."):
         obj = getattr(obj, part)
     return obj
@@ -167,6 +171,7 @@ class MoneyField(serializers.Field):
 
 
 def slug_ref(slug: str = "enterprise_id", **kwargs: Any) -> serializers.SlugRelatedField:
+    """A read-only reference to a related record by its enterprise id (or ``slug``)."""
     return serializers.SlugRelatedField(slug_field=slug, read_only=True, **kwargs)
 
 

@@ -519,15 +519,7 @@ def replay_request(
         corrected=corrected_payload is not None,
     )
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
-        WorkflowRun.objects.select_for_update().get(pk=run.pk)  # one request at a time per run
-        pending = Replay.objects.filter(
-            workflow_run=run,
-            state__in=[ReplayState.REQUESTED, ReplayState.APPROVED, ReplayState.RUNNING],
-        ).first()
-        if pending is not None:
-            raise Refused(
-                f"{pending} for this run is still {pending.state}", kind=Refused.Kind.DUPLICATE
-            )
+        _replay_none_pending(run)
         return Replay.objects.create(
             kind=kind,
             exception=exception,
@@ -539,6 +531,20 @@ def replay_request(
             corrected_payload=corrected_payload,
             preview=preview,
             requested_by=actor.user,
+        )
+
+
+def _replay_none_pending(run: WorkflowRun) -> None:
+    """Lock the run (one request at a time per run) and refuse a second replay while one is
+    requested, approved or running (``DUPLICATE``)."""
+    WorkflowRun.objects.select_for_update().get(pk=run.pk)
+    pending = Replay.objects.filter(
+        workflow_run=run,
+        state__in=[ReplayState.REQUESTED, ReplayState.APPROVED, ReplayState.RUNNING],
+    ).first()
+    if pending is not None:
+        raise Refused(
+            f"{pending} for this run is still {pending.state}", kind=Refused.Kind.DUPLICATE
         )
 
 
