@@ -246,3 +246,42 @@ def test_merging_is_recorded_with_the_actor_and_reason():
         "status", "merged_into_id", "history_user__username", "history_change_reason"
     )[0]
     assert row == ("merged", survivor.pk, "worker", "duplicate")
+
+
+# --- Records that do not validate ---------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_record_that_does_not_validate_is_refused_with_the_models_messages():
+    # given
+    before = database_snapshot()
+    # when
+    with pytest.raises(Refused) as refused:
+        md.account_create(
+            legal_name="Harbour Analytics Ltd", country="GB", currency="gbp",
+            actor=factories.actor(), reason="from CPQ",
+        )  # fmt: skip
+    # then
+    assert (refused.value.kind, refused.value.message) == (
+        Refused.Kind.INVALID,
+        "gbp is not an ISO 4217 currency code",
+    )
+    assert database_snapshot() == before
+
+
+@pytest.mark.django_db
+def test_an_unknown_account_detail_is_refused():
+    # given
+    before = database_snapshot()
+    # when
+    with pytest.raises(Refused) as refused:
+        md.account_create(
+            legal_name="Harbour Analytics Ltd", country="GB", currency="GBP",
+            actor=factories.actor(), reason="from CPQ", vat="GB1", fax="0",
+        )  # fmt: skip
+    # then
+    assert (refused.value.kind, refused.value.message) == (
+        Refused.Kind.INVALID,
+        "unknown account fields: fax, vat",
+    )
+    assert database_snapshot() == before
