@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import enum
 from collections.abc import Iterator
+from typing import Any
 
 from django.core.exceptions import ValidationError
 
@@ -35,6 +36,18 @@ class Refused(Exception):
         super().__init__(message)
         self.message = message
         self.kind = kind
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt without calling __init__ (the subclasses take other arguments), so a
+        # refusal crosses a process boundary (Celery's prefork pool) whole.
+        return (_refused_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _refused_rebuild(cls: type[Refused], args: tuple[Any, ...], state: dict[str, Any]) -> Refused:
+    refused = cls.__new__(cls)
+    Exception.__init__(refused, *args)
+    refused.__dict__.update(state)
+    return refused
 
 
 # The kinds that refuse the data a worker brings (an event's fields, a customer from CPQ), as

@@ -420,16 +420,16 @@ def exceptions_bulk(
     """Run one action on each exception (each in its own transaction, in pk order) and report
     what was done and what failed, and why, per exception.
 
-    Refuses the whole batch for a blank reason (``ReasonRequired``) or, to resolve, a code
-    not in ``RESOLUTION_CODES`` ("choose a resolution code", ``INVALID``). An exception the
+    Refuses the whole batch, to resolve, without a code from ``RESOLUTION_CODES`` ("choose a
+    resolution code", ``INVALID``), or for a blank reason (``ReasonRequired``). An exception the
     action refuses (``Refused``) or that does not exist is reported and the others still run;
     anything else (``PermissionDenied``, a bug) propagates. An unknown ``action`` is a bug
     (``ValueError``)."""
     if action not in BULK_ACTIONS:
         raise ValueError(f"unknown bulk action {action!r}")
-    reason_require(reason)
     if action == "resolve" and code not in RESOLUTION_CODES:
         raise Refused("choose a resolution code", kind=Refused.Kind.INVALID)
+    reason_require(reason)
     report = BulkReport(action=action)
     found = {exc.pk: exc for exc in OperationalException.objects.filter(pk__in=pks)}
     for pk in sorted(set(pks)):

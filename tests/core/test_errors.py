@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 from django.core.exceptions import ValidationError
 
@@ -82,3 +84,21 @@ def test_other_errors_pass_through_the_validation_error_conversion():
     # when / then: a bug is not a refusal
     with pytest.raises(KeyError), invalid_refused():
         raise KeyError("currency")
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        Refused("EXC-7 is ignored", kind=Refused.Kind.STATE),
+        TransitionRefused(record="ORD-1", transition="hold", state="active", allowed=["received"]),
+        ConditionFailed(record="INV-1", transition="post", state="draft", unmet=["has lines"]),
+        ReasonRequired("a reason is required to retry"),
+    ],
+)
+def test_a_refusal_survives_a_trip_between_processes(refusal):
+    # when
+    copy = pickle.loads(pickle.dumps(refusal))  # noqa: S301 (our own bytes)
+    # then
+    assert (type(copy), copy.kind, copy.message, str(copy), copy.__dict__) == (
+        type(refusal), refusal.kind, refusal.message, str(refusal), refusal.__dict__,
+    )  # fmt: skip
