@@ -6,14 +6,13 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django_fsm import ConcurrentTransition
 from simple_history.admin import SimpleHistoryAdmin
 
 from core.audit import Actor
-from core.errors import TransitionRefused
+from core.errors import Refused
 
 
 class AuditedAdmin(SimpleHistoryAdmin):
@@ -32,7 +31,11 @@ class AuditedAdmin(SimpleHistoryAdmin):
 def transition_action(
     service: Callable[..., Any], record_kw: str, label: str
 ) -> Callable[[Any, HttpRequest, QuerySet[Any]], None]:
-    """An admin action that runs ``service`` on each selected record as the signed-in admin."""
+    """An admin action that runs ``service`` on each selected record as the signed-in admin.
+
+    A record the service refuses (``Refused``) or the admin may not act on
+    (``PermissionDenied``) is reported and the others still run; any other error is a bug
+    and propagates."""
 
     def action(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         actor = Actor.person(request.user)
@@ -41,8 +44,9 @@ def transition_action(
             try:
                 service(**{record_kw: record}, actor=actor, reason=f"admin action: {label}")
                 done += 1
-            except (TransitionRefused, PermissionDenied, ValidationError, ValueError,
-                    ConcurrentTransition) as exc:  # fmt: skip
+            except Refused as exc:
+                failed.append(f"{record}: {exc.message}")
+            except PermissionDenied as exc:
                 failed.append(f"{record}: {exc}")
         if done:
             modeladmin.message_user(request, f"{label}: {done} done", messages.SUCCESS)

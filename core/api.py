@@ -1,6 +1,6 @@
 """What every API module stands on: deny-by-default permission, documented error
-answers, cursor pagination, exact-match filters, money as a decimal string with its currency,
-and the schema views.
+answers (a service's ``Refused`` becomes a 4xx here, in one place), cursor pagination,
+exact-match filters, money as a decimal string with its currency, and the schema views.
 
 Every view names the permission it needs (``required_permission``), the same one the
 console's page for those records checks (core.roles).
@@ -21,6 +21,11 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
+
+from core.errors import Refused
 
 
 class ConsolePermission(BasePermission):
@@ -48,6 +53,38 @@ DETAIL_ERRORS = {
 }
 
 
+# A refusal is a 400 unless its kind says otherwise: a lost race is a 409 (read the record
+# again and retry), something the input names that does not exist a 404.
+REFUSAL_STATUS: dict[Refused.Kind, int] = {
+    Refused.Kind.CONFLICT: 409,
+    Refused.Kind.NOT_FOUND: 404,
+}
+
+
+def refusal_status(kind: Refused.Kind) -> int:
+    """The HTTP status a refusal of ``kind`` is answered with."""
+    return REFUSAL_STATUS.get(kind, 400)
+
+
+class RefusedSerializer(serializers.Serializer):
+    """The body of a refused action: what the operator reads, and the kind of refusal."""
+
+    detail = serializers.CharField()
+    kind = serializers.ChoiceField(choices=[(kind.value, kind.value) for kind in Refused.Kind])
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler, plus: a service's ``Refused`` is answered ``{"detail": message, "kind":
+    kind}`` with ``refusal_status(kind)``, and the request's transaction is rolled back.
+    Anything else DRF does not know stays a 500 with a traceback."""
+    if isinstance(exc, Refused):
+        set_rollback()
+        return Response(
+            {"detail": exc.message, "kind": exc.kind.value}, status=refusal_status(exc.kind)
+        )
+    return drf_exception_handler(exc, context)
+
+
 class Cursor(CursorPagination):
     page_size = 50
     page_size_query_param = "page_size"
@@ -56,6 +93,7 @@ class Cursor(CursorPagination):
 
 
 def cursor_ordered(*ordering: str) -> type[CursorPagination]:
+    """The cursor pagination of ``Cursor`` over another ``ordering`` (unique at its end)."""
     return type("Cursor", (Cursor,), {"ordering": ordering})
 
 
@@ -96,6 +134,7 @@ class RecordFilters:
 
 
 def choice_values(choices: Any) -> list[str]:
+    """The values of a ``TextChoices``, as the ``choices`` of a ``RecordFilters`` filter."""
     return [str(value) for value in choices.values]
 
 
@@ -105,6 +144,7 @@ class MoneySerializer(serializers.Serializer):
 
 
 def attr_path(obj: Any, path: str) -> Any:
+    """``obj``'s attribute at the dotted ``path`` ("version.contract.currency")."""
     for part in path.split("."):
         obj = getattr(obj, part)
     return obj
@@ -131,6 +171,7 @@ class MoneyField(serializers.Field):
 
 
 def slug_ref(slug: str = "enterprise_id", **kwargs: Any) -> serializers.SlugRelatedField:
+    """A read-only reference to a related record by its enterprise id (or ``slug``)."""
     return serializers.SlugRelatedField(slug_field=slug, read_only=True, **kwargs)
 
 

@@ -116,6 +116,7 @@ def audit_context(*, actor: Actor | None = None, reason: str | None = None) -> I
 
 
 def current_reason() -> str | None:
+    """The reason of the ``audit_context`` being run (None outside any)."""
     return _current.get().reason
 
 

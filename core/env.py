@@ -27,6 +27,8 @@ def _raw(name: str) -> str | None:
 
 
 def envstr(name: str, default: str | None = None, *, required: bool = False) -> str:
+    """``name`` (or the file ``name_FILE`` names) as a string; ``default`` when unset or
+    empty. Raises ``ImproperlyConfigured`` when it is required, or has no default, and unset."""
     value = _raw(name)
     if value is None or value == "":
         if required:
@@ -38,6 +40,8 @@ def envstr(name: str, default: str | None = None, *, required: bool = False) -> 
 
 
 def envbool(name: str, default: bool) -> bool:
+    """``name`` as a boolean (1/0, true/false, yes/no, on/off); ``default`` when unset.
+    Raises ``ImproperlyConfigured`` for any other value."""
     value = _raw(name)
     if value is None:
         return default
@@ -50,6 +54,8 @@ def envbool(name: str, default: bool) -> bool:
 
 
 def envint(name: str, default: int, *, minimum: int | None = None) -> int:
+    """``name`` as an integer; ``default`` when unset or empty. Raises
+    ``ImproperlyConfigured`` for a value that is not an integer or is below ``minimum``."""
     value = _raw(name)
     if value is None or value == "":
         return default
@@ -63,6 +69,8 @@ def envint(name: str, default: int, *, minimum: int | None = None) -> int:
 
 
 def envfloat(name: str, default: float) -> float:
+    """``name`` as a number; ``default`` when unset or empty. Raises ``ImproperlyConfigured``
+    for a value that is not a number."""
     value = _raw(name)
     if value is None or value == "":
         return default
@@ -73,6 +81,8 @@ def envfloat(name: str, default: float) -> float:
 
 
 def envlist(name: str, default: list[str]) -> list[str]:
+    """``name`` as a comma-separated list (items trimmed, empty ones dropped); a copy of
+    ``default`` when unset."""
     value = _raw(name)
     if value is None:
         return list(default)

@@ -27,6 +27,7 @@ WIDTH = 6
 
 
 def format_identifier(prefix: str, number: int) -> str:
+    """An enterprise id as people read it: ``ORD-000042``."""
     return f"{prefix}-{number:0{WIDTH}d}"
 
 

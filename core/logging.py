@@ -20,6 +20,8 @@ _correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar(
 
 @contextlib.contextmanager
 def correlation(correlation_id: str) -> Iterator[None]:
+    """Tag every log line written in this block with ``correlation_id`` (the deal's
+    enterprise id; "-" when empty)."""
     token = _correlation_id.set(correlation_id or "-")
     try:
         yield
@@ -28,6 +30,7 @@ def correlation(correlation_id: str) -> Iterator[None]:
 
 
 def current_correlation_id() -> str:
+    """The correlation id of the block being run ("-" outside any)."""
     return _correlation_id.get()
 
 

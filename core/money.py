@@ -33,6 +33,8 @@ AMOUNT_PLACES = 4
 
 
 def validate_currency(value: str) -> None:
+    """A field validator: raise Django's ``ValidationError`` unless ``value`` is an ISO 4217
+    code (services turn it into a refusal with ``core.errors.invalid_refused``)."""
     if value not in ISO_4217:
         raise ValidationError(
             "%(value)s is not an ISO 4217 currency code", code="currency", params={"value": value}

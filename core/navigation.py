@@ -40,8 +40,10 @@ PAGE_BY_NAME = {page.url_name: page for page in PAGES}
 
 
 def may_see(user: Any, page: Page) -> bool:
+    """Whether a signed-in ``user`` holds the permission ``page`` needs (if any)."""
     return bool(user.is_authenticated) and (not page.permission or user.has_perm(page.permission))
 
 
 def visible_pages(user: Any) -> list[Page]:
+    """The navigation entries ``user`` may see, in menu order."""
     return [page for page in PAGES if page.in_nav and may_see(user, page)]

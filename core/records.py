@@ -9,6 +9,8 @@ from django.db import models
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin
 
+from core.errors import invalid_refused
+
 SYSTEM_CHOICES = [
     ("crm", "CRM"),
     ("cpq", "CPQ"),
@@ -60,12 +62,16 @@ class StatefulRecord(CanonicalRecord):
 
 
 def record_full_clean(record: models.Model, *, exclude: list[str] | None = None) -> None:
-    """``full_clean`` that leaves protected state fields alone (they refuse assignment)."""
+    """``full_clean`` that leaves protected state fields alone (they refuse assignment).
+
+    A record that does not validate is refused (``Refused``, kind ``INVALID``), its
+    messages joined by '; '."""
     from django_fsm import FSMFieldMixin
 
     skip = set(exclude or [])
     skip.update(f.name for f in record._meta.concrete_fields if isinstance(f, FSMFieldMixin))
-    record.full_clean(exclude=sorted(skip))
+    with invalid_refused():
+        record.full_clean(exclude=sorted(skip))
 
 
 _refresh_lock = threading.RLock()

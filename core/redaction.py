@@ -23,6 +23,8 @@ _DIGIT_RUN = re.compile(r"\+?\d[\d -]{7,}\d")
 
 
 def key_is_sensitive(key: object) -> bool:
+    """Whether a JSON key names a secret or personal value (a password, token, card
+    number...), whatever its case and separators."""
     normalised = _SEPARATORS.sub("", str(key).lower())
     return any(part in normalised for part in SENSITIVE_KEY_PARTS)
 

@@ -12,10 +12,10 @@ from typing import Any, TypeVar
 
 from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
-from django_fsm import has_transition_perm
+from django_fsm import ConcurrentTransition, has_transition_perm
 
 from core.audit import Actor, audit_context
-from core.errors import ConditionFailed, ReasonRequired, TransitionRefused
+from core.errors import ConditionFailed, ReasonRequired, Refused, TransitionRefused
 
 M = TypeVar("M", bound=models.Model)
 
@@ -29,12 +29,18 @@ def _transition_meta(record: models.Model, name: str) -> Any:
 
 
 def transition_sources(record: models.Model, name: str) -> list[str]:
+    """The states transition ``name`` of ``record``'s model is allowed from, sorted."""
     meta = _transition_meta(record, name)
     return sorted(str(source) for source in meta.transitions if source != "*")
 
 
 def transition_check(record: models.Model, name: str, *, actor: Actor) -> None:
-    """Raise unless ``actor`` may run transition ``name`` on ``record`` right now."""
+    """Raise unless ``actor`` may run transition ``name`` on ``record`` right now.
+
+    Refuses with ``TransitionRefused`` (not allowed from the record's state) or
+    ``ConditionFailed`` (allowed, but a precondition is unmet; the message names it); raises
+    ``PermissionDenied`` when a person lacks the transition's permission (system actors act
+    for the platform). A name that is not a transition is a bug (``ValueError``)."""
     meta = _transition_meta(record, name)
     state = getattr(record, meta.field.attname)
     if not meta.has_transition(state):
@@ -54,15 +60,24 @@ def transition_check(record: models.Model, name: str, *, actor: Actor) -> None:
 
 
 def transition_apply(record: M, name: str, *, actor: Actor, reason: str, **kwargs: Any) -> M:
-    """Run transition ``name`` on ``record`` and save it with history (actor, reason).
+    """Run transition ``name`` on ``record`` and save it with history (actor, reason), in one
+    transaction (or the caller's). Returns ``record``, moved.
 
-    ``record`` is saved as loaded: if another worker moved it since, the save raises
-    ``django_fsm.ConcurrentTransition`` and this transaction rolls back.
+    Refuses a blank reason (``ReasonRequired``) and whatever ``transition_check`` refuses.
+    ``record`` is saved as loaded: if another worker moved it since, the save is refused
+    (``Refused``, kind ``CONFLICT``, from ``django_fsm.ConcurrentTransition``) and this
+    transaction rolls back.
     """
     if not reason or not reason.strip():
         raise ReasonRequired(f"a reason is required to '{name}' {record}")
     transition_check(record, name, actor=actor)
-    with transaction.atomic(), audit_context(actor=actor, reason=reason):
-        getattr(record, name)(**kwargs)
-        record.save()
+    try:
+        with transaction.atomic(), audit_context(actor=actor, reason=reason):
+            getattr(record, name)(**kwargs)
+            record.save()
+    except ConcurrentTransition as exc:
+        raise Refused(
+            f"{record} was changed by someone else meanwhile; read it again and retry",
+            kind=Refused.Kind.CONFLICT,
+        ) from exc
     return record

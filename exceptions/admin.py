@@ -8,18 +8,8 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from core.admin_tools import AuditedAdmin, transition_action
-from core.audit import Actor
 from exceptions import services
 from exceptions.models import ExceptionComment, OperationalException, Replay
-
-
-def exception_resolve_in_admin(
-    *, exception: OperationalException, actor: Actor, reason: str
-) -> OperationalException:
-    """Resolve with the code that says it was closed from the admin."""
-    return services.exception_resolve(
-        exception=exception, code="resolved_in_admin", actor=actor, reason=reason
-    )
 
 
 @admin.register(OperationalException)
@@ -34,7 +24,7 @@ class OperationalExceptionAdmin(AuditedAdmin):
     editable = ("owner_team", "severity", "assignee")
     actions = [
         transition_action(services.exception_retry, "exception", "Retry the failed step"),
-        transition_action(exception_resolve_in_admin, "exception", "Resolve"),
+        transition_action(services.exception_resolve_in_admin, "exception", "Resolve"),
         transition_action(services.exception_ignore, "exception", "Ignore"),
     ]
 

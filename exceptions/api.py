@@ -2,17 +2,16 @@
 serializers (HackSoft), the same permissions as the console, checked on the server.
 
 Every view needs the queue's (or the replays') view permission; an action also needs its own
-(``ConsolePermission`` reads ``required`` from the view). Service refusals become 400 (or 409
-when another change won the race); the maker-checker refusal is a 403.
+(``ConsolePermission`` reads ``required`` from the view). A service's ``Refused`` becomes
+``{"detail", "kind"}`` with a 400 (a 409 when another change won the race) through
+``core.api.exception_handler``; the maker-checker refusal is a 403 (``PermissionDenied``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from django_fsm import ConcurrentTransition
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -20,19 +19,20 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api import RefusedSerializer
 from core.audit import Actor
-from core.errors import TransitionRefused
 from core.problems import Category, Severity, Team
 from core.roles import role_of
 from exceptions import selectors, services
 from exceptions.models import (
+    RESOLUTION_CODES,
     Compensation,
     ExceptionState,
     OperationalException,
@@ -40,7 +40,6 @@ from exceptions.models import (
     ReplayKind,
     ReplayState,
 )
-from exceptions.views import RESOLUTION_CODES
 from orchestration.workflows.models import StepRun, WorkflowRun
 
 EXC_VIEW = "exceptions.view_operationalexception"
@@ -56,22 +55,6 @@ class ConsolePermission(BasePermission):
         if not (user and user.is_authenticated and role_of(user)) or not required:
             return False
         return all(user.has_perm(perm) for perm in required)
-
-
-class Conflict(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "the record changed meanwhile; read it again"
-    default_code = "conflict"
-
-
-def _run(action: Any) -> Any:
-    """Call a service; turn its refusals into API errors (nothing was changed)."""
-    try:
-        return action()
-    except ConcurrentTransition as exc:
-        raise Conflict(str(exc) or None) from exc
-    except (TransitionRefused, ValueError) as exc:
-        raise ValidationError({"detail": str(exc)}) from exc
 
 
 def _actor(request: Request) -> Actor:
@@ -129,7 +112,15 @@ _ERRORS = {
     403: OpenApiResponse(description="your role may not do this"),
 }
 _ONE = {**_ERRORS, 404: OpenApiResponse(description="no such exception or replay")}
-_ACTION = {**_ONE, 409: OpenApiResponse(description="refused in the record's current state")}
+_ACTION = {
+    **_ONE,
+    400: OpenApiResponse(
+        RefusedSerializer, description="refused: the input or the record's state does not allow it"
+    ),
+    409: OpenApiResponse(
+        RefusedSerializer, description="another change won the race; read the record again"
+    ),
+}
 
 
 def _page_of(item: type[serializers.Serializer], name: str) -> serializers.Serializer:
@@ -206,15 +197,10 @@ class ExceptionRetryApi(APIView):
         exception = _exception(pk)
         data = ActionInput(data=request.data)
         data.is_valid(raise_exception=True)
-
-        def retry() -> OperationalException:
-            if not exception.is_open:
-                raise ValueError(f"EXC-{pk} is {exception.state}; only an open one is retried")
-            return services.exception_retry(
-                exception=exception, actor=_actor(request), reason=data.validated_data["reason"]
-            )
-
-        return Response(ExceptionOutput(_run(retry)).data)
+        retried = services.exception_retry(
+            exception=exception, actor=_actor(request), reason=data.validated_data["reason"]
+        )
+        return Response(ExceptionOutput(retried).data)
 
 
 class ExceptionAssignApi(APIView):
@@ -244,13 +230,11 @@ class ExceptionAssignApi(APIView):
             )
             if assignee is None:
                 raise ValidationError({"assignee": "no person with a role has that id"})
-        updated = _run(
-            lambda: services.exception_assign(
-                exception=exception,
-                assignee=assignee,
-                actor=_actor(request),
-                reason=data.validated_data["reason"],
-            )
+        updated = services.exception_assign(
+            exception=exception,
+            assignee=assignee,
+            actor=_actor(request),
+            reason=data.validated_data["reason"],
         )
         return Response(ExceptionOutput(selectors.exception_get(pk=updated.pk)).data)
 
@@ -272,13 +256,11 @@ class ExceptionResolveApi(APIView):
         exception = _exception(pk)
         data = self.ResolveInput(data=request.data)
         data.is_valid(raise_exception=True)
-        resolved = _run(
-            lambda: services.exception_resolve(
-                exception=exception,
-                code=data.validated_data["code"],
-                actor=_actor(request),
-                reason=data.validated_data["reason"],
-            )
+        resolved = services.exception_resolve(
+            exception=exception,
+            code=data.validated_data["code"],
+            actor=_actor(request),
+            reason=data.validated_data["reason"],
         )
         return Response(ExceptionOutput(resolved).data)
 
@@ -296,10 +278,8 @@ class ExceptionIgnoreApi(APIView):
         exception = _exception(pk)
         data = ActionInput(data=request.data)
         data.is_valid(raise_exception=True)
-        ignored = _run(
-            lambda: services.exception_ignore(
-                exception=exception, actor=_actor(request), reason=data.validated_data["reason"]
-            )
+        ignored = services.exception_ignore(
+            exception=exception, actor=_actor(request), reason=data.validated_data["reason"]
         )
         return Response(ExceptionOutput(ignored).data)
 
@@ -318,10 +298,8 @@ class ExceptionCommentApi(APIView):
         exception = _exception(pk)
         data = self.CommentInput(data=request.data)
         data.is_valid(raise_exception=True)
-        comment = _run(
-            lambda: services.exception_comment(
-                exception=exception, body=data.validated_data["body"], actor=_actor(request)
-            )
+        comment = services.exception_comment(
+            exception=exception, body=data.validated_data["body"], actor=_actor(request)
         )
         return Response(CommentOutput(comment).data, status=status.HTTP_201_CREATED)
 
@@ -428,16 +406,14 @@ class ReplayRequestApi(APIView):
             workflow_run = WorkflowRun.objects.filter(pk=values["workflow_run"]).first()
             if workflow_run is None:
                 raise ValidationError({"workflow_run": "no such workflow run"})
-        replay = _run(
-            lambda: services.replay_request(
-                kind=values["kind"],
-                actor=_actor(request),
-                reason=values["reason"],
-                step_run=step_run,
-                workflow_run=workflow_run,
-                compensation=values.get("compensation", ""),
-                corrected_payload=values.get("corrected_payload"),
-            )
+        replay = services.replay_request(
+            kind=values["kind"],
+            actor=_actor(request),
+            reason=values["reason"],
+            step_run=step_run,
+            workflow_run=workflow_run,
+            compensation=values.get("compensation", ""),
+            corrected_payload=values.get("corrected_payload"),
         )
         return Response(ReplayDetailOutput(replay).data, status=status.HTTP_201_CREATED)
 
@@ -452,14 +428,10 @@ class _ReplayDecisionApi(APIView):
         data = ActionInput(data=request.data)
         data.is_valid(raise_exception=True)
         service = services.replay_approve if self.decision == "approve" else services.replay_reject
-        try:
-            decided = _run(
-                lambda: service(
-                    replay=replay, actor=_actor(request), reason=data.validated_data["reason"]
-                )
-            )
-        except PermissionDenied:
-            raise  # the maker-checker refusal: 403
+        # A maker-checker refusal is PermissionDenied: a 403.
+        decided = service(
+            replay=replay, actor=_actor(request), reason=data.validated_data["reason"]
+        )
         return Response(ReplayOutput(decided).data)
 
 

@@ -30,6 +30,19 @@ class ExceptionState(models.TextChoices):
 
 OPEN_STATES = [ExceptionState.OPEN, ExceptionState.RETRYING]
 
+# Codes an operator resolves with by hand ("retry_succeeded" is set only by the engine,
+# "compensated" also by an approved compensation).
+RESOLUTION_CODES: dict[str, str] = {
+    "fixed_at_source": "Fixed in the source system",
+    "fixed_downstream": "Fixed in the target system by hand",
+    "data_corrected": "Data corrected in Tandem",
+    "compensated": "Compensated (the effect was reversed)",
+    "duplicate": "Duplicate of another exception",
+    "not_a_problem": "Not a problem",
+}
+# The code the admin's Resolve action closes with.
+ADMIN_RESOLUTION_CODE = "resolved_in_admin"
+
 
 class OperationalException(ConcurrentTransitions, models.Model):
     category = models.CharField(max_length=30, choices=Category.choices)

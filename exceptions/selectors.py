@@ -9,6 +9,7 @@ from typing import Any
 from django.db.models import Count, Max, Min, QuerySet
 from django.utils import timezone
 
+from core.errors import Refused
 from core.problems import Category
 from exceptions.models import (
     CORRECTABLE_CATEGORIES,
@@ -20,7 +21,7 @@ from exceptions.models import (
     ReplayState,
 )
 from orchestration.models import OutboundCall
-from orchestration.workflows.models import StepEffect, StepRun
+from orchestration.workflows.models import StepEffect, StepRun, WorkflowRun
 from orchestration.workflows.observers import Correction
 
 # Enough to follow one deal; an order with more calls than this is read in the admin.
@@ -143,6 +144,7 @@ def exception_outbound_calls(*, exception: OperationalException) -> list[Outboun
 
 
 def exception_comments(*, exception: OperationalException) -> QuerySet[ExceptionComment]:
+    """The exception's comments, oldest first, with their authors (one query)."""
     return exception.comments.select_related("author").order_by("created_at", "pk")
 
 
@@ -158,6 +160,20 @@ def assignable_users() -> QuerySet[Any]:
         .distinct()
         .order_by("username")
     )
+
+
+def assignee_choose(*, choice: str, me: Any) -> Any:
+    """The person an operator gives an exception to: ``"me"``, nobody (``""``, back to the
+    owner team's queue: ``None``) or the pk of an active person with a role in Tandem.
+    Refuses anything else ("choose a person with a role in Tandem", ``INVALID``)."""
+    if choice == "me":
+        return me
+    if not choice:
+        return None
+    found = assignable_users().filter(pk=int(choice)).first() if choice.isdigit() else None
+    if found is None:
+        raise Refused("choose a person with a role in Tandem", kind=Refused.Kind.INVALID)
+    return found
 
 
 def exception_pks_for_group(*, fingerprint: str) -> list[int]:
@@ -190,6 +206,15 @@ def exceptions_naming_account(*, enterprise_id: str) -> list[OperationalExceptio
 # --- Replays --------------------------------------------------------------------------------
 
 
+def run_open_exception(*, run: WorkflowRun) -> OperationalException | None:
+    """The run's newest open (or retrying) exception: the one a replay of the run answers."""
+    return (
+        OperationalException.objects.filter(workflow_run=run, state__in=OPEN_STATES)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+
+
 def replay_list(*, state: str = "") -> QuerySet[Replay]:
     """Replays newest first, with who asked and who decided (one query per page)."""
     qs = Replay.objects.select_related(
@@ -201,6 +226,7 @@ def replay_list(*, state: str = "") -> QuerySet[Replay]:
 
 
 def replay_get(*, pk: int) -> Replay:
+    """One replay with who asked, who decided and what it replays (raises DoesNotExist)."""
     return Replay.objects.select_related(
         "requested_by", "decided_by", "workflow_run", "step_run", "exception"
     ).get(pk=pk)
@@ -279,36 +305,71 @@ def replay_preview(
     """The dry run: which steps run again, which effects exist and are skipped, what is sent.
 
     ``payload`` is what the first step works with (``corrected``: a correction that replaces
-    its declared input before it runs)."""
+    its declared input before it runs). A read: refuses nothing, sends nothing."""
+    from orchestration.workflows.engine import step_input
+
+    if kind == ReplayKind.COMPENSATION:
+        return _compensation_preview(run=step_run.run, compensation=compensation)
+    rows = _replay_step_rows(step_run=step_run, corrected=corrected)
+    declared = step_input(kind=step_run.run.kind, step=step_run.name)
+    uses = None
+    if declared is not None:
+        uses = {
+            "step": step_run.name,
+            "what": declared.describe,
+            "corrected": corrected,
+            "payload": payload,
+        }
+    return {
+        "steps": rows,
+        "sends": [
+            {"system": row["system"], "step": row["name"], "payload": payload if i == 0 else None}
+            for i, row in enumerate(rows)
+            if row["action"] == "run"
+        ],
+        "payload": payload,
+        "uses": uses,
+        "then": "the exception resolves itself when the failed step succeeds",
+    }
+
+
+def _compensation_preview(*, run: WorkflowRun, compensation: str) -> dict[str, Any]:
+    """The one call a compensation makes, and whether it was made already."""
     from orchestration.workflows.engine import (
-        REGISTRY,
         compensation_def,
         compensation_key,
         compensation_target,
-        step_input,
     )
 
+    key = compensation_key(run=run, code=compensation)
+    undo = compensation_def(run=run, code=compensation)
+    return {
+        "steps": [],
+        "sends": [
+            {
+                "system": undo.system if undo else "",
+                "operation": undo.operation if undo else "",
+                "target": compensation_target(run=run, code=compensation),
+                "idempotency_key": key,
+                "already_done": StepEffect.objects.filter(idempotency_key=key).exists(),
+            }
+        ],
+        "then": "resolve the run's open exceptions, cancel the run and the order",
+    }
+
+
+def _replay_step_rows(*, step_run: StepRun, corrected: bool) -> list[dict[str, Any]]:
+    """``step_run`` and the steps after it, in order, each with what the replay does to it:
+    skip (its effect exists), run (calls its system), or check (runs again, no effect)."""
+    from orchestration.workflows.engine import REGISTRY
+
     run = step_run.run
-    if kind == ReplayKind.COMPENSATION:
-        key = compensation_key(run=run, code=compensation)
-        undo = compensation_def(run=run, code=compensation)
-        return {
-            "steps": [],
-            "sends": [
-                {
-                    "system": undo.system if undo else "",
-                    "operation": undo.operation if undo else "",
-                    "target": compensation_target(run=run, code=compensation),
-                    "idempotency_key": key,
-                    "already_done": StepEffect.objects.filter(idempotency_key=key).exists(),
-                }
-            ],
-            "then": "resolve the run's open exceptions, cancel the run and the order",
-        }
     definition = REGISTRY.get(run.kind)
     defs = {step.name: step for step in definition.steps} if definition else {}
-    steps = list(StepRun.objects.filter(run=run, position__gte=step_run.position))
-    steps.sort(key=lambda s: s.position)
+    steps = sorted(
+        StepRun.objects.filter(run=run, position__gte=step_run.position),
+        key=lambda s: s.position,
+    )
     effects = {
         effect.idempotency_key: effect
         for effect in StepEffect.objects.filter(
@@ -337,23 +398,4 @@ def replay_preview(
             {"pk": step.pk, "name": step.name, "system": step.system, "state": step.state,
              "action": action, "detail": detail}
         )  # fmt: skip
-    declared = step_input(kind=run.kind, step=step_run.name)
-    uses = None
-    if declared is not None:
-        uses = {
-            "step": step_run.name,
-            "what": declared.describe,
-            "corrected": corrected,
-            "payload": payload,
-        }
-    return {
-        "steps": rows,
-        "sends": [
-            {"system": row["system"], "step": row["name"], "payload": payload if i == 0 else None}
-            for i, row in enumerate(rows)
-            if row["action"] == "run"
-        ],
-        "payload": payload,
-        "uses": uses,
-        "then": "the exception resolves itself when the failed step succeeds",
-    }
+    return rows

@@ -1,4 +1,6 @@
-"""Writes to the exception queue. Each runs in one transaction with the actor and reason."""
+"""Writes to the exception queue and replays. Each runs in one transaction with the actor and
+reason, and refuses with ``core.errors.Refused`` (nothing changed; the message is what the
+operator reads). A missing permission is ``PermissionDenied``."""
 
 from __future__ import annotations
 
@@ -10,16 +12,17 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
-from django_fsm import ConcurrentTransition
 
 from core.audit import Actor, audit_context
-from core.errors import ReasonRequired, TransitionRefused, reason_require
+from core.errors import Refused, reason_require
 from core.problems import CATEGORY_OWNER, CATEGORY_SLA, Category, Problem
 from core.roles import role_of
 from core.transitions import transition_apply
 from exceptions import selectors
 from exceptions.models import (
+    ADMIN_RESOLUTION_CODE,
     OPEN_STATES,
+    RESOLUTION_CODES,
     ExceptionComment,
     ExceptionState,
     OperationalException,
@@ -34,6 +37,7 @@ from orchestration.workflows.engine import (
     compensation_record,
     compensations_available,
     step_input,
+    step_retry,
     workflow_replay,
 )
 from orchestration.workflows.errors import StepFailed
@@ -42,14 +46,15 @@ from q2c.models import ORDER_FINAL, ORDER_PRE_ACTIVE, Order, OrderState
 
 
 def exception_fingerprint(*, system: str, error_class: str, step: str) -> str:
-    """Identical errors (same system, error class and step) share a fingerprint."""
+    """Identical errors (same system, error class and step) share a fingerprint. Pure."""
     return hashlib.sha256(f"{system}|{error_class}|{step}".encode()).hexdigest()[:32]
 
 
 def exception_raise(*, problem: Problem, actor: Actor, reason: str) -> OperationalException:
     """Put a problem raised outside any workflow step on the queue (inside the caller's
     transaction): owned by its category's team unless it names one, due by the category's SLA,
-    grouped with identical errors by its fingerprint."""
+    grouped with identical errors by its fingerprint. Refuses nothing: an unknown category is
+    a bug (``ValueError``). Returns the new exception."""
     if problem.category not in Category.values:
         raise ValueError(f"unknown exception category {problem.category!r}")
     now = timezone.now()
@@ -76,18 +81,9 @@ def exception_raise_for_step(
     *, step_run: StepRun, error: StepFailed, actor: Actor
 ) -> OperationalException:
     """Record a step's permanent failure and hold its order (call inside the engine's
-    transaction). One open exception per step run: a failed retry updates it."""
-    run = step_run.run
-    category = error.category if error.category in Category.values else Category.DOWNSTREAM_API
-    context: dict[str, Any] = {
-        "workflow": run.kind,
-        "step": step_run.name,
-        "attempts": step_run.attempts,
-        "idempotency_key": step_run.idempotency_key,
-        **({"compensation": error.compensation} if error.compensation else {}),
-        **{key: value for key, value in error.context.items() if _json_safe(value)},
-    }
-    error_class = str(error.context.get("error_class") or type(error).__name__)
+    transaction, the step locked). One open exception per step run: a failed retry updates
+    it (and it is open again). Refuses nothing. Returns the exception."""
+    context = _step_failure_context(step_run=step_run, error=error)
     message = str(error)
     with audit_context(actor=actor, reason=f"step {step_run.name} failed"):
         existing = (
@@ -104,38 +100,71 @@ def exception_raise_for_step(
             existing.save()
             exc = existing
         else:
-            now = timezone.now()
-            exc = OperationalException.objects.create(
-                category=category,
-                severity=error.severity,
-                owner_team=CATEGORY_OWNER[category],
-                system=step_run.system if step_run.system != "default" else "",
-                step=step_run.name,
-                error_class=error_class,
-                message=message,
-                context=context,
-                fingerprint=exception_fingerprint(
-                    system=step_run.system, error_class=error_class, step=step_run.name
-                ),
-                correlation_id=run.subject_id,
-                order=run.order,
-                workflow_run=run,
-                step_run=step_run,
-                created_at=now,
-                sla_due_at=now + CATEGORY_SLA[category],
+            exc = _exception_create_for_step(
+                step_run=step_run, error=error, message=message, context=context
             )
-        order = run.order
-        if order is not None:
-            order = Order.objects.get(pk=order.pk)  # fresh; see orchestration's _move
-            if order.state in ORDER_PRE_ACTIVE:
-                transition_apply(
-                    order,
-                    "hold",
-                    actor=actor,
-                    reason=f"exception EXC-{exc.pk}: {message[:200]}",
-                    reason_text=f"{step_run.name} failed: {message[:500]}",
-                )
+        _order_hold_for(exc, step_run=step_run, message=message, actor=actor)
     return exc
+
+
+def _step_failure_context(*, step_run: StepRun, error: StepFailed) -> dict[str, Any]:
+    """What the operator sees about the failure: where, how often, under which key, and the
+    error's own context (what is JSON)."""
+    return {
+        "workflow": step_run.run.kind,
+        "step": step_run.name,
+        "attempts": step_run.attempts,
+        "idempotency_key": step_run.idempotency_key,
+        **({"compensation": error.compensation} if error.compensation else {}),
+        **{key: value for key, value in error.context.items() if _json_safe(value)},
+    }
+
+
+def _exception_create_for_step(
+    *, step_run: StepRun, error: StepFailed, message: str, context: dict[str, Any]
+) -> OperationalException:
+    run = step_run.run
+    category = error.category if error.category in Category.values else Category.DOWNSTREAM_API
+    error_class = str(error.context.get("error_class") or type(error).__name__)
+    now = timezone.now()
+    return OperationalException.objects.create(
+        category=category,
+        severity=error.severity,
+        owner_team=CATEGORY_OWNER[category],
+        system=step_run.system if step_run.system != "default" else "",
+        step=step_run.name,
+        error_class=error_class,
+        message=message,
+        context=context,
+        fingerprint=exception_fingerprint(
+            system=step_run.system, error_class=error_class, step=step_run.name
+        ),
+        correlation_id=run.subject_id,
+        order=run.order,
+        workflow_run=run,
+        step_run=step_run,
+        created_at=now,
+        sla_due_at=now + CATEGORY_SLA[category],
+    )
+
+
+def _order_hold_for(
+    exc: OperationalException, *, step_run: StepRun, message: str, actor: Actor
+) -> None:
+    """Hold the run's order while it has not reached ERP acceptance (nothing after it is
+    held: the effects exist downstream)."""
+    order = step_run.run.order
+    if order is None:
+        return
+    order = Order.objects.get(pk=order.pk)  # fresh; see orchestration's _move
+    if order.state in ORDER_PRE_ACTIVE:
+        transition_apply(
+            order,
+            "hold",
+            actor=actor,
+            reason=f"exception EXC-{exc.pk}: {message[:200]}",
+            reason_text=f"{step_run.name} failed: {message[:500]}",
+        )
 
 
 def _json_safe(value: Any) -> bool:
@@ -144,7 +173,10 @@ def _json_safe(value: Any) -> bool:
 
 def exceptions_mark_retrying(*, step_run: StepRun, actor: Actor) -> None:
     """An operator retries: the exception is being worked on and its order leaves the hold,
-    so the re-run step finds the order where it left it (a new failure holds it again)."""
+    so the re-run step finds the order where it left it (a new failure holds it again).
+
+    Inside the caller's transaction (the engine's ``step_retry``); the step's open exceptions
+    are locked. The platform releases the order on the operator's behalf. Refuses nothing."""
     for exc in OperationalException.objects.select_for_update().filter(
         step_run=step_run, state=ExceptionState.OPEN
     ):
@@ -170,7 +202,9 @@ def exceptions_mark_retrying(*, step_run: StepRun, actor: Actor) -> None:
 
 
 def exceptions_resolve_for_step(*, step_run: StepRun, actor: Actor) -> int:
-    """A retry succeeded: resolve the step's open exceptions and release its order."""
+    """A retry succeeded: resolve the step's open exceptions ("retry_succeeded") and release
+    its order once no exception holds it. Inside the caller's transaction (the engine's),
+    the exceptions locked. Refuses nothing. Returns how many were resolved."""
     resolved = 0
     for exc in OperationalException.objects.select_for_update().filter(
         step_run=step_run, state__in=OPEN_STATES
@@ -192,29 +226,96 @@ def exceptions_resolve_for_step(*, step_run: StepRun, actor: Actor) -> int:
     return resolved
 
 
+RETRY_REASON_REQUIRED = "a reason is required to retry"
+
+
 def exception_retry(
     *, exception: OperationalException, actor: Actor, reason: str
 ) -> OperationalException:
-    """An operator retries the failed step behind an exception."""
-    from orchestration.workflows.engine import step_retry
+    """An operator retries the failed step behind an open exception: the exception moves to
+    retrying, its order leaves the hold, and the step runs again (the exception resolves
+    itself when the step succeeds).
 
+    One transaction; the step, the exception, then the run are locked (the engine's order).
+    Refuses an exception that is not open ("EXC-n is ignored; only an open exception is
+    retried", ``STATE``), a blank reason (``ReasonRequired``), an exception without a step
+    and a step that is no longer failed (``STATE``); raises ``PermissionDenied`` without
+    ``exceptions.retry_exception``. Returns the exception, refreshed after commit."""
     if not actor.has_perm("exceptions.retry_exception"):
         raise PermissionDenied(f"{actor.name} may not retry exceptions")
-    if not reason.strip():
-        raise ReasonRequired("a reason is required to retry")
-    if exception.step_run is None:
-        raise ValueError(f"{exception} has no step to retry")
     with transaction.atomic():
-        step_retry(step=exception.step_run, actor=actor, reason=reason)
+        if exception.step_run_id is not None:
+            StepRun.objects.select_for_update().get(pk=exception.step_run_id)
+        locked = OperationalException.objects.select_for_update().get(pk=exception.pk)
+        if not locked.is_open:
+            raise Refused(
+                f"EXC-{locked.pk} is {locked.state}; only an open exception is retried",
+                kind=Refused.Kind.STATE,
+            )
+        reason_require(reason, RETRY_REASON_REQUIRED)
+        if locked.step_run is None:
+            raise Refused(f"{locked} has no step to retry", kind=Refused.Kind.STATE)
+        step_retry(step=locked.step_run, actor=actor, reason=reason)
     exception.refresh_from_db()
     return exception
+
+
+def step_retry_for_operator(*, step: StepRun, actor: Actor, reason: str) -> StepRun:
+    """An operator retries a failed step (from the deal's timeline): through its open
+    exception when it has one (``exception_retry``: the exception moves to retrying and the
+    order leaves its hold), else through the engine (``step_retry``).
+
+    Refuses a blank reason (``ReasonRequired``) and a step that is not failed (``STATE``);
+    raises ``PermissionDenied`` without ``exceptions.retry_exception``. Returns the step,
+    refreshed after commit."""
+    if not actor.has_perm("exceptions.retry_exception"):
+        raise PermissionDenied(f"{actor.name} may not retry steps")
+    exception = (
+        OperationalException.objects.filter(step_run=step, state=ExceptionState.OPEN)
+        .order_by("pk")
+        .first()
+    )
+    if exception is not None:
+        exception_retry(exception=exception, actor=actor, reason=reason)
+    else:
+        step_retry(step=step, actor=actor, reason=reason)
+    step.refresh_from_db()
+    return step
 
 
 def exception_resolve(
     *, exception: OperationalException, code: str, actor: Actor, reason: str
 ) -> OperationalException:
+    """Close an open exception as resolved, with one of ``RESOLUTION_CODES`` and the
+    operator's reason (kept as its note).
+
+    One transaction (``transition_apply``). Refuses a code not in ``RESOLUTION_CODES``
+    ("choose a resolution code to resolve EXC-n", ``INVALID``), a blank reason
+    (``ReasonRequired``), an exception that is not open (``TransitionRefused``) and a lost
+    race (``CONFLICT``); raises ``PermissionDenied`` without ``exceptions.resolve_exception``.
+    Returns the exception, resolved."""
     if not actor.has_perm("exceptions.resolve_exception"):
         raise PermissionDenied(f"{actor.name} may not resolve exceptions")
+    if code not in RESOLUTION_CODES:
+        raise Refused(
+            f"choose a resolution code to resolve EXC-{exception.pk}", kind=Refused.Kind.INVALID
+        )
+    return _resolve(exception=exception, code=code, actor=actor, reason=reason)
+
+
+def exception_resolve_in_admin(
+    *, exception: OperationalException, actor: Actor, reason: str
+) -> OperationalException:
+    """``exception_resolve`` from the admin's action, with the code that says so
+    (``ADMIN_RESOLUTION_CODE``); the same refusals otherwise."""
+    if not actor.has_perm("exceptions.resolve_exception"):
+        raise PermissionDenied(f"{actor.name} may not resolve exceptions")
+    return _resolve(exception=exception, code=ADMIN_RESOLUTION_CODE, actor=actor, reason=reason)
+
+
+def _resolve(
+    *, exception: OperationalException, code: str, actor: Actor, reason: str
+) -> OperationalException:
     return transition_apply(
         exception, "resolve", actor=actor, reason=reason, code=code, note=reason
     )
@@ -223,6 +324,11 @@ def exception_resolve(
 def exception_ignore(
     *, exception: OperationalException, actor: Actor, reason: str
 ) -> OperationalException:
+    """Close an open exception without fixing anything; the reason is its note.
+
+    One transaction (``transition_apply``). Refuses a blank reason (``ReasonRequired``), an
+    exception that is not open (``TransitionRefused``) and a lost race (``CONFLICT``); raises
+    ``PermissionDenied`` without ``exceptions.resolve_exception``. Returns it, ignored."""
     if not actor.has_perm("exceptions.resolve_exception"):
         raise PermissionDenied(f"{actor.name} may not ignore exceptions")
     return transition_apply(exception, "ignore", actor=actor, reason=reason, note=reason)
@@ -234,16 +340,27 @@ def exception_ignore(
 def exception_assign(
     *, exception: OperationalException, assignee: Any, actor: Actor, reason: str
 ) -> OperationalException:
-    """Give the exception to a person (``None`` returns it to the owner team's queue)."""
+    """Give the exception to a person (``None`` returns it to the owner team's queue).
+
+    One transaction, the exception locked. Refuses a blank reason (``ReasonRequired``), an
+    assignee who is inactive or has no role in Tandem (``INVALID``) and an exception that is
+    not open (``STATE``); raises ``PermissionDenied`` without ``exceptions.assign_exception``.
+    Returns the exception as saved."""
     if not actor.has_perm("exceptions.assign_exception"):
         raise PermissionDenied(f"{actor.name} may not assign exceptions")
     reason_require(reason)
     if assignee is not None and not (assignee.is_active and role_of(assignee)):
-        raise ValueError(f"{assignee.get_username()} has no role in Tandem and cannot be assigned")
+        raise Refused(
+            f"{assignee.get_username()} has no role in Tandem and cannot be assigned",
+            kind=Refused.Kind.INVALID,
+        )
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
         locked = OperationalException.objects.select_for_update().get(pk=exception.pk)
         if not locked.is_open:
-            raise ValueError(f"EXC-{locked.pk} is {locked.state}; only an open one is assigned")
+            raise Refused(
+                f"EXC-{locked.pk} is {locked.state}; only an open one is assigned",
+                kind=Refused.Kind.STATE,
+            )
         locked.assignee = assignee
         locked.save()
     return locked
@@ -252,12 +369,15 @@ def exception_assign(
 def exception_comment(
     *, exception: OperationalException, body: str, actor: Actor
 ) -> ExceptionComment:
-    """Add an operator's note to the exception; the note is its own reason."""
+    """Add an operator's note to the exception (in any state); the note is its own reason.
+
+    One transaction. Refuses an empty note (``ReasonRequired``: "a comment cannot be
+    empty"); raises ``PermissionDenied`` without ``exceptions.add_exceptioncomment``.
+    Returns the comment."""
     if not actor.has_perm("exceptions.add_exceptioncomment"):
         raise PermissionDenied(f"{actor.name} may not comment on exceptions")
     text = body.strip()
-    if not text:
-        raise ReasonRequired("a comment cannot be empty")
+    reason_require(text, "a comment cannot be empty")
     with transaction.atomic(), audit_context(actor=actor, reason="comment added"):
         return ExceptionComment.objects.create(exception=exception, author=actor.user, body=text)
 
@@ -288,10 +408,6 @@ class BulkReport:
         return sum(1 for item in self.items if not item.ok)
 
 
-# What a single item may be refused with; the others still run, and the report says why.
-BULK_REFUSALS = (TransitionRefused, ValueError, ConcurrentTransition, PermissionDenied)
-
-
 def exceptions_bulk(
     *,
     action: str,
@@ -302,9 +418,17 @@ def exceptions_bulk(
     assignee: Any = None,
 ) -> BulkReport:
     """Run one action on each exception (each in its own transaction, in pk order) and report
-    what was done and what failed, and why, per exception."""
+    what was done and what failed, and why, per exception.
+
+    Refuses the whole batch, to resolve, without a code from ``RESOLUTION_CODES`` ("choose a
+    resolution code", ``INVALID``), or for a blank reason (``ReasonRequired``). An exception the
+    action refuses (``Refused``) or that does not exist is reported and the others still run;
+    anything else (``PermissionDenied``, a bug) propagates. An unknown ``action`` is a bug
+    (``ValueError``)."""
     if action not in BULK_ACTIONS:
         raise ValueError(f"unknown bulk action {action!r}")
+    if action == "resolve" and code not in RESOLUTION_CODES:
+        raise Refused("choose a resolution code", kind=Refused.Kind.INVALID)
     reason_require(reason)
     report = BulkReport(action=action)
     found = {exc.pk: exc for exc in OperationalException.objects.filter(pk__in=pks)}
@@ -314,29 +438,38 @@ def exceptions_bulk(
             report.items.append(BulkItem(pk, False, "no such exception"))
             continue
         try:
-            if action == "retry":
-                if not exception.is_open:
-                    raise ValueError(f"it is {exception.state}; only an open one is retried")
-                exception_retry(exception=exception, actor=actor, reason=reason)
-                message = f"step {exception.step} queued to run again"
-            elif action == "assign":
-                exception_assign(exception=exception, assignee=assignee, actor=actor, reason=reason)
-                message = f"assigned to {assignee.get_username() if assignee else 'nobody'}"
-            else:
-                exception_resolve(exception=exception, code=code, actor=actor, reason=reason)
-                message = f"resolved ({code})"
-        except BULK_REFUSALS as exc:
-            report.items.append(BulkItem(pk, False, str(exc)))
+            message = _bulk_one(
+                action, exception=exception, actor=actor, reason=reason, code=code,
+                assignee=assignee,
+            )  # fmt: skip
+        except Refused as exc:
+            report.items.append(BulkItem(pk, False, exc.message))
         else:
             report.items.append(BulkItem(pk, True, message))
     return report
 
 
+def _bulk_one(
+    action: str,
+    *,
+    exception: OperationalException,
+    actor: Actor,
+    reason: str,
+    code: str,
+    assignee: Any,
+) -> str:
+    """Run ``action`` on one exception; returns what was done, for the report."""
+    if action == "retry":
+        exception_retry(exception=exception, actor=actor, reason=reason)
+        return f"step {exception.step} queued to run again"
+    if action == "assign":
+        exception_assign(exception=exception, assignee=assignee, actor=actor, reason=reason)
+        return f"assigned to {assignee.get_username() if assignee else 'nobody'}"
+    exception_resolve(exception=exception, code=code, actor=actor, reason=reason)
+    return f"resolved ({code})"
+
+
 # --- Replays --------------------------------------------------------------------------------
-
-
-def _replay_reason(replay: Replay, actor: Actor, what: str) -> str:
-    return f"RPL-{replay.pk} {what} by {actor.name}"
 
 
 def replay_request(
@@ -353,50 +486,31 @@ def replay_request(
     compensation. It waits for another person's approval; the dry-run preview is stored.
 
     ``corrected_payload`` replaces the failed step's declared input (``StepDef.payload``);
-    it is refused here (``ValueError``, nothing stored) when the failure is not about data,
+    it is refused here (``INVALID``, nothing stored) when the failure is not about data,
     the replay does not start at the failed step, the step declares no input, or the payload
     does not fit that input. Approved, it is written to the records just before the step
-    runs again."""
+    runs again.
+
+    Also refuses a blank reason (``ReasonRequired``), an unknown kind, a missing step or run
+    and a compensation not offered for the run (``INVALID``), a run that is not paused or
+    completed (``STATE``) and a run with a replay still requested, approved or running
+    (``DUPLICATE``); raises ``PermissionDenied`` without ``exceptions.request_replay``. One
+    transaction, the run locked (one request at a time per run). Returns the replay,
+    requested."""
     if not actor.has_perm("exceptions.request_replay"):
         raise PermissionDenied(f"{actor.name} may not request replays")
     reason_require(reason)
-    if kind not in ReplayKind.values:
-        raise ValueError(f"unknown replay kind {kind!r}")
-    if kind == ReplayKind.WORKFLOW:
-        if workflow_run is None:
-            raise ValueError("choose the workflow run to replay")
-        step_run = StepRun.objects.filter(run=workflow_run).order_by("position").first()
-        if step_run is None:
-            raise ValueError(f"{workflow_run} has no steps")
-    elif step_run is None:
-        raise ValueError("choose the step to replay or compensate")
+    step_run = _replay_start(kind=kind, step_run=step_run, workflow_run=workflow_run)
     run = step_run.run
-    exception = (
-        OperationalException.objects.filter(workflow_run=run, state__in=OPEN_STATES)
-        .order_by("-created_at", "-pk")
-        .first()
+    exception = selectors.run_open_exception(run=run)
+    compensation = _replay_kind_check(
+        kind=kind, run=run, compensation=compensation, corrected=corrected_payload is not None
     )
-    if kind == ReplayKind.COMPENSATION:
-        if compensation not in {c.code for c in compensations_available(run=run)}:
-            raise ValueError(f"{compensation or 'that compensation'} is not available for {run}")
-        if corrected_payload is not None:
-            raise ValueError("a compensation takes no corrected payload")
-    else:
-        compensation = ""
-        if run.state not in (RunState.PAUSED, RunState.COMPLETED):
-            raise ValueError(f"{run} is {run.state}; only a paused or completed run is replayed")
     original = selectors.replay_original_payload(step_run=step_run, exception=exception)
     if corrected_payload is not None:
-        if not isinstance(corrected_payload, dict):
-            raise ValueError("the corrected payload must be a JSON object")
-        refusal = selectors.replay_correction_refusal(
-            kind=kind, step_run=step_run, exception=exception
+        corrected_payload = _replay_correction_check(
+            kind=kind, step_run=step_run, exception=exception, payload=corrected_payload
         )
-        if refusal:
-            raise ValueError(refusal)
-        declared = step_input(kind=run.kind, step=step_run.name)
-        assert declared is not None  # the refusal above says so otherwise
-        corrected_payload = declared.check(run, corrected_payload)
     preview = selectors.replay_preview(
         kind=kind,
         step_run=step_run,
@@ -405,13 +519,7 @@ def replay_request(
         corrected=corrected_payload is not None,
     )
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
-        WorkflowRun.objects.select_for_update().get(pk=run.pk)  # one request at a time per run
-        pending = Replay.objects.filter(
-            workflow_run=run,
-            state__in=[ReplayState.REQUESTED, ReplayState.APPROVED, ReplayState.RUNNING],
-        ).first()
-        if pending is not None:
-            raise ValueError(f"{pending} for this run is still {pending.state}")
+        _replay_none_pending(run)
         return Replay.objects.create(
             kind=kind,
             exception=exception,
@@ -426,7 +534,78 @@ def replay_request(
         )
 
 
+def _replay_none_pending(run: WorkflowRun) -> None:
+    """Lock the run (one request at a time per run) and refuse a second replay while one is
+    requested, approved or running (``DUPLICATE``)."""
+    WorkflowRun.objects.select_for_update().get(pk=run.pk)
+    pending = Replay.objects.filter(
+        workflow_run=run,
+        state__in=[ReplayState.REQUESTED, ReplayState.APPROVED, ReplayState.RUNNING],
+    ).first()
+    if pending is not None:
+        raise Refused(
+            f"{pending} for this run is still {pending.state}", kind=Refused.Kind.DUPLICATE
+        )
+
+
+def _replay_start(
+    *, kind: str, step_run: StepRun | None, workflow_run: WorkflowRun | None
+) -> StepRun:
+    """The step a replay of ``kind`` starts at: the one named, or a workflow's first."""
+    if kind not in ReplayKind.values:
+        raise Refused(f"unknown replay kind {kind!r}", kind=Refused.Kind.INVALID)
+    if kind == ReplayKind.WORKFLOW:
+        if workflow_run is None:
+            raise Refused("choose the workflow run to replay", kind=Refused.Kind.INVALID)
+        first = StepRun.objects.filter(run=workflow_run).order_by("position").first()
+        if first is None:
+            raise Refused(f"{workflow_run} has no steps", kind=Refused.Kind.STATE)
+        return first
+    if step_run is None:
+        raise Refused("choose the step to replay or compensate", kind=Refused.Kind.INVALID)
+    return step_run
+
+
+def _replay_kind_check(*, kind: str, run: WorkflowRun, compensation: str, corrected: bool) -> str:
+    """Refuse what the kind does not allow; returns the compensation code ('' but for a
+    compensation)."""
+    if kind == ReplayKind.COMPENSATION:
+        if compensation not in {c.code for c in compensations_available(run=run)}:
+            raise Refused(
+                f"{compensation or 'that compensation'} is not available for {run}",
+                kind=Refused.Kind.INVALID,
+            )
+        if corrected:
+            raise Refused("a compensation takes no corrected payload", kind=Refused.Kind.INVALID)
+        return compensation
+    if run.state not in (RunState.PAUSED, RunState.COMPLETED):
+        raise Refused(
+            f"{run} is {run.state}; only a paused or completed run is replayed",
+            kind=Refused.Kind.STATE,
+        )
+    return ""
+
+
+def _replay_correction_check(
+    *,
+    kind: str,
+    step_run: StepRun,
+    exception: OperationalException | None,
+    payload: Any,
+) -> dict[str, Any]:
+    """The corrected payload, checked by the step's declared input and normalized."""
+    if not isinstance(payload, dict):
+        raise Refused("the corrected payload must be a JSON object", kind=Refused.Kind.INVALID)
+    refusal = selectors.replay_correction_refusal(kind=kind, step_run=step_run, exception=exception)
+    if refusal:
+        raise Refused(refusal, kind=Refused.Kind.INVALID)
+    declared = step_input(kind=step_run.run.kind, step=step_run.name)
+    assert declared is not None  # the refusal above says so otherwise
+    return declared.check(step_run.run, payload)
+
+
 def _decide(*, replay: Replay, actor: Actor, reason: str, what: str) -> Replay:
+    """Maker-checker: a person other than the requester approves or rejects."""
     if not actor.has_perm("exceptions.approve_replay"):
         raise PermissionDenied(f"{actor.name} may not {what} replays")
     reason_require(reason)
@@ -438,8 +617,13 @@ def _decide(*, replay: Replay, actor: Actor, reason: str, what: str) -> Replay:
 
 
 def replay_approve(*, replay: Replay, actor: Actor, reason: str) -> Replay:
-    """A different person approves; a worker executes the replay after commit. Of two
-    concurrent approvals one wins and the other fails with ``ConcurrentTransition``."""
+    """A different person approves; a worker executes the replay after commit.
+
+    One transaction. Refuses a blank reason (``ReasonRequired``), a replay that is not
+    requested (``TransitionRefused``) and a lost race: of two concurrent approvals one wins
+    and the other is refused (``CONFLICT``). Raises ``PermissionDenied`` without
+    ``exceptions.approve_replay`` and for the requester (maker-checker). Returns it,
+    approved."""
     with transaction.atomic():
         approved = _decide(replay=replay, actor=actor, reason=reason, what="approve")
         _enqueue_execution(approved)
@@ -447,11 +631,18 @@ def replay_approve(*, replay: Replay, actor: Actor, reason: str) -> Replay:
 
 
 def replay_reject(*, replay: Replay, actor: Actor, reason: str) -> Replay:
+    """A different person turns the replay down; nothing runs. The same refusals and
+    permissions as ``replay_approve``. Returns it, rejected."""
     return _decide(replay=replay, actor=actor, reason=reason, what="reject")
 
 
 def replay_execute(*, replay_id: int) -> str:
-    """Execute an approved replay (the body of the Celery task); safe to run twice."""
+    """Execute an approved replay (the body of the Celery task); safe to run twice.
+
+    The replay is locked and started in one transaction; a replay or workflow replay is
+    handed to the engine there (a run the engine refuses fails the replay with the refusal's
+    message), a compensation calls its system outside any transaction (``_compensate``).
+    Refuses nothing. Returns the replay's state ("nothing to do" unless it was approved)."""
     worker = Actor.system("worker")
     with transaction.atomic():
         replay = Replay.objects.select_for_update().select_related("workflow_run").get(pk=replay_id)
@@ -469,9 +660,9 @@ def replay_execute(*, replay_id: int) -> str:
                     actor=worker,
                     reason=f"{replay}: {replay.reason}"[:500],
                 )
-            except ValueError as exc:
+            except Refused as exc:
                 with audit_context(actor=worker, reason=f"{replay} could not start"):
-                    replay.fail(message=str(exc), result={})
+                    replay.fail(message=exc.message, result={})
                     replay.save()
                 return ReplayState.FAILED
             with audit_context(actor=worker, reason=f"{replay} started {len(steps)} steps"):
@@ -530,7 +721,7 @@ def _compensate(*, replay: Replay, actor: Actor) -> str:
 
 def replays_finish_for_run(*, run: WorkflowRun, ok: bool, message: str) -> None:
     """The engine reports a replayed run's end (inside its transaction): record the result
-    and the steps that ran on the running replay, if there is one."""
+    and the steps that ran on the running replay, if there is one (locked). Refuses nothing."""
     for replay in Replay.objects.select_for_update().filter(
         workflow_run=run, state=ReplayState.RUNNING
     ):

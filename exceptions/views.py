@@ -17,10 +17,9 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
-from django_fsm import ConcurrentTransition
 
 from core.audit import Actor
-from core.errors import TransitionRefused
+from core.errors import Refused
 from core.pagination import COUNT_LIMIT, BoundedPaginator
 from core.problems import Category, Severity, Team
 from core.records import SYSTEM_CHOICES
@@ -28,6 +27,7 @@ from core.web import PAGE_SIZE, HtmxHttpRequest, page_permission
 from exceptions import selectors, services
 from exceptions.models import (
     OPEN_STATES,
+    RESOLUTION_CODES,
     ExceptionState,
     OperationalException,
     Replay,
@@ -77,17 +77,6 @@ NEXT_STEPS: dict[str, list[str]] = {
         "Retry the step once the setting is deployed.",
     ],
 }
-
-# Codes an operator resolves with by hand ("retry_succeeded" is set only by the engine).
-RESOLUTION_CODES: dict[str, str] = {
-    "fixed_at_source": "Fixed in the source system",
-    "fixed_downstream": "Fixed in the target system by hand",
-    "data_corrected": "Data corrected in Tandem",
-    "compensated": "Compensated (the effect was reversed)",
-    "duplicate": "Duplicate of another exception",
-    "not_a_problem": "Not a problem",
-}
-
 
 AGE_FILTERS: dict[str, tuple[str, dt.timedelta]] = {
     "1h": ("older than 1 hour", dt.timedelta(hours=1)),
@@ -235,10 +224,6 @@ def _require(request: HttpRequest, perm: str, what: str) -> None:
         raise PermissionDenied(f"you may not {what} exceptions")
 
 
-# What the services refuse with a message an operator can act on; nothing is changed.
-REFUSALS = (TransitionRefused, ValueError, ConcurrentTransition)
-
-
 @require_POST
 @page_permission("exception-list")
 def exception_retry(request: HttpRequest, pk: int) -> HttpResponse:
@@ -247,14 +232,12 @@ def exception_retry(request: HttpRequest, pk: int) -> HttpResponse:
     exception = get_object_or_404(OperationalException, pk=pk)
     reason = (request.POST.get("reason") or "").strip()
     try:
-        if not exception.is_open:
-            raise ValueError(f"EXC-{pk} is {exception.state}; only an open exception is retried")
         services.exception_retry(
             exception=exception, actor=Actor.person(request.user), reason=reason
         )
         messages.success(request, f"EXC-{pk}: step {exception.step} queued to run again")
-    except REFUSALS as exc:
-        messages.error(request, str(exc))
+    except Refused as exc:
+        messages.error(request, exc.message)
     return redirect("exception-detail", pk=pk)
 
 
@@ -267,14 +250,12 @@ def exception_resolve(request: HttpRequest, pk: int) -> HttpResponse:
     code = request.POST.get("code") or ""
     reason = (request.POST.get("reason") or "").strip()
     try:
-        if code not in RESOLUTION_CODES:
-            raise ValueError(f"choose a resolution code to resolve EXC-{pk}")
         services.exception_resolve(
             exception=exception, code=code, actor=Actor.person(request.user), reason=reason
         )
         messages.success(request, f"EXC-{pk} resolved: {RESOLUTION_CODES[code]}")
-    except REFUSALS as exc:
-        messages.error(request, str(exc))
+    except Refused as exc:
+        messages.error(request, exc.message)
     return redirect("exception-detail", pk=pk)
 
 
@@ -290,8 +271,8 @@ def exception_ignore(request: HttpRequest, pk: int) -> HttpResponse:
             exception=exception, actor=Actor.person(request.user), reason=reason
         )
         messages.success(request, f"EXC-{pk} ignored")
-    except REFUSALS as exc:
-        messages.error(request, str(exc))
+    except Refused as exc:
+        messages.error(request, exc.message)
     return redirect("exception-detail", pk=pk)
 
 
@@ -303,27 +284,17 @@ def exception_assign(request: HttpRequest, pk: int) -> HttpResponse:
     exception = get_object_or_404(OperationalException, pk=pk)
     reason = (request.POST.get("reason") or "").strip() or "assigned"
     try:
-        assignee = _assignee(request, request.POST.get("assignee") or "")
+        assignee = selectors.assignee_choose(
+            choice=request.POST.get("assignee") or "", me=request.user
+        )
         services.exception_assign(
             exception=exception, assignee=assignee, actor=Actor.person(request.user), reason=reason
         )
         who = assignee.get_username() if assignee else "the owner team"
         messages.success(request, f"EXC-{pk} assigned to {who}")
-    except REFUSALS as exc:
-        messages.error(request, str(exc))
+    except Refused as exc:
+        messages.error(request, exc.message)
     return redirect("exception-detail", pk=pk)
-
-
-def _assignee(request: HttpRequest, value: str) -> Any:
-    """'me', '' (nobody) or the pk of a person with a role; anything else is refused."""
-    if value == "me":
-        return request.user
-    if not value:
-        return None
-    found = selectors.assignable_users().filter(pk=int(value)).first() if value.isdigit() else None
-    if found is None:
-        raise ValueError("choose a person with a role in Tandem")
-    return found
 
 
 @require_POST
@@ -338,8 +309,8 @@ def exception_comment(request: HttpRequest, pk: int) -> HttpResponse:
             actor=Actor.person(request.user),
         )
         messages.success(request, f"comment added to EXC-{pk}")
-    except REFUSALS as exc:
-        messages.error(request, str(exc))
+    except Refused as exc:
+        messages.error(request, exc.message)
     return redirect("exception-detail", pk=pk)
 
 
@@ -395,15 +366,15 @@ def exception_bulk(request: HttpRequest) -> HttpResponse:
     reason = (request.POST.get("reason") or "").strip()
     code = request.POST.get("code") or ""
     try:
-        if action == "resolve" and code not in RESOLUTION_CODES:
-            raise ValueError("choose a resolution code")
-        assignee = _assignee(request, request.POST.get("assignee") or "")
+        assignee = selectors.assignee_choose(
+            choice=request.POST.get("assignee") or "", me=request.user
+        )
         report = services.exceptions_bulk(
             action=action, pks=pks, actor=Actor.person(request.user), reason=reason,
             code=code, assignee=assignee,
         )  # fmt: skip
-    except REFUSALS as exc:
-        messages.error(request, str(exc))
+    except Refused as exc:
+        messages.error(request, exc.message)
         context["exceptions"] = OperationalException.objects.filter(pk__in=pks).order_by("pk")
         return render(request, "exceptions/exception_bulk.html", context, status=400)
     context["report"] = report
@@ -449,14 +420,38 @@ def replay_create(request: HttpRequest) -> HttpResponse:
     step_run, workflow_run = _replay_target(source)
     run = step_run.run if step_run is not None else workflow_run
     assert run is not None
-    exception = (
-        OperationalException.objects.filter(workflow_run=run, state__in=OPEN_STATES)
-        .order_by("-created_at", "-pk")
-        .first()
-    )
     start = step_run or StepRun.objects.filter(run=run).order_by("position").first()
     if start is None:
         raise Http404(f"{run} has no steps")
+    context = _replay_create_context(run=run, step_run=step_run, start=start)
+    if request.method != "POST":
+        return render(request, "exceptions/replay_create.html", context)
+    kind = request.POST.get("kind") or ""
+    corrected_text = (request.POST.get("corrected_payload") or "").strip()
+    try:
+        replay = services.replay_request(
+            kind=kind if kind in {k for k, _ in context["kinds"]} else "",
+            actor=Actor.person(request.user),
+            reason=(request.POST.get("reason") or "").strip(),
+            step_run=start if kind != ReplayKind.WORKFLOW else None,
+            workflow_run=run,
+            compensation=request.POST.get("compensation") or "",
+            corrected_payload=_corrected_payload(corrected_text, context["original_json"]),
+        )
+    except Refused as exc:
+        messages.error(request, exc.message)
+        context["corrected_text"] = corrected_text
+        return render(request, "exceptions/replay_create.html", context, status=400)
+    messages.success(request, f"{replay} requested; another person must approve it")
+    return redirect("replay-detail", pk=replay.pk)
+
+
+def _replay_create_context(
+    *, run: WorkflowRun, step_run: StepRun | None, start: StepRun
+) -> dict[str, Any]:
+    """What the replay page offers for ``run`` from ``start``: the kinds, the compensations,
+    whether the input may be corrected, the original payload and the dry run."""
+    exception = selectors.run_open_exception(run=run)
     kinds = [ReplayKind.STEP] if step_run is not None else [ReplayKind.WORKFLOW]
     compensations = compensations_available(run=run)
     if compensations:
@@ -466,7 +461,7 @@ def replay_create(request: HttpRequest) -> HttpResponse:
         kind=kinds[0], step_run=start, exception=exception
     )
     declared = step_input(kind=run.kind, step=start.name)
-    context: dict[str, Any] = {
+    return {
         "run": run,
         "step_run": step_run,
         "exception": exception,
@@ -480,32 +475,19 @@ def replay_create(request: HttpRequest) -> HttpResponse:
             kind=kinds[0], step_run=start, compensation="", payload=original
         ),
     }
-    if request.method == "POST":
-        kind = request.POST.get("kind") or ""
-        corrected_text = (request.POST.get("corrected_payload") or "").strip()
-        try:
-            corrected = None
-            if corrected_text and corrected_text != context["original_json"].strip():
-                try:
-                    corrected = json.loads(corrected_text)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"the corrected payload is not valid JSON: {exc}") from None
-            replay = services.replay_request(
-                kind=kind if kind in {k for k, _ in context["kinds"]} else "",
-                actor=Actor.person(request.user),
-                reason=(request.POST.get("reason") or "").strip(),
-                step_run=start if kind != ReplayKind.WORKFLOW else None,
-                workflow_run=run,
-                compensation=request.POST.get("compensation") or "",
-                corrected_payload=corrected,
-            )
-        except REFUSALS as exc:
-            messages.error(request, str(exc))
-            context["corrected_text"] = corrected_text
-            return render(request, "exceptions/replay_create.html", context, status=400)
-        messages.success(request, f"{replay} requested; another person must approve it")
-        return redirect("replay-detail", pk=replay.pk)
-    return render(request, "exceptions/replay_create.html", context)
+
+
+def _corrected_payload(text: str, original_json: str) -> Any:
+    """The corrected payload typed in the form (None when left as the original), refused
+    when it is not JSON (``INVALID``)."""
+    if not text or text == original_json.strip():
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise Refused(
+            f"the corrected payload is not valid JSON: {exc}", kind=Refused.Kind.INVALID
+        ) from None
 
 
 def _replay_target(params: QueryDict) -> tuple[StepRun | None, WorkflowRun | None]:
@@ -568,7 +550,9 @@ def _replay_decide(request: HttpRequest, pk: int, decision: str) -> HttpResponse
     try:
         service(replay=replay, actor=Actor.person(request.user), reason=reason)
         messages.success(request, f"RPL-{pk} {decision}d")
-    except (*REFUSALS, PermissionDenied) as exc:  # the permission is checked above: maker-checker
+    except Refused as exc:
+        messages.error(request, exc.message)
+    except PermissionDenied as exc:  # the permission is checked above: this is maker-checker
         messages.error(request, str(exc))
     return redirect("replay-detail", pk=pk)
 

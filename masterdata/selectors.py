@@ -77,6 +77,8 @@ def candidates_queue(
 
 
 def merge_log() -> QuerySet[MergeRecord]:
+    """Every merge, newest request first, with its accounts and the people who requested,
+    approved and undid it (one query per page)."""
     return MergeRecord.objects.select_related(
         "survivor", "loser", "requested_by", "approved_by", "unmerged_by"
     ).order_by("-requested_at", "-pk")
@@ -100,6 +102,7 @@ def account_references(*, account: Account) -> list[tuple[str, list[Model]]]:
 
 
 def account_crosswalk(*, account: Account) -> list[ExternalId]:
+    """The account's ids in every system, by system, object type and id."""
     return list(
         ExternalId.objects.filter(
             content_type=ContentType.objects.get_for_model(Account), object_id=account.pk
@@ -108,6 +111,7 @@ def account_crosswalk(*, account: Account) -> list[ExternalId]:
 
 
 def account_merges(*, account: Account) -> list[MergeRecord]:
+    """The merges the account took part in, as survivor or loser, newest first."""
     return list(
         merge_log().filter(Q(survivor=account) | Q(loser=account)).order_by("-requested_at")
     )

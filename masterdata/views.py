@@ -8,15 +8,14 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
-from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
 from core.audit import Actor
-from core.errors import ReasonRequired
+from core.errors import Refused
 from core.pagination import BoundedPaginator
 from core.web import PAGE_SIZE, HtmxHttpRequest, page_permission
 from masterdata import selectors
@@ -31,14 +30,6 @@ from masterdata.models import (
 from masterdata.services import duplicates, merges
 
 MERGE_PERM = "masterdata.merge_account"
-# What the services refuse with a message a steward can act on; nothing is changed.
-REFUSALS = (ValidationError, ReasonRequired, ConcurrentTransition, TransitionNotAllowed)
-
-
-def _message(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(exc.messages)
-    return str(exc)
 
 
 def _require_merge(request: HttpRequest) -> Actor:
@@ -151,8 +142,8 @@ def duplicate_dismiss(request: HttpRequest, pk: int) -> HttpResponse:
             candidate=candidate, actor=actor, reason=(request.POST.get("reason") or "").strip()
         )
         messages.success(request, f"DUP-{pk} dismissed: it comes back only if a record changes")
-    except REFUSALS as exc:
-        messages.error(request, _message(exc))
+    except Refused as exc:
+        messages.error(request, exc.message)
     return redirect("duplicate-detail", pk=pk)
 
 
@@ -204,8 +195,8 @@ def merge_new(request: HttpRequest) -> HttpResponse:
                 survivor=survivor, loser=loser, field_choices=choices, candidate=candidate,
                 actor=actor, reason=(request.POST.get("reason") or "").strip(),
             )  # fmt: skip
-        except REFUSALS as exc:
-            messages.error(request, _message(exc))
+        except Refused as exc:
+            messages.error(request, exc.message)
         else:
             if merge.state == MergeState.MERGED:
                 messages.success(
@@ -274,8 +265,8 @@ def _merge_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         else:
             merges.merge_push_retry(merge=merge, actor=actor, reason=reason)
             messages.success(request, f"{merge}: push to the CRM queued again")
-    except REFUSALS as exc:
-        messages.error(request, _message(exc))
+    except Refused as exc:
+        messages.error(request, exc.message)
     return redirect("merge-detail", pk=pk)
 
 
@@ -350,8 +341,8 @@ def duplicate_group(request: HttpRequest, cluster: int) -> HttpResponse:
                     survivor=survivor, members=picked, actor=actor,
                     reason=(request.POST.get("reason") or "").strip(),
                 )  # fmt: skip
-            except REFUSALS as exc:
-                messages.error(request, _message(exc))
+            except Refused as exc:
+                messages.error(request, exc.message)
             else:
                 for merge in outcome.merges:
                     messages.success(
@@ -433,7 +424,7 @@ def match_file(request: HttpRequest) -> HttpResponse:
                 country=form["country"], max_rows=MATCH_FILE_MAX_ROWS,
             )  # fmt: skip
         except files.FileRefused as exc:
-            error = str(exc).replace("--map", "the column map").replace("--country", "country")
+            error = exc.message.replace("--map", "the column map").replace("--country", "country")
     if error:
         context["error"] = error
         return render(request, "masterdata/match_file.html", context, status=400)

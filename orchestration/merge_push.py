@@ -61,6 +61,9 @@ def merge_push(*, merge_id: int, final_attempt: bool = False) -> str:
     A retryable failure raises ``MergePushRetry`` (the task retries it) until the last
     attempt; a permanent one, or the last attempt, marks the push failed and raises an
     exception on the queue for the data stewards, who can retry it from the merge page.
+    The outcome is recorded in one transaction with the merge locked; a merge undone while
+    the CRM was merging asks the stewards to restore the CRM records. Refuses nothing; a
+    merge that is gone or not pending is left alone.
     """
     merge = MergeRecord.objects.filter(pk=merge_id).first()
     if merge is None or merge.push_state != PushState.PENDING:

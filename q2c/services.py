@@ -10,12 +10,11 @@ import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from core.audit import Actor, audit_context
-from core.errors import TransitionRefused, reason_require
+from core.errors import Refused, TransitionRefused, invalid_refused, reason_require
 from core.identifiers import PREFIXES, identifier_allocate
 from core.money import Money, validate_currency
 from core.records import BillingPeriod, LineKind, record_full_clean
@@ -59,22 +58,36 @@ class LineInput:
 
 def _check_lines(lines: list[LineInput]) -> None:
     if not lines:
-        raise ValidationError("at least one line is required")
+        raise Refused("at least one line is required", kind=Refused.Kind.INVALID)
     for number, line in enumerate(lines, start=1):
         for name in ("quantity", "unit_price", "discount_percent"):
             value = getattr(line, name)
             if isinstance(value, float) or not isinstance(value, Decimal):
-                raise ValidationError(f"line {number}: {name} must be a Decimal, got {value!r}")
+                raise Refused(
+                    f"line {number}: {name} must be a Decimal, got {value!r}",
+                    kind=Refused.Kind.INVALID,
+                )
         if line.quantity < 0:
-            raise ValidationError(f"line {number}: quantity must not be negative")
+            raise Refused(
+                f"line {number}: quantity must not be negative", kind=Refused.Kind.INVALID
+            )
         if line.unit_price < 0:
-            raise ValidationError(f"line {number}: unit price must not be negative")
+            raise Refused(
+                f"line {number}: unit price must not be negative", kind=Refused.Kind.INVALID
+            )
         if not Decimal(0) <= line.discount_percent <= Decimal(100):
-            raise ValidationError(f"line {number}: discount must be between 0 and 100 percent")
+            raise Refused(
+                f"line {number}: discount must be between 0 and 100 percent",
+                kind=Refused.Kind.INVALID,
+            )
         if line.kind not in LineKind.values:
-            raise ValidationError(f"line {number}: unknown line kind {line.kind!r}")
+            raise Refused(
+                f"line {number}: unknown line kind {line.kind!r}", kind=Refused.Kind.INVALID
+            )
         if line.term_start and line.term_end and line.term_end < line.term_start:
-            raise ValidationError(f"line {number}: the term ends before it starts")
+            raise Refused(
+                f"line {number}: the term ends before it starts", kind=Refused.Kind.INVALID
+            )
 
 
 def _line_fields(number: int, line: LineInput) -> dict[str, object]:
@@ -133,10 +146,11 @@ def quote_create(
     a naive ``approved_at``, and a blank reason; writes nothing then.
     """
     reason_require(reason)
-    validate_currency(currency)
+    with invalid_refused():
+        validate_currency(currency)
     _check_lines(lines)
     if timezone.is_naive(approved_at):
-        raise ValidationError("approved_at must be timezone-aware")
+        raise Refused("approved_at must be timezone-aware", kind=Refused.Kind.INVALID)
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
         quote = Quote(
             enterprise_id=identifier_allocate(prefix=PREFIXES["quote"]),
@@ -167,7 +181,8 @@ def order_create(
 ) -> Order:
     """Create an order in ``received`` with its lines and its total."""
     reason_require(reason)
-    validate_currency(currency)
+    with invalid_refused():
+        validate_currency(currency)
     _check_lines(lines)
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
         order = Order(
@@ -188,7 +203,7 @@ def order_assign_account(*, order: Order, account: Account, actor: Actor, reason
     """Attach the resolved canonical customer to an order (and its quote), once."""
     reason_require(reason)
     if order.account_id is not None and order.account_id != account.pk:
-        raise ValidationError(f"{order} already belongs to {order.account}")
+        raise Refused(f"{order} already belongs to {order.account}", kind=Refused.Kind.STATE)
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
         # Waits for a merge of this account in progress and follows it to the survivor.
         account = lock_account_survivor(account.pk)
@@ -211,8 +226,9 @@ def quote_correct_customer_snapshot(
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
         locked = lock_quote(quote.pk)
         if locked.account_id is not None:
-            raise ValidationError(
-                f"{locked} already belongs to {locked.account}; its snapshot is no longer read"
+            raise Refused(
+                f"{locked} already belongs to {locked.account}; its snapshot is no longer read",
+                kind=Refused.Kind.STATE,
             )
         if locked.customer_snapshot != snapshot:
             locked.customer_snapshot = dict(snapshot)
@@ -284,9 +300,13 @@ def amendment_order_create(
 
     The lines are the contract's lines as they will be, not the difference."""
     if contract.state != ContractState.ACTIVE:
-        raise ValidationError(f"{contract.enterprise_id} is {contract.state}, not active")
+        raise Refused(
+            f"{contract.enterprise_id} is {contract.state}, not active", kind=Refused.Kind.STATE
+        )
     if not contract.start_date <= effective_date <= contract.end_date:
-        raise ValidationError("an amendment takes effect within the contract term")
+        raise Refused(
+            "an amendment takes effect within the contract term", kind=Refused.Kind.INVALID
+        )
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
         quote = quote_create(
             cpq_quote_id=cpq_quote_id, account=contract.account,
@@ -399,10 +419,11 @@ def contract_create(
 ) -> Contract:
     """A contract pending activation, with version 1 holding its recurring lines."""
     reason_require(reason)
-    validate_currency(currency)
+    with invalid_refused():
+        validate_currency(currency)
     _check_lines(lines)
     if end_date < start_date:
-        raise ValidationError("the contract ends before it starts")
+        raise Refused("the contract ends before it starts", kind=Refused.Kind.INVALID)
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
         contract = Contract(
             enterprise_id=identifier_allocate(prefix=PREFIXES["contract"]),
@@ -470,7 +491,9 @@ def contract_amend(
                 record=contract, transition="amend", state=contract.state, allowed=["active"]
             )
         if not contract.start_date <= effective_date <= contract.end_date:
-            raise ValidationError("an amendment takes effect within the contract term")
+            raise Refused(
+                "an amendment takes effect within the contract term", kind=Refused.Kind.INVALID
+            )
         version = _add_version(
             contract=contract,
             kind=VersionKind.AMENDMENT,
@@ -495,7 +518,7 @@ def contract_renew(
     """Extend the term: a renewal version, pending until the renewal term starts."""
     _check_lines(lines)
     if new_end_date <= contract.end_date:
-        raise ValidationError("a renewal must end after the current term")
+        raise Refused("a renewal must end after the current term", kind=Refused.Kind.INVALID)
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
         renewal_start = contract.end_date + dt.timedelta(days=1)
         transition_apply(contract, "renew", actor=actor, reason=reason, new_end_date=new_end_date)
@@ -594,14 +617,17 @@ def invoice_create(
     tax). Refuses (``ValidationError``) no lines, a float amount, a negative quantity, an
     unknown currency and a blank reason, writing nothing."""
     reason_require(reason)
-    validate_currency(currency)
+    with invalid_refused():
+        validate_currency(currency)
     if not lines:
-        raise ValidationError("an invoice needs at least one line")
+        raise Refused("an invoice needs at least one line", kind=Refused.Kind.INVALID)
     for line in lines:
         if isinstance(line.quantity, float) or isinstance(line.unit_price, float):
-            raise ValidationError("invoice amounts are Decimal, never float")
+            raise Refused("invoice amounts are Decimal, never float", kind=Refused.Kind.INVALID)
         if line.quantity < 0:
-            raise ValidationError("an invoice line quantity must not be negative")
+            raise Refused(
+                "an invoice line quantity must not be negative", kind=Refused.Kind.INVALID
+            )
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
         invoice = Invoice.objects.create(
             enterprise_id=identifier_allocate(prefix=PREFIXES["invoice"]),
@@ -662,9 +688,9 @@ def payment_record(
     """
     reason_require(reason)
     if amount.amount <= 0:
-        raise ValidationError("a payment amount must be positive")
+        raise Refused("a payment amount must be positive", kind=Refused.Kind.INVALID)
     if timezone.is_naive(received_at):
-        raise ValidationError("received_at must be timezone-aware")
+        raise Refused("received_at must be timezone-aware", kind=Refused.Kind.INVALID)
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
         return Payment.objects.create(
             enterprise_id=identifier_allocate(prefix=PREFIXES["payment"]),
@@ -679,8 +705,9 @@ def payment_record(
 def payment_apply(*, payment: Payment, invoice: Invoice, actor: Actor, reason: str) -> Invoice:
     """Apply a payment to an invoice: partially paid or paid, never overpaid."""
     if payment.currency != invoice.currency:
-        raise ValidationError(
-            f"a {payment.currency} payment cannot pay a {invoice.currency} invoice"
+        raise Refused(
+            f"a {payment.currency} payment cannot pay a {invoice.currency} invoice",
+            kind=Refused.Kind.INVALID,
         )
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
         locked = lock_invoice(invoice.pk)
@@ -688,9 +715,10 @@ def payment_apply(*, payment: Payment, invoice: Invoice, actor: Actor, reason: s
         transition_check(locked, "apply_payment", actor=actor)
         balance = locked.total_amount - locked.amount_paid
         if payment.amount > balance:
-            raise ValidationError(
+            raise Refused(
                 f"payment {payment.amount} {payment.currency} exceeds the open balance "
-                f"{balance} {locked.currency} of {locked.enterprise_id}"
+                f"{balance} {locked.currency} of {locked.enterprise_id}",
+                kind=Refused.Kind.STATE,
             )
         transition_apply(locked, "apply_payment", actor=actor, reason=reason, amount=payment.amount)
         transition_apply(payment, "apply", actor=actor, reason=reason, invoice=locked)

@@ -75,6 +75,7 @@ def tracked_models() -> list[TrackedModel]:
 
 
 def tracked_model(key: str) -> TrackedModel | None:
+    """The audited model named ``key`` (``app_label.model``), None when it is not one."""
     return next((t for t in tracked_models() if t.key == key), None)
 
 

@@ -75,6 +75,7 @@ class Percentiles(Aggregate):  # type: ignore[type-arg]
 
 
 def native_percentiles() -> bool:
+    """Whether the database computes percentiles itself (PostgreSQL's ``percentile_cont``)."""
     return connection.vendor == "postgresql"
 
 
@@ -185,6 +186,7 @@ def stuck_orders(*, now: dt.datetime) -> list[Row]:
 
 
 def stuck_contracts_count(*, now: dt.datetime) -> int:
+    """How many contracts have been in their state longer than its SLA at ``now``."""
     return sum(stuck_by_state_and_age(Contract, now=now).values())
 
 

@@ -84,6 +84,7 @@ def stuck_q(model: StatefulModel, *, now: dt.datetime) -> Q:
 
 
 def is_stuck(record: Order | Contract, *, now: dt.datetime) -> bool:
+    """Whether ``record`` has been in its state longer than that state's SLA at ``now``."""
     sla = state_sla(type(record)).get(record.state)
     return sla is not None and record.state_changed_at < now - sla
 
@@ -221,6 +222,8 @@ def contract_search_q(query: str) -> Q:
 
 
 def order_list(*, filters: RecordFilters, now: dt.datetime | None = None) -> QuerySet[Order]:
+    """Orders matching ``filters`` (state, age, stuck, system with an open exception, a
+    search), in the chosen sort, with their account and legal entity (one query per page)."""
     now = now or timezone.now()
     qs = _common(Order.objects.select_related("account", "legal_entity"), Order, filters, now)
     if filters.system:
@@ -231,6 +234,7 @@ def order_list(*, filters: RecordFilters, now: dt.datetime | None = None) -> Que
 
 
 def contract_list(*, filters: RecordFilters, now: dt.datetime | None = None) -> QuerySet[Contract]:
+    """Contracts matching ``filters``, as ``order_list`` does for orders."""
     now = now or timezone.now()
     qs = _common(Contract.objects.select_related("account", "legal_entity"), Contract, filters, now)
     if filters.system:
@@ -241,5 +245,6 @@ def contract_list(*, filters: RecordFilters, now: dt.datetime | None = None) -> 
 
 
 def invoice_list(*, state: str | None = None) -> QuerySet[Invoice]:
+    """Invoices newest first (in ``state`` when given), with account and legal entity."""
     qs = Invoice.objects.select_related("account", "legal_entity").order_by("-created_at")
     return qs.filter(state=state) if state else qs

@@ -9,29 +9,26 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
-from django_fsm import ConcurrentTransition
 
 from console.selectors import dashboard as dashboard_selectors
 from console.selectors import records as selectors
 from console.selectors import timeline
 from console.selectors.timeline import Timeline
 from core.audit import Actor
-from core.errors import ReasonRequired, TransitionRefused
+from core.errors import Refused
 from core.pagination import BoundedPaginator
 from core.records import SYSTEM_CHOICES, SYSTEMS
 from core.roles import role_of
 from core.web import PAGE_SIZE, HtmxHttpRequest, page_permission
-from exceptions.models import ExceptionState, OperationalException
-from exceptions.services import exception_retry
+from exceptions.services import step_retry_for_operator
 from masterdata.models import LegalEntity
 from orchestration.models import OutboundCall
-from orchestration.workflows.engine import step_retry
 from orchestration.workflows.models import StepRun, StepState
 from q2c import services
 from q2c.models import (
@@ -187,8 +184,8 @@ def order_hold_toggle(request: HttpRequest, enterprise_id: str) -> HttpResponse:
         else:
             services.order_hold(order=order, actor=actor, reason=reason)
             messages.success(request, f"{order} put on hold")
-    except (TransitionRefused, ValidationError, ValueError, ConcurrentTransition) as exc:
-        messages.error(request, str(exc))
+    except Refused as exc:
+        messages.error(request, exc.message)
     if request.POST.get("next") == "timeline":
         return redirect("order-timeline", enterprise_id=order.enterprise_id)
     return redirect("order-detail", enterprise_id=order.enterprise_id)
@@ -287,29 +284,21 @@ def outbound_call_payload(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @page_permission("order-list")
 def order_step_retry(request: HttpRequest, enterprise_id: str, step_pk: int) -> HttpResponse:
-    """Run a failed step of the order's workflow again: through its open exception when it
-    has one (which releases the order's hold), else through the engine directly."""
+    """Run a failed step of the order's workflow again (``step_retry_for_operator`` decides
+    how: through its open exception when it has one, else through the engine)."""
     if not request.user.has_perm("exceptions.retry_exception"):
         raise PermissionDenied("you may not retry steps")
     order = get_object_or_404(Order, enterprise_id=enterprise_id)
     step = get_object_or_404(StepRun, pk=step_pk, run__order=order)
-    reason = (request.POST.get("reason") or "").strip()
-    actor = Actor.person(request.user)
-    exception = (
-        OperationalException.objects.filter(step_run=step, state=ExceptionState.OPEN)
-        .order_by("pk")
-        .first()
-    )
     try:
-        if exception is not None:
-            exception_retry(exception=exception, actor=actor, reason=reason)
-        else:
-            if not reason:
-                raise ReasonRequired("a reason is required to retry")
-            step_retry(step=step, actor=actor, reason=reason)
+        step_retry_for_operator(
+            step=step,
+            actor=Actor.person(request.user),
+            reason=(request.POST.get("reason") or "").strip(),
+        )
         messages.success(request, f"step {step.name} queued to run again")
-    except (TransitionRefused, ValidationError, ValueError, ConcurrentTransition) as exc:
-        messages.error(request, str(exc))
+    except Refused as exc:
+        messages.error(request, exc.message)
     return redirect("order-timeline", enterprise_id=order.enterprise_id)
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from core.errors import Refused
 from masterdata.matching.normalize import Record, record
 from masterdata.matching.pipeline import MatchResult, ScoredPair, match
 
@@ -27,8 +28,11 @@ FIELDS = (
 MAX_FIELD = 1000  # characters in one cell
 
 
-class FileRefused(ValueError):
+class FileRefused(Refused):
     """The file or the options cannot be matched; the message says what to fix."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, kind=Refused.Kind.INVALID)
 
 
 def mapping_parse(text: str) -> dict[str, str]:

@@ -1,14 +1,16 @@
 """Writes to master data records: legal entities, accounts, the crosswalk, products and
-their mappings. Each runs in one transaction with the actor and the reason."""
+their mappings. Each runs in one transaction with the actor and the reason, and refuses with
+``core.errors.Refused`` (nothing changed): a blank reason (``ReasonRequired``), a record that
+does not validate (``INVALID``, the model's messages)."""
 
 from __future__ import annotations
 
 from django.contrib.contenttypes.models import ContentType
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 
 from core.audit import Actor, audit_context
-from core.errors import reason_require
+from core.errors import Refused, reason_require
 from core.identifiers import PREFIXES, identifier_allocate
 from core.records import SYSTEMS, CanonicalRecord, record_full_clean
 from masterdata.identity import account_keys
@@ -25,7 +27,8 @@ from masterdata.selectors import account_by_enterprise_id
 
 
 def steward_require(actor: Actor) -> None:
-    """Deciding about duplicates and merges is the data stewards' job (and admins')."""
+    """Deciding about duplicates and merges is the data stewards' job (and admins'): raise
+    ``PermissionDenied`` unless ``actor`` holds ``masterdata.merge_account``."""
     if not actor.has_perm("masterdata.merge_account"):
         raise PermissionDenied("merging accounts needs the masterdata.merge_account permission")
 
@@ -41,6 +44,8 @@ def legal_entity_create(
     actor: Actor,
     reason: str,
 ) -> LegalEntity:
+    """Create a selling company with a new enterprise id. Refuses a blank reason and an
+    entity that does not validate (``INVALID``). Returns the saved entity."""
     reason_require(reason)
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
         entity = LegalEntity(
@@ -67,7 +72,9 @@ def account_create(
     reason: str,
     **details: str,
 ) -> Account:
-    """Create a customer. ``details``: domain, tax_id, address fields, phone, email."""
+    """Create a customer with a new enterprise id and its match keys; ``details``: domain,
+    tax_id, address fields, phone, email. Refuses a blank reason, an unknown detail and an
+    account that does not validate (``INVALID``). Returns the saved account."""
     reason_require(reason)
     allowed = {
         "domain", "tax_id", "address_line1", "address_line2", "city", "postcode", "region",
@@ -75,7 +82,9 @@ def account_create(
     }  # fmt: skip
     unknown = set(details) - allowed
     if unknown:
-        raise ValidationError(f"unknown account fields: {', '.join(sorted(unknown))}")
+        raise Refused(
+            f"unknown account fields: {', '.join(sorted(unknown))}", kind=Refused.Kind.INVALID
+        )
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
         account = Account(
             enterprise_id=identifier_allocate(prefix=PREFIXES["account"]),
@@ -110,13 +119,18 @@ def account_update_address(
     """Correct a live account's address (and country, which its match keys depend on).
 
     One history row with the actor and reason; the same address again writes nothing.
-    A merged account is refused: its survivor holds the address now.
+    The account is locked for the change. Refuses a blank reason, a merged account
+    (``STATE``: its survivor holds the address now) and an address that does not validate
+    (``INVALID``). Returns the account as saved.
     """
     reason_require(reason)
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
         locked = lock_accounts([account.pk])[account.pk]
         if locked.status != AccountStatus.ACTIVE:
-            raise ValidationError(f"{locked} is {locked.status}; correct its survivor instead")
+            raise Refused(
+                f"{locked} is {locked.status}; correct its survivor instead",
+                kind=Refused.Kind.STATE,
+            )
         wanted = {
             "address_line1": address_line1,
             "city": city,
@@ -153,13 +167,16 @@ def external_id_link(
     """Record that ``system`` knows ``record`` as ``external_id`` (idempotent).
 
     Linking the same id to the same record again returns the existing row; linking it to a
-    different record is refused, since the crosswalk is unique per system and object type.
+    different record is refused (``DUPLICATE``), since the crosswalk is unique per system and
+    object type. Also refuses a blank reason, an unknown system and an empty id
+    (``INVALID``). An account's link waits for a merge of it in progress (its survivor's lock)
+    and goes to the survivor; a lost race with an identical link returns the winner's row.
     """
     reason_require(reason)
     if system not in SYSTEMS:
-        raise ValidationError(f"unknown system {system!r}")
+        raise Refused(f"unknown system {system!r}", kind=Refused.Kind.INVALID)
     if not external_id:
-        raise ValidationError("an external id cannot be empty")
+        raise Refused("an external id cannot be empty", kind=Refused.Kind.INVALID)
     if isinstance(record, Account):
         record = account_by_enterprise_id(enterprise_id=record.enterprise_id) or record
     content_type = ContentType.objects.get_for_model(record)
@@ -169,8 +186,9 @@ def external_id_link(
     if existing is not None:
         if existing.content_type_id == content_type.pk and existing.object_id == record.pk:
             return existing
-        raise ValidationError(
-            f"{system} {object_type} {external_id} already belongs to {existing.enterprise_id}"
+        raise Refused(
+            f"{system} {object_type} {external_id} already belongs to {existing.enterprise_id}",
+            kind=Refused.Kind.DUPLICATE,
         )
     try:
         with transaction.atomic(), audit_context(actor=actor, reason=reason):
@@ -200,6 +218,8 @@ def external_id_link(
 def product_create(
     *, sku: str, name: str, kind: str, billing_period: str = "", actor: Actor, reason: str
 ) -> Product:
+    """Add a product to the catalog with a new enterprise id. Refuses a blank reason and a
+    product that does not validate (``INVALID``, e.g. a SKU taken). Returns it saved."""
     reason_require(reason)
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
         product = Product(
@@ -223,9 +243,11 @@ def product_map(
     actor: Actor,
     reason: str,
 ) -> ProductMapping:
+    """Map ``product`` to its item, plan or product in ``system``. Refuses a blank reason, an
+    unknown system and a mapping that does not validate (``INVALID``). Returns it saved."""
     reason_require(reason)
     if system not in SYSTEMS:
-        raise ValidationError(f"unknown system {system!r}")
+        raise Refused(f"unknown system {system!r}", kind=Refused.Kind.INVALID)
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
         mapping = ProductMapping(
             product=product, system=system, external_id=external_id, external_kind=external_kind

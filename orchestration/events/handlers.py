@@ -9,8 +9,10 @@ same business event under a new event id is absorbed as a duplicate with its rea
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -19,6 +21,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from core.audit import Actor, audit_context
+from core.errors import DATA_REFUSALS, Refused
 from core.money import Money
 from masterdata.models import ExternalId, LegalEntity
 from masterdata.selectors import external_id_resolve
@@ -31,6 +34,20 @@ from q2c import services
 from q2c.models import Contract, ContractState, Invoice, InvoiceState, Order, Payment, Quote
 
 logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _data_refusals_reject() -> Iterator[None]:
+    """What the records refuse in the event's data rejects the event, with the refusal's
+    message; any other refusal propagates and the event stays received, to be tried again."""
+    try:
+        yield
+    except ValidationError as exc:  # a Money value built from the event (its currency)
+        raise EventRejected("; ".join(exc.messages)) from exc
+    except Refused as exc:
+        if exc.kind not in DATA_REFUSALS:
+            raise
+        raise EventRejected(exc.message) from exc
 
 
 def _decimal(value: Any, what: str) -> Decimal:
@@ -71,7 +88,7 @@ def _quote_approved(event: InboundEvent, data: dict[str, Any]) -> str:
     ]
     actor = Actor.system(f"connector:{event.system}")
     reason = f"quote approved in CPQ ({event.event_id})"
-    try:
+    with _data_refusals_reject():
         quote = services.quote_create(
             cpq_quote_id=cpq_quote_id,
             account=None,
@@ -89,8 +106,6 @@ def _quote_approved(event: InboundEvent, data: dict[str, Any]) -> str:
             record=quote, system="cpq", object_type="quote", external_id=cpq_quote_id,
             actor=actor, reason=reason,
         )  # fmt: skip
-    except ValidationError as exc:
-        raise EventRejected("; ".join(exc.messages)) from exc
     event.correlation_id = order.enterprise_id
     event.save(update_fields=["correlation_id"])
     workflow_start(kind="quote_to_cash", subject_id=order.enterprise_id, order=order, actor=actor)
@@ -131,14 +146,12 @@ def _amendment_processed(event: InboundEvent, data: dict[str, Any]) -> str:
         raise EventRejected(f"effective_date is not a date: {data['effective_date']!r}")
     actor = Actor.system(f"connector:{event.system}")
     reason = f"amendment of {contract.enterprise_id} ({event.event_id})"
-    try:
+    with _data_refusals_reject():
         order = services.amendment_order_create(
             contract=contract, cpq_quote_id=cpq_quote_id, effective_date=effective_date,
             approved_at=timezone.now(),
             lines=_lines_in(data), actor=actor, reason=reason,
         )  # fmt: skip
-    except ValidationError as exc:
-        raise EventRejected("; ".join(exc.messages)) from exc
     event.correlation_id = order.enterprise_id
     event.save(update_fields=["correlation_id"])
     workflow_start(kind="amendment", subject_id=order.enterprise_id, order=order, actor=actor)
@@ -199,22 +212,19 @@ def _invoice_posted(event: InboundEvent, data: dict[str, Any]) -> str:
         )
         for line in data["lines"]
     ]
-    try:
-        with audit_context(actor=actor, reason=reason):
-            invoice = services.invoice_create(
-                account=order.account, legal_entity=order.legal_entity,
-                currency=data["currency"], lines=lines, contract=contract, order=order,
-                number=data["invoice_number"], issue_date=_date(data["issue_date"]),
-                due_date=_date(data.get("due_date")),
-                tax_amount=_decimal(data["tax_amount"], "tax_amount"), actor=actor, reason=reason,
-            )  # fmt: skip
-            services.invoice_post(invoice=invoice, actor=actor, reason=reason)
-            md_services.external_id_link(
-                record=invoice, system=event.system, object_type="invoice",
-                external_id=external_id, actor=actor, reason=reason,
-            )  # fmt: skip
-    except ValidationError as exc:
-        raise EventRejected("; ".join(exc.messages)) from exc
+    with _data_refusals_reject(), audit_context(actor=actor, reason=reason):
+        invoice = services.invoice_create(
+            account=order.account, legal_entity=order.legal_entity,
+            currency=data["currency"], lines=lines, contract=contract, order=order,
+            number=data["invoice_number"], issue_date=_date(data["issue_date"]),
+            due_date=_date(data.get("due_date")),
+            tax_amount=_decimal(data["tax_amount"], "tax_amount"), actor=actor, reason=reason,
+        )  # fmt: skip
+        services.invoice_post(invoice=invoice, actor=actor, reason=reason)
+        md_services.external_id_link(
+            record=invoice, system=event.system, object_type="invoice",
+            external_id=external_id, actor=actor, reason=reason,
+        )  # fmt: skip
     return ""
 
 
@@ -240,7 +250,7 @@ def _payment_received(event: InboundEvent, data: dict[str, Any]) -> str:
     received_at = parse_datetime(data["received_at"])
     if received_at is None:
         raise EventRejected(f"received_at is not a timestamp: {data['received_at']!r}")
-    try:
+    with _data_refusals_reject():
         payment: Payment = services.payment_record(
             account=invoice.account,
             amount=Money(_decimal(data["amount"], "amount"), data["currency"]),
@@ -252,8 +262,6 @@ def _payment_received(event: InboundEvent, data: dict[str, Any]) -> str:
         )  # fmt: skip
         if invoice.state in (InvoiceState.POSTED, InvoiceState.PARTIALLY_PAID):
             services.payment_apply(payment=payment, invoice=invoice, actor=actor, reason=reason)
-    except ValidationError as exc:
-        raise EventRejected("; ".join(exc.messages)) from exc
     return ""
 
 

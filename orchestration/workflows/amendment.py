@@ -13,9 +13,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import cast
 
-from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from core.errors import DATA_REFUSALS, Refused
 from core.records import LineKind
 from masterdata.models import ExternalId
 from orchestration.connectors.billing_common import AMENDMENT_KEY
@@ -240,8 +240,10 @@ def apply_to_contract(ctx: StepContext) -> Done:
                 actor=system_actor(),
                 reason=f"amendment {order.enterprise_id}",
             )
-        except ValidationError as exc:
-            raise StepFailed("; ".join(exc.messages), category="validation",
+        except Refused as exc:
+            if exc.kind not in DATA_REFUSALS:
+                raise
+            raise StepFailed(exc.message, category="validation",
                              error_class="AmendmentInvalid") from exc  # fmt: skip
     order_advance(order, OrderState.PROVISIONING, services.order_activate, "amendment in effect")
     return Done(contract.enterprise_id, {"version": version.number})

@@ -32,6 +32,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core.audit import Actor, audit_context
+from core.errors import Refused, reason_require
 from core.logging import correlation
 from orchestration.connectors.errors import ConnectorError
 from orchestration.workflows import observers
@@ -88,7 +89,7 @@ class StepInput:
     """The data a step works on, as a replay may correct it.
 
     ``read`` gives the input as the step would use it now (the replay's original payload);
-    ``check`` refuses a correction that does not fit (``ValueError`` with the reason) and
+    ``check`` refuses a correction that does not fit (``Refused``, with the reason) and
     returns it normalized; ``apply`` writes an approved correction to the records, through
     audited services, just before the step runs again (``StepFailed`` when it cannot). The
     handler then reads the records as usual, so the correction is durable and visible in
@@ -143,6 +144,8 @@ REGISTRY: dict[str, WorkflowDef] = {}
 
 
 def workflow_register(definition: WorkflowDef) -> WorkflowDef:
+    """Make ``definition`` the workflow of its kind (at import of its module); returns it.
+    A definition that repeats a step name is a bug (``ValueError``)."""
     names = [step.name for step in definition.steps]
     if len(names) != len(set(names)):
         raise ValueError(f"workflow {definition.kind} repeats a step name")
@@ -165,6 +168,7 @@ def _definition(run: WorkflowRun) -> WorkflowDef:
 
 
 def step_key(*, subject_id: str, subject_version: int, step: str) -> str:
+    """The idempotency key of a step of one subject's version (stable across replays)."""
     return f"{subject_id}:v{subject_version}:{step}"
 
 
@@ -191,7 +195,11 @@ def _queue(step: StepRun, *, now: dt.datetime) -> None:
 def workflow_start(
     *, kind: str, subject_id: str, actor: Actor, order: Any = None, subject_version: int = 1
 ) -> WorkflowRun:
-    """Create the run and its steps and queue the first one (once per subject+version)."""
+    """Create the run and its steps and queue the first one (once per subject+version).
+
+    One transaction; the first step's message is sent after commit. Starting again (or
+    losing the race to a concurrent start) returns the existing run. Refuses nothing; an
+    unregistered ``kind`` is a bug (``KeyError``)."""
     definition = REGISTRY[kind]
     existing = WorkflowRun.objects.filter(
         kind=kind, subject_id=subject_id, subject_version=subject_version
@@ -250,7 +258,11 @@ def _claim(step_id: int, now: dt.datetime) -> StepRun | None:
 
 
 def step_execute(*, step_id: int) -> str:
-    """Run one step (the body of the Celery task). Returns the step's state afterwards."""
+    """Run one step (the body of the Celery task). Returns the step's state afterwards.
+
+    The step is claimed (``running``) in its own transaction and its handler runs outside
+    any transaction or lock; the outcome (succeeded, retry scheduled, failed, waiting) is
+    recorded in another. A step that is not runnable now returns "nothing to do"."""
     now = timezone.now()
     step = _claim(step_id, now)
     if step is None:
@@ -427,7 +439,9 @@ def _fail(*, step: StepRun, definition: WorkflowDef, error: StepFailed) -> str:
 def workflow_signal(*, run: WorkflowRun, event_type: str, payload: dict[str, Any]) -> bool:
     """Deliver an external event to a run; safe to call twice, early or late.
 
-    Returns True the first time this event type reaches the run.
+    One transaction, the waiting step locked; a step already waiting is queued (its message
+    sent after commit). Refuses nothing. Returns True the first time this event type
+    reaches the run.
     """
     with transaction.atomic():
         _, created = WorkflowSignal.objects.get_or_create(
@@ -449,11 +463,20 @@ def workflow_signal(*, run: WorkflowRun, event_type: str, payload: dict[str, Any
 
 
 def step_retry(*, step: StepRun, actor: Actor, reason: str) -> StepRun:
-    """Re-run a failed step from where it stopped (an operator's retry)."""
+    """Re-run a failed step from where it stopped (an operator's retry): its attempts start
+    again, its run resumes, and the observers hear the step is being retried.
+
+    One transaction, the step then its run locked; the step's message is sent after commit.
+    Refuses a blank reason (``ReasonRequired``: "a reason is required to retry") and a step
+    that is not failed (``STATE``). Returns the step, queued."""
+    reason_require(reason, "a reason is required to retry")
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
         locked = StepRun.objects.select_for_update().select_related("run").get(pk=step.pk)
         if locked.state != StepState.FAILED:
-            raise ValueError(f"step {locked.name} is {locked.state}, only a failed step is retried")
+            raise Refused(
+                f"step {locked.name} is {locked.state}, only a failed step is retried",
+                kind=Refused.Kind.STATE,
+            )
         locked.attempts = 0
         locked.last_error = ""
         locked.finished_at = None
@@ -472,16 +495,19 @@ def workflow_replay(
 ) -> list[StepRun]:
     """Run ``from_step`` and every step after it again (an approved replay).
 
-    Only a paused or completed run is replayed, never one a worker is moving. The steps keep
-    their idempotency keys, so an effect that already exists (``StepEffect``) is skipped and
-    checks run again. Returns the steps that will run, in order.
+    Only a paused or completed run is replayed, never one a worker is moving: another run
+    is refused (``STATE``). The steps keep their idempotency keys, so an effect that already
+    exists (``StepEffect``) is skipped and checks run again. One transaction, the run then its
+    steps locked; the first step's message is sent after commit. Returns the steps that will
+    run, in order.
     """
     now = timezone.now()
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
         locked_run = WorkflowRun.objects.select_for_update().get(pk=run.pk)
         if locked_run.state not in (RunState.PAUSED, RunState.COMPLETED):
-            raise ValueError(
-                f"{locked_run} is {locked_run.state}; only a paused or completed run is replayed"
+            raise Refused(
+                f"{locked_run} is {locked_run.state}; only a paused or completed run is replayed",
+                kind=Refused.Kind.STATE,
             )
         steps = list(
             StepRun.objects.select_for_update()
@@ -507,7 +533,8 @@ def workflow_replay(
 
 
 def steps_sweep(*, now: dt.datetime | None = None) -> int:
-    """Re-send steps whose message was lost or whose worker died. Returns how many."""
+    """Re-send steps whose message was lost or whose worker died (each locked in its own
+    transaction, in pk order; sent after commit). Refuses nothing. Returns how many."""
     now = now or timezone.now()
     stale = (
         Q(state=StepState.QUEUED, enqueued_at__lt=now - QUEUED_GRACE)
@@ -548,10 +575,12 @@ class CompensationOutcome:
 
 
 def compensation_key(*, run: WorkflowRun, code: str) -> str:
+    """The idempotency key compensation ``code`` of ``run`` is sent and recorded under."""
     return f"{run.subject_id}:v{run.subject_version}:compensate:{code}"
 
 
 def compensation_def(*, run: WorkflowRun, code: str) -> CompensationDef | None:
+    """The compensation ``code`` declared by ``run``'s workflow (None: not declared)."""
     definition = REGISTRY.get(run.kind)
     if definition is None:
         return None
@@ -559,7 +588,8 @@ def compensation_def(*, run: WorkflowRun, code: str) -> CompensationDef | None:
 
 
 def compensation_target(*, run: WorkflowRun, code: str) -> str:
-    """The external id the compensation reverses ('' when that effect never happened)."""
+    """The external id the compensation reverses ('' when that effect never happened, or
+    the compensation is not declared). A read."""
     compensation = compensation_def(run=run, code=code)
     step = (
         StepRun.objects.filter(run=run, name=compensation.reverses).first()
@@ -573,7 +603,8 @@ def compensation_target(*, run: WorkflowRun, code: str) -> str:
 
 
 def compensations_available(*, run: WorkflowRun) -> list[CompensationDef]:
-    """Compensations offered for a run stopped by a failure after the effect happened."""
+    """Compensations offered for a run stopped by a failure (paused) after the effect they
+    reverse happened; none for any other run. A read."""
     definition = REGISTRY.get(run.kind)
     if run.state != RunState.PAUSED or definition is None:
         return []
@@ -583,7 +614,9 @@ def compensations_available(*, run: WorkflowRun) -> list[CompensationDef]:
 def compensation_call(*, run: WorkflowRun, code: str) -> CompensationOutcome:
     """Reverse the effect in its system, once: outside any transaction, under a stored
     idempotency key; a second call finds the recorded outcome and sends nothing. Record the
-    outcome with ``compensation_record`` in the transaction that acts on it."""
+    outcome with ``compensation_record`` in the transaction that acts on it. Raises
+    ``CompensationFailed`` (with the declared ``refused`` text) when the code is not declared
+    or the system refuses or cannot be reached; nothing is recorded then."""
     compensation = compensation_def(run=run, code=code)
     if compensation is None:
         raise CompensationFailed(f"{code} is not a compensation of {run.kind} runs")
@@ -603,7 +636,8 @@ def compensation_call(*, run: WorkflowRun, code: str) -> CompensationOutcome:
 
 
 def compensation_record(*, run: WorkflowRun, code: str, outcome: CompensationOutcome) -> None:
-    """Remember that the compensation happened (inside the caller's transaction)."""
+    """Remember that the compensation happened (inside the caller's transaction; recording
+    it twice keeps the first). Refuses nothing."""
     compensation = compensation_def(run=run, code=code)
     StepEffect.objects.get_or_create(
         idempotency_key=outcome.key,

@@ -21,6 +21,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.utils import timezone
 
+from core.errors import DATA_REFUSALS, Refused
 from core.records import LineKind
 from masterdata.identity import identity_resolve
 from masterdata.models import Account, ExternalId
@@ -117,9 +118,11 @@ def resolve_customer(ctx: StepContext) -> Done:
                 actor=actor,
                 reason=f"new customer from CPQ quote {cpq_quote_id}",
             )
-        except ValidationError as exc:  # the customer data, not the system
+        except Refused as exc:  # the customer data, not the system
+            if exc.kind not in DATA_REFUSALS:
+                raise
             raise StepFailed(
-                f"customer cannot be created: {'; '.join(exc.messages)}",
+                f"customer cannot be created: {exc.message}",
                 category="master_data",
                 error_class="CustomerInvalid",
             ) from exc
@@ -420,21 +423,34 @@ def _strings(payload: dict[str, Any], fields: dict[str, int], where: str) -> dic
     values and a country or currency that is not an ISO code."""
     unknown = sorted(set(payload) - set(fields))
     if unknown:
-        raise ValueError(
+        raise Refused(
             f"{where}: unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}"
-            f" (allowed: {', '.join(fields)})"
+            f" (allowed: {', '.join(fields)})",
+            kind=Refused.Kind.INVALID,
         )
     out: dict[str, str] = {}
     for name, value in payload.items():
         if not isinstance(value, str):
-            raise ValueError(f"{where}: {name} must be a string, not {type(value).__name__}")
+            raise Refused(
+                f"{where}: {name} must be a string, not {type(value).__name__}",
+                kind=Refused.Kind.INVALID,
+            )
         value = value.strip()
         if name == "country" and value and not (len(value) == 2 and value.isalpha()):
-            raise ValueError(f"{where}: country must be a 2-letter ISO code, not {value!r}")
+            raise Refused(
+                f"{where}: country must be a 2-letter ISO code, not {value!r}",
+                kind=Refused.Kind.INVALID,
+            )
         if name == "currency" and value and not (len(value) == 3 and value.isalpha()):
-            raise ValueError(f"{where}: currency must be a 3-letter ISO code, not {value!r}")
+            raise Refused(
+                f"{where}: currency must be a 3-letter ISO code, not {value!r}",
+                kind=Refused.Kind.INVALID,
+            )
         if len(value) > fields[name]:
-            raise ValueError(f"{where}: {name} is longer than {fields[name]} characters")
+            raise Refused(
+                f"{where}: {name} is longer than {fields[name]} characters",
+                kind=Refused.Kind.INVALID,
+            )
         out[name] = value.upper() if name in ("country", "currency") else value
     return out
 
@@ -448,23 +464,31 @@ def customer_snapshot_check(run: WorkflowRun, payload: dict[str, Any]) -> dict[s
     """A whole customer snapshot: name, country and currency required; email well formed."""
     order = _run_order(run)
     if order.quote is None:
-        raise ValueError(f"{order.enterprise_id} has no quote whose customer could be corrected")
+        raise Refused(
+            f"{order.enterprise_id} has no quote whose customer could be corrected",
+            kind=Refused.Kind.STATE,
+        )
     if order.account_id is not None:
-        raise ValueError(f"{order.enterprise_id} already has its customer {order.account}")
+        raise Refused(
+            f"{order.enterprise_id} already has its customer {order.account}",
+            kind=Refused.Kind.STATE,
+        )
     fields = {key: value for key, value in payload.items() if key != "address"}
     checked: dict[str, Any] = _strings(fields, SNAPSHOT_FIELDS, "customer")
     missing = [name for name in ("name", "country", "currency") if not checked.get(name)]
     if missing:
-        raise ValueError(f"customer: {', '.join(missing)} required")
+        raise Refused(f"customer: {', '.join(missing)} required", kind=Refused.Kind.INVALID)
     if checked.get("email"):
         try:
             validate_email(checked["email"])
         except ValidationError:
-            raise ValueError(f"customer: email {checked['email']!r} is not valid") from None
+            raise Refused(
+                f"customer: email {checked['email']!r} is not valid", kind=Refused.Kind.INVALID
+            ) from None
     if "address" in payload:
         address = payload["address"]
         if not isinstance(address, dict):
-            raise ValueError("customer: address must be an object")
+            raise Refused("customer: address must be an object", kind=Refused.Kind.INVALID)
         checked["address"] = _strings(address, SNAPSHOT_ADDRESS_FIELDS, "customer address")
     return checked
 
@@ -474,9 +498,11 @@ def correction_refusals(*, what: str, category: str) -> Iterator[None]:
     """A correction the records refuse stops the step for a person, with their reasons."""
     try:
         yield
-    except ValidationError as exc:
+    except Refused as exc:
+        if exc.kind not in DATA_REFUSALS:
+            raise
         raise StepFailed(
-            f"the corrected {what} cannot be stored: {'; '.join(exc.messages)}",
+            f"the corrected {what} cannot be stored: {exc.message}",
             category=category, error_class="CorrectionRefused",
         ) from exc  # fmt: skip
 
@@ -508,13 +534,16 @@ def account_address_check(run: WorkflowRun, payload: dict[str, Any]) -> dict[str
     """The account's whole address: line1, city, postcode and a 2-letter country."""
     order = _run_order(run)
     if order.account is None:
-        raise ValueError(f"{order.enterprise_id} has no customer whose address could be corrected")
+        raise Refused(
+            f"{order.enterprise_id} has no customer whose address could be corrected",
+            kind=Refused.Kind.STATE,
+        )
     checked = _strings(payload, ADDRESS_FIELDS, "address")
     missing = [name for name in ADDRESS_FIELDS if name not in checked]
     if missing:
-        raise ValueError(f"address: {', '.join(missing)} required")
+        raise Refused(f"address: {', '.join(missing)} required", kind=Refused.Kind.INVALID)
     if not checked["country"]:
-        raise ValueError("address: country required")
+        raise Refused("address: country required", kind=Refused.Kind.INVALID)
     return checked
 
 

@@ -12,11 +12,10 @@ from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
-from django.core.exceptions import ValidationError
-
 from core.audit import Actor
-from masterdata.services import records as md_services
+from core.errors import DATA_REFUSALS, Refused
 from masterdata.models import ProductMapping
+from masterdata.services import records as md_services
 from orchestration.connectors.errors import PermanentError, RetryableError
 from orchestration.connectors.interfaces import BillingApi, RemoteRecord
 from orchestration.workflows.engine import StepContext
@@ -90,9 +89,11 @@ def crosswalk_link(record: Any, system: str, object_type: str, external_id: str)
             record=record, system=system, object_type=object_type, external_id=external_id,
             actor=system_actor(system), reason=f"{system} id recorded",
         )  # fmt: skip
-    except ValidationError as exc:
+    except Refused as exc:
+        if exc.kind not in DATA_REFUSALS:
+            raise
         raise StepFailed(
-            "; ".join(exc.messages), category="master_data", error_class="CrosswalkConflict"
+            exc.message, category="master_data", error_class="CrosswalkConflict"
         ) from exc
 
 

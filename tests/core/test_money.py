@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import DataError, IntegrityError, connection, transaction
 
 from core.audit import audit_context
+from core.errors import Refused
 from core.money import CurrencyMismatch, Money
 from core.records import LineKind
 from q2c import services
@@ -159,7 +160,7 @@ def test_order_create_refuses_float_quantities_and_prices(field, message):
     line = factories.line(**{field: 1.5})
     before = database_snapshot()
     # when
-    with pytest.raises(ValidationError) as refused:
+    with pytest.raises(Refused) as refused:
         services.order_create(
             account=account,
             legal_entity=account.legal_entity,
@@ -169,7 +170,7 @@ def test_order_create_refuses_float_quantities_and_prices(field, message):
             reason="from CPQ",
         )
     # then
-    assert refused.value.messages == [message]
+    assert refused.value.message == message
     assert database_snapshot() == before
 
 
@@ -182,7 +183,7 @@ def test_invoice_create_refuses_float_quantities_and_prices(field):
     line = services.InvoiceLineInput(description="Support", **values)
     before = database_snapshot()
     # when
-    with pytest.raises(ValidationError) as refused:
+    with pytest.raises(Refused) as refused:
         services.invoice_create(
             account=account,
             legal_entity=account.legal_entity,
@@ -192,7 +193,7 @@ def test_invoice_create_refuses_float_quantities_and_prices(field):
             reason="from billing",
         )
     # then
-    assert refused.value.messages == ["invoice amounts are Decimal, never float"]
+    assert refused.value.message == "invoice amounts are Decimal, never float"
     assert database_snapshot() == before
 
 
@@ -202,7 +203,7 @@ def test_order_create_refuses_an_unknown_currency():
     account = factories.account()
     before = database_snapshot()
     # when
-    with pytest.raises(ValidationError) as refused:
+    with pytest.raises(Refused) as refused:
         services.order_create(
             account=account,
             legal_entity=account.legal_entity,
@@ -212,7 +213,7 @@ def test_order_create_refuses_an_unknown_currency():
             reason="from CPQ",
         )
     # then
-    assert refused.value.messages == ["eur is not an ISO 4217 currency code"]
+    assert refused.value.message == "eur is not an ISO 4217 currency code"
     assert database_snapshot() == before
 
 

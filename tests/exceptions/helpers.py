@@ -79,6 +79,23 @@ def raise_exception(
     return OperationalException.objects.get(workflow_run=run)
 
 
+def snapshot(exc: OperationalException) -> tuple[Any, ...]:
+    """Everything an action on an exception could change, read fresh from the database."""
+    exc = OperationalException.objects.select_related("step_run", "workflow_run", "order").get(
+        pk=exc.pk
+    )
+    assert exc.step_run is not None and exc.workflow_run is not None and exc.order is not None
+    return (
+        exc.state,
+        exc.resolution_code,
+        exc.resolution_note,
+        exc.history.count(),
+        exc.step_run.state,
+        exc.workflow_run.state,
+        exc.order.state,
+    )
+
+
 def user_for(who: str) -> Any:
     """A fresh user acting as ``who`` (a role name, admin, no role, or anonymous)."""
     if who == ANONYMOUS:

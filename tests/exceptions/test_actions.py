@@ -8,6 +8,7 @@ import pytest
 from django.urls import reverse
 
 from core.roles import ROLE_NAMES
+from exceptions import services
 from exceptions.models import ExceptionState, OperationalException
 from orchestration.workflows.errors import StepFailed
 from orchestration.workflows.models import RunState, StepState
@@ -19,6 +20,7 @@ from tests.exceptions.helpers import (
     drain,
     planned,
     raise_exception,
+    snapshot,
     user_for,
 )
 
@@ -37,23 +39,6 @@ ACTIONS: dict[str, tuple[set[str], dict[str, str]]] = {
 
 # How an exception raised by ``raise_exception()`` names itself after its id.
 STR = "master_data: customer rejected: tax id invalid"
-
-
-def snapshot(exc: OperationalException) -> tuple[Any, ...]:
-    """Everything an action could change, read fresh from the database."""
-    exc = OperationalException.objects.select_related("step_run", "workflow_run", "order").get(
-        pk=exc.pk
-    )
-    assert exc.step_run is not None and exc.workflow_run is not None and exc.order is not None
-    return (
-        exc.state,
-        exc.resolution_code,
-        exc.resolution_note,
-        exc.history.count(),
-        exc.step_run.state,
-        exc.workflow_run.state,
-        exc.order.state,
-    )
 
 
 def messages_of(response: Any) -> list[tuple[str, str]]:
@@ -279,3 +264,34 @@ def test_an_action_on_an_unknown_exception_is_404(client, url_name):
     response = client.post(reverse(url_name, args=[999999]), ACTIONS[url_name][1])
     # then
     assert response.status_code == 404
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("url_name", "service", "data"),
+    [
+        ("exception-retry", "exception_retry", {"reason": "again"}),
+        ("exception-resolve", "exception_resolve", {"code": "duplicate", "reason": "dup"}),
+        ("exception-ignore", "exception_ignore", {"reason": "dup"}),
+        ("exception-assign", "exception_assign", {"assignee": "me", "reason": "mine"}),
+        ("exception-comment", "exception_comment", {"body": "on it"}),
+    ],
+)
+def test_a_bug_behind_an_action_is_a_500_not_a_message(
+    client, monkeypatch, url_name, service, data
+):
+    # given
+    exc = raise_exception()
+    before = snapshot(exc)
+    client.force_login(user_for("integration_support"))
+
+    def broken(**_: Any) -> None:
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(services, service, broken)
+    client.raise_request_exception = False
+    # when
+    response = client.post(reverse(url_name, args=[exc.pk]), data)
+    # then
+    assert response.status_code == 500
+    assert snapshot(exc) == before

@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 from core.audit import Actor
 from core.problems import Category
 from core.roles import ROLE_NAMES
-from exceptions import services
+from exceptions import selectors, services
 from exceptions.models import ExceptionComment, Replay, ReplayKind, ReplayState
 from tests.exceptions.helpers import ADMIN, NO_ROLE, raise_exception, user_for
 
@@ -253,3 +253,72 @@ def test_the_schema_describes_every_view_without_errors():
     # ENUM_NAME_OVERRIDES settle them. Anything else about these views is a failure.
     warnings = [w for w in GENERATOR_STATS._warn_cache if "enum naming" not in w]
     assert (warnings, dict(GENERATOR_STATS._error_cache)) == ([], {})
+
+
+@pytest.mark.django_db
+def test_retrying_an_exception_that_is_not_open_is_a_400_with_the_message_and_kind():
+    # given
+    exc = downstream()
+    services.exception_ignore(exception=exc, actor=Actor.system("worker"), reason="dup")
+    # when
+    response = api(person("finance_ops")).post(
+        reverse("api-exception-retry", args=[exc.pk]), {"reason": "again"}
+    )
+    # then
+    assert (response.status_code, response.json()) == (
+        400,
+        {
+            "detail": f"EXC-{exc.pk} is ignored; only an open exception is retried",
+            "kind": "not_permitted_in_state",
+        },
+    )
+    exc.refresh_from_db()
+    assert (exc.state, exc.history.count()) == ("ignored", 2)
+
+
+@pytest.mark.django_db
+def test_an_action_that_loses_a_race_is_a_409_and_the_winner_stands(monkeypatch):
+    # given: the API read the exception open; another person resolves it before it saves
+    exc = downstream()
+    stale = selectors.exception_get(pk=exc.pk)
+    services.exception_resolve(
+        exception=exc, code="fixed_downstream", actor=Actor.system("worker"), reason="by hand"
+    )
+    monkeypatch.setattr(selectors, "exception_get", lambda pk: stale)
+    # when
+    response = api(person("finance_ops")).post(
+        reverse("api-exception-ignore", args=[exc.pk]), {"reason": "duplicate"}
+    )
+    # then
+    assert (response.status_code, response.json()) == (
+        409,
+        {
+            "detail": f"{stale} was changed by someone else meanwhile; read it again and retry",
+            "kind": "conflict",
+        },
+    )
+    exc.refresh_from_db()
+    assert (exc.state, exc.resolution_code, exc.history.count()) == (
+        "resolved",
+        "fixed_downstream",
+        2,
+    )
+
+
+@pytest.mark.django_db
+def test_a_bug_behind_an_action_is_a_500_not_a_refusal(monkeypatch):
+    # given
+    exc = downstream()
+
+    def broken(**_: object) -> None:
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(services, "exception_ignore", broken)
+    client = api(person("finance_ops"))
+    client.raise_request_exception = False
+    # when
+    response = client.post(reverse("api-exception-ignore", args=[exc.pk]), {"reason": "dup"})
+    # then
+    assert response.status_code == 500
+    exc.refresh_from_db()
+    assert exc.state == "open"

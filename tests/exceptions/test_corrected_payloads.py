@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from core.audit import Actor
+from core.errors import Refused
 from core.problems import Category
 from exceptions import services
 from exceptions.models import ExceptionState, OperationalException, Replay, ReplayKind, ReplayState
@@ -149,7 +150,7 @@ def test_a_correction_that_does_not_fit_the_customer_is_refused_and_nothing_chan
     order, _run, exception = failed_to_resolve_the_customer()
     history_before = snapshot_history(Quote.objects.get(pk=order.quote_id))
     # when
-    with pytest.raises(ValueError) as refused:
+    with pytest.raises(Refused) as refused:
         services.replay_request(
             kind=ReplayKind.STEP, step_run=exception.step_run, actor=person("data_steward"),
             reason="fix", corrected_payload={**GOOD_CUSTOMER, **change},
@@ -172,7 +173,7 @@ def test_a_correction_of_a_step_that_declares_no_input_is_refused():
     exception = OperationalException.objects.get(workflow_run=run)
     assert (exception.step, exception.category) == ("map_products", Category.MAPPING)
     # when / then
-    with pytest.raises(ValueError, match="step map_products takes no corrected payload"):
+    with pytest.raises(Refused, match="step map_products takes no corrected payload"):
         services.replay_request(
             kind=ReplayKind.STEP, step_run=exception.step_run, actor=person("data_steward"),
             reason="fix", corrected_payload={"lines": []},
@@ -186,7 +187,7 @@ def test_a_correction_must_start_at_the_failed_step():
     _order, run, _exception = failed_to_resolve_the_customer()
     first = StepRun.objects.get(run=run, name="validate_quote")
     # when / then
-    with pytest.raises(ValueError, match="replaces the input of the failed step resolve_custo"):
+    with pytest.raises(Refused, match="replaces the input of the failed step resolve_custo"):
         services.replay_request(
             kind=ReplayKind.STEP, step_run=first, actor=person("data_steward"), reason="fix",
             corrected_payload=GOOD_CUSTOMER,
@@ -259,7 +260,7 @@ def test_a_malformed_address_is_refused_and_the_account_is_unchanged():
     _order, _run, exception, account = failed_the_tax_check()
     rows_before = account.history.count()
     # when
-    with pytest.raises(ValueError) as refused:
+    with pytest.raises(Refused) as refused:
         services.replay_request(
             kind=ReplayKind.STEP, step_run=exception.step_run, actor=person("finance_ops"),
             reason="fix", corrected_payload={"line1": "1 High Street", "city": "London",

@@ -13,6 +13,7 @@ from django.conf import settings
 from django_fsm import ConcurrentTransition
 
 from core.audit import Actor
+from core.errors import Refused
 from core.problems import Category
 from exceptions import services
 from exceptions.models import Replay, ReplayKind, ReplayState
@@ -68,8 +69,8 @@ def test_two_concurrent_approvals_yield_exactly_one_approval_and_one_execution(m
     outcomes = _run_in_threads([lambda: approve(checkers[0]), lambda: approve(checkers[1])])
     # then
     won = [o for o in outcomes if isinstance(o, str)]
-    lost = [type(o) for o in outcomes if not isinstance(o, str)]
-    assert (len(won), lost) == (1, [ConcurrentTransition])
+    lost = [(type(o), o.kind, type(o.__cause__)) for o in outcomes if not isinstance(o, str)]
+    assert (len(won), lost) == (1, [(Refused, Refused.Kind.CONFLICT, ConcurrentTransition)])
     replay.refresh_from_db()
     assert (replay.state, replay.decided_by.username) == (ReplayState.APPROVED, won[0])
     assert list(replay.history.order_by("history_id").values_list("state", flat=True)) == [

@@ -12,6 +12,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 
 from core.audit import Actor
+from core.errors import Refused
 from core.problems import Category
 from exceptions import services
 from exceptions.models import ExceptionState, Replay, ReplayKind, ReplayState
@@ -227,7 +228,7 @@ def test_a_second_request_for_the_same_run_is_refused_while_one_is_pending():
         reason="again",
     )  # fmt: skip
     # when / then
-    with pytest.raises(ValueError, match="for this run is still requested"):
+    with pytest.raises(Refused, match="for this run is still requested"):
         services.replay_request(
             kind=ReplayKind.WORKFLOW, workflow_run=exc.workflow_run,
             actor=person("data_steward"), reason="again",
@@ -242,7 +243,7 @@ def test_a_corrected_payload_is_refused_for_a_step_that_declares_no_input():
     # the quote-to-cash steps that take one
     exc = raise_exception(step="create_customer")  # master data
     # when / then
-    with pytest.raises(ValueError, match="step create_customer takes no corrected payload"):
+    with pytest.raises(Refused, match="step create_customer takes no corrected payload"):
         services.replay_request(
             kind=ReplayKind.STEP, step_run=exc.step_run, actor=person("data_steward"),
             reason="tax id fixed", corrected_payload={**exc.context, "tax_id": "GB123456789"},
@@ -269,7 +270,7 @@ def test_a_corrected_payload_is_refused_for_a_downstream_outage():
     # given
     _exc, steps = failed_at_subscription()
     # when / then
-    with pytest.raises(ValueError, match="not for downstream_api"):
+    with pytest.raises(Refused, match="not for downstream_api"):
         services.replay_request(
             kind=ReplayKind.STEP, step_run=steps["create_subscription"],
             actor=person("sales_ops"), reason="again", corrected_payload={"x": 1},

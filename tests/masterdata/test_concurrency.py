@@ -11,9 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.core.exceptions import ValidationError
 from django.db import connection, connections, transaction
 
+from core.errors import Refused
 from masterdata.locks import lock_accounts
 from masterdata.models import Account, AccountStatus, MergeRecord, MergeState
 from masterdata.services import merges as md
@@ -119,8 +119,8 @@ def test_two_stewards_merging_overlapping_pairs_cannot_corrupt_anything(make_use
     for pk in orders.values():
         assert accounts[Order.objects.get(pk=pk).account_id].status == AccountStatus.ACTIVE
     merged = MergeRecord.objects.filter(state=MergeState.MERGED).count()
-    refused = [o for o in outcomes if isinstance(o, ValidationError)]
+    refused = [o for o in outcomes if isinstance(o, Refused)]
     assert merged + len(refused) == 2
-    assert all(o == "merged" or isinstance(o, ValidationError) for o in outcomes)
+    assert all(o == "merged" or isinstance(o, Refused) for o in outcomes)
     if second == "same_loser":
         assert merged == 1  # y merges exactly once

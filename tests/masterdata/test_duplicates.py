@@ -9,6 +9,7 @@ from django.core.management import call_command
 from django.db import transaction
 
 from core.audit import audit_context
+from core.errors import Refused
 from masterdata.duplicates import evaluate
 from masterdata.models import Account, CandidateStatus, DuplicateCandidate
 from masterdata.services import duplicates as md_duplicates
@@ -165,3 +166,23 @@ def test_the_command_runs_detection_and_reports(capsys):
     assert "3 accounts" in out
     assert "1 candidates (1 new, 0 reopened, 0 updated)" in out
     assert DuplicateCandidate.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_pair_that_is_not_open_is_not_dismissed_again(system_actor, make_user):
+    # given
+    twins()
+    md_duplicates.duplicates_detect(actor=system_actor)
+    candidate = DuplicateCandidate.objects.get()
+    steward = helpers.steward(make_user)
+    md_duplicates.candidate_dismiss(candidate=candidate, actor=steward, reason="group")
+    history = DuplicateCandidate.history.count()
+    # when
+    with pytest.raises(Refused) as refused:
+        md_duplicates.candidate_dismiss(candidate=candidate, actor=steward, reason="again")
+    # then
+    assert (refused.value.kind, refused.value.message) == (
+        Refused.Kind.STATE,
+        f"{candidate} is dismissed; only an open pair is dismissed",
+    )
+    assert DuplicateCandidate.history.count() == history

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.test import override_settings
 
+from core.errors import Refused
 from masterdata.models import (
     Account,
     AccountStatus,
@@ -176,15 +177,16 @@ def test_a_merged_account_cannot_be_merged_again(make_user):
     md.merge_request(survivor=world.survivor, loser=world.loser, actor=actor, reason=REASON)
     before = database_snapshot()
     # when
-    with pytest.raises(ValidationError) as refused:
+    with pytest.raises(Refused) as refused:
         md.merge_request(
             survivor=third, loser=Account.objects.get(pk=world.loser.pk), actor=actor,
             reason=REASON,
         )  # fmt: skip
     # then
-    assert refused.value.messages == [
-        f"{world.loser.enterprise_id} is merged; only active accounts merge"
-    ]
+    assert (refused.value.kind, refused.value.message) == (
+        Refused.Kind.STATE,
+        f"{world.loser.enterprise_id} is merged; only active accounts merge",
+    )
     assert database_snapshot() == before
 
 
@@ -255,3 +257,56 @@ def test_a_long_reason_is_kept_in_full_on_the_merge_and_cut_to_fit_in_history(ma
     assert merge.reason == reason
     loser = Account.objects.get(pk=world.loser.pk)
     assert loser.history.first().history_change_reason == reason[:99] + "…"
+
+
+@pytest.mark.django_db
+@override_settings(TANDEM_MERGE_REQUIRES_APPROVAL=True)
+@pytest.mark.parametrize(
+    ("decided", "then", "message"),
+    [
+        ("approve", "approve", "is merged; only a requested merge is approved"),
+        ("approve", "reject", "is merged; only a requested merge is rejected"),
+        ("reject", "approve", "is rejected; only a requested merge is approved"),
+        ("reject", "reject", "is rejected; only a requested merge is rejected"),
+    ],
+)
+def test_a_merge_that_is_no_longer_requested_is_not_decided_again(
+    make_user, decided, then, message
+):
+    # given
+    world = helpers.world()
+    maker = helpers.steward(make_user, "maker")
+    checker = helpers.steward(make_user, "checker")
+    merge = md.merge_request(survivor=world.survivor, loser=world.loser, actor=maker,
+                             reason=REASON)  # fmt: skip
+    getattr(md, f"merge_{decided}")(merge=merge, actor=checker, reason="decided")
+    before = (database_snapshot(), MergeRecord.history.count())
+    # when
+    with pytest.raises(Refused) as refused:
+        getattr(md, f"merge_{then}")(merge=merge, actor=checker, reason="again")
+    # then
+    assert (refused.value.kind, refused.value.message) == (
+        Refused.Kind.TRANSITION,
+        f"{merge} {message}",
+    )
+    assert (database_snapshot(), MergeRecord.history.count()) == before
+
+
+@pytest.mark.django_db
+def test_undoing_a_merge_twice_is_refused_and_changes_nothing(make_user):
+    # given
+    world = helpers.world()
+    actor = helpers.steward(make_user)
+    merge = md.merge_request(survivor=world.survivor, loser=world.loser, actor=actor,
+                             reason=REASON)  # fmt: skip
+    md.account_unmerge(merge=merge, actor=actor, reason="not the same company")
+    before = (database_snapshot(), MergeRecord.history.count())
+    # when
+    with pytest.raises(Refused) as refused:
+        md.account_unmerge(merge=merge, actor=actor, reason="again")
+    # then
+    assert (refused.value.kind, refused.value.message) == (
+        Refused.Kind.STATE,
+        f"{merge} is unmerged; only a completed merge is undone",
+    )
+    assert (database_snapshot(), MergeRecord.history.count()) == before

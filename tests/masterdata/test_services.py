@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from core.audit import audit_context
+from core.errors import Refused
 from masterdata.models import Account, AccountAlias, AccountStatus, ExternalId
 from masterdata.selectors import account_by_enterprise_id, external_id_resolve
 from masterdata.services import records as md
@@ -54,12 +54,13 @@ def test_linking_an_id_that_names_another_record_is_refused():
     _link(owner)
     before = database_snapshot()
     # when
-    with pytest.raises(ValidationError) as refused:
+    with pytest.raises(Refused) as refused:
         _link(other)
     # then
-    assert refused.value.messages == [
-        f"crm account 0015g00000XyZ already belongs to {owner.enterprise_id}"
-    ]
+    assert (refused.value.kind, refused.value.message) == (
+        Refused.Kind.DUPLICATE,
+        f"crm account 0015g00000XyZ already belongs to {owner.enterprise_id}",
+    )
     assert database_snapshot() == before
 
 
@@ -112,10 +113,10 @@ def test_linking_refuses_an_unknown_system_or_an_empty_id(system, external_id, m
     account = factories.account()
     before = database_snapshot()
     # when
-    with pytest.raises(ValidationError) as refused:
+    with pytest.raises(Refused) as refused:
         _link(account, external_id=external_id, system=system)
     # then
-    assert refused.value.messages == [message]
+    assert (refused.value.kind, refused.value.message) == (Refused.Kind.INVALID, message)
     assert database_snapshot() == before
 
 
@@ -245,3 +246,42 @@ def test_merging_is_recorded_with_the_actor_and_reason():
         "status", "merged_into_id", "history_user__username", "history_change_reason"
     )[0]
     assert row == ("merged", survivor.pk, "worker", "duplicate")
+
+
+# --- Records that do not validate ---------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_record_that_does_not_validate_is_refused_with_the_models_messages():
+    # given
+    before = database_snapshot()
+    # when
+    with pytest.raises(Refused) as refused:
+        md.account_create(
+            legal_name="Harbour Analytics Ltd", country="GB", currency="gbp",
+            actor=factories.actor(), reason="from CPQ",
+        )  # fmt: skip
+    # then
+    assert (refused.value.kind, refused.value.message) == (
+        Refused.Kind.INVALID,
+        "gbp is not an ISO 4217 currency code",
+    )
+    assert database_snapshot() == before
+
+
+@pytest.mark.django_db
+def test_an_unknown_account_detail_is_refused():
+    # given
+    before = database_snapshot()
+    # when
+    with pytest.raises(Refused) as refused:
+        md.account_create(
+            legal_name="Harbour Analytics Ltd", country="GB", currency="GBP",
+            actor=factories.actor(), reason="from CPQ", vat="GB1", fax="0",
+        )  # fmt: skip
+    # then
+    assert (refused.value.kind, refused.value.message) == (
+        Refused.Kind.INVALID,
+        "unknown account fields: fax, vat",
+    )
+    assert database_snapshot() == before

@@ -16,6 +16,7 @@ from masterdata.models import (
     MergeRecord,
     MergeState,
 )
+from masterdata.services import duplicates
 from masterdata.services import merges as md
 from q2c.models import Order
 from tests import factories
@@ -276,3 +277,24 @@ def test_unmerge_from_the_page_moves_back_only_the_picked_newer_records(client, 
     # then
     assert Order.objects.get(pk=stays.pk).account_id == world.survivor.pk
     assert Order.objects.get(pk=picked.pk).account_id == world.loser.pk
+
+
+@pytest.mark.django_db
+def test_a_bug_behind_a_stewards_action_is_a_500_not_a_message(client, make_user, monkeypatch):
+    # given
+    pair = candidate(factories.account(), factories.account())
+    client.force_login(make_user("stella", role="data_steward"))
+    before = database_snapshot()
+
+    def broken(**_: object) -> None:
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(duplicates, "candidate_dismiss", broken)
+    client.raise_request_exception = False
+    # when
+    response = client.post(
+        reverse("duplicate-dismiss", args=[pair.pk]), {"reason": "two subsidiaries"}
+    )
+    # then
+    assert response.status_code == 500
+    assert database_snapshot() == before

@@ -17,6 +17,7 @@ from django.db import connections, transaction
 from django_fsm import ConcurrentTransition
 
 from core.audit import Actor
+from core.errors import Refused
 from core.identifiers import PREFIXES, IdentifierCounter, format_identifier, identifier_allocate
 from q2c import services
 from q2c.models import Order, OrderState
@@ -76,7 +77,9 @@ def test_two_workers_race_on_one_order_and_exactly_one_wins(first, second):
     won = [o for o in outcomes if isinstance(o, str)]
     lost = [o for o in outcomes if not isinstance(o, str)]
     assert len(won) == 1
-    assert [type(o) for o in lost] == [ConcurrentTransition]
+    assert [(type(o), o.kind, type(o.__cause__)) for o in lost] == [
+        (Refused, Refused.Kind.CONFLICT, ConcurrentTransition)
+    ]
     winner = Order.objects.get(pk=order.pk)
     expected_state = {"validate": "validated", "hold": "on_hold", "cancel": "cancelled"}[won[0]]
     assert winner.state == expected_state

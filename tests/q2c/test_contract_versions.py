@@ -7,10 +7,10 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 
 from core.audit import audit_context
+from core.errors import Refused
 from q2c import services
 from q2c.models import Contract, ContractState, ContractVersion, VersionKind
 from tests import factories
@@ -82,7 +82,7 @@ def test_an_amendment_outside_the_term_is_refused_and_changes_nothing():
     contract = _active()
     history_before = contract.history.count()
     # when
-    with pytest.raises(ValidationError) as refused:
+    with pytest.raises(Refused) as refused:
         services.contract_amend(
             contract=contract,
             effective_date=dt.date(2027, 2, 1),
@@ -91,7 +91,7 @@ def test_an_amendment_outside_the_term_is_refused_and_changes_nothing():
             reason="upsell",
         )
     # then
-    assert refused.value.messages == ["an amendment takes effect within the contract term"]
+    assert refused.value.message == "an amendment takes effect within the contract term"
     assert _versions(contract) == [(1, "initial", "active")]
     assert contract.history.count() == history_before
 

@@ -12,6 +12,7 @@ import pytest
 from django.utils import timezone
 
 from core.audit import Actor
+from core.errors import ReasonRequired, Refused
 from core.problems import Category
 from exceptions.models import ExceptionState, OperationalException
 from exceptions.services import exception_retry
@@ -378,3 +379,69 @@ def test_exhausted_retries_keep_the_error_class_of_the_last_failure():
         "erp.server_error",
         "gave up after 5 attempts: erp 503",
     )
+
+
+# --- What the engine refuses itself ------------------------------------------------------------
+
+
+def _step_rows(run: WorkflowRun) -> list[tuple[Any, ...]]:
+    return list(
+        run.steps.order_by("position").values_list("name", "state", "attempts", "last_error")
+    )
+
+
+def _failed_run() -> tuple[WorkflowRun, StepRun]:
+    behaviour["create_customer"] = [StepFailed("rejected", category=Category.VALIDATION)]
+    run = start()
+    drain(run)
+    return run, run.steps.get(name="create_customer")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("reason", ["", "  "])
+def test_a_step_retry_without_a_reason_is_refused_and_changes_nothing(reason):
+    # given
+    run, step = _failed_run()
+    before = (_step_rows(run), WorkflowRun.objects.get(pk=run.pk).state)
+    # when
+    with pytest.raises(ReasonRequired) as refused:
+        engine.step_retry(step=step, actor=Actor.system("worker"), reason=reason)
+    # then
+    assert refused.value.message == "a reason is required to retry"
+    assert (_step_rows(run), WorkflowRun.objects.get(pk=run.pk).state) == before
+
+
+@pytest.mark.django_db
+def test_a_step_that_has_not_failed_is_not_retried():
+    # given
+    run, _ = _failed_run()
+    waiting = run.steps.get(name="await_acceptance")
+    before = (_step_rows(run), WorkflowRun.objects.get(pk=run.pk).state)
+    # when
+    with pytest.raises(Refused) as refused:
+        engine.step_retry(step=waiting, actor=Actor.system("worker"), reason="again")
+    # then
+    assert (refused.value.kind, refused.value.message) == (
+        Refused.Kind.STATE,
+        "step await_acceptance is pending, only a failed step is retried",
+    )
+    assert (_step_rows(run), WorkflowRun.objects.get(pk=run.pk).state) == before
+
+
+@pytest.mark.django_db
+def test_a_run_a_worker_is_moving_is_not_replayed():
+    # given: the first step is queued, the run running
+    run = start()
+    before = (_step_rows(run), WorkflowRun.objects.get(pk=run.pk).state)
+    # when
+    with pytest.raises(Refused) as refused:
+        engine.workflow_replay(
+            run=run, from_step=run.steps.get(name="create_customer"),
+            actor=Actor.system("worker"), reason="again",
+        )  # fmt: skip
+    # then
+    assert (refused.value.kind, refused.value.message) == (
+        Refused.Kind.STATE,
+        f"{run} is running; only a paused or completed run is replayed",
+    )
+    assert (_step_rows(run), WorkflowRun.objects.get(pk=run.pk).state) == before
