@@ -26,8 +26,10 @@ browser:  ## Debian's chromium for the browser tests, installed when missing (ne
 	@command -v chromium >/dev/null || apt-get install -y -q chromium >/dev/null \
 	  || (apt-get update -q && apt-get install -y -q chromium >/dev/null)
 
-test: install browser  ## run the whole suite (PostgreSQL/Redis when they answer, else SQLite/filesystem)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+TEST_WORKERS ?= 2
+
+test: install browser  ## run the whole suite in TEST_WORKERS processes (PostgreSQL/Redis when they answer, else SQLite/filesystem)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 screenshots: install browser  ## run the browser tests, saving their screenshots into docs/screenshots
 	TANDEM_SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest tests/browser $(PYTEST_ARGS)
