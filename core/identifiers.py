@@ -21,6 +21,7 @@ PREFIXES = {
     "invoice": "INV",
     "credit_note": "CRN",
     "payment": "PAY",
+    "refund": "RFD",
     "usage": "USG",
 }
 WIDTH = 6

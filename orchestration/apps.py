@@ -12,6 +12,7 @@ class OrchestrationConfig(AppConfig):
         from orchestration.workflows import (  # noqa: F401  (they register the workflows)
             amendment,
             quote_to_cash,
+            receivables,
         )
 
         merge_observer_register(CRM_MERGE_PUSH)

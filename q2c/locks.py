@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from q2c.models import Contract, Invoice, Quote
+from q2c.models import Contract, Invoice, Payment, Quote
 
 
 def lock_contract(contract_id: int) -> Contract:
@@ -15,3 +15,7 @@ def lock_invoice(invoice_id: int) -> Invoice:
 
 def lock_quote(quote_id: int) -> Quote:
     return Quote.objects.select_for_update().get(pk=quote_id)
+
+
+def lock_payment(payment_id: int) -> Payment:
+    return Payment.objects.select_for_update().get(pk=payment_id)

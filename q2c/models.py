@@ -18,7 +18,13 @@ from django_fsm import RETURN_VALUE, FSMField, transition
 
 from core.audit import AuditedHistory
 from core.money import AMOUNT_PLACES, AmountField, CurrencyField, Money, currency_check
-from core.records import BillingPeriod, ConcurrentTransitions, LineKind, StatefulRecord
+from core.records import (
+    BillingPeriod,
+    CanonicalRecord,
+    ConcurrentTransitions,
+    LineKind,
+    StatefulRecord,
+)
 from masterdata.models import Account, LegalEntity, Product
 
 
@@ -490,6 +496,10 @@ class Invoice(ConcurrentTransitions, StatefulRecord):
     order = models.ForeignKey(
         Order, on_delete=models.PROTECT, null=True, blank=True, related_name="invoices"
     )
+    # The contract version in force on the issue date (mirrored invoices; empty otherwise).
+    contract_version = models.ForeignKey(
+        ContractVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="invoices"
+    )
     currency = CurrencyField()
     issue_date = models.DateField(null=True, blank=True)
     due_date = models.DateField(null=True, blank=True)
@@ -608,6 +618,10 @@ class CreditNote(ConcurrentTransitions, StatefulRecord):
     currency = CurrencyField()
     amount = AmountField()
     reason = models.TextField()
+    number = models.CharField(
+        max_length=64, blank=True, help_text="The billing system's credit note number"
+    )
+    issued_at = models.DateTimeField(null=True, blank=True)
     state = FSMField(default=CreditNoteState.DRAFT, choices=CreditNoteState.choices, protected=True)
 
     history = AuditedHistory()
@@ -619,8 +633,13 @@ class CreditNote(ConcurrentTransitions, StatefulRecord):
             models.CheckConstraint(condition=Q(amount__gt=0), name="creditnote_amount_positive"),
         ]
 
+    @property
+    def money(self) -> Money:
+        return Money(self.amount, self.currency)
+
     @transition(field=state, source=CreditNoteState.DRAFT, target=CreditNoteState.ISSUED)
-    def issue(self) -> None:
+    def issue(self, *, issued_at: dt.datetime | None = None) -> None:
+        self.issued_at = issued_at
         self._entered_state()
 
     @transition(field=state, source=CreditNoteState.DRAFT, target=CreditNoteState.VOID)
@@ -646,6 +665,7 @@ class Payment(ConcurrentTransitions, StatefulRecord):
     method = models.CharField(max_length=40, blank=True)
     state = FSMField(default=PaymentState.RECEIVED, choices=PaymentState.choices, protected=True)
     failure_reason = models.TextField(blank=True)
+    amount_refunded = AmountField(help_text="what was given back (refunded when all of it)")
 
     history = AuditedHistory()
 
@@ -654,6 +674,10 @@ class Payment(ConcurrentTransitions, StatefulRecord):
         constraints = [
             currency_check("currency", "payment_currency_iso"),
             models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(amount_refunded__gte=0) & Q(amount_refunded__lte=F("amount")),
+                name="payment_refund_within_amount",
+            ),
         ]
         indexes = [models.Index(fields=["state", "state_changed_at"])]
 
@@ -671,9 +695,52 @@ class Payment(ConcurrentTransitions, StatefulRecord):
         self.failure_reason = reason_text
         self._entered_state()
 
-    @transition(field=state, source=PaymentState.APPLIED, target=PaymentState.REFUNDED)
-    def refund(self) -> None:
+    @transition(
+        field=state,
+        source=PaymentState.APPLIED,
+        target=RETURN_VALUE(PaymentState.APPLIED, PaymentState.REFUNDED),
+    )
+    def refund(self, *, amount: Decimal | None = None) -> str:
+        """Give back ``amount`` (all that is left when None); refunded once nothing is left."""
+        left = self.amount - self.amount_refunded
+        amount = left if amount is None else amount
+        if amount <= 0:
+            raise ValueError("a refund gives back a positive amount")
+        if amount > left:
+            raise ValueError(f"refund of {amount} exceeds the {left} not yet refunded")
+        self.amount_refunded += amount
         self._entered_state()
+        if self.amount_refunded == self.amount:
+            return PaymentState.REFUNDED
+        return PaymentState.APPLIED
+
+
+class Refund(CanonicalRecord):
+    """Money given back to a customer on a payment (billing's refund, mirrored). A fact with
+    no lifecycle of its own: the payment's state and ``amount_refunded`` carry it."""
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    invoice = models.ForeignKey(
+        Invoice, on_delete=models.PROTECT, null=True, blank=True, related_name="refunds"
+    )
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="refunds")
+    currency = CurrencyField()
+    amount = AmountField()
+    refunded_at = models.DateTimeField()
+    reason = models.TextField(blank=True)
+
+    history = AuditedHistory()
+
+    class Meta:
+        ordering = ["-refunded_at"]
+        constraints = [
+            currency_check("currency", "refund_currency_iso"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive"),
+        ]
+
+    @property
+    def money(self) -> Money:
+        return Money(self.amount, self.currency)
 
 
 class UsageState(models.TextChoices):

@@ -21,13 +21,14 @@ from core.records import BillingPeriod, LineKind, record_full_clean
 from core.transitions import transition_apply, transition_check
 from masterdata.locks import lock_account_survivor
 from masterdata.models import Account, LegalEntity, Product
-from q2c.locks import lock_contract, lock_invoice, lock_quote
+from q2c.locks import lock_contract, lock_invoice, lock_payment, lock_quote
 from q2c.models import (
     CommercialLine,
     Contract,
     ContractLine,
     ContractState,
     ContractVersion,
+    CreditNote,
     Invoice,
     InvoiceLine,
     Order,
@@ -35,6 +36,7 @@ from q2c.models import (
     Payment,
     Quote,
     QuoteLine,
+    Refund,
     VersionKind,
     VersionState,
 )
@@ -610,6 +612,7 @@ def invoice_create(
     issue_date: dt.date | None = None,
     due_date: dt.date | None = None,
     tax_amount: Decimal = Decimal("0"),
+    contract_version: ContractVersion | None = None,
     actor: Actor,
     reason: str,
 ) -> Invoice:
@@ -634,6 +637,7 @@ def invoice_create(
             account=account,
             legal_entity=legal_entity,
             contract=contract,
+            contract_version=contract_version,
             order=order,
             currency=currency,
             number=number,
@@ -679,12 +683,14 @@ def payment_record(
     amount: Money,
     received_at: dt.datetime,
     method: str = "",
+    invoice: Invoice | None = None,
     actor: Actor,
     reason: str,
 ) -> Payment:
     """Record a payment received (unapplied) with a new ``PAY-…`` id; ``payment_apply`` puts
-    it on an invoice. Refuses (``ValidationError``) an amount that is not positive, a naive
-    ``received_at`` and a blank reason.
+    it on an invoice (``invoice`` names the one it was made for, e.g. a failed attempt's).
+    Refuses (``ValidationError``) an amount that is not positive, a naive ``received_at``
+    and a blank reason.
     """
     reason_require(reason)
     if amount.amount <= 0:
@@ -699,6 +705,7 @@ def payment_record(
             amount=amount.amount,
             received_at=received_at,
             method=method,
+            invoice=invoice,
         )
 
 
@@ -723,3 +730,111 @@ def payment_apply(*, payment: Payment, invoice: Invoice, actor: Actor, reason: s
         transition_apply(locked, "apply_payment", actor=actor, reason=reason, amount=payment.amount)
         transition_apply(payment, "apply", actor=actor, reason=reason, invoice=locked)
     return locked
+
+
+def contract_version_on(*, contract: Contract, day: dt.date) -> ContractVersion | None:
+    """The version of ``contract`` in force on ``day`` (the latest that had taken effect by
+    then and was ever active), or None. Reads only."""
+    return (
+        contract.versions.filter(
+            effective_date__lte=day, state__in=[VersionState.ACTIVE, VersionState.SUPERSEDED]
+        )
+        .order_by("-effective_date", "-number")
+        .first()
+    )
+
+
+def payment_fail(*, payment: Payment, actor: Actor, reason: str) -> Payment:
+    """``received`` → ``failed``: the attempt did not collect; ``reason`` is kept as the
+    failure reason. Refused from any other state."""
+    return transition_apply(payment, "fail", actor=actor, reason=reason, reason_text=reason)
+
+
+def payment_refund(
+    *,
+    payment: Payment,
+    amount: Money,
+    refunded_at: dt.datetime,
+    refund_reason: str = "",
+    actor: Actor,
+    reason: str,
+) -> Refund:
+    """Give back ``amount`` of an applied payment: a ``RFD-…`` refund record, the payment's
+    refunded amount raised (``refunded`` once all of it is back). One transaction, the
+    payment locked. Refuses another currency, a naive time, an amount that is not positive or
+    exceeds what is left (``INVALID``), and a payment that is not applied (``STATE``)."""
+    reason_require(reason)
+    if amount.currency != payment.currency:
+        raise Refused(
+            f"a {amount.currency} refund cannot come from a {payment.currency} payment",
+            kind=Refused.Kind.INVALID,
+        )
+    if timezone.is_naive(refunded_at):
+        raise Refused("refunded_at must be timezone-aware", kind=Refused.Kind.INVALID)
+    with transaction.atomic(), audit_context(actor=actor, reason=reason):
+        locked = lock_payment(payment.pk)
+        transition_check(locked, "refund", actor=actor)
+        left = locked.amount - locked.amount_refunded
+        if not Decimal(0) < amount.amount <= left:
+            raise Refused(
+                f"a refund of {amount} from {locked.enterprise_id} must be positive and at most "
+                f"the {Money(left, locked.currency)} not yet refunded",
+                kind=Refused.Kind.INVALID,
+            )
+        transition_apply(locked, "refund", actor=actor, reason=reason, amount=amount.amount)
+        refund = Refund(
+            enterprise_id=identifier_allocate(prefix=PREFIXES["refund"]),
+            payment=locked,
+            invoice=locked.invoice,
+            account=locked.account,
+            currency=amount.currency,
+            amount=amount.amount,
+            refunded_at=refunded_at,
+            reason=refund_reason,
+        )
+        record_full_clean(refund, exclude=["enterprise_id"])
+        refund.save()
+    return refund
+
+
+def credit_note_mirror(
+    *,
+    invoice: Invoice,
+    amount: Money,
+    number: str,
+    issued_at: dt.datetime,
+    credit_reason: str,
+    actor: Actor,
+    reason: str,
+) -> CreditNote:
+    """A credit note billing issued against ``invoice``: created and ``issued`` at once (a
+    ``CRN-…`` id). One transaction. Refuses another currency, an amount that is not positive
+    or exceeds the invoice's total, and a naive time (``INVALID``)."""
+    reason_require(reason)
+    if amount.currency != invoice.currency:
+        raise Refused(
+            f"a {amount.currency} credit note cannot credit a {invoice.currency} invoice",
+            kind=Refused.Kind.INVALID,
+        )
+    if not Decimal(0) < amount.amount <= invoice.total_amount:
+        raise Refused(
+            f"a credit note of {amount} must be positive and at most {invoice.total} "
+            f"({invoice.enterprise_id})",
+            kind=Refused.Kind.INVALID,
+        )
+    if timezone.is_naive(issued_at):
+        raise Refused("issued_at must be timezone-aware", kind=Refused.Kind.INVALID)
+    with transaction.atomic(), audit_context(actor=actor, reason=reason):
+        note = CreditNote(
+            enterprise_id=identifier_allocate(prefix=PREFIXES["credit_note"]),
+            invoice=invoice,
+            account=invoice.account,
+            currency=amount.currency,
+            amount=amount.amount,
+            reason=credit_reason or "credit note",
+            number=number,
+        )
+        record_full_clean(note, exclude=["enterprise_id"])
+        note.save()
+        transition_apply(note, "issue", actor=actor, reason=reason, issued_at=issued_at)
+    return note

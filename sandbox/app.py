@@ -31,7 +31,7 @@ from sandbox.ids import stripe_id
 from sandbox.state import SandboxState, state_load, state_save
 from sandbox.systems import systems_build
 from sandbox.systems.base import Call, Event, Reply, iso_utc
-from sandbox.systems.erp import order_approve
+from sandbox.systems.erp import order_approve, order_reject
 from sandbox.webhooks import NewEvent, WebhookDispatcher
 
 logger = logging.getLogger(__name__)
@@ -389,6 +389,27 @@ class Sandbox:
                     f"sales order {order['tranId']} is {order['orderStatus']}, not pendingApproval"
                 )
             new_events = self._erp_approve_locked(order)
+        self.webhooks.submit(new_events)
+        return order
+
+    def erp_reject(self, internal_id: str, reason: str) -> dict[str, Any]:
+        """Reject one pending sales order now (finance said no); raise LookupError /
+        ValueError otherwise. Emits ``order.rejected``."""
+        with self.lock:
+            order = self.state.systems["erp"]["salesorders"].get(internal_id)
+            if order is None:
+                raise LookupError(f"no sales order with internalId {internal_id}")
+            if order["orderStatus"] != "pendingApproval":
+                raise ValueError(
+                    f"sales order {order['tranId']} is {order['orderStatus']}, not pendingApproval"
+                )
+            now = dt.datetime.now(dt.UTC)
+            self.state.systems["erp"]["_approval_due"].pop(internal_id, None)
+            data = order_reject(order, now, reason)
+            self.mark_dirty()
+            new_events = self._events_record(
+                [Event("erp", "order.rejected", data, order["externalId"])], now
+            )
         self.webhooks.submit(new_events)
         return order
 

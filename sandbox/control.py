@@ -9,6 +9,7 @@ GET  /_control/state                        record counts per system and collect
 GET  /_control/state/<system>               every record of one system, per collection
 POST /_control/reset                        empty state and outbox, no faults, re-seeded
 POST /_control/erp/approve/<internalId>     approve a pending ERP sales order now
+POST /_control/erp/reject/<internalId>      reject it ({"reason": ...}); emits order.rejected
 GET  /_control/webhooks                     the outbox (?system=&event_type=&status=)
 POST /_control/webhooks/<event_id>/redeliver  send an event again
 GET  /_control/settings                     run-time settings
@@ -99,6 +100,15 @@ def _dispatch(
         case ("POST", ["erp", "approve", internal_id]):
             try:
                 order = sandbox.erp_approve(internal_id)
+            except LookupError as exc:
+                return _error(404, str(exc))
+            except ValueError as exc:
+                return _error(409, str(exc))
+            return _ok(order)
+        case ("POST", ["erp", "reject", internal_id]):
+            reason = body.get("reason") if isinstance(body, dict) else None
+            try:
+                order = sandbox.erp_reject(internal_id, str(reason or "rejected by finance"))
             except LookupError as exc:
                 return _error(404, str(exc))
             except ValueError as exc:

@@ -137,8 +137,11 @@ class ErpApi(Protocol):
         lines: list[RemoteLine],
         order_date: dt.date,
         idempotency_key: str,
+        subsidiary: str = "",
     ) -> RemoteRecord:
-        """Create a sales order for ERP customer ``customer_id`` carrying ``reference``.
+        """Create a sales order for ERP customer ``customer_id`` carrying ``reference``,
+        booked in ``subsidiary`` (the order's legal entity's company; the customer's own
+        when empty).
 
         Call ``sales_order_find`` first; ``idempotency_key`` is the step's. The order awaits
         financial acceptance in the ERP (read back later, never assumed). Returns the order
@@ -182,6 +185,75 @@ class ErpApi(Protocol):
         invoice (id, number, totals). Raises ``PermanentError`` for what the ERP refuses (a
         sales order it will not invoice, invalid lines), ``RetryableError`` otherwise.
         """
+        ...
+
+
+class ErpReceivablesApi(Protocol):
+    """An ERP that keeps receivables Tandem posts: billing's invoices (``ErpApi.invoice_*``
+    without a sales order), credit memos, payments applied to invoices and refunds.
+
+    Every create carries Tandem's ``reference`` (``CRN-…``, ``PAY-…``, ``RFD-…``) and has a
+    ``*_find`` twin, like ``ErpApi``; a step finds before it creates."""
+
+    def credit_memo_find(self, *, reference: str) -> RemoteRecord | None: ...
+
+    def credit_memo_create(
+        self,
+        *,
+        reference: str,
+        invoice_id: str,
+        currency: str,
+        amount: Decimal,
+        memo: str,
+        idempotency_key: str,
+    ) -> RemoteRecord:
+        """A credit memo of ``amount`` against ERP invoice ``invoice_id`` (lowering what is
+        due on it). ``PermanentError`` for what the ERP refuses, ``RetryableError`` else."""
+        ...
+
+    def payment_find(self, *, reference: str) -> RemoteRecord | None: ...
+
+    def payment_create(
+        self,
+        *,
+        reference: str,
+        customer_id: str,
+        invoice_id: str,
+        currency: str,
+        amount: Decimal,
+        received_on: dt.date,
+        idempotency_key: str,
+    ) -> RemoteRecord:
+        """A customer payment of ``amount`` applied to ERP invoice ``invoice_id``; more than
+        remains due is refused (``PermanentError``)."""
+        ...
+
+    def refund_find(self, *, reference: str) -> RemoteRecord | None: ...
+
+    def refund_create(
+        self,
+        *,
+        reference: str,
+        customer_id: str,
+        payment_id: str,
+        currency: str,
+        amount: Decimal,
+        idempotency_key: str,
+    ) -> RemoteRecord:
+        """A customer refund of ``amount`` on ERP payment ``payment_id``; more than the
+        payment brought is refused (``PermanentError``)."""
+        ...
+
+
+class CustomerUpdating(Protocol):
+    """A system whose customers Tandem keeps up to date (address, tax id, name, email)."""
+
+    def customer_update(
+        self, *, customer_id: str, party: Party, idempotency_key: str
+    ) -> RemoteRecord:
+        """Set the customer's name, email, tax id and address to ``party``'s (the same
+        values again change nothing). ``PermanentError`` for an unknown customer or what the
+        system refuses, ``RetryableError`` for what may pass later."""
         ...
 
 

@@ -30,6 +30,11 @@ EVENT_SOURCES: dict[str, frozenset[str]] = {
     "renewal.processed": frozenset({"cpq", "billing"}),
     "cancellation.processed": frozenset({"cpq", "billing"}),
     "usage.reported": frozenset({"billing"}),
+    "invoice.voided": frozenset({"billing"}),
+    "payment.failed": frozenset({"billing", "payments"}),
+    "payment.refunded": frozenset({"billing", "payments"}),
+    "credit_note.issued": frozenset({"billing"}),
+    "order.rejected": frozenset({"erp"}),
 }
 CANONICAL_EVENT_TYPES = list(EVENT_SOURCES)
 
@@ -38,9 +43,12 @@ SYSTEM_ALIASES: dict[str, dict[str, str]] = {
         "customer.subscription.activated": "subscription.activated",
         "invoice.finalized": "invoice.posted",
         "invoice.paid": "payment.received",
+        "invoice.payment_failed": "payment.failed",
+        "charge.refunded": "payment.refunded",
+        "credit_note.created": "credit_note.issued",
     },
     "payments": {"payment_intent.succeeded": "payment.received"},
-    "erp": {"salesorder.approved": "order.accepted"},
+    "erp": {"salesorder.approved": "order.accepted", "salesorder.rejected": "order.rejected"},
 }
 
 

@@ -22,16 +22,33 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from core.audit import Actor, audit_context
 from core.errors import DATA_REFUSALS, Refused
+from core.identifiers import PREFIXES
 from core.money import Money
+from core.problems import Category, Problem, Severity, Team, problem_raise
 from masterdata.models import ExternalId, LegalEntity
 from masterdata.selectors import external_id_resolve
 from masterdata.services import records as md_services
 from orchestration.events.errors import EventNotReady, EventRejected
 from orchestration.models import InboundEvent
-from orchestration.workflows.engine import workflow_signal, workflow_start
+from orchestration.workflows.engine import (
+    workflow_cancel_for_subject,
+    workflow_signal,
+    workflow_start,
+)
 from orchestration.workflows.models import WorkflowRun
+from orchestration.workflows.receivables import KIND as RECEIVABLES_KIND
+from orchestration.workflows.receivables import receivables_supported
 from q2c import services
-from q2c.models import Contract, ContractState, Invoice, InvoiceState, Order, Payment, Quote
+from q2c.models import (
+    Contract,
+    ContractState,
+    Invoice,
+    InvoiceState,
+    Order,
+    OrderState,
+    Payment,
+    Quote,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -187,12 +204,17 @@ def _subscription_activated(event: InboundEvent, data: dict[str, Any]) -> str:
 
 
 def _invoice_posted(event: InboundEvent, data: dict[str, Any]) -> str:
-    """Mirror a posted invoice as a canonical Invoice (once per external invoice id)."""
+    """Mirror a posted invoice as a canonical Invoice (once per external invoice id), with
+    the contract version in force on its issue date; a billing invoice is then posted to the
+    ERP's receivables. The ERP's own copy of an invoice Tandem posted there is absorbed."""
     external_id = data["external_invoice_id"]
     if ExternalId.objects.filter(
         system=event.system, object_type="invoice", external_id=external_id
     ).exists():
         return f"invoice {external_id} is already mirrored"
+    posted_by_tandem = _posted_by_tandem(event, data)
+    if posted_by_tandem:
+        return posted_by_tandem
     order_id = str(data.get("order_id") or "").split(":", 1)[0]  # "ORD-…:<period>"
     order = Order.objects.filter(enterprise_id=order_id).first()
     contract = Contract.objects.filter(enterprise_id=data.get("contract_id") or "").first()
@@ -202,6 +224,8 @@ def _invoice_posted(event: InboundEvent, data: dict[str, Any]) -> str:
         raise EventNotReady(f"invoice {external_id} names no order or contract known yet")
     if order.account is None:
         raise EventNotReady(f"{order.enterprise_id} has no resolved customer yet")
+    if contract is None:
+        contract = order.contracts.order_by("pk").first()
     actor = Actor.system(f"connector:{event.system}")
     reason = f"invoice posted in {event.system} ({event.event_id})"
     lines = [
@@ -212,12 +236,18 @@ def _invoice_posted(event: InboundEvent, data: dict[str, Any]) -> str:
         )
         for line in data["lines"]
     ]
+    issue_date = _date(data["issue_date"])
+    version = (
+        services.contract_version_on(contract=contract, day=issue_date)
+        if contract is not None and issue_date is not None
+        else None
+    )
     with _data_refusals_reject(), audit_context(actor=actor, reason=reason):
         invoice = services.invoice_create(
             account=order.account, legal_entity=order.legal_entity,
             currency=data["currency"], lines=lines, contract=contract, order=order,
-            number=data["invoice_number"], issue_date=_date(data["issue_date"]),
-            due_date=_date(data.get("due_date")),
+            number=data["invoice_number"], issue_date=issue_date,
+            due_date=_date(data.get("due_date")), contract_version=version,
             tax_amount=_decimal(data["tax_amount"], "tax_amount"), actor=actor, reason=reason,
         )  # fmt: skip
         services.invoice_post(invoice=invoice, actor=actor, reason=reason)
@@ -225,7 +255,40 @@ def _invoice_posted(event: InboundEvent, data: dict[str, Any]) -> str:
             record=invoice, system=event.system, object_type="invoice",
             external_id=external_id, actor=actor, reason=reason,
         )  # fmt: skip
+    _receivable_post(event, invoice.enterprise_id, invoice.order, actor)
     return ""
+
+
+def _posted_by_tandem(event: InboundEvent, data: dict[str, Any]) -> str:
+    """The ERP announces the invoices Tandem posts to its receivables too: such an invoice
+    carries the canonical invoice's id as its reference and is already mirrored."""
+    reference = str(data.get("tandem_reference") or "")
+    if event.system != "erp" or not reference.startswith(f"{PREFIXES['invoice']}-"):
+        return ""
+    if not Invoice.objects.filter(enterprise_id=reference).exists():
+        return ""
+    return f"ERP invoice {data['external_invoice_id']} is {reference} posted by Tandem"
+
+
+def _receivable_post(
+    event: InboundEvent, subject_id: str, order: Order | None, actor: Actor
+) -> None:
+    """Post a record mirrored from billing or payments to the ERP's receivables (a workflow,
+    once per record), when the ERP connector keeps receivables. Records the ERP itself sent
+    are its own already."""
+    if event.system == "erp" or not receivables_supported():
+        return
+    workflow_start(kind=RECEIVABLES_KIND, subject_id=subject_id, order=order, actor=actor)
+
+
+def _invoice_by_external_id(event: InboundEvent, external_invoice_id: str) -> Invoice | None:
+    for system in ("billing", "erp", event.system):
+        found = external_id_resolve(
+            system=system, object_type="invoice", external_id=external_invoice_id
+        )
+        if isinstance(found, Invoice):
+            return found
+    return None
 
 
 def _payment_received(event: InboundEvent, data: dict[str, Any]) -> str:
@@ -236,13 +299,7 @@ def _payment_received(event: InboundEvent, data: dict[str, Any]) -> str:
         return f"payment {external_id} is already recorded"
     invoice = None
     if data.get("external_invoice_id"):
-        for system in ("billing", "erp", event.system):
-            found = external_id_resolve(
-                system=system, object_type="invoice", external_id=data["external_invoice_id"]
-            )
-            if isinstance(found, Invoice):
-                invoice = found
-                break
+        invoice = _invoice_by_external_id(event, data["external_invoice_id"])
     if invoice is None:
         raise EventNotReady(f"payment {external_id}: its invoice is not mirrored yet")
     actor = Actor.system(f"connector:{event.system}")
@@ -262,6 +319,164 @@ def _payment_received(event: InboundEvent, data: dict[str, Any]) -> str:
         )  # fmt: skip
         if invoice.state in (InvoiceState.POSTED, InvoiceState.PARTIALLY_PAID):
             services.payment_apply(payment=payment, invoice=invoice, actor=actor, reason=reason)
+    if payment.invoice_id is not None:
+        _receivable_post(event, payment.enterprise_id, invoice.order, actor)
+    return ""
+
+
+def _timestamp(data: dict[str, Any], name: str) -> dt.datetime:
+    moment = parse_datetime(data[name])
+    if moment is None:
+        raise EventRejected(f"{name} is not a timestamp: {data[name]!r}")
+    return moment
+
+
+def _invoice_voided(event: InboundEvent, data: dict[str, Any]) -> str:
+    """Billing voided an open invoice: its canonical invoice is void (once)."""
+    external_id = data["external_invoice_id"]
+    invoice = _invoice_by_external_id(event, external_id)
+    if invoice is None:
+        raise EventNotReady(f"invoice {external_id} is not mirrored yet")
+    if invoice.state == InvoiceState.VOID:
+        return f"{invoice.enterprise_id} is already void"
+    actor = Actor.system(f"connector:{event.system}")
+    why = data.get("reason") or f"voided in {event.system}"
+    with _data_refusals_reject():
+        services.invoice_void(
+            invoice=invoice, actor=actor, reason=f"{why} ({event.event_id})"[:500]
+        )
+    return ""
+
+
+def _payment_failed(event: InboundEvent, data: dict[str, Any]) -> str:
+    """A failed payment attempt: a payment in ``failed`` on its invoice (once per attempt),
+    the invoice still open."""
+    external_id = data["external_payment_id"]
+    if ExternalId.objects.filter(
+        system=event.system, object_type="payment", external_id=external_id
+    ).exists():
+        return f"payment {external_id} is already recorded"
+    invoice = _invoice_by_external_id(event, data["external_invoice_id"])
+    if invoice is None:
+        raise EventNotReady(f"payment {external_id}: its invoice is not mirrored yet")
+    actor = Actor.system(f"connector:{event.system}")
+    reason = f"payment failed in {event.system} ({event.event_id})"
+    with _data_refusals_reject():
+        payment = services.payment_record(
+            account=invoice.account,
+            amount=Money(_decimal(data["amount"], "amount"), data["currency"]),
+            received_at=_timestamp(data, "failed_at"), method=data.get("method") or "",
+            invoice=invoice, actor=actor, reason=reason,
+        )  # fmt: skip
+        services.payment_fail(
+            payment=payment, actor=actor, reason=str(data["failure_reason"] or reason)[:500]
+        )
+        md_services.external_id_link(
+            record=payment, system=event.system, object_type="payment", external_id=external_id,
+            actor=actor, reason=reason,
+        )  # fmt: skip
+    return ""
+
+
+def _payment_refunded(event: InboundEvent, data: dict[str, Any]) -> str:
+    """Money given back on a payment: a refund record (once per refund id), the payment
+    refunded in part or in full, then posted to the ERP's receivables."""
+    external_id = data["external_refund_id"]
+    if ExternalId.objects.filter(
+        system=event.system, object_type="refund", external_id=external_id
+    ).exists():
+        return f"refund {external_id} is already recorded"
+    payment = None
+    for system in ("billing", "payments", event.system):
+        found = external_id_resolve(
+            system=system, object_type="payment", external_id=data["external_payment_id"]
+        )
+        if isinstance(found, Payment):
+            payment = found
+            break
+    if payment is None:
+        raise EventNotReady(f"refund {external_id}: payment {data['external_payment_id']} "
+                            "is not recorded yet")  # fmt: skip
+    actor = Actor.system(f"connector:{event.system}")
+    reason = f"payment refunded in {event.system} ({event.event_id})"
+    with _data_refusals_reject():
+        refund = services.payment_refund(
+            payment=payment, amount=Money(_decimal(data["amount"], "amount"), data["currency"]),
+            refunded_at=_timestamp(data, "refunded_at"),
+            refund_reason=str(data.get("reason") or ""), actor=actor, reason=reason,
+        )  # fmt: skip
+        md_services.external_id_link(
+            record=refund, system=event.system, object_type="refund", external_id=external_id,
+            actor=actor, reason=reason,
+        )  # fmt: skip
+    order = payment.invoice.order if payment.invoice is not None else None
+    _receivable_post(event, refund.enterprise_id, order, actor)
+    return ""
+
+
+def _credit_note_issued(event: InboundEvent, data: dict[str, Any]) -> str:
+    """A credit note billing issued: an issued canonical credit note on its invoice (once per
+    credit note id), then posted to the ERP's receivables as a credit memo."""
+    external_id = data["external_credit_note_id"]
+    if ExternalId.objects.filter(
+        system=event.system, object_type="credit_note", external_id=external_id
+    ).exists():
+        return f"credit note {external_id} is already mirrored"
+    invoice = _invoice_by_external_id(event, data["external_invoice_id"])
+    if invoice is None:
+        raise EventNotReady(f"credit note {external_id}: its invoice is not mirrored yet")
+    actor = Actor.system(f"connector:{event.system}")
+    reason = f"credit note issued in {event.system} ({event.event_id})"
+    with _data_refusals_reject():
+        note = services.credit_note_mirror(
+            invoice=invoice, amount=Money(_decimal(data["amount"], "amount"), data["currency"]),
+            number=data["credit_note_number"], issued_at=_timestamp(data, "issued_at"),
+            credit_reason=str(data["reason"] or ""), actor=actor, reason=reason,
+        )  # fmt: skip
+        md_services.external_id_link(
+            record=note, system=event.system, object_type="credit_note",
+            external_id=external_id, actor=actor, reason=reason,
+        )  # fmt: skip
+    _receivable_post(event, note.enterprise_id, invoice.order, actor)
+    return ""
+
+
+def _order_rejected(event: InboundEvent, data: dict[str, Any]) -> str:
+    """Finance rejected the sales order in the ERP: the order is rejected, its run (waiting
+    for the acceptance) cancelled, and sales ops get an exception with the ERP's reason."""
+    order_id = str(data["order_id"]).split(":", 1)[0]
+    order = Order.objects.filter(enterprise_id=order_id).first()
+    if order is None:
+        raise EventNotReady(f"{order_id} is not known yet")
+    if order.state == OrderState.REJECTED:
+        return f"{order_id} is already rejected"
+    if order.state != OrderState.SUBMITTED_TO_ERP:
+        raise EventRejected(
+            f"{order_id} is {order.state}: a rejection from the ERP applies only to an order "
+            "submitted to it and not accepted yet"
+        )
+    actor = Actor.system(f"connector:{event.system}")
+    why = str(data["reason"] or "no reason given")
+    reason = f"rejected in the ERP: {why} ({event.event_id})"[:500]
+    with _data_refusals_reject():
+        services.order_reject(order=order, actor=actor, reason=reason)
+    workflow_cancel_for_subject(subject_id=order_id, actor=actor, reason=reason)
+    problem_raise(
+        Problem(
+            category=Category.VALIDATION,
+            severity=Severity.HIGH,
+            team=Team.SALES_OPS,
+            system="erp",
+            step="await_financial_acceptance",
+            error_class="ErpOrderRejected",
+            message=f"{order_id}: finance rejected ERP sales order "
+            f"{data['erp_sales_order_id']}: {why[:500]}",
+            context={"erp_sales_order_id": data["erp_sales_order_id"], "reason": why[:500]},
+            correlation_id=order_id,
+        ),
+        actor=actor,
+        reason=reason,
+    )
     return ""
 
 
@@ -272,6 +487,11 @@ HANDLERS = {
     "invoice.posted": _invoice_posted,
     "payment.received": _payment_received,
     "amendment.processed": _amendment_processed,
+    "invoice.voided": _invoice_voided,
+    "payment.failed": _payment_failed,
+    "payment.refunded": _payment_refunded,
+    "credit_note.issued": _credit_note_issued,
+    "order.rejected": _order_rejected,
 }
 
 

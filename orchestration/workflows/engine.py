@@ -462,6 +462,23 @@ def workflow_signal(*, run: WorkflowRun, event_type: str, payload: dict[str, Any
     return created
 
 
+def workflow_cancel_for_subject(*, subject_id: str, actor: Actor, reason: str) -> int:
+    """Cancel the unfinished runs about ``subject_id`` (its order was rejected downstream):
+    their steps stop where they are and no message runs them again. Inside the caller's
+    transaction, each run locked. Refuses nothing. Returns how many were cancelled."""
+    cancelled = 0
+    with transaction.atomic(), audit_context(actor=actor, reason=reason):
+        runs = WorkflowRun.objects.select_for_update().filter(
+            subject_id=subject_id, state__in=[RunState.RUNNING, RunState.WAITING, RunState.PAUSED]
+        )
+        for run in runs.order_by("pk"):
+            run.cancel()
+            run.current_step = ""
+            run.save()
+            cancelled += 1
+    return cancelled
+
+
 def step_retry(*, step: StepRun, actor: Actor, reason: str) -> StepRun:
     """Re-run a failed step from where it stopped (an operator's retry): its attempts start
     again, its run resumes, and the observers hear the step is being retried.

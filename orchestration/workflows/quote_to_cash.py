@@ -29,7 +29,14 @@ from masterdata.services import records as md_services
 from orchestration.connectors.interfaces import Party, RemoteLine
 from orchestration.connectors.registry import connector_for
 from orchestration.workflows.compensations import CANCEL_ERP_ORDER
-from orchestration.workflows.engine import Done, StepContext, StepDef, StepInput, WorkflowDef
+from orchestration.workflows.engine import (
+    Done,
+    StepContext,
+    StepDef,
+    StepInput,
+    WorkflowDef,
+    workflow_signal,
+)
 from orchestration.workflows.engine import workflow_register as _register
 from orchestration.workflows.errors import StepFailed, StepRetryable
 from orchestration.workflows.models import WorkflowRun
@@ -48,6 +55,7 @@ from q2c import services
 from q2c.models import Contract, ContractState, Order, OrderLine, OrderState
 
 KIND = "quote_to_cash"
+SUBSCRIPTION_ACTIVATED = "subscription.activated"
 
 
 # --- steps ---------------------------------------------------------------------------------
@@ -259,6 +267,7 @@ def create_erp_order(ctx: StepContext) -> Done:
         record = found or erp.sales_order_create(
             reference=order.enterprise_id, customer_id=str(customer_id), currency=order.currency,
             lines=lines, order_date=timezone.localdate(), idempotency_key=ctx.key,
+            subsidiary=order.legal_entity.erp_subsidiary,
         )  # fmt: skip
     crosswalk_link(order, "erp", "sales_order", record.id)
     order_advance(
@@ -281,6 +290,10 @@ def create_subscription(ctx: StepContext) -> Done:
         raise StepRetryable("the ERP has not accepted the order yet", retry_after=5)
     recurring = [line for line in order_lines(order) if line.kind == LineKind.RECURRING]
     if not recurring:
+        # Nothing for billing to activate: activate_contract must not wait for it.
+        workflow_signal(
+            run=ctx.run, event_type=SUBSCRIPTION_ACTIVATED, payload={"skipped": "no subscription"}
+        )
         order_advance(
             order, OrderState.ACCEPTED, services.order_start_provisioning, "no subscription"
         )
@@ -383,6 +396,7 @@ def send_one_time_lines(ctx: StepContext) -> Done:
 
 
 def activate_contract(ctx: StepContext) -> Done:
+    """Runs once billing said the subscription is active (``subscription.activated``)."""
     order = step_order(ctx)
     contract = order.contracts.order_by("pk").first()
     if contract is not None and contract.state == ContractState.PENDING_ACTIVATION:
@@ -609,7 +623,12 @@ QUOTE_TO_CASH = _register(
             ),
             StepDef("create_subscription", create_subscription, system="billing"),
             StepDef("send_one_time_lines", send_one_time_lines, system="erp"),
-            StepDef("activate_contract", activate_contract, has_effect=False),
+            StepDef(
+                "activate_contract",
+                activate_contract,
+                waits_for=SUBSCRIPTION_ACTIVATED,
+                has_effect=False,
+            ),
         ],
         compensations=(CANCEL_ERP_ORDER,),
     )

@@ -79,7 +79,16 @@ def period_end(start: int, interval: str, count: int) -> int:
 
 class BillingSystem(StripeSystem):
     name = "billing"
-    collections = ("customers", "products", "prices", "subscriptions", "invoices")
+    collections = (
+        "customers",
+        "products",
+        "prices",
+        "subscriptions",
+        "invoices",
+        "charges",
+        "refunds",
+        "credit_notes",
+    )
 
     def routes(self) -> list[Route]:
         return [
@@ -104,6 +113,11 @@ class BillingSystem(StripeSystem):
             r("POST", "/invoices/{id}/finalize", self.invoice_finalize),
             r("POST", "/invoices/{id}/pay", self.invoice_pay),
             r("POST", "/invoices/{id}/void", self.invoice_void),
+            r("GET", "/charges", self.charge_list),
+            r("GET", "/refunds", self.refund_list),
+            r("POST", "/refunds", self.refund_create),
+            r("GET", "/credit_notes", self.credit_note_list),
+            r("POST", "/credit_notes", self.credit_note_create),
         ]
 
     # --- customers ----------------------------------------------------------------------
@@ -533,6 +547,7 @@ class BillingSystem(StripeSystem):
             "amount_due": 0,
             "amount_paid": 0,
             "amount_remaining": 0,
+            "charge": None,
             "collection_method": collection_method,
             "created": call.unix_now,
             "currency": currency,
@@ -620,11 +635,46 @@ class BillingSystem(StripeSystem):
             self._invoice_mark_paid(call, invoice)
 
     def _invoice_mark_paid(self, call: Call, invoice: dict[str, Any]) -> None:
-        invoice["status"] = "paid"
-        invoice["paid"] = True
-        invoice["amount_paid"] = invoice["amount_due"]
-        invoice["amount_remaining"] = 0
-        invoice["status_transitions"]["paid_at"] = call.unix_now
+        """Collect what remains due on the invoice in one charge (announced)."""
+        self._invoice_charge(call, invoice, invoice["amount_remaining"])
+
+    def _charge_new(
+        self, call: Call, invoice: dict[str, Any], amount: int, *, failure: str | None
+    ) -> dict[str, Any]:
+        charge = {
+            "id": call.stripe_id("ch", width=24),
+            "object": "charge",
+            "amount": amount,
+            "amount_refunded": 0,
+            "created": call.unix_now,
+            "currency": invoice["currency"],
+            "customer": invoice["customer"],
+            "failure_message": failure,
+            "invoice": invoice["id"],
+            "paid": failure is None,
+            "refunded": False,
+            "status": "failed" if failure else "succeeded",
+        }
+        call.collection("charges")[charge["id"]] = charge
+        return charge
+
+    def _invoice_charge(self, call: Call, invoice: dict[str, Any], amount: int) -> None:
+        """A succeeded charge of ``amount`` on the invoice (``payment.received``); the invoice
+        is paid once nothing remains due."""
+        charge = self._charge_new(call, invoice, amount, failure=None)
+        invoice["amount_paid"] += amount
+        invoice["amount_remaining"] -= amount
+        invoice["charge"] = charge["id"]
+        if invoice["amount_remaining"] <= 0:
+            invoice["amount_remaining"] = 0
+            invoice["status"] = "paid"
+            invoice["paid"] = True
+            invoice["status_transitions"]["paid_at"] = call.unix_now
+        call.emit(
+            "payment.received",
+            billing_payment_data(invoice, charge),
+            correlation_id=_correlation(_invoice_references(invoice)),
+        )
 
     def invoice_create(self, call: Call) -> Reply:
         """A draft invoice with the given lines (a price's amount, or an amount given);
@@ -741,16 +791,175 @@ class BillingSystem(StripeSystem):
         return Reply(200, invoice)
 
     def invoice_pay(self, call: Call) -> Reply:
+        """Collect on an open invoice: all that remains due, or ``amount`` (minor units) of
+        it (a partial payment). ``payment_method`` ``pm_card_chargeDeclined`` declines, as
+        Stripe's test card does: a 402 and ``payment.failed``, the invoice still open."""
         invoice = self._invoice(call)
-        self.check(call.body, ("paid_out_of_band",))
+        fields = self.check(call.body, ("paid_out_of_band", "amount", "payment_method"))
         if invoice["status"] != "open":
             raise ApiError(
                 400,
                 "invoice_unexpected_state",
                 f"You cannot pay an invoice with status {invoice['status']}.",
             )
-        self._invoice_mark_paid(call, invoice)
+        amount = fields.integer("amount", minimum=1) or invoice["amount_remaining"]
+        if amount > invoice["amount_remaining"]:
+            raise self.invalid(
+                "amount",
+                f"The amount {amount} exceeds the {invoice['amount_remaining']} remaining.",
+            )
+        if fields.string("payment_method") == DECLINING_CARD:
+            charge = self._charge_new(call, invoice, amount, failure="Your card was declined.")
+            call.emit(
+                "payment.failed",
+                billing_payment_failed_data(invoice, charge),
+                correlation_id=_correlation(_invoice_references(invoice)),
+            )
+            return Reply(
+                402,
+                {
+                    "error": {
+                        "type": "card_error",
+                        "code": "card_declined",
+                        "message": "Your card was declined.",
+                        "charge": charge["id"],
+                    }
+                },
+            )
+        self._invoice_charge(call, invoice, amount)
         return Reply(200, invoice)
+
+    # --- charges, refunds, credit notes -------------------------------------------------
+    def charge_list(self, call: Call) -> Reply:
+        invoice = call.arg("invoice")
+        found = [
+            charge
+            for charge in call.collection("charges").values()
+            if invoice is None or charge["invoice"] == invoice
+        ]
+        return Reply(200, list_object("/billing/charges", found, self._limit(call)))
+
+    def refund_create(self, call: Call) -> Reply:
+        """Give back ``amount`` (all that is left unless given) of a succeeded charge;
+        announced (``payment.refunded``)."""
+        fields = self.check(call.body, ("charge", "amount", "reason", "metadata"))
+        charge = self.lookup(
+            call.collection("charges"),
+            "charge",
+            fields.string("charge", required=True),
+            field="charge",
+        )
+        left = charge["amount"] - charge["amount_refunded"]
+        if charge["status"] != "succeeded" or left <= 0:
+            raise ApiError(
+                400,
+                "charge_already_refunded",
+                f"Charge {charge['id']} has already been refunded or did not succeed.",
+            )
+        amount = fields.integer("amount", minimum=1) or left
+        if amount > left:
+            raise self.invalid(
+                "amount", f"Refund amount ({amount}) is greater than unrefunded amount ({left})."
+            )
+        reason = fields.choice("reason", ("duplicate", "fraudulent", "requested_by_customer"))
+        charge["amount_refunded"] += amount
+        charge["refunded"] = charge["amount_refunded"] == charge["amount"]
+        refund = {
+            "id": call.stripe_id("re", width=24),
+            "object": "refund",
+            "amount": amount,
+            "charge": charge["id"],
+            "created": call.unix_now,
+            "currency": charge["currency"],
+            "metadata": self.metadata(fields),
+            "reason": reason,
+            "status": "succeeded",
+        }
+        call.collection("refunds")[refund["id"]] = refund
+        invoice = call.collection("invoices").get(charge["invoice"]) or {}
+        call.emit(
+            "payment.refunded",
+            billing_refund_data(refund, charge),
+            correlation_id=_correlation(_invoice_references(invoice)) if invoice else None,
+        )
+        return Reply(200, refund)
+
+    def refund_list(self, call: Call) -> Reply:
+        charge = call.arg("charge")
+        found = [r for r in call.collection("refunds").values() if charge in (None, r["charge"])]
+        return Reply(200, list_object("/billing/refunds", found, self._limit(call)))
+
+    def credit_note_create(self, call: Call) -> Reply:
+        """A credit note of ``amount`` on an open or paid invoice (never more than it has
+        left to credit); on an open invoice it lowers what remains due. Announced
+        (``credit_note.issued``)."""
+        fields = self.check(call.body, ("invoice", "amount", "reason", "memo", "metadata"))
+        invoice = self.lookup(
+            call.collection("invoices"),
+            "invoice",
+            fields.string("invoice", required=True),
+            field="invoice",
+        )
+        if invoice["status"] not in ("open", "paid"):
+            raise ApiError(
+                400,
+                "invoice_unexpected_state",
+                f"You can only credit an open or paid invoice; this one is {invoice['status']}.",
+            )
+        amount = fields.integer("amount", required=True, minimum=1)
+        assert amount is not None
+        credited = sum(
+            note["amount"]
+            for note in call.collection("credit_notes").values()
+            if note["invoice"] == invoice["id"]
+        )
+        if credited + amount > invoice["total"]:
+            raise self.invalid(
+                "amount",
+                f"The credit note amount ({amount}) exceeds the "
+                f"{invoice['total'] - credited} left to credit on the invoice.",
+            )
+        reason = fields.choice(
+            "reason",
+            ("duplicate", "fraudulent", "order_change", "product_unsatisfactory"),
+        )
+        if invoice["status"] == "open":
+            invoice["amount_remaining"] = max(invoice["amount_remaining"] - amount, 0)
+            if invoice["amount_remaining"] == 0:
+                invoice["status"] = "paid"
+                invoice["paid"] = True
+                invoice["status_transitions"]["paid_at"] = call.unix_now
+        number = call.number(f"credit_note.{invoice['id']}")
+        note = {
+            "id": call.stripe_id("cn", width=24),
+            "object": "credit_note",
+            "amount": amount,
+            "created": call.unix_now,
+            "currency": invoice["currency"],
+            "customer": invoice["customer"],
+            "invoice": invoice["id"],
+            "memo": fields.string("memo", max_length=500),
+            "metadata": self.metadata(fields),
+            "number": f"{invoice['number']}-CN-{number:02d}",
+            "reason": reason,
+            "status": "issued",
+        }
+        call.collection("credit_notes")[note["id"]] = note
+        call.emit(
+            "credit_note.issued",
+            billing_credit_note_data(note),
+            correlation_id=_correlation(_invoice_references(invoice)),
+        )
+        return Reply(200, note)
+
+    def credit_note_list(self, call: Call) -> Reply:
+        invoice = call.arg("invoice")
+        found = [
+            note
+            for note in call.collection("credit_notes").values()
+            if invoice in (None, note["invoice"])
+        ]
+        return Reply(200, list_object("/billing/credit_notes", found, self._limit(call)))
 
     def invoice_void(self, call: Call) -> Reply:
         invoice = self._invoice(call)
@@ -764,7 +973,75 @@ class BillingSystem(StripeSystem):
         invoice["status"] = "void"
         invoice["amount_remaining"] = 0
         invoice["status_transitions"]["voided_at"] = call.unix_now
+        call.emit(
+            "invoice.voided",
+            {
+                "external_invoice_id": invoice["id"],
+                "invoice_number": invoice["number"],
+                "voided_at": iso_utc(call.now),
+            },
+            correlation_id=_correlation(_invoice_references(invoice)),
+        )
         return Reply(200, invoice)
+
+
+DECLINING_CARD = "pm_card_chargeDeclined"
+
+
+def _unix_iso(timestamp: int) -> str:
+    return iso_utc(dt.datetime.fromtimestamp(timestamp, dt.UTC))
+
+
+def billing_payment_data(invoice: dict[str, Any], charge: dict[str, Any]) -> dict[str, Any]:
+    """The canonical ``payment.received`` payload for a succeeded charge on an invoice."""
+    return {
+        "external_payment_id": charge["id"],
+        "external_invoice_id": invoice["id"],
+        "invoice_number": invoice["number"],
+        "amount": minor_to_decimal(charge["amount"], charge["currency"]),
+        "currency": charge["currency"].upper(),
+        "received_at": _unix_iso(charge["created"]),
+        "method": "card",
+    }
+
+
+def billing_payment_failed_data(invoice: dict[str, Any], charge: dict[str, Any]):
+    """The canonical ``payment.failed`` payload for a failed charge on an invoice."""
+    return {
+        "external_payment_id": charge["id"],
+        "external_invoice_id": invoice["id"],
+        "amount": minor_to_decimal(charge["amount"], charge["currency"]),
+        "currency": charge["currency"].upper(),
+        "failed_at": _unix_iso(charge["created"]),
+        "failure_reason": charge["failure_message"],
+        "method": "card",
+    }
+
+
+def billing_refund_data(refund: dict[str, Any], charge: dict[str, Any]) -> dict[str, Any]:
+    """The canonical ``payment.refunded`` payload for a refund of a charge."""
+    return {
+        "external_refund_id": refund["id"],
+        "external_payment_id": charge["id"],
+        "external_invoice_id": charge["invoice"],
+        "amount": minor_to_decimal(refund["amount"], refund["currency"]),
+        "currency": refund["currency"].upper(),
+        "refunded_at": _unix_iso(refund["created"]),
+        "reason": refund["reason"] or "",
+    }
+
+
+def billing_credit_note_data(note: dict[str, Any]) -> dict[str, Any]:
+    """The canonical ``credit_note.issued`` payload for an issued credit note."""
+    return {
+        "external_credit_note_id": note["id"],
+        "credit_note_number": note["number"],
+        "external_invoice_id": note["invoice"],
+        "amount": minor_to_decimal(note["amount"], note["currency"]),
+        "currency": note["currency"].upper(),
+        "issued_at": _unix_iso(note["created"]),
+        "reason": note["memo"] or note["reason"] or "",
+    }
 
 
 def _collection_terms(fields: Fields) -> tuple[str, int | None]:

@@ -69,7 +69,19 @@ STATUS_LABELS = {
     "pendingFulfillment": "Pending Fulfillment",
     "fullyBilled": "Billed",
     "cancelled": "Cancelled",
+    "rejected": "Rejected",
 }
+CREDIT_MEMO_FIELDS = (
+    "externalId",
+    "entity",
+    "createdFrom",
+    "currency",
+    "tranDate",
+    "memo",
+    "total",
+)
+PAYMENT_FIELDS = ("externalId", "customer", "currency", "tranDate", "payment", "memo", "apply")
+REFUND_FIELDS = ("externalId", "customer", "currency", "tranDate", "total", "memo", "apply")
 _EID = re.compile(r"^eid:(?P<external>.+)$")
 
 
@@ -80,7 +92,16 @@ def ns_datetime(moment: dt.datetime) -> str:
 class ErpSystem(System):
     name = "erp"
     style = NETSUITE
-    collections = ("customers", "salesorders", "invoices", "items", "_approval_due")
+    collections = (
+        "customers",
+        "salesorders",
+        "invoices",
+        "items",
+        "_approval_due",
+        "creditmemos",
+        "customerpayments",
+        "customerrefunds",
+    )
 
     def routes(self) -> list[Route]:
         return [
@@ -96,6 +117,12 @@ class ErpSystem(System):
             route("GET", "/invoices", self.invoice_list),
             route("POST", "/invoices", self.invoice_create),
             route("GET", "/invoices/{id}", self.invoice_get),
+            route("GET", "/creditmemos", self.credit_memo_list),
+            route("POST", "/creditmemos", self.credit_memo_create),
+            route("GET", "/customerpayments", self.payment_list),
+            route("POST", "/customerpayments", self.payment_create),
+            route("GET", "/customerrefunds", self.refund_list),
+            route("POST", "/customerrefunds", self.refund_create),
         ]
 
     def missing(self, name: str) -> ApiError:
@@ -501,6 +528,207 @@ class ErpSystem(System):
             call, call.collection("invoices"), ("externalId", "entity", "createdFrom", "tranId")
         )
 
+    # --- receivables --------------------------------------------------------------------
+    def credit_memo_create(self, call: Call) -> Reply:
+        return credit_memo_create(self, call)
+
+    def credit_memo_list(self, call: Call) -> Reply:
+        return self._filtered(call, call.collection("creditmemos"), ("externalId", "createdFrom"))
+
+    def payment_create(self, call: Call) -> Reply:
+        return payment_create(self, call)
+
+    def payment_list(self, call: Call) -> Reply:
+        return self._filtered(call, call.collection("customerpayments"), ("externalId", "customer"))
+
+    def refund_create(self, call: Call) -> Reply:
+        return refund_create(self, call)
+
+    def refund_list(self, call: Call) -> Reply:
+        return self._filtered(call, call.collection("customerrefunds"), ("externalId", "customer"))
+
+
+# --- receivables: credit memos, customer payments, customer refunds ----------------------
+# A credit memo credits an invoice (``createdFrom``) and lowers what remains due on it; a
+# customer payment is applied to one invoice, never for more than remains due; a customer
+# refund gives money back on a payment, never more than it brought. Each is unique by
+# ``externalId`` like every record.
+
+
+def _receivable_external(system: ErpSystem, call: Call, fields: Fields, collection: str) -> Any:
+    external = fields.string("externalId")
+    system._unique_external(call.collection(collection), external, collection.rstrip("s"))
+    return external
+
+
+def _amount(system: ErpSystem, fields: Fields, name: str) -> Decimal:
+    value = fields.decimal(name, required=True, minimum=Decimal("0.01"))
+    assert value is not None
+    return value
+
+
+def _invoice_open(system: ErpSystem, call: Call, reference: dict[str, Any], field: str):
+    identifier = reference.get("id") or f"eid:{reference.get('externalId')}"
+    try:
+        invoice = system.lookup(call.collection("invoices"), "invoice", identifier)
+    except ApiError:
+        raise ApiError(
+            400, "INVALID_KEY_OR_REF", f"Invalid {field} reference key {identifier}.", field=field
+        ) from None
+    return invoice
+
+
+def _invoice_lower(invoice: dict[str, Any], amount: Decimal, what: str, now: dt.datetime) -> None:
+    remaining = Decimal(invoice["amountRemaining"])
+    if invoice["status"] != "open" or amount > remaining:
+        raise ApiError(
+            400,
+            "INVALID_FLD_VALUE",
+            f"The {what} of {money(amount)} exceeds the {money(remaining)} remaining on invoice "
+            f"{invoice['tranId']} ({invoice['status']}).",
+            field="amount",
+        )
+    remaining -= amount
+    invoice["amountRemaining"] = money(remaining)
+    if remaining == 0:
+        invoice["status"] = "paidInFull"
+    invoice["lastModifiedDate"] = ns_datetime(now)
+
+
+def credit_memo_create(system: ErpSystem, call: Call) -> Reply:
+    fields = system.check(call.body, CREDIT_MEMO_FIELDS)
+    external = _receivable_external(system, call, fields, "creditmemos")
+    source = system._reference(fields, "createdFrom", required=True)
+    assert source is not None
+    invoice = _invoice_open(system, call, source, "createdFrom")
+    total = _amount(system, fields, "total")
+    applied = min(total, Decimal(invoice["amountRemaining"]))
+    if invoice["status"] == "open" and applied > 0:
+        _invoice_lower(invoice, applied, "credit", call.now)
+    internal_id = system._new_internal_id(call, "creditmemo", 9001)
+    stamp = ns_datetime(call.now)
+    memo = {
+        "id": internal_id,
+        "internalId": internal_id,
+        "tranId": f"CM{10000 + call.number('creditmemo.tranid')}",
+        "externalId": external,
+        "entity": dict(invoice["entity"]),
+        "createdFrom": {"id": invoice["internalId"], "refName": f"Invoice #{invoice['tranId']}"},
+        "subsidiary": invoice["subsidiary"],
+        "currency": system._reference(fields, "currency") or invoice["currency"],
+        "tranDate": (fields.date("tranDate") or call.now.date()).isoformat(),
+        "memo": fields.string("memo", max_length=999),
+        "total": money(total),
+        "applied": money(applied),
+        "unapplied": money(total - applied),
+        "status": "fullyApplied" if applied == total else "open",
+        "createdDate": stamp,
+        "lastModifiedDate": stamp,
+    }
+    call.collection("creditmemos")[internal_id] = memo
+    return Reply(201, memo)
+
+
+def payment_create(system: ErpSystem, call: Call) -> Reply:
+    fields = system.check(call.body, PAYMENT_FIELDS)
+    external = _receivable_external(system, call, fields, "customerpayments")
+    customer_ref = system._reference(fields, "customer", required=True)
+    assert customer_ref is not None
+    customer = system._entity(call, customer_ref)
+    amount = _amount(system, fields, "payment")
+    raw_apply = fields.mapping("apply", required=True)
+    assert raw_apply is not None
+    apply = fields.nested(raw_apply, "apply.", ("doc", "amount"))
+    doc = system._reference(apply, "doc", required=True)
+    assert doc is not None
+    invoice = _invoice_open(system, call, doc, "apply.doc")
+    if invoice["entity"]["id"] != customer["internalId"]:
+        raise system.invalid("apply.doc", "The invoice belongs to another customer.")
+    applied = apply.decimal("amount") or amount
+    if applied != amount:
+        raise system.invalid("apply.amount", "The applied amount must equal the payment.")
+    _invoice_lower(invoice, amount, "payment", call.now)
+    internal_id = system._new_internal_id(call, "customerpayment", 12001)
+    stamp = ns_datetime(call.now)
+    payment = {
+        "id": internal_id,
+        "internalId": internal_id,
+        "tranId": f"PYMT{10000 + call.number('customerpayment.tranid')}",
+        "externalId": external,
+        "customer": {"id": customer["internalId"], "refName": customer["companyName"]},
+        "currency": system._reference(fields, "currency") or invoice["currency"],
+        "tranDate": (fields.date("tranDate") or call.now.date()).isoformat(),
+        "memo": fields.string("memo", max_length=999),
+        "payment": money(amount),
+        "refunded": money(Decimal(0)),
+        "apply": {"doc": {"id": invoice["internalId"]}, "amount": money(amount)},
+        "status": "deposited",
+        "createdDate": stamp,
+        "lastModifiedDate": stamp,
+    }
+    call.collection("customerpayments")[internal_id] = payment
+    return Reply(201, payment)
+
+
+def refund_create(system: ErpSystem, call: Call) -> Reply:
+    fields = system.check(call.body, REFUND_FIELDS)
+    external = _receivable_external(system, call, fields, "customerrefunds")
+    customer_ref = system._reference(fields, "customer", required=True)
+    assert customer_ref is not None
+    customer = system._entity(call, customer_ref)
+    total = _amount(system, fields, "total")
+    raw_apply = fields.mapping("apply", required=True)
+    assert raw_apply is not None
+    apply = fields.nested(raw_apply, "apply.", ("doc",))
+    doc = system._reference(apply, "doc", required=True)
+    assert doc is not None
+    payments = call.collection("customerpayments")
+    try:
+        payment = system.lookup(
+            payments, "payment", doc.get("id") or f"eid:{doc.get('externalId')}"
+        )
+    except ApiError:
+        raise ApiError(
+            400, "INVALID_KEY_OR_REF", "Invalid apply.doc reference key.", field="apply.doc"
+        ) from None
+    left = Decimal(payment["payment"]) - Decimal(payment["refunded"])
+    if total > left:
+        raise system.invalid(
+            "total", f"The refund of {money(total)} exceeds the {money(left)} left on the payment."
+        )
+    payment["refunded"] = money(Decimal(payment["refunded"]) + total)
+    internal_id = system._new_internal_id(call, "customerrefund", 14001)
+    stamp = ns_datetime(call.now)
+    refund = {
+        "id": internal_id,
+        "internalId": internal_id,
+        "tranId": f"RFND{10000 + call.number('customerrefund.tranid')}",
+        "externalId": external,
+        "customer": {"id": customer["internalId"], "refName": customer["companyName"]},
+        "currency": system._reference(fields, "currency") or payment["currency"],
+        "tranDate": (fields.date("tranDate") or call.now.date()).isoformat(),
+        "memo": fields.string("memo", max_length=999),
+        "total": money(total),
+        "apply": {"doc": {"id": payment["internalId"]}},
+        "status": "issued",
+        "createdDate": stamp,
+        "lastModifiedDate": stamp,
+    }
+    call.collection("customerrefunds")[internal_id] = refund
+    return Reply(201, refund)
+
+
+def order_reject(order: dict[str, Any], now: dt.datetime, reason: str) -> dict[str, Any]:
+    """Reject a pending sales order; return the ``order.rejected`` payload."""
+    order_set_status(order, "rejected", now)
+    order["memo"] = reason[:999]
+    return {
+        "order_id": order["externalId"],
+        "erp_sales_order_id": order["internalId"],
+        "rejected_at": iso_utc(now),
+        "reason": reason,
+    }
+
 
 def order_set_status(order: dict[str, Any], status: str, now: dt.datetime) -> None:
     order["orderStatus"] = status
@@ -528,6 +756,7 @@ def erp_invoice_posted_data(invoice: dict[str, Any], order: dict[str, Any] | Non
     return {
         "external_invoice_id": invoice["internalId"],
         "invoice_number": invoice["tranId"],
+        "tandem_reference": invoice["externalId"],
         "order_id": order["externalId"] if order else None,
         "contract_id": None,
         "erp_sales_order_id": order["internalId"] if order else None,

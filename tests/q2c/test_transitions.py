@@ -35,6 +35,7 @@ from q2c.models import (
     Order,
     OrderState,
     Payment,
+    PaymentState,
     Quote,
     UsageRecord,
 )
@@ -191,12 +192,22 @@ def _payment_apply(payment: Payment, *, target: str | None, actor: Actor, reason
     return payment
 
 
+def _payment_refund(payment: Payment, *, target: str | None, actor: Actor, reason: str) -> Any:
+    """Refund all of it to reach ``refunded``, else a part of it (10.00)."""
+    amount = payment.amount if target == PaymentState.REFUNDED else Decimal("10.00")
+    services.payment_refund(
+        payment=payment, amount=Money(amount, payment.currency), refunded_at=timezone.now(),
+        actor=actor, reason=reason,
+    )  # fmt: skip
+    return Payment.objects.get(pk=payment.pk)
+
+
 PAYMENT_STEPS: dict[str, Step] = {
     "apply": _payment_apply,
-    # Failures and refunds arrive with the payment events; until then the bare transitions.
     "fail": _bare("fail", keeps_reason=True),
-    "refund": _bare("refund"),
+    "refund": _payment_refund,
 }
+PAYMENT_COMPUTED = {"refund": [PaymentState.APPLIED, PaymentState.REFUNDED]}
 
 
 def _payment() -> Payment:
@@ -265,7 +276,13 @@ MACHINES: dict[str, Machine] = {
         kept=lambda i: i.amount_paid,
     ),
     "credit_note": Machine(CreditNote, credit_note, CREDIT_NOTE_STEPS),
-    "payment": Machine(Payment, _payment, PAYMENT_STEPS, kept=lambda p: p.invoice_id),
+    "payment": Machine(
+        Payment,
+        _payment,
+        PAYMENT_STEPS,
+        PAYMENT_COMPUTED,
+        kept=lambda p: (p.invoice_id, p.amount_refunded),
+    ),
     "usage": Machine(UsageRecord, usage_record, USAGE_STEPS),
 }
 

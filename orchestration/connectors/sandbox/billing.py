@@ -27,7 +27,7 @@ from orchestration.connectors.billing_common import (
     whole_quantity,
 )
 from orchestration.connectors.errors import PermanentError
-from orchestration.connectors.interfaces import BillingApi, Party, RemoteRecord
+from orchestration.connectors.interfaces import BillingApi, CustomerUpdating, Party, RemoteRecord
 from orchestration.connectors.minor_units import decimal_from_minor_units, minor_units_from
 from orchestration.connectors.transport import Transport
 
@@ -66,6 +66,32 @@ class SandboxBilling:
             operation="customer_create",
             method="POST",
             path="customers",
+            json=body,
+            idempotency_key=idempotency_key,
+        )
+        return customer_record(response.body)
+
+    def customer_update(
+        self, *, customer_id: str, party: Party, idempotency_key: str
+    ) -> RemoteRecord:
+        """Set the customer's name, email, tax id (metadata) and address
+        (``CustomerUpdating``); the same values again change nothing."""
+        metadata = {ACCOUNT_KEY: party.reference, "tax_id": party.tax_id or ""}
+        body: dict[str, Any] = {
+            "name": party.name,
+            "email": party.email or None,
+            "metadata": metadata,
+            "address": {
+                "line1": party.address_line1 or None,
+                "city": party.city or None,
+                "postal_code": party.postcode or None,
+                "country": party.country.upper(),
+            },
+        }
+        response = self.transport.call(
+            operation="customer_update",
+            method="POST",
+            path=f"customers/{customer_id}",
             json=body,
             idempotency_key=idempotency_key,
         )
@@ -321,3 +347,7 @@ def subscription_record(body: dict[str, Any]) -> RemoteRecord:
 
 def _implements(connector: SandboxBilling) -> BillingApi:
     return connector  # mypy checks that SandboxBilling satisfies BillingApi
+
+
+def _updates_customers(connector: SandboxBilling) -> CustomerUpdating:
+    return connector

@@ -9,9 +9,17 @@ is the ERP mapping's external id; the ERP creates the item on first use).
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
-from orchestration.connectors.interfaces import ErpApi, Party, RemoteLine, RemoteRecord
+from orchestration.connectors.interfaces import (
+    CustomerUpdating,
+    ErpApi,
+    ErpReceivablesApi,
+    Party,
+    RemoteLine,
+    RemoteRecord,
+)
 from orchestration.connectors.transport import Transport
 
 SYSTEM = "erp"
@@ -75,21 +83,26 @@ class SandboxErp:
         lines: list[RemoteLine],
         order_date: dt.date,
         idempotency_key: str,
+        subsidiary: str = "",
     ) -> RemoteRecord:
-        """Create the sales order with ``externalId`` = ``reference``, pending approval
-        (``ErpApi.sales_order_create``); its lines name items by external id.
+        """Create the sales order with ``externalId`` = ``reference``, pending approval, in
+        ``subsidiary`` (the customer's when empty) (``ErpApi.sales_order_create``); its lines
+        name items by external id.
         """
+        body: dict[str, Any] = {
+            "externalId": reference,
+            "entity": {"id": customer_id},
+            "currency": {"refName": currency.upper()},
+            "tranDate": order_date.isoformat(),
+            "item": {"items": [line_body(line) for line in lines]},
+        }
+        if subsidiary:
+            body["subsidiary"] = {"id": subsidiary}
         response = self.transport.call(
             operation="sales_order_create",
             method="POST",
             path="salesorders",
-            json={
-                "externalId": reference,
-                "entity": {"id": customer_id},
-                "currency": {"refName": currency.upper()},
-                "tranDate": order_date.isoformat(),
-                "item": {"items": [line_body(line) for line in lines]},
-            },
+            json=body,
             idempotency_key=idempotency_key,
         )
         return sales_order_record(response.body)
@@ -143,6 +156,124 @@ class SandboxErp:
             idempotency_key=idempotency_key,
         )
         return invoice_record(response.body)
+
+    # --- customers kept up to date -----------------------------------------------------
+    def customer_update(
+        self, *, customer_id: str, party: Party, idempotency_key: str
+    ) -> RemoteRecord:
+        """Set the customer's name, email, tax id and address (``CustomerUpdating``): a
+        ``PATCH`` (the same values again change nothing), then the customer read back."""
+        self.transport.call(
+            operation="customer_update",
+            method="PATCH",
+            path=f"customers/{customer_id}",
+            json={
+                "companyName": party.name,
+                "email": party.email or None,
+                "vatRegNumber": party.tax_id or None,
+                "billAddress": {
+                    "addr1": party.address_line1 or None,
+                    "city": party.city or None,
+                    "zip": party.postcode or None,
+                    "country": party.country.upper(),
+                },
+            },
+            idempotency_key=idempotency_key,
+        )
+        response = self.transport.call(
+            operation="customer_get", method="GET", path=f"customers/{customer_id}"
+        )
+        return customer_record(response.body)
+
+    # --- receivables (ErpReceivablesApi) ------------------------------------------------
+    def credit_memo_find(self, *, reference: str) -> RemoteRecord | None:
+        found = self._find("credit_memo_find", "creditmemos", reference)
+        return receivable_record(found, "total") if found is not None else None
+
+    def credit_memo_create(
+        self,
+        *,
+        reference: str,
+        invoice_id: str,
+        currency: str,
+        amount: Decimal,
+        memo: str,
+        idempotency_key: str,
+    ) -> RemoteRecord:
+        response = self.transport.call(
+            operation="credit_memo_create",
+            method="POST",
+            path="creditmemos",
+            json={
+                "externalId": reference,
+                "createdFrom": {"id": invoice_id},
+                "currency": {"refName": currency.upper()},
+                "total": format(amount, "f"),
+                "memo": memo[:999],
+            },
+            idempotency_key=idempotency_key,
+        )
+        return receivable_record(response.body, "total")
+
+    def payment_find(self, *, reference: str) -> RemoteRecord | None:
+        found = self._find("payment_find", "customerpayments", reference)
+        return receivable_record(found, "payment") if found is not None else None
+
+    def payment_create(
+        self,
+        *,
+        reference: str,
+        customer_id: str,
+        invoice_id: str,
+        currency: str,
+        amount: Decimal,
+        received_on: dt.date,
+        idempotency_key: str,
+    ) -> RemoteRecord:
+        response = self.transport.call(
+            operation="payment_create",
+            method="POST",
+            path="customerpayments",
+            json={
+                "externalId": reference,
+                "customer": {"id": customer_id},
+                "currency": {"refName": currency.upper()},
+                "tranDate": received_on.isoformat(),
+                "payment": format(amount, "f"),
+                "apply": {"doc": {"id": invoice_id}, "amount": format(amount, "f")},
+            },
+            idempotency_key=idempotency_key,
+        )
+        return receivable_record(response.body, "payment")
+
+    def refund_find(self, *, reference: str) -> RemoteRecord | None:
+        found = self._find("refund_find", "customerrefunds", reference)
+        return receivable_record(found, "total") if found is not None else None
+
+    def refund_create(
+        self,
+        *,
+        reference: str,
+        customer_id: str,
+        payment_id: str,
+        currency: str,
+        amount: Decimal,
+        idempotency_key: str,
+    ) -> RemoteRecord:
+        response = self.transport.call(
+            operation="refund_create",
+            method="POST",
+            path="customerrefunds",
+            json={
+                "externalId": reference,
+                "customer": {"id": customer_id},
+                "currency": {"refName": currency.upper()},
+                "total": format(amount, "f"),
+                "apply": {"doc": {"id": payment_id}},
+            },
+            idempotency_key=idempotency_key,
+        )
+        return receivable_record(response.body, "total")
 
     def _find(self, operation: str, record_type: str, reference: str) -> dict[str, Any] | None:
         response = self.transport.call(
@@ -222,5 +353,23 @@ def invoice_record(body: dict[str, Any]) -> RemoteRecord:
     )
 
 
+def receivable_record(body: dict[str, Any], amount_field: str) -> RemoteRecord:
+    """A credit memo, customer payment or refund as a ``RemoteRecord`` (amount as text)."""
+    return RemoteRecord(
+        id=str(body["internalId"]),
+        status=str(body.get("status") or ""),
+        number=str(body.get("tranId") or ""),
+        data={"external_id": body.get("externalId") or "", "amount": str(body[amount_field])},
+    )
+
+
 def _implements(connector: SandboxErp) -> ErpApi:
     return connector  # mypy checks that SandboxErp satisfies ErpApi
+
+
+def _keeps_receivables(connector: SandboxErp) -> ErpReceivablesApi:
+    return connector
+
+
+def _updates_customers(connector: SandboxErp) -> CustomerUpdating:
+    return connector

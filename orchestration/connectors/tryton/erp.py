@@ -264,9 +264,13 @@ class TrytonErp(TrytonPolling):
         lines: list[RemoteLine],
         order_date: dt.date,
         idempotency_key: str,
+        subsidiary: str = "",
     ) -> RemoteRecord:
         """Create the sale with ``reference`` for party ``customer_id`` and quote it (confirm it
         too when ``TRYTON_CONFIRM_SALES``) (``ErpApi.sales_order_create``).
+
+        ``subsidiary`` is not sent: Tryton books the sale in the connector user's current
+        company (one Tryton company per Tandem connector configuration).
 
         Products are created on first use. After a create with this key got no answer, none is
         sent until it settled (a waiting ``RetryableError``). A party with no address is

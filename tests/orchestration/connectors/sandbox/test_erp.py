@@ -187,6 +187,9 @@ def test_customer_committed_with_its_response_lost_is_found_not_made_twice(sandb
         "salesorders": 0,
         "invoices": 0,
         "items": 0,
+        "creditmemos": 0,
+        "customerpayments": 0,
+        "customerrefunds": 0,
     }
 
 
