@@ -723,8 +723,8 @@ def payment_apply(*, payment: Payment, invoice: Invoice, actor: Actor, reason: s
         balance = locked.total_amount - locked.amount_paid
         if payment.amount > balance:
             raise Refused(
-                f"payment {payment.amount} {payment.currency} exceeds the open balance "
-                f"{balance} {locked.currency} of {locked.enterprise_id}",
+                f"payment {payment.money} exceeds the open balance "
+                f"{Money(balance, locked.currency)} of {locked.enterprise_id}",
                 kind=Refused.Kind.STATE,
             )
         transition_apply(locked, "apply_payment", actor=actor, reason=reason, amount=payment.amount)
