@@ -30,6 +30,7 @@ urlpatterns = [
         name="contract-timeline",
     ),
     path("invoices/", views.invoice_list, name="invoice-list"),
+    path("invoices/<str:enterprise_id>/", views.invoice_detail, name="invoice-detail"),
     path("audit/", audit_views.history, name="audit-history"),
     path("audit/operators/", audit_views.operator_actions, name="audit-operators"),
     path("audit/as-of/", audit_views.as_of, name="audit-as-of"),

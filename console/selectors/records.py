@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -242,6 +243,53 @@ def contract_list(*, filters: RecordFilters, now: dt.datetime | None = None) -> 
     if filters.query:
         qs = qs.filter(contract_search_q(filters.query))
     return qs.order_by(*CONTRACT_SORTS.get(filters.sort, CONTRACT_SORTS["-created"]))
+
+
+@dataclass(frozen=True)
+class InvoiceDetail:
+    """An invoice with what happened to it: payments (failed ones too), credit notes and
+    refunds, and the ERP's receivable id of each that was posted there."""
+
+    invoice: Invoice
+    erp_id: str  # "" until posted
+    payments: list[tuple[Any, str]]  # (payment, its ERP id or "")
+    credit_notes: list[tuple[Any, str]]
+    refunds: list[tuple[Any, str]]
+
+
+def invoice_detail(*, enterprise_id: str) -> InvoiceDetail | None:
+    """The invoice ``enterprise_id`` (None when there is none) with its payments, credit
+    notes and refunds, oldest first, and their ERP ids. A fixed number of queries."""
+    invoice = (
+        Invoice.objects.select_related(
+            "account", "legal_entity", "contract", "contract_version", "order"
+        )
+        .filter(enterprise_id=enterprise_id)
+        .first()
+    )
+    if invoice is None:
+        return None
+    payments = list(invoice.payments.order_by("received_at", "pk"))
+    credit_notes = list(invoice.credit_notes.order_by("created_at", "pk"))
+    refunds = list(invoice.refunds.select_related("payment").order_by("refunded_at", "pk"))
+    ids = [invoice.enterprise_id] + [
+        record.enterprise_id for record in (*payments, *credit_notes, *refunds)
+    ]
+    erp_ids = dict(
+        ExternalId.objects.filter(
+            system="erp",
+            object_type__in=["receivable_invoice", "customer_payment", "credit_memo",
+                             "customer_refund"],
+            enterprise_id__in=ids,
+        ).values_list("enterprise_id", "external_id")
+    )  # fmt: skip
+    return InvoiceDetail(
+        invoice=invoice,
+        erp_id=erp_ids.get(invoice.enterprise_id, ""),
+        payments=[(p, erp_ids.get(p.enterprise_id, "")) for p in payments],
+        credit_notes=[(n, erp_ids.get(n.enterprise_id, "")) for n in credit_notes],
+        refunds=[(r, erp_ids.get(r.enterprise_id, "")) for r in refunds],
+    )
 
 
 def invoice_list(*, state: str | None = None) -> QuerySet[Invoice]:

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, QueryDict
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -213,6 +213,26 @@ def invoice_list(request: HtmxHttpRequest) -> HttpResponse:
         selectors.invoice_list(state=state),
         "console/invoice_list.html",
         {"states": InvoiceState.choices, "state": state or ""},
+    )
+
+
+@page_permission("invoice-list")
+def invoice_detail(request: HttpRequest, enterprise_id: str) -> HttpResponse:
+    """An invoice with its payments (failed ones too), credit notes and refunds."""
+    detail = selectors.invoice_detail(enterprise_id=enterprise_id)
+    if detail is None:
+        raise Http404(f"no invoice {enterprise_id}")
+    invoice = detail.invoice
+    return render(
+        request,
+        "console/invoice_detail.html",
+        {
+            "invoice": invoice,
+            "detail": detail,
+            "history": invoice.history.select_related("history_user").order_by("-history_date")[
+                :50
+            ],
+        },
     )
 
 

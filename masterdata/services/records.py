@@ -5,6 +5,8 @@ does not validate (``INVALID``, the model's messages)."""
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
@@ -24,6 +26,28 @@ from masterdata.models import (
     ProductMapping,
 )
 from masterdata.selectors import account_by_enterprise_id
+
+
+class AccountObserver(Protocol):
+    """What other apps do when a live account's details change (address, tax id), registered
+    at start-up (``AppConfig.ready``) so master data imports none of them. Called inside the
+    changing transaction, after the account is saved with its history row."""
+
+    def account_changed(self, *, account: Account, fields: list[str]) -> None: ...
+
+
+_account_observers: list[AccountObserver] = []
+
+
+def account_observer_register(observer: AccountObserver) -> None:
+    """Called once at start-up by each app that follows account changes (twice is harmless)."""
+    if observer not in _account_observers:
+        _account_observers.append(observer)
+
+
+def _account_changed(account: Account, fields: list[str]) -> None:
+    for observer in _account_observers:
+        observer.account_changed(account=account, fields=fields)
 
 
 def steward_require(actor: Actor) -> None:
@@ -152,6 +176,39 @@ def account_update_address(
             setattr(locked, name, value)
         record_full_clean(locked)
         locked.save()
+        _account_changed(locked, list(wanted))
+    return locked
+
+
+def account_update_tax_id(*, account: Account, tax_id: str, actor: Actor, reason: str) -> Account:
+    """Correct a live account's tax id (its match keys follow). One history row with the
+    actor and reason; the same tax id again writes nothing. The account is locked for the
+    change. Refuses a blank reason, a merged account (``STATE``) and a tax id that does not
+    validate (``INVALID``). Returns the account as saved."""
+    reason_require(reason)
+    with transaction.atomic(), audit_context(actor=actor, reason=reason):
+        locked = lock_accounts([account.pk])[account.pk]
+        if locked.status != AccountStatus.ACTIVE:
+            raise Refused(
+                f"{locked} is {locked.status}; correct its survivor instead",
+                kind=Refused.Kind.STATE,
+            )
+        tax_id = tax_id.strip()
+        if locked.tax_id == tax_id:
+            return locked
+        locked.tax_id = tax_id
+        keys = account_keys(
+            legal_name=locked.legal_name,
+            country=locked.country,
+            tax_id=locked.tax_id,
+            domain=locked.domain,
+            email=locked.email,
+        )
+        for name, value in keys.items():
+            setattr(locked, name, value)
+        record_full_clean(locked)
+        locked.save()
+        _account_changed(locked, ["tax_id"])
     return locked
 
 

@@ -18,6 +18,7 @@ from masterdata.models import (
 )
 from masterdata.selectors import account_by_enterprise_id, external_id_resolve
 from masterdata.services import merges as md
+from orchestration.workflows.models import WorkflowRun
 from q2c.models import Order
 from tests import factories
 from tests.masterdata import helpers
@@ -240,7 +241,12 @@ def test_a_merge_of_two_crm_accounts_is_queued_for_the_crm(
                                  actor=helpers.steward(make_user), reason=REASON)  # fmt: skip
     # then
     assert merge.push_state == PushState.PENDING
-    assert len(callbacks) == 1
+    # the CRM push, and the first step of the survivor's update for the ERP and billing
+    assert [callback.__qualname__.split(".")[0] for callback in callbacks] == [
+        "CrmMergePush",
+        "_enqueue",
+    ]
+    assert WorkflowRun.objects.get().subject_id == world.survivor.enterprise_id
 
 
 @pytest.mark.django_db

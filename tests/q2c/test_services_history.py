@@ -338,6 +338,50 @@ def _payment_apply() -> Run:
     )
 
 
+def _applied_payment() -> Any:
+    invoice = _invoice_in(InvoiceState.POSTED)
+    payment = services.payment_record(
+        account=invoice.account, amount=Money(Decimal("40.00"), "GBP"),
+        received_at=timezone.now(), actor=factories.actor(), reason="test setup",
+    )  # fmt: skip
+    services.payment_apply(
+        payment=payment, invoice=invoice, actor=factories.actor(), reason="test setup"
+    )
+    return payment
+
+
+def _payment_fail() -> Run:
+    account = factories.account()
+    payment = services.payment_record(
+        account=account, amount=Money(Decimal("40.00"), "GBP"), received_at=timezone.now(),
+        actor=factories.actor(), reason="test setup",
+    )  # fmt: skip
+    return lambda actor, reason: services.payment_fail(payment=payment, actor=actor, reason=reason)
+
+
+def _payment_refund() -> Run:
+    payment = _applied_payment()
+    return lambda actor, reason: services.payment_refund(
+        payment=payment, amount=Money(Decimal("15.00"), "GBP"), refunded_at=timezone.now(),
+        actor=actor, reason=reason,
+    )  # fmt: skip
+
+
+def _credit_note_mirror() -> Run:
+    invoice = _invoice_in(InvoiceState.POSTED)
+    return lambda actor, reason: services.credit_note_mirror(
+        invoice=invoice, amount=Money(Decimal("10.00"), "GBP"), number="CN-1",
+        issued_at=timezone.now(), credit_reason="credit", actor=actor, reason=reason,
+    )  # fmt: skip
+
+
+def _account_update_tax_id() -> Run:
+    account = factories.account(tax_id="GB123456789")
+    return lambda actor, reason: md.account_update_tax_id(
+        account=account, tax_id="GB987654321", actor=actor, reason=reason
+    )
+
+
 def _twins() -> tuple[Any, Any]:
     first = factories.account(legal_name="Acme Ltd")
     return first, factories.account(legal_name="Acme Ltd", legal_entity=first.legal_entity)
@@ -418,6 +462,7 @@ CASES: dict[str, Case] = {
     "legal_entity_create": Case(_legal_entity_create, [("LegalEntity", "+")]),
     "account_create": Case(_account_create, [("Account", "+")]),
     "account_update_address": Case(_account_update_address, [("Account", "~")]),
+    "account_update_tax_id": Case(_account_update_tax_id, [("Account", "~")]),
     "external_id_link": Case(_external_id_link, [("ExternalId", "+")]),
     "product_create": Case(_product_create, [("Product", "+")]),
     "product_map": Case(_product_map, [("ProductMapping", "+")]),
@@ -441,6 +486,9 @@ CASES: dict[str, Case] = {
     ),
     "merge_push_retry": Case(_merge_push_retry, [("MergeRecord", "~")]),
     # q2c.services
+    "payment_fail": Case(_payment_fail, [("Payment", "~")]),
+    "payment_refund": Case(_payment_refund, [("Payment", "~"), ("Refund", "+")]),
+    "credit_note_mirror": Case(_credit_note_mirror, [("CreditNote", "+"), ("CreditNote", "~")]),
     "quote_create": Case(
         _quote_create, [("Quote", "+"), ("Quote", "~"), ("QuoteLine", "+"), ("QuoteLine", "+")]
     ),
