@@ -32,6 +32,7 @@ from orchestration.workflows.engine import workflow_signal, workflow_start
 from orchestration.workflows.models import WorkflowRun
 from q2c import services
 from q2c.models import Contract, ContractState, Invoice, InvoiceState, Order, Payment, Quote
+from q2c.usage import usage_records_ingest, usage_row_parse
 
 logger = logging.getLogger(__name__)
 
@@ -265,6 +266,50 @@ def _payment_received(event: InboundEvent, data: dict[str, Any]) -> str:
     return ""
 
 
+def _usage_reported(event: InboundEvent, data: dict[str, Any]) -> str:
+    """One usage record: stored and rated once per (system, usage id); a record that cannot
+    be rated (unknown contract, a date outside its term, a product it does not meter)
+    rejects the event with the reason."""
+    contract_id = data.get("contract_id") or ""
+    if not contract_id:
+        link = ExternalId.objects.filter(
+            system=event.system,
+            object_type="subscription",
+            external_id=data.get("billing_subscription_id") or "",
+        ).first()
+        if link is None:
+            raise EventRejected(
+                f"unknown billing subscription {data.get('billing_subscription_id')!r}"
+            )
+        contract_id = link.enterprise_id
+    try:
+        row = usage_row_parse(
+            {
+                "usage_id": data["usage_id"],
+                "contract_id": contract_id,
+                "product_code": data["product_code"],
+                "quantity": data["quantity"],
+                "occurred_at": data["occurred_at"],
+                "corrects": data.get("corrects") or "",
+            }
+        )
+    except ValueError as exc:
+        raise EventRejected(str(exc)) from exc
+    result = usage_records_ingest(
+        source_system=event.system,
+        rows=[row],
+        actor=Actor.system(f"connector:{event.system}"),
+        reason=f"usage reported by {event.system} ({event.event_id})",
+    )
+    if result.errors:
+        raise EventRejected(result.errors[0].reason)
+    if result.duplicates:
+        return f"usage {row.usage_id} was already received"
+    event.correlation_id = contract_id
+    event.save(update_fields=["correlation_id"])
+    return ""
+
+
 HANDLERS = {
     "quote.approved": _quote_approved,
     "order.accepted": _order_accepted,
@@ -272,6 +317,7 @@ HANDLERS = {
     "invoice.posted": _invoice_posted,
     "payment.received": _payment_received,
     "amendment.processed": _amendment_processed,
+    "usage.reported": _usage_reported,
 }
 
 
