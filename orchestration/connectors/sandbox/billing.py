@@ -259,7 +259,7 @@ class SandboxBilling:
                 "identifier": key,
                 "subscription": subscription_id,
                 "price": price_id,
-                "quantity": str(quantity),
+                "quantity": format(quantity.normalize(), "f"),  # 1500.0000 -> "1500"
                 "period": {"start": period_start.isoformat(), "end": period_end.isoformat()},
             },
             idempotency_key=key,
