@@ -98,6 +98,14 @@ def usage_report_send(self: Task, report_id: int) -> str:
         raise self.retry(exc=exc, countdown=delay + random.uniform(0, 1)) from exc
 
 
+@shared_task(name="orchestration.usage_reports_send")
+def usage_reports_send(report_ids: list[int]) -> int:
+    """One task per period report (an ingest names the reports it made pending at once)."""
+    for report_id in report_ids:
+        usage_report_send.delay(report_id)
+    return len(report_ids)
+
+
 @shared_task(name="orchestration.usage_reports_sweep")
 def usage_reports_sweep() -> int:
     return usage_report_service.usage_reports_sweep()
