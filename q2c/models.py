@@ -701,8 +701,10 @@ class UsageRecord(ConcurrentTransitions, StatefulRecord):
     source_event_id = models.CharField(max_length=128)
     state = FSMField(default=UsageState.RECEIVED, choices=UsageState.choices, protected=True)
     rejection_reason = models.TextField(blank=True)
+    # Not indexed (nor ``corrects``): every index costs each of thousands of records per
+    # request, and the period reports keep the sums these would be read for.
     contract_version = models.ForeignKey(
-        ContractVersion, on_delete=models.PROTECT, null=True, blank=True,
+        ContractVersion, on_delete=models.PROTECT, null=True, blank=True, db_index=False,
         related_name="usage_records", help_text="the version in force on the usage date",
     )  # fmt: skip
     period_start = models.DateField(
@@ -713,7 +715,7 @@ class UsageRecord(ConcurrentTransitions, StatefulRecord):
     amount = AmountField(help_text="quantity x the version's net unit price")
     corrects = models.ForeignKey(
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="corrections",
-        help_text="the earlier record this one replaces",
+        db_index=False, help_text="the earlier record this one replaces",
     )  # fmt: skip
     superseded = models.BooleanField(default=False, help_text="replaced by a correction")
 
@@ -728,11 +730,10 @@ class UsageRecord(ConcurrentTransitions, StatefulRecord):
             ),
         ]
         indexes = [
-            # A period report sums its records: one index range per (version, product, month).
+            # Only corrections are indexed by what they correct (the others pay nothing).
             models.Index(
-                fields=["contract_version", "product", "period_start"], name="usage_period_idx"
+                fields=["corrects"], condition=Q(corrects__isnull=False), name="usage_corrects_idx"
             ),
-            models.Index(fields=["contract", "-occurred_at"], name="usage_contract_idx"),
         ]
         permissions = [("report_usage", "Can send usage records (the bulk usage API)")]
 

@@ -21,7 +21,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Q, Sum
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from simple_history.utils import bulk_create_with_history
@@ -323,12 +323,14 @@ def usage_records_ingest(
         fresh = [(index, row) for index, row in parsed if row.usage_id not in existing]
         result.duplicates += len(parsed) - len(fresh)
         rated = _rate(source_system, fresh, result)
-        superseded = _supersede(rated, now=now, actor=actor, reason=reason)
+        deltas = _supersede(rated)
         if rated:
             _insert_records(rated, source_system=source_system, now=now, actor=actor, reason=reason)
         result.created = len(rated)
-        keys = {(r.version_pk, r.price.product_id, r.period_start) for r in rated} | superseded
-        result.reports = usage_reports_refresh(keys=keys, today=now.date())
+        for r in rated:
+            key = (r.version_pk, r.price.product_id, r.period_start)
+            deltas[key] = deltas.get(key, Decimal("0")) + r.row.quantity
+        result.reports = usage_reports_refresh(deltas=deltas, today=now.date())
         due = list(result.reports)
         if due:
             transaction.on_commit(lambda: _enqueue_reports(due))
@@ -405,15 +407,14 @@ def _correction_check(
     return original.pk
 
 
-def _supersede(
-    rated: list[_Rated], *, now: dt.datetime, actor: Actor, reason: str
-) -> set[tuple[int, int, dt.date]]:
+def _supersede(rated: list[_Rated]) -> dict[tuple[int, int, dt.date], Decimal]:
     """Mark the record each correction replaces (the original, or its latest correction)
-    superseded, with a history row each. Returns their reports' keys."""
+    superseded, with a history row each. Returns what leaves each period report: minus the
+    quantity of every record superseded, by (version pk, product pk, period start)."""
     original_pks = [r.corrects_pk for r in rated if r.corrects_pk is not None]
+    deltas: dict[tuple[int, int, dt.date], Decimal] = {}
     if not original_pks:
-        return set()
-    keys: set[tuple[int, int, dt.date]] = set()
+        return deltas
     current = UsageRecord.objects.filter(
         Q(pk__in=original_pks) | Q(corrects__in=original_pks), superseded=False
     )
@@ -421,8 +422,9 @@ def _supersede(
         record.superseded = True
         record.save(update_fields=["superseded", "updated_at"])
         if record.contract_version_id is not None and record.period_start is not None:
-            keys.add((record.contract_version_id, record.product_id, record.period_start))
-    return keys
+            key = (record.contract_version_id, record.product_id, record.period_start)
+            deltas[key] = deltas.get(key, Decimal("0")) - record.quantity
+    return deltas
 
 
 def _insert_records(
@@ -472,14 +474,17 @@ def _insert_records(
     _insert_rows(history_model._meta.db_table, history_columns, history)
 
 
-def usage_reports_refresh(*, keys: Iterable[tuple[int, int, dt.date]], today: dt.date) -> list[int]:
-    """Bring the period reports of ``keys`` (version pk, product pk, period start) up to date
-    with their records: created when new, their rated quantity and amount summed again, and
-    ``pending`` once their month has ended and billing has not received all of it. Writes a
-    history row for each one that changed. Returns the pks of the reports that are pending.
-    Call inside the ingest's transaction (under its lock).
+def usage_reports_refresh(
+    *, deltas: Mapping[tuple[int, int, dt.date], Decimal], today: dt.date
+) -> list[int]:
+    """Add ``deltas`` (by version pk, product pk, period start: what the records just stored
+    or superseded add to or take from each period) to their period reports: created when new,
+    rated quantity and amount moved by the delta, ``pending`` once their month has ended and
+    billing has not received all of it. Writes a history row for each one that changed.
+    Returns the pks of the reports that are pending. Call inside the ingest's transaction:
+    its lock serialises ingests, so adding to the totals never loses an update.
     """
-    keys = sorted(set(keys))
+    keys = sorted(deltas)
     if not keys:
         return []
     version_pks = {version for version, _, _ in keys}
@@ -487,19 +492,6 @@ def usage_reports_refresh(*, keys: Iterable[tuple[int, int, dt.date]], today: dt
         version.pk: version
         for version in ContractVersion.objects.filter(pk__in=version_pks).select_related("contract")
     }
-    totals: dict[tuple[int, int, dt.date], Decimal] = {}
-    sums = (
-        UsageRecord.objects.filter(
-            contract_version__in=version_pks,
-            product__in={product for _, product, _ in keys},
-            period_start__in={period for _, _, period in keys},
-            superseded=False,
-        )
-        .values_list("contract_version", "product", "period_start")
-        .annotate(total=Sum("quantity"))
-    )
-    for version_pk, product_pk, period, total in sums:
-        totals[(version_pk, product_pk, period)] = Decimal(total).quantize(_PLACES)
     prices = _version_prices(version_pks)
     existing = {
         (report.contract_version_id, report.product_id, report.period_start): report
@@ -525,7 +517,7 @@ def usage_reports_refresh(*, keys: Iterable[tuple[int, int, dt.date]], today: dt
                 unit_price=prices.get((version_pk, product_pk), Decimal("0")),
             )  # fmt: skip
             existing[key] = report
-        quantity = totals.get(key, Decimal("0"))
+        quantity = report.quantity + deltas[key]
         state = report_state(report, quantity=quantity, today=today)
         if report.pk is None or (report.quantity, report.state) != (quantity, state):
             report.quantity = quantity
