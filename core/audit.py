@@ -115,6 +115,11 @@ def audit_context(*, actor: Actor | None = None, reason: str | None = None) -> I
         _current.reset(token)
 
 
+def current_actor() -> Actor | None:
+    """The actor of the ``audit_context`` being run (None outside any)."""
+    return _current.get().actor
+
+
 def current_reason() -> str | None:
     """The reason of the ``audit_context`` being run (None outside any)."""
     return _current.get().reason

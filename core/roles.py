@@ -17,7 +17,7 @@ _COMMERCIAL_VIEW = [
 ]  # fmt: skip
 _FINANCE_VIEW = [
     "q2c.view_invoice", "q2c.view_invoiceline", "q2c.view_creditnote", "q2c.view_payment",
-    "q2c.view_usagerecord",
+    "q2c.view_usagerecord", "q2c.view_usagereport", "q2c.view_usagedelivery",
 ]  # fmt: skip
 _MASTER_VIEW = [
     "masterdata.view_account", "masterdata.view_legalentity", "masterdata.view_product",
@@ -95,6 +95,7 @@ ROLES: dict[str, list[str]] = {
         _EXC_RETRY,
         _EXC_RESOLVE,
         *_EXC_WORK,
+        "q2c.report_usage",  # the bulk usage API, for the metering system's token
     ],
     "auditor": [f"{app}.view_*" for app in OWN_APPS],
 }

@@ -9,6 +9,7 @@ from celery import Task, shared_task
 from django.utils import timezone
 
 from orchestration import merge_push as merge_push_service
+from orchestration import usage_report as usage_report_service
 from orchestration.events.errors import EventNotReady
 from orchestration.events.services import (
     inbound_event_process,
@@ -80,3 +81,31 @@ def merge_push(self: Task, merge_id: int) -> str:
 
 # The workflow engine's tasks, so Celery's autodiscovery registers them.
 from orchestration.workflows.tasks import execute_step, sweep_steps  # noqa: E402, F401
+
+
+@shared_task(
+    name="orchestration.usage_report_send",
+    bind=True,
+    max_retries=usage_report_service.USAGE_REPORT_MAX_ATTEMPTS - 1,
+)
+def usage_report_send(self: Task, report_id: int) -> str:
+    """Send one usage period report's delta to billing; retry what billing cannot take now."""
+    final = self.request.retries >= (self.max_retries or 0)
+    try:
+        return usage_report_service.usage_report_send(report_id=report_id, final_attempt=final)
+    except usage_report_service.UsageReportRetry as exc:
+        delay = exc.retry_after or min(2 ** (self.request.retries + 1), 60)
+        raise self.retry(exc=exc, countdown=delay + random.uniform(0, 1)) from exc
+
+
+@shared_task(name="orchestration.usage_reports_send")
+def usage_reports_send(report_ids: list[int]) -> int:
+    """One task per period report (an ingest names the reports it made pending at once)."""
+    for report_id in report_ids:
+        usage_report_send.delay(report_id)
+    return len(report_ids)
+
+
+@shared_task(name="orchestration.usage_reports_sweep")
+def usage_reports_sweep() -> int:
+    return usage_report_service.usage_reports_sweep()

@@ -8,11 +8,19 @@ same one the console's page for those records checks (core.roles). Lists are cur
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.db.models import Prefetch
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from core.api import choice_values
+from core.api import ERRORS, ConsolePermission, choice_values
+from core.audit import Actor
 from masterdata.api import record_views
 from q2c import serializers as out
 from q2c.models import (
@@ -33,6 +41,13 @@ from q2c.models import (
     Quote,
     QuoteLine,
     QuoteState,
+)
+from q2c.usage import (
+    MAX_RECORDS_PER_REQUEST,
+    RowError,
+    UsageInput,
+    usage_records_ingest,
+    usage_row_parse,
 )
 
 
@@ -139,3 +154,108 @@ PaymentList, PaymentDetail = record_views(
     choices={"state": choice_values(PaymentState)},
     ordering=("-received_at", "-id"),
 )
+
+
+# --- usage in bulk ---------------------------------------------------------------------------
+
+_SOURCE_SYSTEM = re.compile(r"^[a-z][a-z0-9_-]{0,19}$")
+
+
+class UsageRecordIn(serializers.Serializer):
+    """One usage record (documentation only: records are checked one by one, in the
+    service, so one bad record is reported back without refusing the others)."""
+
+    usage_id = serializers.CharField(
+        max_length=128, help_text="the sender's id: sent twice, kept once"
+    )
+    contract_id = serializers.CharField(max_length=20, help_text="CTR-…")
+    product_code = serializers.CharField(max_length=64, help_text="the product's SKU")
+    quantity = serializers.CharField(help_text='a decimal string, at least 0, e.g. "12.5"')
+    occurred_at = serializers.DateTimeField(help_text="RFC 3339 with its offset")
+    corrects = serializers.CharField(
+        required=False, help_text="the usage_id of an earlier record this one replaces"
+    )
+
+
+class UsageBulkIn(serializers.Serializer):
+    source_system = serializers.RegexField(
+        _SOURCE_SYSTEM.pattern, help_text="who sends (its ids are unique within it), e.g. metering"
+    )
+    records = UsageRecordIn(many=True, help_text=f"at most {MAX_RECORDS_PER_REQUEST}")
+
+
+class UsageRowErrorOut(serializers.Serializer):
+    index = serializers.IntegerField(help_text="the record's position in the request")
+    usage_id = serializers.CharField()
+    reason = serializers.CharField()
+
+
+class UsageBulkOut(serializers.Serializer):
+    received = serializers.IntegerField()
+    created = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    rejections = UsageRowErrorOut(many=True)
+
+
+class UsageBulk(APIView):
+    """``POST /api/v1/usage/bulk/``: store and rate up to ``MAX_RECORDS_PER_REQUEST`` usage
+    records in one transaction. Records already received (by ``source_system`` and
+    ``usage_id``) are counted as duplicates and change nothing; a record that cannot be
+    rated is reported back with its index and reason while the others are stored."""
+
+    permission_classes = [ConsolePermission]
+    required_permission = "q2c.report_usage"
+
+    @extend_schema(
+        request=UsageBulkIn,
+        responses={
+            200: UsageBulkOut,
+            400: OpenApiResponse(description="the request is not a batch of records"),
+            401: ERRORS[401],
+            403: OpenApiResponse(description="your role may not send usage"),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        body = request.data
+        if not isinstance(body, dict):
+            raise ValidationError({"detail": "the body is a JSON object"})
+        source_system = body.get("source_system")
+        if not isinstance(source_system, str) or not _SOURCE_SYSTEM.match(source_system):
+            raise ValidationError(
+                {"source_system": ["lower-case letters, digits, _ or -, at most 20"]}
+            )
+        records = body.get("records")
+        if not isinstance(records, list) or not records:
+            raise ValidationError({"records": ["a non-empty list of usage records"]})
+        if len(records) > MAX_RECORDS_PER_REQUEST:
+            raise ValidationError(
+                {"records": [f"at most {MAX_RECORDS_PER_REQUEST} records per request"]}
+            )
+        rows: list[UsageInput | RowError] = []
+        for index, raw in enumerate(records):
+            try:
+                rows.append(usage_row_parse(raw))
+            except ValueError as exc:
+                usage_id = raw.get("usage_id") if isinstance(raw, dict) else None
+                rows.append(RowError(index, str(usage_id or "")[:128], str(exc)))
+        result = usage_records_ingest(
+            source_system=source_system,
+            rows=rows,
+            actor=Actor.person(request.user),
+            reason=f"usage sent by {source_system} in bulk",
+        )
+        return Response(
+            UsageBulkOut(
+                {
+                    "received": len(records),
+                    "created": result.created,
+                    "duplicates": result.duplicates,
+                    "rejected": result.rejected,
+                    "rejections": [
+                        {"index": e.index, "usage_id": e.usage_id, "reason": e.reason}
+                        for e in result.errors
+                    ],
+                }
+            ).data
+        )

@@ -25,4 +25,5 @@ urlpatterns = [
     ),
     path("payments/", api.PaymentList.as_view(), name="api-payment-list"),
     path("payments/<str:enterprise_id>/", api.PaymentDetail.as_view(), name="api-payment-detail"),
+    path("usage/bulk/", api.UsageBulk.as_view(), name="api-usage-bulk"),
 ]

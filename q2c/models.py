@@ -14,6 +14,7 @@ from typing import Any
 
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 from django_fsm import RETURN_VALUE, FSMField, transition
 
 from core.audit import AuditedHistory
@@ -751,6 +752,14 @@ class UsageState(models.TextChoices):
 
 
 class UsageRecord(ConcurrentTransitions, StatefulRecord):
+    """One usage measurement as a sender reported it, deduplicated by the sender's id.
+
+    Rated when it comes in: ``contract_version`` is the version in force on the usage date,
+    ``unit_price`` that version's net price of the product, ``amount`` quantity x unit price.
+    A correction names the record it replaces (``corrects``); the replaced one is marked
+    ``superseded`` and only records that are not count towards their period's report.
+    """
+
     contract = models.ForeignKey(Contract, on_delete=models.PROTECT, related_name="usage_records")
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="usage_records")
     quantity = models.DecimalField(max_digits=18, decimal_places=4)
@@ -759,6 +768,23 @@ class UsageRecord(ConcurrentTransitions, StatefulRecord):
     source_event_id = models.CharField(max_length=128)
     state = FSMField(default=UsageState.RECEIVED, choices=UsageState.choices, protected=True)
     rejection_reason = models.TextField(blank=True)
+    # Not indexed (nor ``corrects``): every index costs each of thousands of records per
+    # request, and the period reports keep the sums these would be read for.
+    contract_version = models.ForeignKey(
+        ContractVersion, on_delete=models.PROTECT, null=True, blank=True, db_index=False,
+        related_name="usage_records", help_text="the version in force on the usage date",
+    )  # fmt: skip
+    period_start = models.DateField(
+        null=True, blank=True, help_text="first day of the calendar month the usage falls in"
+    )
+    currency = CurrencyField(blank=True, default="")
+    unit_price = AmountField()
+    amount = AmountField(help_text="quantity x the version's net unit price")
+    corrects = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="corrections",
+        db_index=False, help_text="the earlier record this one replaces",
+    )  # fmt: skip
+    superseded = models.BooleanField(default=False, help_text="replaced by a correction")
 
     history = AuditedHistory()
 
@@ -770,6 +796,17 @@ class UsageRecord(ConcurrentTransitions, StatefulRecord):
                 fields=["source_system", "source_event_id"], name="usage_unique_source_event"
             ),
         ]
+        indexes = [
+            # Only corrections are indexed by what they correct (the others pay nothing).
+            models.Index(
+                fields=["corrects"], condition=Q(corrects__isnull=False), name="usage_corrects_idx"
+            ),
+        ]
+        permissions = [("report_usage", "Can send usage records (the bulk usage API)")]
+
+    @property
+    def rated(self) -> Money:
+        return Money(self.amount, self.currency)
 
     @transition(field=state, source=UsageState.RECEIVED, target=UsageState.RATED)
     def rate(self) -> None:
@@ -783,3 +820,109 @@ class UsageRecord(ConcurrentTransitions, StatefulRecord):
     def reject(self, *, reason_text: str) -> None:
         self.rejection_reason = reason_text
         self._entered_state()
+
+
+class UsageReportState(models.TextChoices):
+    OPEN = "open", "Period open"
+    PENDING = "pending", "To report"
+    REPORTED = "reported", "Reported"
+    FAILED = "failed", "Report failed"
+
+
+class UsageReport(models.Model):
+    """The usage of one product under one contract version in one calendar month, as rated in
+    Tandem (``quantity``, ``amount``) and as billing has received it (``reported_*``).
+
+    Billing receives the difference between the two as a ``UsageDelivery`` with its own key,
+    so a correction of a reported period reaches billing as a delta, once.
+    """
+
+    contract = models.ForeignKey(Contract, on_delete=models.PROTECT, related_name="usage_reports")
+    contract_version = models.ForeignKey(
+        ContractVersion, on_delete=models.PROTECT, related_name="usage_reports"
+    )
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="usage_reports")
+    period_start = models.DateField()
+    period_end = models.DateField(help_text="last day of the period")
+    currency = CurrencyField()
+    unit_price = AmountField()
+    quantity = models.DecimalField(max_digits=18, decimal_places=4, default=Decimal("0"))
+    amount = AmountField()
+    reported_quantity = models.DecimalField(max_digits=18, decimal_places=4, default=Decimal("0"))
+    reported_amount = AmountField()
+    state = models.CharField(
+        max_length=10, choices=UsageReportState.choices, default=UsageReportState.OPEN
+    )
+    last_error = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = AuditedHistory()
+
+    class Meta:
+        ordering = ["contract", "-period_start", "product"]
+        constraints = [
+            currency_check("currency", "usagereport_currency_iso"),
+            models.UniqueConstraint(
+                fields=["contract_version", "product", "period_start"],
+                name="usagereport_unique_period",
+            ),
+        ]
+        indexes = [models.Index(fields=["state", "period_end"], name="usagereport_due_idx")]
+
+    def __str__(self) -> str:
+        return f"usage {self.product_id} {self.period_start:%Y-%m} v{self.contract_version_id}"
+
+    @property
+    def key(self) -> str:
+        """What billing's usage reports of this period are keyed by."""
+        return f"usage-{self.pk}"
+
+    @property
+    def rated(self) -> Money:
+        return Money(self.amount, self.currency)
+
+    @property
+    def reported(self) -> Money:
+        return Money(self.reported_amount, self.currency)
+
+
+class DeliveryState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+
+
+class UsageDelivery(models.Model):
+    """One report of a usage period to billing: the delta between the period's rated usage
+    and what billing had, under a key stored before the call, so a retry after a lost
+    answer sends the same key and billing keeps one report."""
+
+    report = models.ForeignKey(UsageReport, on_delete=models.PROTECT, related_name="deliveries")
+    sequence = models.PositiveIntegerField()
+    key = models.CharField(max_length=100, unique=True)
+    quantity = models.DecimalField(max_digits=18, decimal_places=4)
+    amount = models.DecimalField(max_digits=18, decimal_places=4)
+    state = models.CharField(
+        max_length=10, choices=DeliveryState.choices, default=DeliveryState.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    external_id = models.CharField(max_length=100, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    history = AuditedHistory()
+
+    class Meta:
+        ordering = ["report", "sequence"]
+        constraints = [
+            models.UniqueConstraint(fields=["report", "sequence"], name="usagedelivery_unique_seq"),
+            models.UniqueConstraint(
+                fields=["report"],
+                condition=Q(state=DeliveryState.PENDING),
+                name="usagedelivery_one_pending",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.key

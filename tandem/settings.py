@@ -248,6 +248,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"queue": "default"},
     },
+    # Closes ended usage months and re-sends the usage reports billing has not confirmed.
+    "usage-reports-sweep": {
+        "task": "orchestration.usage_reports_sweep",
+        "schedule": 300.0,
+        "options": {"queue": "default"},
+    },
     # Re-sends inbound events whose processing message was lost.
     "sweep-inbound-events": {
         "task": "orchestration.sweep_inbound_events",

@@ -30,6 +30,7 @@ from exceptions.services import step_retry_for_operator
 from masterdata.models import LegalEntity
 from orchestration.models import OutboundCall
 from orchestration.workflows.models import StepRun, StepState
+from q2c import selectors as q2c_selectors
 from q2c import services
 from q2c.models import (
     ORDER_PRE_ACTIVE,
@@ -287,6 +288,11 @@ def contract_timeline(request: HttpRequest, enterprise_id: str) -> HttpResponse:
         can_hold=False,
         can_retry=False,  # steps are retried from the order's timeline
         history_url=_history_url(contract),
+        usage_reports=(
+            q2c_selectors.contract_usage_reports(contract=contract)
+            if request.user.has_perm("q2c.view_usagereport")
+            else None
+        ),
     )
     return render(request, "console/timeline.html", context)
 

@@ -79,4 +79,5 @@ def price_describe(price: dict[str, Any]) -> str:
     amount = decimal_from_minor_units(price["unit_amount"], price["currency"])
     recurring = price["recurring"]
     per = "one-time" if recurring is None else f"every {recurring[1]} {recurring[0]}"
-    return f"{amount} {price['currency'].upper()} {per}"
+    metered = " metered" if price.get("usage_type") == "metered" else ""
+    return f"{amount} {price['currency'].upper()} {per}{metered}"

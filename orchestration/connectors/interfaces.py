@@ -282,12 +282,15 @@ class BillingApi(Protocol):
         unit_amount: Decimal,
         interval: str,
         idempotency_key: str,
+        usage_type: str = "licensed",
     ) -> RemoteRecord:
         """The price found by ``lookup_key``, created (with its product) when there is none.
 
         Safe to repeat: the look-up comes first, and the create carries ``idempotency_key``.
         ``interval`` is ``day``, ``week``, ``month``, ``quarter``, ``year`` or ``""``
-        (one-time). A price under that key with another amount, currency or interval raises
+        (one-time); ``usage_type`` is ``licensed`` (billed by the item's quantity) or
+        ``metered`` (billed by the usage reported, ``usage_report_create``; recurring only).
+        A price under that key with another amount, currency, interval or usage type raises
         ``PermanentError`` (kind ``conflict``: the mapping is wrong, never bill at the wrong
         price); so does an unknown interval or an amount the currency cannot hold (kind
         ``validation``). ``RetryableError`` for what may pass later.
@@ -346,6 +349,31 @@ class BillingApi(Protocol):
 
         Returns the subscription after. Raises ``PermanentError`` for an unknown id or what
         billing refuses, ``RetryableError`` for what may pass later.
+        """
+        ...
+
+    def usage_report_find(self, *, key: str) -> RemoteRecord | None:
+        """The usage report billing keeps under ``key``, or None. Reads only;
+        ``RetryableError`` when billing cannot answer now."""
+        ...
+
+    def usage_report_create(
+        self,
+        *,
+        key: str,
+        subscription_id: str,
+        price_id: str,
+        quantity: Decimal,
+        period_start: dt.date,
+        period_end: dt.date,
+    ) -> RemoteRecord:
+        """Report ``quantity`` (signed: a negative one corrects an earlier report) of the
+        metered ``price_id`` on ``subscription_id`` for the period, under ``key``.
+
+        Call ``usage_report_find`` first; billing keeps one report per ``key``, so sending it
+        again after a lost answer adds nothing. Returns the report. Raises ``PermanentError``
+        for what billing refuses (an unknown subscription, a price that is not metered),
+        ``RetryableError`` for what may pass later.
         """
         ...
 

@@ -49,6 +49,7 @@ from q2c.models import (
     Payment,
     Quote,
 )
+from q2c.usage import usage_records_ingest, usage_row_parse
 
 logger = logging.getLogger(__name__)
 
@@ -480,6 +481,50 @@ def _order_rejected(event: InboundEvent, data: dict[str, Any]) -> str:
     return ""
 
 
+def _usage_reported(event: InboundEvent, data: dict[str, Any]) -> str:
+    """One usage record: stored and rated once per (system, usage id); a record that cannot
+    be rated (unknown contract, a date outside its term, a product it does not meter)
+    rejects the event with the reason."""
+    contract_id = data.get("contract_id") or ""
+    if not contract_id:
+        link = ExternalId.objects.filter(
+            system=event.system,
+            object_type="subscription",
+            external_id=data.get("billing_subscription_id") or "",
+        ).first()
+        if link is None:
+            raise EventRejected(
+                f"unknown billing subscription {data.get('billing_subscription_id')!r}"
+            )
+        contract_id = link.enterprise_id
+    try:
+        row = usage_row_parse(
+            {
+                "usage_id": data["usage_id"],
+                "contract_id": contract_id,
+                "product_code": data["product_code"],
+                "quantity": data["quantity"],
+                "occurred_at": data["occurred_at"],
+                "corrects": data.get("corrects") or "",
+            }
+        )
+    except ValueError as exc:
+        raise EventRejected(str(exc)) from exc
+    result = usage_records_ingest(
+        source_system=event.system,
+        rows=[row],
+        actor=Actor.system(f"connector:{event.system}"),
+        reason=f"usage reported by {event.system} ({event.event_id})",
+    )
+    if result.errors:
+        raise EventRejected(result.errors[0].reason)
+    if result.duplicates:
+        return f"usage {row.usage_id} was already received"
+    event.correlation_id = contract_id
+    event.save(update_fields=["correlation_id"])
+    return ""
+
+
 HANDLERS = {
     "quote.approved": _quote_approved,
     "order.accepted": _order_accepted,
@@ -492,6 +537,7 @@ HANDLERS = {
     "payment.refunded": _payment_refunded,
     "credit_note.issued": _credit_note_issued,
     "order.rejected": _order_rejected,
+    "usage.reported": _usage_reported,
 }
 
 

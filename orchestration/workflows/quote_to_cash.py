@@ -344,12 +344,15 @@ def create_subscription(ctx: StepContext) -> Done:
 
 
 def _contract_for(order: Order, recurring: list[OrderLine]) -> Contract:
+    """The order's contract (made once): its recurring lines, and its usage lines, which
+    usage records are rated against; the term is the recurring lines'."""
     existing = order.contracts.order_by("pk").first()
     if existing is not None:
         return existing
     assert order.account is not None
     starts = [line.term_start for line in recurring if line.term_start]
     ends = [line.term_end for line in recurring if line.term_end]
+    usage = [line for line in order_lines(order) if line.kind == LineKind.USAGE]
     return services.contract_create(
         account=order.account, legal_entity=order.legal_entity, currency=order.currency,
         start_date=min(starts), end_date=max(ends), order=order,
@@ -360,7 +363,7 @@ def _contract_for(order: Order, recurring: list[OrderLine]) -> Contract:
                 discount_percent=line.discount_percent, billing_period=line.billing_period,
                 term_start=line.term_start, term_end=line.term_end,
             )
-            for line in recurring
+            for line in [*recurring, *usage]
         ],
         actor=system_actor(), reason=f"subscription contract for {order.enterprise_id}",
     )  # fmt: skip

@@ -88,6 +88,7 @@ class BillingSystem(StripeSystem):
         "charges",
         "refunds",
         "credit_notes",
+        "usage_records",
     )
 
     def routes(self) -> list[Route]:
@@ -118,6 +119,8 @@ class BillingSystem(StripeSystem):
             r("POST", "/refunds", self.refund_create),
             r("GET", "/credit_notes", self.credit_note_list),
             r("POST", "/credit_notes", self.credit_note_create),
+            r("GET", "/usage_records", self.usage_record_list),
+            r("POST", "/usage_records", self.usage_record_create),
         ]
 
     # --- customers ----------------------------------------------------------------------
@@ -526,6 +529,70 @@ class BillingSystem(StripeSystem):
             subscription["canceled_at"] = call.unix_now
             subscription["ended_at"] = call.unix_now
         return Reply(200, subscription)
+
+    # --- metered usage ------------------------------------------------------------------
+    def usage_record_create(self, call: Call) -> Reply:
+        """Usage of a metered price on a subscription for one period, keyed by ``identifier``.
+
+        A signed ``quantity`` (a decimal string): a negative one corrects an earlier report.
+        The same ``identifier`` again answers the record already stored and adds nothing, so
+        a client whose answer was lost can send it again.
+        """
+        fields = self.check(
+            call.body,
+            ("identifier", "subscription", "price", "quantity", "period", "metadata"),
+        )
+        identifier = fields.string("identifier", required=True, max_length=100)
+        records = call.collection("usage_records")
+        for record in records.values():
+            if record["identifier"] == identifier:
+                return Reply(200, record)
+        subscription = self.lookup(
+            call.collection("subscriptions"),
+            "subscription",
+            fields.string("subscription", required=True),
+            field="subscription",
+        )
+        price = self.lookup(
+            call.collection("prices"), "price", fields.string("price", required=True),
+            field="price",
+        )  # fmt: skip
+        if (price["recurring"] or {}).get("usage_type") != "metered":
+            raise self.invalid("price", f"The price `{price['id']}` is not a metered price.")
+        if price["currency"] != subscription["currency"]:
+            raise self.invalid("price", "The price's currency is not the subscription's.")
+        quantity = fields.decimal("quantity", required=True)
+        raw_period = fields.mapping("period", required=True)
+        period = fields.nested(raw_period, "period.", ("start", "end"))
+        start, end = period.date("start", required=True), period.date("end", required=True)
+        assert quantity is not None and start is not None and end is not None
+        if end < start:
+            raise self.invalid("period", "The period ends before it starts.")
+        record = {
+            "id": call.stripe_id("mbur"),
+            "object": "usage_record",
+            "identifier": identifier,
+            "subscription": subscription["id"],
+            "price": price["id"],
+            "quantity": str(quantity),
+            "period": {"start": start.isoformat(), "end": end.isoformat()},
+            "metadata": self.metadata(fields),
+            "created": call.unix_now,
+            "livemode": False,
+        }
+        records[record["id"]] = record
+        return Reply(200, record)
+
+    def usage_record_list(self, call: Call) -> Reply:
+        identifier = call.arg("identifier")
+        subscription = call.arg("subscription")
+        found = [
+            record
+            for record in call.collection("usage_records").values()
+            if (identifier is None or record["identifier"] == identifier)
+            and (subscription is None or record["subscription"] == subscription)
+        ]
+        return Reply(200, list_object("/billing/usage_records", found, self._limit(call)))
 
     # --- invoices -----------------------------------------------------------------------
     def _invoice_new(

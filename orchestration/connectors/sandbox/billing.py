@@ -11,6 +11,7 @@ computed from the Decimal with the currency's ISO 4217 minor units, never throug
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import Any, cast
 
@@ -107,6 +108,7 @@ class SandboxBilling:
         unit_amount: Decimal,
         interval: str,
         idempotency_key: str,
+        usage_type: str = "licensed",
     ) -> RemoteRecord:
         """The price with ``lookup_key``, created (with its product) when there is none.
 
@@ -116,10 +118,17 @@ class SandboxBilling:
         ``week``, ``month``, ``quarter``, ``year``, or ``""`` for a one-time price.
         """
         recurring = interval_check(interval)
+        if usage_type not in ("licensed", "metered") or (usage_type == "metered" and not recurring):
+            raise PermanentError(
+                f"usage type {usage_type!r} is not licensed, or metered with an interval",
+                system=SYSTEM,
+                kind="validation",
+            )
         wanted: dict[str, Any] = {
             "currency": currency.lower(),
             "unit_amount": minor_units_from(unit_amount, currency, system=SYSTEM),
             "recurring": recurring,
+            "usage_type": usage_type if recurring else None,
         }
         existing = self._price_lookup(lookup_key)
         if existing is None:
@@ -249,6 +258,40 @@ class SandboxBilling:
         )
         return subscription_record(response.body)
 
+    # --- metered usage ------------------------------------------------------------------
+    def usage_report_find(self, *, key: str) -> RemoteRecord | None:
+        """The usage record stored under ``identifier`` = ``key`` (``BillingApi``)."""
+        found = self._search("usage_report_find", "usage_records", {"identifier": key})
+        return usage_record(found) if found is not None else None
+
+    def usage_report_create(
+        self,
+        *,
+        key: str,
+        subscription_id: str,
+        price_id: str,
+        quantity: Decimal,
+        period_start: dt.date,
+        period_end: dt.date,
+    ) -> RemoteRecord:
+        """Report metered usage (``BillingApi.usage_report_create``); the key goes out as the
+        record's ``identifier`` (billing keeps one per identifier) and the ``Idempotency-Key``.
+        """
+        response = self.transport.call(
+            operation="usage_report_create",
+            method="POST",
+            path="usage_records",
+            json={
+                "identifier": key,
+                "subscription": subscription_id,
+                "price": price_id,
+                "quantity": format(quantity.normalize(), "f"),  # 1500.0000 -> "1500"
+                "period": {"start": period_start.isoformat(), "end": period_end.isoformat()},
+            },
+            idempotency_key=key,
+        )
+        return usage_record(response.body)
+
     def _search(
         self, operation: str, collection: str, params: dict[str, str]
     ) -> dict[str, Any] | None:
@@ -271,7 +314,11 @@ def _price_body(lookup_key: str, product_name: str, wanted: dict[str, Any]) -> d
     }
     recurring = wanted["recurring"]
     if recurring is not None:
-        body["recurring"] = {"interval": recurring[0], "interval_count": recurring[1]}
+        body["recurring"] = {
+            "interval": recurring[0],
+            "interval_count": recurring[1],
+            "usage_type": wanted["usage_type"],
+        }
     return body
 
 
@@ -279,10 +326,12 @@ def _price_same_or_conflict(
     existing: dict[str, Any], lookup_key: str, wanted: dict[str, Any]
 ) -> None:
     """Raise ``PermanentError`` (kind ``conflict``) unless the existing price is the wanted one."""
+    recurring = existing.get("recurring")
     have: dict[str, Any] = {
         "currency": existing["currency"],
         "unit_amount": existing["unit_amount"],
-        "recurring": recurring_of(existing.get("recurring")),
+        "recurring": recurring_of(recurring),
+        "usage_type": (recurring.get("usage_type") or "licensed") if recurring else None,
     }
     if have != wanted:
         raise PermanentError(
@@ -341,6 +390,21 @@ def subscription_record(body: dict[str, Any]) -> RemoteRecord:
             "item_ids": [str(item["id"]) for item in body["items"]["data"]],
             "price_ids": [str(item["price"]["id"]) for item in body["items"]["data"]],
             "quantities": [int(item.get("quantity") or 1) for item in body["items"]["data"]],
+        },
+    )
+
+
+def usage_record(body: dict[str, Any]) -> RemoteRecord:
+    """Billing's usage record as a ``RemoteRecord`` (its key, quantity and period)."""
+    return RemoteRecord(
+        id=str(body["id"]),
+        data={
+            "key": str(body["identifier"]),
+            "subscription_id": str(body["subscription"]),
+            "price_id": str(body["price"]),
+            "quantity": str(body["quantity"]),
+            "period_start": str(body["period"]["start"]),
+            "period_end": str(body["period"]["end"]),
         },
     )
 

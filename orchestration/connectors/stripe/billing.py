@@ -23,6 +23,7 @@ Two catalogs (``CONNECTOR_BILLING_STRIPE_CATALOG``):
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import json
 import re
@@ -61,6 +62,10 @@ from orchestration.connectors.transport import Transport, retry_after_parse
 SYSTEM = "billing"
 CATALOGS = ("auto", "prices", "plans")
 LIST_PAGE = 100
+USAGE_NOT_BUILT = (
+    "metered usage through Stripe Billing Meters is not built: report this usage in Stripe "
+    "by hand, or bill it from the sandbox billing connector"
+)
 
 
 @dataclass
@@ -310,6 +315,7 @@ class StripeBilling:
         unit_amount: Decimal,
         interval: str,
         idempotency_key: str,
+        usage_type: str = "licensed",
     ) -> RemoteRecord:
         """The price (or plan) for ``lookup_key``, created with its product when missing.
 
@@ -318,6 +324,8 @@ class StripeBilling:
         no one-time prices: ``interval=""`` is refused there (kind ``validation``).
         """
         recurring = interval_check(interval)
+        if usage_type != "licensed":
+            raise PermanentError(USAGE_NOT_BUILT, system=SYSTEM, kind="validation")
         wanted = {
             "currency": currency.lower(),
             "unit_amount": minor_units_from(unit_amount, currency, system=SYSTEM),
@@ -503,6 +511,26 @@ class StripeBilling:
                 options={"idempotency_key": idempotency_key},
             )
         return subscription_record(subscription.to_dict())
+
+    # --- metered usage ------------------------------------------------------------------
+    # Stripe bills usage through Billing Meters (meter events, prices with recurring.meter);
+    # localstripe has none, so nothing here could be tested: refused, visibly, for a person.
+    def usage_report_find(self, *, key: str) -> RemoteRecord | None:
+        """Refused (``PermanentError``): see ``USAGE_NOT_BUILT``."""
+        raise PermanentError(USAGE_NOT_BUILT, system=SYSTEM, kind="validation")
+
+    def usage_report_create(
+        self,
+        *,
+        key: str,
+        subscription_id: str,
+        price_id: str,
+        quantity: Decimal,
+        period_start: dt.date,
+        period_end: dt.date,
+    ) -> RemoteRecord:
+        """Refused (``PermanentError``): see ``USAGE_NOT_BUILT``."""
+        raise PermanentError(USAGE_NOT_BUILT, system=SYSTEM, kind="validation")
 
     # --- invoices and payments ----------------------------------------------------------
     def invoices_list(self, *, subscription_id: str) -> list[RemoteRecord]:
