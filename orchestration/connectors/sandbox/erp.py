@@ -9,9 +9,18 @@ is the ERP mapping's external id; the ERP creates the item on first use).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any, cast
 
-from orchestration.connectors.interfaces import ErpApi, Party, RemoteLine, RemoteRecord
+from orchestration.connectors.interfaces import (
+    ErpApi,
+    ErpListing,
+    Party,
+    RemoteLine,
+    RemotePage,
+    RemoteRecord,
+)
 from orchestration.connectors.transport import Transport
 
 SYSTEM = "erp"
@@ -144,6 +153,30 @@ class SandboxErp:
         )
         return invoice_record(response.body)
 
+    # --- listings (reconciliation) -------------------------------------------------------
+    def sales_orders_list(
+        self, *, updated_since: dt.datetime | None, cursor: str = ""
+    ) -> RemotePage:
+        """One page of sales orders changed since ``updated_since`` (``ErpListing``)."""
+        body = self._changes("sales_orders_list", "salesorders", updated_since, cursor)
+        return erp_page(body, sales_order_listed)
+
+    def invoices_list(self, *, updated_since: dt.datetime | None, cursor: str = "") -> RemotePage:
+        """One page of invoices changed since ``updated_since`` (``ErpListing``)."""
+        body = self._changes("invoices_list", "invoices", updated_since, cursor)
+        return erp_page(body, invoice_listed)
+
+    def _changes(
+        self, operation: str, record_type: str, since: dt.datetime | None, cursor: str
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": PAGE_SIZE, "offset": int(cursor or 0)}
+        if since is not None:
+            params["updatedSince"] = since.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        response = self.transport.call(
+            operation=operation, method="GET", path=record_type, params=params
+        )
+        return cast(dict[str, Any], response.body)
+
     def _find(self, operation: str, record_type: str, reference: str) -> dict[str, Any] | None:
         response = self.transport.call(
             operation=operation,
@@ -222,5 +255,53 @@ def invoice_record(body: dict[str, Any]) -> RemoteRecord:
     )
 
 
+PAGE_SIZE = 1000
+
+
+def erp_page(body: dict[str, Any], listed: Callable[[dict[str, Any]], RemoteRecord]) -> RemotePage:
+    """A page of an ERP listing as ``RemotePage``; the cursor is the next page's offset."""
+    records = [listed(item) for item in body["items"]]
+    after = int(body.get("offset") or 0) + len(records)
+    return RemotePage(records=records, cursor=str(after) if body.get("hasMore") else "")
+
+
+def sales_order_listed(body: dict[str, Any]) -> RemoteRecord:
+    return RemoteRecord(
+        id=str(body["internalId"]),
+        status=str(body["orderStatus"]),
+        number=str(body.get("tranId") or ""),
+        data={
+            "reference": body.get("externalId") or "",
+            "currency": _ref(body.get("currency"), "refName").upper(),
+            "total": str(body.get("total") or "0"),
+        },
+    )
+
+
+def invoice_listed(body: dict[str, Any]) -> RemoteRecord:
+    total = Decimal(str(body.get("total") or "0"))
+    remaining = Decimal(str(body.get("amountRemaining") or "0"))
+    status = str(body["status"])
+    if status == "open" and remaining == 0 and total > 0:
+        status = "paid"
+    return RemoteRecord(
+        id=str(body["internalId"]),
+        status=status,
+        number=str(body.get("tranId") or ""),
+        data={
+            "reference": (body.get("externalId") or "").removesuffix("-OT"),
+            "issue_date": body.get("tranDate") or "",
+            "currency": _ref(body.get("currency"), "refName").upper(),
+            "total": str(total),
+            "tax": str(body.get("taxTotal") or "0"),
+            "amount_paid": str(total - remaining),
+        },
+    )
+
+
 def _implements(connector: SandboxErp) -> ErpApi:
     return connector  # mypy checks that SandboxErp satisfies ErpApi
+
+
+def _lists(connector: SandboxErp) -> ErpListing:
+    return connector  # mypy checks that SandboxErp satisfies ErpListing
