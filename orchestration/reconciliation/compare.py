@@ -85,6 +85,8 @@ class Spec:
     status_agrees: Callable[[str, str], bool]
     compare_tax: bool = False
     compare_paid: bool = False
+    # Whether a duplicate must also carry the same amount as the record it duplicates.
+    duplicate_same_amount: bool = False
     # The version drift type for records whose amount is the contract's active version.
     amount_type: str = "amount"
 
@@ -108,6 +110,8 @@ def _places(currency: str) -> Decimal:
 def same_money(a: Decimal, b: Decimal, currency: str) -> bool:
     """Equal once both are rounded to the currency's minor units (Tandem keeps 4 places,
     systems keep the currency's)."""
+    if a == b:
+        return True
     quantum = _places(currency)
     return a.quantize(quantum) == b.quantize(quantum)
 
@@ -230,13 +234,24 @@ def _unmatched_remote(
 ) -> Iterator[Finding]:
     """A system record nothing in Tandem is linked to: a duplicate of a record that is (the
     same Tandem reference and group), or missing in Tandem."""
-    groups: dict[tuple[str, str], TandemRow] = {}
+    groups: dict[tuple[str, str], list[TandemRow]] = {}
     references = {row.reference for row in unmatched if row.reference}
     if references and tandem_by_references is not None:
         for tandem in tandem_by_references(references):
-            groups.setdefault((tandem.reference, tandem.group), tandem)
+            groups.setdefault((tandem.reference, tandem.group), []).append(tandem)
     for remote in unmatched:
-        original = groups.get((remote.reference, remote.group))
+        original = next(
+            (
+                tandem
+                for tandem in groups.get((remote.reference, remote.group), [])
+                if not spec.duplicate_same_amount
+                or (
+                    tandem.currency == remote.currency
+                    and same_money(tandem.amount, remote.amount, remote.currency)
+                )
+            ),
+            None,
+        )
         if original is not None and original.key and original.key != remote.key:
             yield Finding(
                 "duplicate_downstream", spec.object_type, original, remote,

@@ -12,7 +12,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
-from simple_history.utils import bulk_update_with_history
+from simple_history.utils import bulk_create_with_history, bulk_update_with_history
 
 from core.audit import Actor, audit_context
 from core.errors import Refused
@@ -236,22 +236,32 @@ def drift_apply(
             state=DriftState.OPEN, key__in=keys[start : start + 500]
         ):
             existing[item.key] = item
-    opened, seen_again = 0, []
-    with audit_context(actor=actor, reason=f"found by reconciliation REC-{run.pk}"):
-        for key, finding in found.items():
-            item = existing.get(key)
-            if item is None:
-                DriftItem.objects.create(
-                    key=key, first_run=run, last_run=run, first_seen_at=now, last_seen_at=now,
+    new, seen_again = [], []
+    for key, finding in found.items():
+        item = existing.get(key)
+        if item is None:
+            new.append(
+                DriftItem(
+                    key=key,
+                    first_run=run,
+                    last_run=run,
+                    first_seen_at=now,
+                    last_seen_at=now,
                     **_item_values(run, finding),
-                )  # fmt: skip
-                opened += 1
-                continue
-            for name, value in _item_values(run, finding).items():
-                setattr(item, name, value)
-            item.last_run, item.last_seen_at = run, now
-            item.seen_count += 1
-            seen_again.append(item)
+                )
+            )
+            continue
+        for name, value in _item_values(run, finding).items():
+            setattr(item, name, value)
+        item.last_run, item.last_seen_at = run, now
+        item.seen_count += 1
+        seen_again.append(item)
+    opened = len(new)
+    if new:
+        bulk_create_with_history(
+            new, DriftItem, batch_size=1000, default_user=actor.user,
+            default_change_reason=f"found by reconciliation REC-{run.pk}",
+        )  # fmt: skip
     for item in seen_again:
         if item.seen_count >= PERSISTS_AFTER_RUNS and not item.exception_ref:
             item.exception_ref = _exception_raise(item, actor=actor)

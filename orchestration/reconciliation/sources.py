@@ -88,6 +88,7 @@ INVOICE_SPECS = {
         status_agrees=_agrees(_INVOICE_STATUS),
         compare_tax=True,
         compare_paid=True,
+        duplicate_same_amount=True,
     )
     for system in ("billing", "erp")
 }
@@ -142,9 +143,10 @@ _INVOICE_FIELDS = (
 )  # fmt: skip
 
 
-def invoice_group(issue_date: Any, amount: Decimal) -> str:
-    """Two invoices of one order issued the same day for the same amount are one twice."""
-    return f"{issue_date or ''}:{amount.quantize(Decimal('0.01'))}"
+def invoice_group(issue_date: Any) -> str:
+    """Two invoices of one order issued the same day (for the same amount: the spec says
+    so) are one invoice twice."""
+    return str(issue_date or "")
 
 
 def _invoice_rows(queryset: QuerySet[Invoice], system: str) -> Iterator[TandemRow]:
@@ -153,11 +155,9 @@ def _invoice_rows(queryset: QuerySet[Invoice], system: str) -> Iterator[TandemRo
     for key, ref, order, contract, currency, total, tax, paid, state, issued, le in values.iterator(
         chunk_size=CHUNK
     ):
-        total = _money(total)
         yield TandemRow(
-            key=key or "", ref=ref, reference=order or contract or "", currency=currency,
-            amount=total, tax=_money(tax), paid=_money(paid), status=state,
-            group=invoice_group(issued, total), legal_entity=le or "",
+            key or "", ref, order or contract or "", currency, _money(total), state,
+            _money(tax), _money(paid), invoice_group(issued), le or "",
         )  # fmt: skip
 
 
@@ -321,7 +321,7 @@ def remote_invoice(record: RemoteRecord) -> RemoteRow:
         key=record.id, reference=str(data.get("reference") or "").split(":", 1)[0],
         currency=str(data["currency"]), amount=total, tax=_money(data.get("tax")),
         paid=_money(data.get("amount_paid")), status=record.status,
-        group=invoice_group(data.get("issue_date"), total), number=record.number,
+        group=invoice_group(data.get("issue_date")), number=record.number,
     )  # fmt: skip
 
 
