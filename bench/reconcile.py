@@ -56,17 +56,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--invoices", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--reuse-database", action="store_true",
+        help="empty the tables this benchmark writes instead of recreating the database",
+    )  # fmt: skip
     args = parser.parse_args()
     step(f"machine: {machine_summary()}")
     env = bench_environment()
-    step(f"recreating and migrating {DATABASE_URL.rsplit('/', 1)[-1]}")
-    database_recreate(env)
+    if not args.reuse_database:
+        step(f"recreating and migrating {DATABASE_URL.rsplit('/', 1)[-1]}")
+        database_recreate(env)
     os.environ.update({k: v for k, v in env.items() if k in ("DATABASE_URL", "SECRET_KEY")})
     os.environ["DJANGO_SETTINGS_MODULE"] = "tandem.settings"
     os.environ["DEBUG"] = "0"
     import django
 
     django.setup()
+    if args.reuse_database:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "TRUNCATE q2c_invoice, q2c_order, masterdata_externalid, "
+                "orchestration_driftitem, orchestration_historicaldriftitem, "
+                "orchestration_reconciliationrun, orchestration_historicalreconciliationrun, "
+                "masterdata_account, masterdata_legalentity CASCADE"
+            )
 
     folder = VAR_DIR / "reconcile"
     folder.mkdir(parents=True, exist_ok=True)

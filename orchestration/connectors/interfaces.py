@@ -294,7 +294,7 @@ class BillingListing(Protocol):
     ``updated_since`` (None: everything) keeps the records changed at or after it.
     An invoice's ``data``: ``reference`` (its order's or contract's ``ORD-…``/``CTR-…``),
     ``subscription_id``, ``issue_date`` (ISO), ``currency`` (upper case), ``total``, ``tax``,
-    ``amount_paid`` (Decimal strings) and ``status`` (``draft``, ``open``, ``paid``,
+    ``amount_paid`` (Decimal) and ``status`` (``draft``, ``open``, ``paid``,
     ``void``). A subscription's: ``reference``, ``contract_reference``, ``currency``,
     ``period`` (Tandem's billing period), ``amount`` (per period, Decimal string),
     ``status`` (``active``, ``canceled``, …).

@@ -97,6 +97,7 @@ class Outcome:
     tandem_rows: int = 0
     remote_rows: int = 0
     # What this comparison looked at: open drift on these is closed if not found again.
+    # (Filled on incremental runs only: a full run examined everything.)
     tandem_refs: set[str] = field(default_factory=set)
     remote_keys: set[str] = field(default_factory=set)
     # Linked Tandem rows the system did not list (an incremental run: it did not change).
@@ -171,6 +172,8 @@ def reconcile(
     Linked Tandem rows left without a system row are reported missing in the system only
     when ``report_unmatched_tandem`` (a full read of the system)."""
     outcome = Outcome()
+    # What was examined matters only to an incremental run (a full one examines everything).
+    track = not report_unmatched_tandem
     linked: dict[str, TandemRow] = {}
     unlinked: list[TandemRow] = []
     for row in tandem_rows:
@@ -189,12 +192,22 @@ def reconcile(
                 for extra in tandem_by_keys(wanted):
                     linked.setdefault(extra.key, extra)
         for remote in page_rows:
-            outcome.remote_keys.add(remote.key)
+            if track:
+                outcome.remote_keys.add(remote.key)
             tandem = linked.pop(remote.key, None)
             if tandem is None:
                 unmatched.append(remote)
                 continue
-            outcome.tandem_refs.add(tandem.ref)
+            if track:
+                outcome.tandem_refs.add(tandem.ref)
+            if (
+                tandem.amount == remote.amount
+                and tandem.currency == remote.currency
+                and tandem.tax == remote.tax
+                and tandem.paid == remote.paid
+                and spec.status_agrees(tandem.status, remote.status)
+            ):
+                continue  # the common case, decided without building anything
             outcome.findings.extend(pair_compare(spec, tandem, remote))
     missing = f"missing_in_{spec.system}"
     if not report_unmatched_tandem:

@@ -28,7 +28,7 @@ from q2c.models import (
     VersionState,
 )
 
-CHUNK = 2000  # rows per fetch from the database; keys per IN (...) list
+CHUNK = 10000  # rows per fetch from the database; keys per IN (...) list
 
 
 def _chunks(values: Iterable[str], size: int = 500) -> Iterator[list[str]]:
@@ -38,7 +38,7 @@ def _chunks(values: Iterable[str], size: int = 500) -> Iterator[list[str]]:
 
 
 def _money(value: Any) -> Decimal:
-    return value if isinstance(value, Decimal) else Decimal(str(value or "0"))
+    return value if value.__class__ is Decimal else Decimal(str(value or "0"))
 
 
 # --- what agrees with what ----------------------------------------------------------------
@@ -315,7 +315,7 @@ def sales_order_source() -> TandemSource:
 
 
 def remote_invoice(record: RemoteRecord) -> RemoteRow:
-    data = record.data
+    data: Any = record.data
     total = _money(data["total"])
     return RemoteRow(
         key=record.id, reference=str(data.get("reference") or "").split(":", 1)[0],

@@ -12,9 +12,11 @@ computed from the Decimal with the currency's ISO 4217 minor units, never throug
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from decimal import Decimal
 from typing import Any, cast
 
+from core.money import ISO_4217
 from orchestration.connectors.billing_common import (
     ACCOUNT_KEY,
     AMENDMENT_KEY,
@@ -359,28 +361,39 @@ def invoice_page(body: dict[str, Any]) -> RemotePage:
 
 
 def invoice_listed(invoice: dict[str, Any]) -> RemoteRecord:
-    currency = str(invoice["currency"])
-    references = dict((invoice.get("subscription_details") or {}).get("metadata") or {})
-    references.update(invoice.get("metadata") or {})
+    """One listed invoice; amounts as Decimal (a listing is read a million rows at a time,
+    so the conversions here are the cheap exact ones)."""
+    currency = str(invoice["currency"]).upper()
+    metadata = invoice.get("metadata") or {}
+    reference = metadata.get(ORDER_KEY) or metadata.get(CONTRACT_KEY)
+    if not reference:
+        details = (invoice.get("subscription_details") or {}).get("metadata") or {}
+        reference = details.get(ORDER_KEY) or details.get(CONTRACT_KEY) or ""
+    places = -ISO_4217.get(currency, 2)
     return RemoteRecord(
         id=str(invoice["id"]),
         status=str(invoice["status"]),
         number=str(invoice.get("number") or ""),
         data={
-            "reference": references.get(ORDER_KEY) or references.get(CONTRACT_KEY) or "",
+            "reference": reference,
             "subscription_id": str(invoice.get("subscription") or ""),
             "issue_date": _finalized_date(invoice),
-            "currency": currency.upper(),
-            "total": str(decimal_from_minor_units(invoice["total"], currency)),
-            "tax": str(decimal_from_minor_units(invoice.get("tax") or 0, currency)),
-            "amount_paid": str(decimal_from_minor_units(invoice.get("amount_paid") or 0, currency)),
+            "currency": currency,
+            "total": Decimal(int(invoice["total"])).scaleb(places),
+            "tax": Decimal(int(invoice.get("tax") or 0)).scaleb(places),
+            "amount_paid": Decimal(int(invoice.get("amount_paid") or 0)).scaleb(places),
         },
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _unix_day(day: int) -> str:
+    return (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()
+
+
 def _finalized_date(invoice: dict[str, Any]) -> str:
     finalized = (invoice.get("status_transitions") or {}).get("finalized_at")
-    return dt.datetime.fromtimestamp(finalized, dt.UTC).date().isoformat() if finalized else ""
+    return _unix_day(int(finalized) // 86400) if finalized else ""
 
 
 def subscription_page(body: dict[str, Any]) -> RemotePage:

@@ -292,9 +292,9 @@ def invoice_listed(body: dict[str, Any]) -> RemoteRecord:
             "reference": (body.get("externalId") or "").removesuffix("-OT"),
             "issue_date": body.get("tranDate") or "",
             "currency": _ref(body.get("currency"), "refName").upper(),
-            "total": str(total),
-            "tax": str(body.get("taxTotal") or "0"),
-            "amount_paid": str(total - remaining),
+            "total": total,
+            "tax": Decimal(str(body.get("taxTotal") or "0")),
+            "amount_paid": total - remaining,
         },
     )
 
