@@ -16,7 +16,7 @@ from simple_history.utils import bulk_create_with_history, bulk_update_with_hist
 
 from core.audit import Actor, audit_context
 from core.errors import Refused
-from core.problems import Category, Problem, Severity, Team, problem_raise
+from core.problems import Category, Problem, Severity, Team, problem_close, problem_raise
 from core.transitions import transition_apply
 from orchestration.connectors.errors import ConnectorError
 from orchestration.connectors.registry import connector_for
@@ -322,9 +322,10 @@ def _drift_clear(
             )
             if not examined:
                 continue
-            transition_apply(
-                item, "clear", actor=actor, reason=f"no longer found by REC-{run.pk}", at=now
-            )
+            why = f"no longer found by REC-{run.pk}"
+            transition_apply(item, "clear", actor=actor, reason=why, at=now)
+            if item.exception_ref:
+                problem_close(item.exception_ref, actor=actor, reason=f"DRIFT-{item.pk} {why}")
             closed += 1
     return closed
 
@@ -334,7 +335,8 @@ def _drift_clear(
 
 def drift_resolve(*, item: DriftItem, code: str, actor: Actor, reason: str) -> DriftItem:
     """Close an open drift item as resolved, with one of ``DriftResolution`` and the
-    operator's reason (kept as its note). One transaction (``transition_apply``).
+    operator's reason (kept as its note), and the exception it raised with it; one
+    transaction.
 
     Refuses an unknown code (``INVALID``), a blank reason, an item that is not open and a
     lost race; raises ``PermissionDenied`` without ``orchestration.resolve_drift``."""
@@ -344,9 +346,13 @@ def drift_resolve(*, item: DriftItem, code: str, actor: Actor, reason: str) -> D
         raise Refused(
             f"choose a resolution code to resolve DRIFT-{item.pk}", kind=Refused.Kind.INVALID
         )
-    return transition_apply(
-        item, "resolve", actor=actor, reason=reason, code=code, note=reason, at=timezone.now()
-    )
+    with transaction.atomic():
+        transition_apply(
+            item, "resolve", actor=actor, reason=reason, code=code, note=reason, at=timezone.now()
+        )
+        if item.exception_ref:
+            problem_close(item.exception_ref, actor=actor, reason=f"DRIFT-{item.pk}: {reason}")
+    return item
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,28 @@ def test_an_invoice_voided_in_billing_is_status_drift_that_persists_then_clears(
     assert (last.state, last.history_change_reason, last.history_user.username) == (
         "cleared", f"no longer found by REC-{third.pk}", "scheduler",
     )  # fmt: skip
+    exc.refresh_from_db()
+    assert (exc.state, exc.resolution_code) == ("resolved", "gone")
+
+
+def test_resolving_a_drift_item_resolves_the_exception_it_raised(sandbox, make_user):
+    # given a drift found twice: an exception for finance
+    deal = _deal(sandbox)
+    sandbox.post("billing", f"/invoices/{deal['subscription']['latest_invoice']}/void")
+    _run()
+    _run()
+    item = DriftItem.objects.get(state="open")
+    exc = OperationalException.objects.get()
+    finance = Actor.person(make_user("fin", "finance_ops"))
+    # when
+    from orchestration.reconciliation.services import drift_resolve
+
+    drift_resolve(item=item, code="fixed_downstream", actor=finance, reason="re-issued")
+    # then
+    exc.refresh_from_db()
+    assert (exc.state, exc.resolution_code, exc.resolution_note) == (
+        "resolved", "gone", f"DRIFT-{item.pk}: re-issued",
+    )  # fmt: skip
 
 
 def test_a_subscription_cancelled_in_billing_is_status_drift(sandbox):
