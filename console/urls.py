@@ -4,6 +4,7 @@ the audit browser."""
 from django.urls import path
 
 from console.views import audit as audit_views
+from console.views import reconciliation as reconciliation_views
 from console.views import records as views
 
 urlpatterns = [
@@ -31,6 +32,23 @@ urlpatterns = [
     ),
     path("invoices/", views.invoice_list, name="invoice-list"),
     path("invoices/<str:enterprise_id>/", views.invoice_detail, name="invoice-detail"),
+    path("reconciliation/", reconciliation_views.drift_page, name="reconciliation"),
+    path("reconciliation/run/", reconciliation_views.run_start, name="reconciliation-run"),
+    path("reconciliation/books/", reconciliation_views.books_page, name="reconciliation-books"),
+    path(
+        "reconciliation/drift.csv", reconciliation_views.drift_export, name="reconciliation-export"
+    ),
+    path("reconciliation/drift/<int:pk>/", reconciliation_views.drift_detail, name="drift-detail"),
+    path(
+        "reconciliation/drift/<int:pk>/resolve/",
+        reconciliation_views.drift_resolve,
+        name="drift-resolve",
+    ),
+    path(
+        "reconciliation/drift/resolve/",
+        reconciliation_views.drift_bulk_resolve,
+        name="drift-bulk-resolve",
+    ),
     path("audit/", audit_views.history, name="audit-history"),
     path("audit/operators/", audit_views.operator_actions, name="audit-operators"),
     path("audit/as-of/", audit_views.as_of, name="audit-as-of"),

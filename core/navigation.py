@@ -30,6 +30,11 @@ PAGES = [
     Page("merge-list", "Merges", "masterdata.view_mergerecord"),
     Page("exception-list", "Exceptions", "exceptions.view_operationalexception"),
     Page("replay-list", "Replays", "exceptions.view_replay"),
+    Page("reconciliation", "Reconciliation", "orchestration.view_driftitem"),
+    Page(
+        "reconciliation-books", "Bookings vs billings", "orchestration.view_driftitem", in_nav=False
+    ),
+    Page("reconciliation-export", "Drift export", "orchestration.view_driftitem", in_nav=False),
     # Audit pages: each person sees the history of the models they may view.
     Page("audit-history", "Audit", ""),
     Page("audit-operators", "Operator actions", "", in_nav=False),

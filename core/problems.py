@@ -86,6 +86,11 @@ class ProblemSink(Protocol):
         """Record ``problem`` for a person (inside the caller's transaction) and return it;
         ``reason`` is the history row's."""
 
+    def problem_close(self, reference: str, *, actor: Actor, reason: str) -> bool:
+        """Close the open problem ``reference`` (``str(...)``'s ``EXC-n`` of what
+        ``problem_raise`` returned) because what it reported is gone (inside the caller's
+        transaction). False when it is not this sink's or not open any more."""
+
 
 _sinks: list[ProblemSink] = []
 
@@ -105,3 +110,14 @@ def problem_raise(problem: Problem, *, actor: Actor, reason: str = "") -> list[A
         raise RuntimeError(f"no problem sink is registered; {problem.message!r} would be lost")
     why = reason or problem.message
     return [sink.problem_raise(problem, actor=actor, reason=why) for sink in _sinks]
+
+
+def problem_close(reference: str, *, actor: Actor, reason: str) -> bool:
+    """Tell every sink that the problem ``reference`` is gone (a reconciliation no longer
+    finds its drift, or finance resolved it); True when a sink closed it."""
+    closed = False
+    for sink in _sinks:
+        closer = getattr(sink, "problem_close", None)
+        if closer is not None and closer(reference, actor=actor, reason=reason):
+            closed = True
+    return closed

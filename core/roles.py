@@ -31,6 +31,9 @@ _ORCHESTRATION_VIEW = [
     "orchestration.view_circuitbreaker",
 ]  # fmt: skip
 
+# Finance's reconciliation page: runs and drift items.
+_RECONCILIATION_VIEW = ["orchestration.view_reconciliationrun", "orchestration.view_driftitem"]
+
 _EXC_VIEW = "exceptions.view_operationalexception"
 _EXC_RETRY = "exceptions.retry_exception"
 _EXC_RESOLVE = "exceptions.resolve_exception"
@@ -66,6 +69,9 @@ ROLES: dict[str, list[str]] = {
         _REPLAY_APPROVE,
         "q2c.void_invoice",
         "q2c.cancel_contract",
+        *_RECONCILIATION_VIEW,
+        "orchestration.run_reconciliation",
+        "orchestration.resolve_drift",
     ],
     "data_steward": [
         *_MASTER_VIEW,
@@ -91,6 +97,7 @@ ROLES: dict[str, list[str]] = {
         *_FINANCE_VIEW,
         *_MASTER_VIEW,
         *_ORCHESTRATION_VIEW,
+        *_RECONCILIATION_VIEW,
         _EXC_VIEW,
         _EXC_RETRY,
         _EXC_RESOLVE,

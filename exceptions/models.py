@@ -42,6 +42,8 @@ RESOLUTION_CODES: dict[str, str] = {
 }
 # The code the admin's Resolve action closes with.
 ADMIN_RESOLUTION_CODE = "resolved_in_admin"
+# Set when what the exception reported went away (a reconciliation no longer finds the drift).
+GONE_RESOLUTION_CODE = "gone"
 
 
 class OperationalException(ConcurrentTransitions, models.Model):

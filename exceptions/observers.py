@@ -44,6 +44,9 @@ class ExceptionQueue:
     def problem_raise(self, problem: Problem, *, actor: Actor, reason: str) -> OperationalException:
         return services.exception_raise(problem=problem, actor=actor, reason=reason)
 
+    def problem_close(self, reference: str, *, actor: Actor, reason: str) -> bool:
+        return services.exception_close_gone(reference=reference, actor=actor, reason=reason)
+
 
 QUEUE = ExceptionQueue()
 

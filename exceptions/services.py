@@ -21,6 +21,7 @@ from core.transitions import transition_apply
 from exceptions import selectors
 from exceptions.models import (
     ADMIN_RESOLUTION_CODE,
+    GONE_RESOLUTION_CODE,
     OPEN_STATES,
     RESOLUTION_CODES,
     ExceptionComment,
@@ -75,6 +76,22 @@ def exception_raise(*, problem: Problem, actor: Actor, reason: str) -> Operation
             created_at=now,
             sla_due_at=now + CATEGORY_SLA[problem.category],
         )
+
+
+def exception_close_gone(*, reference: str, actor: Actor, reason: str) -> bool:
+    """Resolve the open exception ``reference`` (``EXC-n``) because what it reported went
+    away (code ``GONE_RESOLUTION_CODE``, the reason as its note), inside the caller's
+    transaction. False for a reference that names no open exception; refuses nothing."""
+    pk = reference.removeprefix("EXC-")
+    if not reference.startswith("EXC-") or not pk.isdigit():
+        return False
+    exc = OperationalException.objects.filter(pk=int(pk), state__in=OPEN_STATES).first()
+    if exc is None:
+        return False
+    transition_apply(
+        exc, "resolve", actor=actor, reason=reason, code=GONE_RESOLUTION_CODE, note=reason
+    )
+    return True
 
 
 def exception_raise_for_step(

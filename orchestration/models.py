@@ -150,6 +150,8 @@ class PollCursor(models.Model):
 
 
 # The workflow engine's tables live beside their engine; registered here for Django.
+# Reconciliation runs and their drift items (orchestration/reconciliation/).
+from orchestration.reconciliation.models import DriftItem, ReconciliationRun  # noqa: E402, F401
 from orchestration.workflows.models import (  # noqa: E402, F401
     CircuitBreaker,
     StepEffect,

@@ -80,6 +80,7 @@ def merge_push(self: Task, merge_id: int) -> str:
 
 
 # The workflow engine's tasks, so Celery's autodiscovery registers them.
+from orchestration.reconciliation.tasks import reconcile  # noqa: E402, F401
 from orchestration.workflows.tasks import execute_step, sweep_steps  # noqa: E402, F401
 
 

@@ -10,6 +10,8 @@ GET  /_control/state/<system>               every record of one system, per coll
 POST /_control/reset                        empty state and outbox, no faults, re-seeded
 POST /_control/erp/approve/<internalId>     approve a pending ERP sales order now
 POST /_control/erp/reject/<internalId>      reject it ({"reason": ...}); emits order.rejected
+POST /_control/erp/salesorders/<internalId>/lines/<line>  edit a line (quantity, rate) as
+                                            someone in the ERP would, no event sent
 GET  /_control/webhooks                     the outbox (?system=&event_type=&status=)
 POST /_control/webhooks/<event_id>/redeliver  send an event again
 GET  /_control/settings                     run-time settings
@@ -18,6 +20,7 @@ POST /_control/settings                     change webhook_url / erp_approval_de
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from decimal import Decimal
@@ -114,6 +117,8 @@ def _dispatch(
             except ValueError as exc:
                 return _error(409, str(exc))
             return _ok(order)
+        case ("POST", ["erp", "salesorders", internal_id, "lines", line_no]):
+            return _erp_line_edit(sandbox, internal_id, line_no, body)
         case ("GET", ["webhooks"]):
             return _ok(_webhooks(sandbox, query))
         case ("POST", ["webhooks", event_id, "redeliver"]):
@@ -129,6 +134,25 @@ def _dispatch(
         case ("POST", ["settings"]):
             return _settings_update(sandbox, body)
     return _error(404 if method == "GET" else 405, f"no control endpoint {method} {parts}")
+
+
+def _erp_line_edit(sandbox: Sandbox, internal_id: str, line_no: str, body: Any) -> Outcome:
+    from sandbox.systems.erp import order_line_edit
+
+    if not line_no.isdigit() or not isinstance(body, dict):
+        return _error(400, "the line is a number and the body a JSON object")
+    with sandbox.lock:
+        order = sandbox.state.systems["erp"]["salesorders"].get(internal_id)
+        if order is None:
+            return _error(404, f"no ERP sales order {internal_id}")
+        try:
+            order_line_edit(order, int(line_no), body, dt.datetime.now(dt.UTC))
+        except LookupError as exc:
+            return _error(404, str(exc))
+        except ValueError as exc:
+            return _error(400, str(exc))
+        sandbox.mark_dirty()
+        return _ok(order)
 
 
 def _faults(sandbox: Sandbox, method: str, system: str, body: Any) -> Outcome:

@@ -272,6 +272,20 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"queue": "default"},
     },
+    # Reconciliation: what changed since the last run every quarter of an hour, everything
+    # at night (an incremental run cannot see a Tandem change against an unchanged record).
+    "reconcile-incremental": {
+        "task": "orchestration.reconcile",
+        "schedule": crontab(minute="*/15"),
+        "kwargs": {"system": "all", "full": False},
+        "options": {"queue": "default"},
+    },
+    "reconcile-full": {
+        "task": "orchestration.reconcile",
+        "schedule": crontab(minute=30, hour=2),
+        "kwargs": {"system": "all", "full": True},
+        "options": {"queue": "default"},
+    },
     # Duplicate-account candidates for the data stewards' queue.
     "detect-duplicates": {
         "task": "masterdata.detect_duplicates",

@@ -378,6 +378,56 @@ class BillingApi(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class RemotePage:
+    """One page of a system's listing: its records (oldest change first) and the cursor of
+    the next page, ``""`` when this was the last one."""
+
+    records: list[RemoteRecord]
+    cursor: str
+
+
+class BillingListing(Protocol):
+    """Billing read page by page, for reconciliation. Reads only; ``RetryableError`` when
+    billing cannot answer now, ``PermanentError`` for a cursor it does not know.
+
+    ``updated_since`` (None: everything) keeps the records changed at or after it.
+    An invoice's ``data``: ``reference`` (its order's or contract's ``ORD-…``/``CTR-…``),
+    ``subscription_id``, ``issue_date`` (ISO), ``currency`` (upper case), ``total``, ``tax``,
+    ``amount_paid`` (Decimal) and ``status`` (``draft``, ``open``, ``paid``,
+    ``void``). A subscription's: ``reference``, ``contract_reference``, ``currency``,
+    ``period`` (Tandem's billing period), ``amount`` (per period, Decimal string),
+    ``status`` (``active``, ``canceled``, …).
+    """
+
+    def invoices_list(self, *, updated_since: dt.datetime | None, cursor: str = "") -> RemotePage:
+        """One page of invoices after ``cursor`` (``""``: the first page)."""
+        ...
+
+    def subscriptions_list(
+        self, *, updated_since: dt.datetime | None, cursor: str = ""
+    ) -> RemotePage:
+        """One page of subscriptions after ``cursor`` (``""``: the first page)."""
+        ...
+
+
+class ErpListing(Protocol):
+    """The ERP read page by page, for reconciliation; the same contract as
+    ``BillingListing``. A sales order's ``data``: ``reference`` (``ORD-…``), ``currency``,
+    ``total`` and ``status`` (``pendingApproval``, ``pendingFulfillment``, ``fullyBilled``,
+    ``cancelled``); an invoice's as billing's (``status`` ``open``, ``paid`` or ``void``)."""
+
+    def sales_orders_list(
+        self, *, updated_since: dt.datetime | None, cursor: str = ""
+    ) -> RemotePage:
+        """One page of sales orders after ``cursor``."""
+        ...
+
+    def invoices_list(self, *, updated_since: dt.datetime | None, cursor: str = "") -> RemotePage:
+        """One page of customer invoices after ``cursor``."""
+        ...
+
+
 class CrmApi(Protocol):
     def account_find(self, *, name: str = "", domain: str = "") -> list[RemoteRecord]:
         """CRM accounts whose name contains ``name`` and whose website is on ``domain`` (at

@@ -194,6 +194,35 @@ class BillingSystem(StripeSystem):
             raise self.invalid("limit", "limit must be an integer between 1 and 100")
         return int(value)
 
+    def _changes(self, call: Call, collection: str) -> Reply:
+        """``?updated_since=<unix>[&starting_after=<id>][&limit=n]``: the records changed at
+        or after ``updated_since``, oldest first (creation order), a page after the cursor
+        ``starting_after``; ``has_more`` says whether another page follows. The listing a
+        reconciliation streams; ``updated_since=0`` reads everything."""
+        since = call.arg("updated_since") or ""
+        if not since.isdigit():
+            raise self.invalid("updated_since", "updated_since must be a unix timestamp")
+        limit = self._limit(call) or 100
+        after = call.arg("starting_after")
+        records = call.collection(collection)
+        if after is not None and after not in records:
+            raise self.not_found(collection.rstrip("s"), after)
+        page: list[dict[str, Any]] = []
+        started = after is None
+        has_more = False
+        for key, record in records.items():
+            if not started:
+                started = key == after
+                continue
+            if record.get("updated", record["created"]) < int(since):
+                continue
+            if len(page) == limit:
+                has_more = True
+                break
+            page.append(record)
+        url = f"/billing/{collection}"
+        return Reply(200, {"object": "list", "url": url, "has_more": has_more, "data": page})
+
     # --- products and prices ------------------------------------------------------------
     def product_create(self, call: Call) -> Reply:
         fields = self.check(call.body, ("id", "name", "description", "active", "metadata"))
@@ -393,6 +422,7 @@ class BillingSystem(StripeSystem):
             "metadata": self.metadata(fields),
             "start_date": start,
             "status": "active",
+            "updated": call.unix_now,
         }
         call.collection("subscriptions")[sub_id] = subscription
         call.emit(
@@ -454,6 +484,8 @@ class BillingSystem(StripeSystem):
         )
 
     def subscription_list(self, call: Call) -> Reply:
+        if call.arg("updated_since") is not None:
+            return self._changes(call, "subscriptions")
         customer = call.arg("customer")
         status = call.arg("status")
         wanted = call.metadata_filter()
@@ -514,6 +546,7 @@ class BillingSystem(StripeSystem):
         ]
         subscription["items"]["data"] = new_items
         subscription["metadata"] = metadata
+        subscription["updated"] = call.unix_now
         if "cancel_at_period_end" in call.body:
             subscription["cancel_at_period_end"] = fields.boolean("cancel_at_period_end")
         if "description" in call.body:
@@ -528,6 +561,7 @@ class BillingSystem(StripeSystem):
             subscription["status"] = "canceled"
             subscription["canceled_at"] = call.unix_now
             subscription["ended_at"] = call.unix_now
+            subscription["updated"] = call.unix_now
         return Reply(200, subscription)
 
     # --- metered usage ------------------------------------------------------------------
@@ -640,6 +674,7 @@ class BillingSystem(StripeSystem):
             "subtotal": 0,
             "tax": 0,
             "total": 0,
+            "updated": call.unix_now,
         }
         call.collection("invoices")[invoice_id] = invoice
         return invoice
@@ -691,6 +726,7 @@ class BillingSystem(StripeSystem):
         invoice["number"] = f"{customer['invoice_prefix']}-{sequence:04d}"
         invoice["status"] = "open"
         invoice["status_transitions"]["finalized_at"] = call.unix_now
+        invoice["updated"] = call.unix_now
         if invoice["collection_method"] == "send_invoice":
             invoice["due_date"] = call.unix_now + 86400 * (invoice["days_until_due"] or 0)
         call.emit(
@@ -742,6 +778,12 @@ class BillingSystem(StripeSystem):
             billing_payment_data(invoice, charge),
             correlation_id=_correlation(_invoice_references(invoice)),
         )
+        invoice["status"] = "paid"
+        invoice["paid"] = True
+        invoice["amount_paid"] = invoice["amount_due"]
+        invoice["amount_remaining"] = 0
+        invoice["status_transitions"]["paid_at"] = call.unix_now
+        invoice["updated"] = call.unix_now
 
     def invoice_create(self, call: Call) -> Reply:
         """A draft invoice with the given lines (a price's amount, or an amount given);
@@ -824,6 +866,8 @@ class BillingSystem(StripeSystem):
         return Reply(200, self._invoice(call))
 
     def invoice_list(self, call: Call) -> Reply:
+        if call.arg("updated_since") is not None:
+            return self._changes(call, "invoices")
         customer, subscription, status = (
             call.arg("customer"),
             call.arg("subscription"),
@@ -1049,6 +1093,7 @@ class BillingSystem(StripeSystem):
             },
             correlation_id=_correlation(_invoice_references(invoice)),
         )
+        invoice["updated"] = call.unix_now
         return Reply(200, invoice)
 
 

@@ -185,9 +185,22 @@ class ErpSystem(System):
         return str(start + call.number(f"{kind}.internal") - 1)
 
     def _filtered(self, call: Call, records: dict[str, Any], names: tuple[str, ...]):
+        """Records matching every filter given; ``updatedSince`` (ISO UTC) keeps those
+        modified at or after it, and ``limit`` / ``offset`` page them (internal id order)."""
         wanted = {name: call.arg(name) for name in names if call.arg(name) is not None}
+        since = call.arg("updatedSince")
+        if since is not None:
+            try:
+                moment = dt.datetime.fromisoformat(since.replace("Z", "+00:00"))
+            except ValueError:
+                raise self.invalid("updatedSince", f"{since!r} is not a timestamp") from None
+            if moment.tzinfo is None:
+                raise self.invalid("updatedSince", "updatedSince needs a time zone (Z)")
+            since = ns_datetime(moment)
         found = []
         for record in records.values():
+            if since is not None and record.get("lastModifiedDate", "") < since:
+                continue
             ok = True
             for name, value in wanted.items():
                 actual = record.get(name)
@@ -197,17 +210,30 @@ class ErpSystem(System):
                     ok = False
             if ok:
                 found.append(record)
+        limit, offset = self._page_arg(call, "limit", 1000), self._page_arg(call, "offset", None)
+        total = len(found)
+        offset = offset or 0
+        page = found[offset : offset + limit] if limit else found[offset:]
         return Reply(
             200,
             {
                 "links": [],
-                "count": len(found),
-                "hasMore": False,
-                "offset": 0,
-                "totalResults": len(found),
-                "items": found,
+                "count": len(page),
+                "hasMore": offset + len(page) < total,
+                "offset": offset,
+                "totalResults": total,
+                "items": page,
             },
         )
+
+    def _page_arg(self, call: Call, name: str, maximum: int | None) -> int | None:
+        value = call.arg(name)
+        if value is None:
+            return None
+        if not value.isdigit() or (maximum is not None and not 1 <= int(value) <= maximum):
+            bound = f"between 1 and {maximum}" if maximum else "a non-negative integer"
+            raise self.invalid(name, f"{name} must be {bound}")
+        return int(value)
 
     # --- customers ----------------------------------------------------------------------
     def _customer_values(self, fields: Fields) -> dict[str, Any]:
@@ -776,3 +802,29 @@ def erp_invoice_posted_data(invoice: dict[str, Any], order: dict[str, Any] | Non
             for line in invoice["item"]["items"]
         ],
     }
+
+
+def order_line_edit(
+    order: dict[str, Any], line_no: int, changes: dict[str, Any], now: dt.datetime
+) -> dict[str, Any]:
+    """Change a sales order line's quantity and/or rate as a person would in the ERP's own
+    screen (no event is sent); the amounts and totals follow. Raises ``LookupError`` for an
+    unknown line, ``ValueError`` for a bad value."""
+    lines = order["item"]["items"]
+    line = next((candidate for candidate in lines if candidate["line"] == line_no), None)
+    if line is None:
+        raise LookupError(f"sales order {order['internalId']} has no line {line_no}")
+    unknown = set(changes) - {"quantity", "rate"}
+    if unknown or not changes:
+        raise ValueError("give quantity and/or rate, nothing else")
+    try:
+        quantity = Decimal(str(changes.get("quantity", line["quantity"])))
+        rate = Decimal(str(changes.get("rate", line["rate"])))
+    except ArithmeticError:
+        raise ValueError("quantity and rate must be numbers") from None
+    if not quantity.is_finite() or not rate.is_finite() or quantity <= 0:
+        raise ValueError("quantity must be positive and rate a number")
+    line.update(quantity=decimal_text(quantity), rate=money(rate), amount=money(quantity * rate))
+    total = money(sum((Decimal(candidate["amount"]) for candidate in lines), Decimal(0)))
+    order.update(subtotal=total, total=total, lastModifiedDate=ns_datetime(now))
+    return order

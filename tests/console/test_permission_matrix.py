@@ -27,6 +27,7 @@ WHO = [*ROLE_NAMES, ADMIN, NO_ROLE, ANONYMOUS]
 
 # Every role reads the audit trail of the records it may view.
 AUDIT_PAGES = {"audit-history", "audit-operators", "audit-as-of", "audit-export"}
+RECONCILIATION_PAGES = {"reconciliation", "reconciliation-books", "reconciliation-export"}
 EXPECTED_PAGES: dict[str, set[str]] = {
     "sales_ops": {
         "home",
@@ -48,7 +49,8 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "exception-list",
         "replay-list",
     }
-    | AUDIT_PAGES,
+    | AUDIT_PAGES
+    | RECONCILIATION_PAGES,
     "data_steward": {
         "home",
         "account-list",
@@ -70,7 +72,8 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "exception-list",
         "replay-list",
     }
-    | AUDIT_PAGES,
+    | AUDIT_PAGES
+    | RECONCILIATION_PAGES,
     "auditor": {
         "home",
         "dashboard",
@@ -84,7 +87,8 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "exception-list",
         "replay-list",
     }
-    | AUDIT_PAGES,
+    | AUDIT_PAGES
+    | RECONCILIATION_PAGES,
     ADMIN: {
         "home",
         "dashboard",
@@ -99,7 +103,8 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "exception-list",
         "replay-list",
     }
-    | AUDIT_PAGES,
+    | AUDIT_PAGES
+    | RECONCILIATION_PAGES,
     NO_ROLE: set(),
     ANONYMOUS: set(),
 }

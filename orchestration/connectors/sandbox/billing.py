@@ -12,13 +12,16 @@ computed from the Decimal with the currency's ISO 4217 minor units, never throug
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from decimal import Decimal
 from typing import Any, cast
 
+from core.money import ISO_4217
 from orchestration.connectors.billing_common import (
     ACCOUNT_KEY,
     AMENDMENT_KEY,
     CONTRACT_KEY,
+    INTERVALS,
     ORDER_KEY,
     interval_check,
     price_describe,
@@ -28,7 +31,14 @@ from orchestration.connectors.billing_common import (
     whole_quantity,
 )
 from orchestration.connectors.errors import PermanentError
-from orchestration.connectors.interfaces import BillingApi, CustomerUpdating, Party, RemoteRecord
+from orchestration.connectors.interfaces import (
+    BillingApi,
+    BillingListing,
+    CustomerUpdating,
+    Party,
+    RemotePage,
+    RemoteRecord,
+)
 from orchestration.connectors.minor_units import decimal_from_minor_units, minor_units_from
 from orchestration.connectors.transport import Transport
 
@@ -292,6 +302,30 @@ class SandboxBilling:
         )
         return usage_record(response.body)
 
+    # --- listings (reconciliation) -------------------------------------------------------
+    def invoices_list(self, *, updated_since: dt.datetime | None, cursor: str = "") -> RemotePage:
+        """One page of invoices changed since ``updated_since`` (``BillingListing``)."""
+        body = self._changes("invoices_list", "invoices", updated_since, cursor)
+        return invoice_page(body)
+
+    def subscriptions_list(
+        self, *, updated_since: dt.datetime | None, cursor: str = ""
+    ) -> RemotePage:
+        """One page of subscriptions changed since ``updated_since`` (``BillingListing``)."""
+        body = self._changes("subscriptions_list", "subscriptions", updated_since, cursor)
+        return subscription_page(body)
+
+    def _changes(
+        self, operation: str, collection: str, since: dt.datetime | None, cursor: str
+    ) -> dict[str, Any]:
+        params = {"updated_since": str(int(since.timestamp())) if since else "0", "limit": 100}
+        if cursor:
+            params["starting_after"] = cursor
+        response = self.transport.call(
+            operation=operation, method="GET", path=collection, params=params
+        )
+        return cast(dict[str, Any], response.body)
+
     def _search(
         self, operation: str, collection: str, params: dict[str, str]
     ) -> dict[str, Any] | None:
@@ -409,9 +443,85 @@ def usage_record(body: dict[str, Any]) -> RemoteRecord:
     )
 
 
+def invoice_page(body: dict[str, Any]) -> RemotePage:
+    """A page of billing's invoice listing as ``RemotePage`` (``BillingListing``'s fields)."""
+    records = [invoice_listed(invoice) for invoice in body["data"]]
+    cursor = records[-1].id if body.get("has_more") and records else ""
+    return RemotePage(records=records, cursor=cursor)
+
+
+def invoice_listed(invoice: dict[str, Any]) -> RemoteRecord:
+    """One listed invoice; amounts as Decimal (a listing is read a million rows at a time,
+    so the conversions here are the cheap exact ones)."""
+    currency = str(invoice["currency"]).upper()
+    metadata = invoice.get("metadata") or {}
+    reference = metadata.get(ORDER_KEY) or metadata.get(CONTRACT_KEY)
+    if not reference:
+        details = (invoice.get("subscription_details") or {}).get("metadata") or {}
+        reference = details.get(ORDER_KEY) or details.get(CONTRACT_KEY) or ""
+    places = -ISO_4217.get(currency, 2)
+    return RemoteRecord(
+        id=str(invoice["id"]),
+        status=str(invoice["status"]),
+        number=str(invoice.get("number") or ""),
+        data={
+            "reference": reference,
+            "subscription_id": str(invoice.get("subscription") or ""),
+            "issue_date": _finalized_date(invoice),
+            "currency": currency,
+            "total": Decimal(int(invoice["total"])).scaleb(places),
+            "tax": Decimal(int(invoice.get("tax") or 0)).scaleb(places),
+            "amount_paid": Decimal(int(invoice.get("amount_paid") or 0)).scaleb(places),
+        },
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _unix_day(day: int) -> str:
+    return (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()
+
+
+def _finalized_date(invoice: dict[str, Any]) -> str:
+    finalized = (invoice.get("status_transitions") or {}).get("finalized_at")
+    return _unix_day(int(finalized) // 86400) if finalized else ""
+
+
+def subscription_page(body: dict[str, Any]) -> RemotePage:
+    """A page of billing's subscription listing as ``RemotePage``."""
+    records = [subscription_listed(sub) for sub in body["data"]]
+    cursor = records[-1].id if body.get("has_more") and records else ""
+    return RemotePage(records=records, cursor=cursor)
+
+
+_PERIODS = {value: key for key, value in INTERVALS.items() if value is not None}
+
+
+def subscription_listed(sub: dict[str, Any]) -> RemoteRecord:
+    metadata = sub.get("metadata") or {}
+    currency = str(sub["currency"])
+    items = sub["items"]["data"]
+    minor = sum(int(item["price"]["unit_amount"]) * int(item["quantity"] or 1) for item in items)
+    recurring = recurring_of(items[0]["price"].get("recurring")) if items else None
+    return RemoteRecord(
+        id=str(sub["id"]),
+        status=str(sub["status"]),
+        data={
+            "reference": metadata.get(ORDER_KEY) or metadata.get(CONTRACT_KEY) or "",
+            "contract_reference": metadata.get(CONTRACT_KEY, ""),
+            "currency": currency.upper(),
+            "period": _PERIODS.get(recurring, "") if recurring else "",
+            "amount": str(decimal_from_minor_units(minor, currency)),
+        },
+    )
+
+
 def _implements(connector: SandboxBilling) -> BillingApi:
     return connector  # mypy checks that SandboxBilling satisfies BillingApi
 
 
 def _updates_customers(connector: SandboxBilling) -> CustomerUpdating:
     return connector
+
+
+def _lists(connector: SandboxBilling) -> BillingListing:
+    return connector  # mypy checks that SandboxBilling satisfies BillingListing

@@ -9,15 +9,18 @@ is the ERP mapping's external id; the ERP creates the item on first use).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from orchestration.connectors.interfaces import (
     CustomerUpdating,
     ErpApi,
+    ErpListing,
     ErpReceivablesApi,
     Party,
     RemoteLine,
+    RemotePage,
     RemoteRecord,
 )
 from orchestration.connectors.transport import Transport
@@ -275,6 +278,30 @@ class SandboxErp:
         )
         return receivable_record(response.body, "total")
 
+    # --- listings (reconciliation) -------------------------------------------------------
+    def sales_orders_list(
+        self, *, updated_since: dt.datetime | None, cursor: str = ""
+    ) -> RemotePage:
+        """One page of sales orders changed since ``updated_since`` (``ErpListing``)."""
+        body = self._changes("sales_orders_list", "salesorders", updated_since, cursor)
+        return erp_page(body, sales_order_listed)
+
+    def invoices_list(self, *, updated_since: dt.datetime | None, cursor: str = "") -> RemotePage:
+        """One page of invoices changed since ``updated_since`` (``ErpListing``)."""
+        body = self._changes("invoices_list", "invoices", updated_since, cursor)
+        return erp_page(body, invoice_listed)
+
+    def _changes(
+        self, operation: str, record_type: str, since: dt.datetime | None, cursor: str
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": PAGE_SIZE, "offset": int(cursor or 0)}
+        if since is not None:
+            params["updatedSince"] = since.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        response = self.transport.call(
+            operation=operation, method="GET", path=record_type, params=params
+        )
+        return cast(dict[str, Any], response.body)
+
     def _find(self, operation: str, record_type: str, reference: str) -> dict[str, Any] | None:
         response = self.transport.call(
             operation=operation,
@@ -363,6 +390,50 @@ def receivable_record(body: dict[str, Any], amount_field: str) -> RemoteRecord:
     )
 
 
+PAGE_SIZE = 1000
+
+
+def erp_page(body: dict[str, Any], listed: Callable[[dict[str, Any]], RemoteRecord]) -> RemotePage:
+    """A page of an ERP listing as ``RemotePage``; the cursor is the next page's offset."""
+    records = [listed(item) for item in body["items"]]
+    after = int(body.get("offset") or 0) + len(records)
+    return RemotePage(records=records, cursor=str(after) if body.get("hasMore") else "")
+
+
+def sales_order_listed(body: dict[str, Any]) -> RemoteRecord:
+    return RemoteRecord(
+        id=str(body["internalId"]),
+        status=str(body["orderStatus"]),
+        number=str(body.get("tranId") or ""),
+        data={
+            "reference": body.get("externalId") or "",
+            "currency": _ref(body.get("currency"), "refName").upper(),
+            "total": str(body.get("total") or "0"),
+        },
+    )
+
+
+def invoice_listed(body: dict[str, Any]) -> RemoteRecord:
+    total = Decimal(str(body.get("total") or "0"))
+    remaining = Decimal(str(body.get("amountRemaining") or "0"))
+    status = str(body["status"])
+    if status == "open" and remaining == 0 and total > 0:
+        status = "paid"
+    return RemoteRecord(
+        id=str(body["internalId"]),
+        status=status,
+        number=str(body.get("tranId") or ""),
+        data={
+            "reference": (body.get("externalId") or "").removesuffix("-OT"),
+            "issue_date": body.get("tranDate") or "",
+            "currency": _ref(body.get("currency"), "refName").upper(),
+            "total": total,
+            "tax": Decimal(str(body.get("taxTotal") or "0")),
+            "amount_paid": total - remaining,
+        },
+    )
+
+
 def _implements(connector: SandboxErp) -> ErpApi:
     return connector  # mypy checks that SandboxErp satisfies ErpApi
 
@@ -373,3 +444,7 @@ def _keeps_receivables(connector: SandboxErp) -> ErpReceivablesApi:
 
 def _updates_customers(connector: SandboxErp) -> CustomerUpdating:
     return connector
+
+
+def _lists(connector: SandboxErp) -> ErpListing:
+    return connector  # mypy checks that SandboxErp satisfies ErpListing
