@@ -48,6 +48,8 @@ from q2c.models import (
 from q2c.services import LineInput, _check_lines, _create_lines
 
 CENT = Decimal("0.01")
+CANCEL_NOW = "now"  # cancelled on its date, the unused period credited
+CANCEL_AT_TERM_END = "term_end"  # runs to the end of the term, nothing credited
 PERIOD_MONTHS = {"month": 1, "quarter": 3, "year": 12}
 
 
@@ -497,3 +499,52 @@ def credit_note_for_version(
         transition_apply(note, "issue", actor=actor, reason=reason)
     assert note.state == CreditNoteState.ISSUED
     return note
+
+
+def contract_cancellation_record(
+    *,
+    contract: Contract,
+    mode: str,
+    cause: str,
+    cause_ref: str,
+    change_key: str,
+    actor: Actor,
+    reason: str,
+    effective_date: dt.date | None = None,
+    base_number: int | None = None,
+) -> ChangeRecorded:
+    """A cancellation: ``now`` (on ``effective_date``, today when None, the unused part of
+    the billing period credited: the credit per line is kept on the version) or at term end
+    (on the term's last day, nothing credited)."""
+    if mode not in (CANCEL_NOW, CANCEL_AT_TERM_END):
+        raise Refused(f"unknown cancellation {mode!r}", kind=Refused.Kind.INVALID)
+    on = contract.end_date if mode == CANCEL_AT_TERM_END else effective_date
+    on = on or timezone.localdate()
+    with transaction.atomic(), audit_context(actor=actor, reason=reason):
+        recorded = contract_change_record(
+            contract=contract, kind=VersionKind.CANCELLATION, effective_date=on, lines=None,
+            cause=cause, cause_ref=cause_ref, change_key=change_key, actor=actor, reason=reason,
+            base_number=base_number,
+        )  # fmt: skip
+        version = recorded.version
+        if recorded.created and version.base_version is not None:
+            credit = (
+                unused_credit(
+                    contract=contract, lines=list(version.base_version.lines.all()), on=on
+                )
+                if mode == CANCEL_NOW
+                else []
+            )
+            version.changes = {
+                **version.changes,
+                "mode": mode,
+                "credit": [
+                    {"product_code": c.product_code, "description": c.description,
+                     "quantity": f"{c.quantity.normalize():f}", "unit_credit": str(c.unit_credit),
+                     "amount": str(c.amount)}
+                    for c in credit
+                ],
+                "credit_total": str(sum((c.amount for c in credit), Decimal("0.00"))),
+            }  # fmt: skip
+            version.save(update_fields=["changes"])
+    return recorded

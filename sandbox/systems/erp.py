@@ -53,6 +53,16 @@ ORDER_FIELDS = (
     "otherRefNum",
     "item",
 )
+RETURN_FIELDS = (
+    "externalId",
+    "entity",
+    "createdFrom",
+    "subsidiary",
+    "currency",
+    "tranDate",
+    "memo",
+    "item",
+)
 LINE_FIELDS = ("item", "quantity", "rate", "amount", "description")
 INVOICE_FIELDS = (
     "externalId",
@@ -80,7 +90,14 @@ def ns_datetime(moment: dt.datetime) -> str:
 class ErpSystem(System):
     name = "erp"
     style = NETSUITE
-    collections = ("customers", "salesorders", "invoices", "items", "_approval_due")
+    collections = (
+        "customers",
+        "salesorders",
+        "invoices",
+        "items",
+        "_approval_due",
+        "returnauthorizations",
+    )
 
     def routes(self) -> list[Route]:
         return [
@@ -96,6 +113,9 @@ class ErpSystem(System):
             route("GET", "/invoices", self.invoice_list),
             route("POST", "/invoices", self.invoice_create),
             route("GET", "/invoices/{id}", self.invoice_get),
+            route("GET", "/returnauthorizations", self.return_list),
+            route("POST", "/returnauthorizations", self.return_create),
+            route("GET", "/returnauthorizations/{id}", self.return_get),
         ]
 
     def missing(self, name: str) -> ApiError:
@@ -499,6 +519,57 @@ class ErpSystem(System):
     def invoice_list(self, call: Call) -> Reply:
         return self._filtered(
             call, call.collection("invoices"), ("externalId", "entity", "createdFrom", "tranId")
+        )
+
+    # --- return authorizations -----------------------------------------------------------
+    def return_create(self, call: Call) -> Reply:
+        """A return authorization (a credit for goods or service given back): quantities are
+        positive like a sale's, a negative line is refused as on a sales order. Approved at
+        once (``pendingReceipt``); ``createdFrom`` may name the sales order it returns from."""
+        fields = self.check(call.body, RETURN_FIELDS)
+        external = fields.string("externalId")
+        returns = call.collection("returnauthorizations")
+        self._unique_external(returns, external, "return authorization")
+        entity_ref = self._reference(fields, "entity", required=True)
+        assert entity_ref is not None
+        customer = self._entity(call, entity_ref)
+        created_from = self._reference(fields, "createdFrom")
+        lines = self._lines(call, fields)
+        internal_id = self._new_internal_id(call, "returnauthorization", 7001)
+        total = money(sum((Decimal(line["amount"]) for line in lines), Decimal(0)))
+        stamp = ns_datetime(call.now)
+        record = {
+            "id": internal_id,
+            "internalId": internal_id,
+            "tranId": f"RMA{10000 + call.number('returnauthorization.tranid')}",
+            "externalId": external,
+            "entity": {"id": customer["internalId"], "refName": customer["companyName"]},
+            "createdFrom": created_from,
+            "subsidiary": self._reference(fields, "subsidiary") or customer["subsidiary"],
+            "currency": self._reference(fields, "currency") or customer["currency"],
+            "tranDate": (fields.date("tranDate") or call.now.date()).isoformat(),
+            "memo": fields.string("memo", max_length=999),
+            "orderStatus": "pendingReceipt",
+            "status": "Pending Receipt",
+            "total": total,
+            "item": {"items": lines},
+            "createdDate": stamp,
+            "lastModifiedDate": stamp,
+        }
+        returns[internal_id] = record
+        return Reply(201, record)
+
+    def return_get(self, call: Call) -> Reply:
+        return Reply(
+            200,
+            self.lookup(
+                call.collection("returnauthorizations"), "return authorization", call.params["id"]
+            ),
+        )
+
+    def return_list(self, call: Call) -> Reply:
+        return self._filtered(
+            call, call.collection("returnauthorizations"), ("externalId", "entity", "tranId")
         )
 
 
