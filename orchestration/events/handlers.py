@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
@@ -29,7 +30,7 @@ from masterdata.services import records as md_services
 from orchestration.events.errors import EventNotReady, EventRejected
 from orchestration.models import InboundEvent
 from orchestration.workflows.engine import workflow_signal, workflow_start
-from orchestration.workflows.lifecycle import change_workflow_start
+from orchestration.workflows.lifecycle import change_workflow_start, versions_signal_due
 from orchestration.workflows.models import WorkflowRun
 from q2c import lifecycle, services
 from q2c.models import (
@@ -176,6 +177,8 @@ def _amendment_processed(event: InboundEvent, data: dict[str, Any]) -> str:
         services.order_cancel(order=order, actor=actor, reason=recorded.version.parked_reason)
         return ""
     workflow_start(kind="amendment", subject_id=order.enterprise_id, order=order, actor=actor)
+    # due at once when its date has come and its base is in effect; else the schedule tells it
+    transaction.on_commit(lambda: versions_signal_due(contract=contract))
     return ""
 
 
