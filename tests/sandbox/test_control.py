@@ -37,7 +37,7 @@ def test_state_counts_and_dump(sandbox):
     # then
     assert counts == {
         "crm": {"accounts": 1},
-        "cpq": {"quotes": 0, "products": 0},
+        "cpq": {"quotes": 0, "products": 0, "contract_changes": 0},
         "billing": {
             "customers": 1,
             "products": 0,
@@ -45,7 +45,13 @@ def test_state_counts_and_dump(sandbox):
             "subscriptions": 0,
             "invoices": 0,
         },
-        "erp": {"customers": 0, "salesorders": 0, "invoices": 0, "items": 0},
+        "erp": {
+            "customers": 0,
+            "salesorders": 0,
+            "invoices": 0,
+            "items": 0,
+            "returnauthorizations": 0,
+        },
         "tax": {"transactions": 0},
         "payments": {"payment_intents": 0},
         "webhooks": {"events": 0},
