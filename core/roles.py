@@ -51,6 +51,7 @@ ROLES: dict[str, list[str]] = {
         *_MASTER_VIEW,
         "q2c.hold_order",
         "q2c.cancel_order",
+        "q2c.amend_contract",
         _EXC_VIEW,
         _EXC_RETRY,
         *_EXC_WORK,
@@ -66,6 +67,8 @@ ROLES: dict[str, list[str]] = {
         _REPLAY_APPROVE,
         "q2c.void_invoice",
         "q2c.cancel_contract",
+        "q2c.amend_contract",
+        "q2c.approve_contract_change",
     ],
     "data_steward": [
         *_MASTER_VIEW,

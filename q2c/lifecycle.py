@@ -34,6 +34,7 @@ from core.transitions import transition_apply
 from q2c.locks import lock_contract
 from q2c.models import (
     Contract,
+    ContractChangeRequest,
     ContractLine,
     ContractState,
     ContractVersion,
@@ -548,3 +549,60 @@ def contract_cancellation_record(
             }  # fmt: skip
             version.save(update_fields=["changes"])
     return recorded
+
+
+# --- maker-checker for changes that give money back ---------------------------------------------
+
+
+def change_request_create(
+    *,
+    contract: Contract,
+    action: str,
+    payload: dict[str, object],
+    preview: dict[str, object],
+    actor: Actor,
+    reason: str,
+) -> ContractChangeRequest:
+    """Ask for a change that credits the customer; nothing is sent until another person
+    approves it. Refuses a blank reason and a request by a system actor."""
+    reason_require(reason)
+    if actor.is_system:
+        raise Refused("a person asks for a credit", kind=Refused.Kind.INVALID)
+    with transaction.atomic(), audit_context(actor=actor, reason=reason):
+        return ContractChangeRequest.objects.create(
+            contract=contract, action=action, payload=payload, preview=preview, reason=reason,
+            requested_by=actor.user,
+        )  # fmt: skip
+
+
+def change_request_decide(
+    *, request: ContractChangeRequest, approve: bool, actor: Actor, reason: str
+) -> ContractChangeRequest:
+    """Approve or reject a requested change. Refuses the requester (four eyes), a person
+    without ``q2c.approve_contract_change`` and a request already decided."""
+    reason_require(reason)
+    if actor.is_system or not actor.user.has_perm("q2c.approve_contract_change"):
+        raise Refused("only finance operations approve or reject a credit", kind=Refused.Kind.STATE)
+    with transaction.atomic(), audit_context(actor=actor, reason=reason):
+        locked = ContractChangeRequest.objects.select_for_update().get(pk=request.pk)
+        if locked.requested_by_id == actor.user.pk:
+            raise Refused(
+                "a second person approves a credit: you asked for this one",
+                kind=Refused.Kind.STATE,
+            )
+        transition_apply(
+            locked, "approve" if approve else "reject", actor=actor, reason=reason,
+            by=actor.user, at=timezone.now(), note=reason,
+        )  # fmt: skip
+    return locked
+
+
+def change_request_link_version(
+    *, request: ContractChangeRequest, version: ContractVersion, actor: Actor, reason: str
+) -> ContractChangeRequest:
+    """Remember the version an approved request became."""
+    with transaction.atomic(), audit_context(actor=actor, reason=reason):
+        locked = ContractChangeRequest.objects.select_for_update().get(pk=request.pk)
+        locked.version = version
+        locked.save(update_fields=["version"])
+    return locked

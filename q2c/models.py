@@ -12,6 +12,7 @@ import datetime as dt
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from django_fsm import RETURN_VALUE, FSMField, transition
@@ -382,7 +383,10 @@ class Contract(ConcurrentTransitions, StatefulRecord):
             # The list sorted by end date, soonest first.
             models.Index(fields=["end_date", "id"], name="contract_end_idx"),
         ]
-        permissions = [("cancel_contract", "Can cancel a contract")]
+        permissions = [
+            ("cancel_contract", "Can cancel a contract"),
+            ("amend_contract", "Can renew a contract or change its quantities"),
+        ]
 
     @transition(field=state, source=ContractState.PENDING_ACTIVATION, target=ContractState.ACTIVE)
     def activate(self, *, activated_at: dt.datetime) -> None:
@@ -496,6 +500,72 @@ class ContractVersion(ConcurrentTransitions, models.Model):
     @transition(field=state, source=VersionState.PENDING, target=VersionState.PARKED)
     def park(self, *, reason_text: str = "") -> None:
         self.parked_reason = reason_text
+
+
+class ChangeRequestState(models.TextChoices):
+    REQUESTED = "requested", "Awaiting approval"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+
+
+class ContractChangeRequest(ConcurrentTransitions, models.Model):
+    """A change of a contract that gives money back (a cancellation now with credit, a
+    decrease), asked for by one person and approved by another before anything is sent
+    (maker-checker). ``preview`` is the dry run the requester saw."""
+
+    contract = models.ForeignKey(Contract, on_delete=models.PROTECT, related_name="change_requests")
+    action = models.CharField(max_length=30)
+    payload = models.JSONField(default=dict, blank=True)
+    preview = models.JSONField(default=dict, blank=True)
+    reason = models.TextField()
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="contract_changes_requested",
+    )
+    requested_at = models.DateTimeField(auto_now_add=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="contract_changes_decided",
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.TextField(blank=True)
+    state = FSMField(
+        default=ChangeRequestState.REQUESTED, choices=ChangeRequestState.choices, protected=True
+    )
+    version = models.ForeignKey(
+        ContractVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    history = AuditedHistory()
+
+    class Meta:
+        ordering = ["-requested_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(decided_by__isnull=True) | ~Q(decided_by=F("requested_by")),
+                name="contractchangerequest_four_eyes",
+            ),
+        ]
+        permissions = [("approve_contract_change", "Can approve a contract change with credit")]
+
+    def __str__(self) -> str:
+        return f"CCR-{self.pk} {self.action} {self.contract_id}"
+
+    @transition(
+        field=state, source=ChangeRequestState.REQUESTED, target=ChangeRequestState.APPROVED
+    )
+    def approve(self, *, by: Any = None, at: dt.datetime | None = None, note: str = "") -> None:
+        self.decided_by, self.decided_at, self.decision_note = by, at, note
+
+    @transition(
+        field=state, source=ChangeRequestState.REQUESTED, target=ChangeRequestState.REJECTED
+    )
+    def reject(self, *, by: Any = None, at: dt.datetime | None = None, note: str = "") -> None:
+        self.decided_by, self.decided_at, self.decision_note = by, at, note
 
 
 class ContractLine(CommercialLine):

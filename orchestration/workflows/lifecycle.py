@@ -11,6 +11,7 @@ reference first, so a lost answer never makes a second record.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from decimal import Decimal
@@ -37,8 +38,15 @@ from orchestration.workflows.engine import workflow_register as _register
 from orchestration.workflows.errors import StepFailed
 from orchestration.workflows.models import WorkflowRun
 from orchestration.workflows.steps import connector_errors, system_actor
-from q2c import lifecycle
-from q2c.models import Contract, ContractLine, ContractVersion, VersionKind, VersionState
+from q2c import lifecycle, services
+from q2c.models import (
+    Contract,
+    ContractLine,
+    ContractVersion,
+    VersionCause,
+    VersionKind,
+    VersionState,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -421,3 +429,217 @@ CANCELLATION_WORKFLOW = _register(
         ],
     )
 )
+
+
+# --- operator changes from the console: a dry run, then the change ----------------------------
+
+RENEW = "renew"
+CANCEL_NOW = "cancel_now"
+CANCEL_AT_TERM_END = "cancel_term_end"
+CHANGE_QUANTITY = "change_quantity"
+ACTIONS = {
+    RENEW: "Renew for another term",
+    CANCEL_NOW: "Cancel now, crediting the unused period",
+    CANCEL_AT_TERM_END: "Cancel at term end",
+    CHANGE_QUANTITY: "Change a quantity",
+}
+
+
+def _payload_date(payload: dict[str, Any], name: str = "effective_date") -> dt.date:
+    raw = str(payload.get(name) or "").strip()
+    if not raw:
+        return timezone.localdate()
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        raise Refused(
+            f"{name} is not a date (YYYY-MM-DD): {raw!r}", kind=Refused.Kind.INVALID
+        ) from None
+
+
+def _current(contract: Contract) -> ContractVersion:
+    version = lifecycle.contract_active_version(contract)
+    if version is None:
+        raise Refused(f"{contract.enterprise_id} has no version in effect", kind=Refused.Kind.STATE)
+    return version
+
+
+def _quantity_lines(
+    contract: Contract, payload: dict[str, Any], on: dt.date
+) -> tuple[list[lifecycle.LineInput], Decimal, Decimal]:
+    """The contract's lines with one product's quantity changed: (lines, from, to)."""
+    code = str(payload.get("product_code") or "")
+    try:
+        wanted = Decimal(str(payload.get("quantity") or ""))
+    except ArithmeticError:
+        raise Refused("the quantity is not a number", kind=Refused.Kind.INVALID) from None
+    if not wanted.is_finite() or wanted < 1 or wanted != wanted.to_integral_value():
+        raise Refused("the quantity is a whole number of at least 1", kind=Refused.Kind.INVALID)
+    lines = lifecycle.line_inputs(_current(contract))
+    match = [line for line in lines if line.product_code == code]
+    if not match:
+        raise Refused(
+            f"{contract.enterprise_id} has no line of {code!r}", kind=Refused.Kind.INVALID
+        )
+    before = match[0].quantity
+    if before == wanted:
+        raise Refused("the quantity is unchanged", kind=Refused.Kind.INVALID)
+    changed = [
+        dataclasses.replace(
+            line, quantity=wanted if line.product_code == code else line.quantity,
+            term_start=on, term_end=contract.end_date,
+        )
+        for line in lines
+    ]  # fmt: skip
+    return changed, before, wanted
+
+
+def _sold(line: lifecycle.LineInput) -> str:
+    return f"{line.quantity.normalize():f} x {line.product_code} at {lifecycle.net_price(line)}"
+
+
+def _credited(credit: lifecycle.CreditLine) -> str:
+    return f"{credit.quantity.normalize():f} x {credit.product_code} at {credit.unit_credit}"
+
+
+def contract_change_preview(
+    *, contract: Contract, action: str, payload: dict[str, Any]
+) -> dict[str, Any]:
+    """What each system would receive for ``action`` (a dry run: reads only). Refuses what
+    the change itself would refuse (an unknown action, a bad date or quantity)."""
+    if action not in ACTIONS:
+        raise Refused(f"unknown contract action {action!r}", kind=Refused.Kind.INVALID)
+    if contract.state != "active":
+        raise Refused(
+            f"{contract.enterprise_id} is {contract.get_state_display().lower()}; only an active "
+            "contract changes",
+            kind=Refused.Kind.STATE,
+        )
+    current = _current(contract)
+    ref = f"{contract.enterprise_id}:v{(contract.versions.count() + 1)}"
+    preview: dict[str, Any] = {"action": action, "label": ACTIONS[action], "credit_total": "0.00"}
+    if action == RENEW:
+        lines = lifecycle.renewal_lines(contract, current)
+        preview |= {
+            "effective_date": str(contract.end_date + dt.timedelta(days=1)),
+            "erp": f"sales order {ref}: " + ", ".join(_sold(line) for line in lines),
+            "billing": "subscription moved to the renewal prices on the new term's first day",
+            "tandem": f"renewal version to {lines[0].term_end if lines else contract.end_date}",
+        }  # fmt: skip
+        return preview
+    if action in (CANCEL_NOW, CANCEL_AT_TERM_END):
+        on = contract.end_date if action == CANCEL_AT_TERM_END else _payload_date(payload)
+        if not contract.start_date <= on <= contract.end_date:
+            raise Refused(
+                "a change takes effect within the contract term", kind=Refused.Kind.INVALID
+            )
+        credit = (
+            lifecycle.unused_credit(contract=contract, lines=list(current.lines.all()), on=on)
+            if action == CANCEL_NOW
+            else []
+        )
+        total = sum((c.amount for c in credit), Decimal("0.00"))
+        preview |= {
+            "effective_date": str(on),
+            "erp": (
+                f"return {ref}: " + ", ".join(_credited(c) for c in credit) if credit else "nothing"
+            ),
+            "billing": "subscription cancelled "
+            + ("now, the unused time prorated on a final invoice" if action == CANCEL_NOW
+               else f"on {on}, nothing prorated"),
+            "tandem": f"cancellation version; credit note {total} {contract.currency}"
+            if credit else "cancellation version",
+            "credit_total": str(total),
+        }  # fmt: skip
+        return preview
+    on = _payload_date(payload)
+    if not contract.start_date <= on <= contract.end_date:
+        raise Refused("a change takes effect within the contract term", kind=Refused.Kind.INVALID)
+    lines, before, after = _quantity_lines(contract, payload, on)
+    code = str(payload.get("product_code"))
+    line = next(line for line in lines if line.product_code == code)
+    net = lifecycle.net_price(line)
+    delta = after - before
+    credit_total = Decimal("0.00")
+    if delta < 0:
+        reduced = dataclasses.replace(line, quantity=-delta)
+        credit_total = sum(
+            (c.amount for c in lifecycle.unused_credit(contract=contract, lines=[reduced], on=on)),
+            Decimal("0.00"),
+        )
+    preview |= {
+        "effective_date": str(on),
+        "erp": (f"sales order: {delta.normalize():f} x {code} at {net}" if delta > 0
+                else f"return: {(-delta).normalize():f} x {code} at {net}"),
+        "billing": f"subscription {code} quantity {before.normalize():f} → {after.normalize():f}, "
+                   f"prorated from {on}",
+        "tandem": "amendment version" + (f"; credit note {credit_total} {contract.currency}"
+                                         if credit_total else ""),
+        "credit_total": str(credit_total),
+    }  # fmt: skip
+    return preview
+
+
+def preview_needs_approval(preview: dict[str, Any]) -> bool:
+    """Money goes back to the customer: a second person approves first."""
+    return Decimal(str(preview.get("credit_total") or "0")) > 0
+
+
+def contract_change_submit(
+    *,
+    contract: Contract,
+    action: str,
+    payload: dict[str, Any],
+    change_key: str,
+    actor: Actor,
+    reason: str,
+) -> ContractVersion:
+    """Record an operator's change as a version and start its workflow (once per
+    ``change_key``). Refuses what the dry run refuses; a stale change is parked."""
+    contract_change_preview(contract=contract, action=action, payload=payload)
+    cause_ref = actor.name
+    with transaction.atomic():
+        if action == RENEW:
+            current = _current(contract)
+            lines = lifecycle.renewal_lines(contract, current)
+            recorded = lifecycle.contract_renewal_record(
+                contract=contract, term_end=lines[0].term_end or contract.end_date, lines=lines,
+                cause=VersionCause.OPERATOR, cause_ref=cause_ref, change_key=change_key,
+                actor=actor, reason=reason,
+            )  # fmt: skip
+        elif action in (CANCEL_NOW, CANCEL_AT_TERM_END):
+            recorded = lifecycle.contract_cancellation_record(
+                contract=contract,
+                mode=lifecycle.CANCEL_NOW if action == CANCEL_NOW else lifecycle.CANCEL_AT_TERM_END,
+                effective_date=_payload_date(payload), cause=VersionCause.OPERATOR,
+                cause_ref=cause_ref, change_key=change_key, actor=actor, reason=reason,
+            )  # fmt: skip
+        else:
+            on = _payload_date(payload)
+            lines, _, _ = _quantity_lines(contract, payload, on)
+            existing = contract.versions.filter(change_key=change_key).first()
+            if existing is not None:
+                return existing
+            order = services.amendment_order_create(
+                contract=contract, cpq_quote_id=f"OPR-{contract.enterprise_id}-{change_key}",
+                effective_date=on, approved_at=timezone.now(), lines=lines, actor=actor,
+                reason=reason,
+            )  # fmt: skip
+            recorded = lifecycle.contract_change_record(
+                contract=contract, kind=VersionKind.AMENDMENT, effective_date=on, lines=lines,
+                cause=VersionCause.OPERATOR, cause_ref=cause_ref, change_key=change_key,
+                order=order, actor=actor, reason=reason,
+            )  # fmt: skip
+            if recorded.parked:
+                services.order_cancel(
+                    order=order, actor=Actor.system("worker"), reason=recorded.version.parked_reason
+                )
+            elif recorded.created:
+                workflow_start(
+                    kind="amendment", subject_id=order.enterprise_id, order=order, actor=actor
+                )
+                transaction.on_commit(lambda: versions_signal_due(contract=contract))
+            return recorded.version
+        if recorded.created and not recorded.parked:
+            change_workflow_start(version=recorded.version, actor=actor)
+    return recorded.version
