@@ -164,21 +164,31 @@ def erp_customer_id(contract: Contract) -> str:
     return found
 
 
-def billing_subscription_id(contract: Contract) -> str:
-    found = (
+def billing_subscription_ids(contract: Contract) -> list[str]:
+    """The contract's subscriptions, one per billing period, in the order they were made
+    (the order of the periods on its lines)."""
+    found = list(
         ExternalId.objects.filter(
             system="billing", object_type="subscription", enterprise_id=contract.enterprise_id
         )
         .order_by("pk")
         .values_list("external_id", flat=True)
-        .first()
     )
-    if found is None:
+    if not found:
         raise StepFailed(
             f"{contract.enterprise_id} has no billing subscription",
             category="validation", error_class="SubscriptionMissing",
         )  # fmt: skip
     return found
+
+
+def lines_by_period(lines: list[ContractLine]) -> list[list[ContractLine]]:
+    """Recurring lines grouped by billing period, in line order (one subscription each)."""
+    groups: dict[str, list[ContractLine]] = {}
+    for line in lines:
+        if line.kind == "recurring":
+            groups.setdefault(line.billing_period, []).append(line)
+    return list(groups.values())
 
 
 def mapping_of(line: ContractLine, system: str) -> ProductMapping:
@@ -304,15 +314,27 @@ def create_renewal_sale(ctx: StepContext) -> Done:
 def renew_subscription(ctx: StepContext) -> Done:
     version = step_version(ctx)
     contract = version.contract
-    subscription_id = billing_subscription_id(contract)
+    subscription_ids = billing_subscription_ids(contract)
+    groups = lines_by_period(list(version.lines.select_related("product").order_by("line_no")))
+    if len(groups) != len(subscription_ids):
+        raise StepFailed(
+            f"{contract.enterprise_id} has {len(subscription_ids)} subscriptions for "
+            f"{len(groups)} billing periods", category="validation",
+            error_class="ContractChangeInvalid",
+        )  # fmt: skip
     billing = connector_for("billing")
-    lines = list(version.lines.select_related("product").order_by("line_no"))
+    found = []
     with connector_errors():
-        items = billing_items(billing, contract, lines, key=ctx.key)
-        _, found = subscription_set(
-            billing, subscription_id, items, reference=version_reference(version), key=ctx.key
-        )
-    return Done(subscription_id, {"found": found})
+        for index, (subscription_id, lines) in enumerate(
+            zip(subscription_ids, groups, strict=True)
+        ):
+            key = ctx.key if index == 0 else f"{ctx.key}:{index}"
+            items = billing_items(billing, contract, lines, key=key)
+            _, was = subscription_set(
+                billing, subscription_id, items, reference=version_reference(version), key=key
+            )
+            found.append(was)
+    return Done(subscription_ids[0], {"found": found, "subscriptions": subscription_ids})
 
 
 RENEWAL_WORKFLOW = _register(
@@ -386,17 +408,24 @@ def create_erp_return(ctx: StepContext) -> Done:
 
 def cancel_subscription(ctx: StepContext) -> Done:
     version = step_version(ctx)
-    subscription_id = billing_subscription_id(version.contract)
+    subscription_ids = billing_subscription_ids(version.contract)
     prorate = version.changes.get("mode") == lifecycle.CANCEL_NOW
     billing = connector_for("billing")
+    found = []
     with connector_errors():
-        current = billing.subscription_get(subscription_id=subscription_id)
-        found = current.status == "canceled"
-        if not found:
-            current = billing.subscription_cancel(
-                subscription_id=subscription_id, idempotency_key=ctx.key, prorate=prorate
-            )
-    return Done(subscription_id, {"found": found, "prorate": prorate, "status": current.status})
+        for index, subscription_id in enumerate(subscription_ids):
+            current = billing.subscription_get(subscription_id=subscription_id)
+            found.append(current.status == "canceled")
+            if current.status != "canceled":
+                billing.subscription_cancel(
+                    subscription_id=subscription_id,
+                    idempotency_key=ctx.key if index == 0 else f"{ctx.key}:{index}",
+                    prorate=prorate,
+                )
+    return Done(
+        subscription_ids[0],
+        {"found": found, "prorate": prorate, "subscriptions": subscription_ids},
+    )
 
 
 def record_credit_note(ctx: StepContext) -> Done:
