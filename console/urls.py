@@ -4,6 +4,7 @@ the audit browser."""
 from django.urls import path
 
 from console.views import audit as audit_views
+from console.views import contracts as contract_views
 from console.views import reconciliation as reconciliation_views
 from console.views import records as views
 
@@ -25,6 +26,17 @@ urlpatterns = [
         name="outbound-call-payload",
     ),
     path("contracts/", views.contract_list, name="contract-list"),
+    path("contracts/<str:enterprise_id>/", contract_views.contract_detail, name="contract-detail"),
+    path(
+        "contracts/<str:enterprise_id>/change/",
+        contract_views.contract_action,
+        name="contract-action",
+    ),
+    path(
+        "contracts/<str:enterprise_id>/requests/<int:pk>/decide/",
+        contract_views.contract_request_decide,
+        name="contract-request-decide",
+    ),
     path(
         "contracts/<str:enterprise_id>/timeline/",
         views.contract_timeline,

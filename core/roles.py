@@ -54,6 +54,7 @@ ROLES: dict[str, list[str]] = {
         *_MASTER_VIEW,
         "q2c.hold_order",
         "q2c.cancel_order",
+        "q2c.amend_contract",
         _EXC_VIEW,
         _EXC_RETRY,
         *_EXC_WORK,
@@ -72,6 +73,8 @@ ROLES: dict[str, list[str]] = {
         *_RECONCILIATION_VIEW,
         "orchestration.run_reconciliation",
         "orchestration.resolve_drift",
+        "q2c.amend_contract",
+        "q2c.approve_contract_change",
     ],
     "data_steward": [
         *_MASTER_VIEW,

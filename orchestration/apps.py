@@ -12,6 +12,7 @@ class OrchestrationConfig(AppConfig):
         from orchestration.merge_push import CRM_MERGE_PUSH
         from orchestration.workflows import (  # noqa: F401  (they register the workflows)
             amendment,
+            lifecycle,
             quote_to_cash,
             receivables,
         )

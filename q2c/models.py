@@ -12,6 +12,7 @@ import datetime as dt
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
@@ -354,6 +355,14 @@ class Contract(ConcurrentTransitions, StatefulRecord):
     )
     activated_at = models.DateTimeField(null=True, blank=True)
     cancellation_reason = models.TextField(blank=True)
+    # Renewal terms: an auto-renewing contract starts a new term of ``renewal_term_months``
+    # at its end, its prices raised by ``renewal_uplift_percent``; one that does not auto-renew
+    # expires at term end unless a quoted renewal arrives.
+    auto_renew = models.BooleanField(default=False)
+    renewal_uplift_percent = models.DecimalField(
+        max_digits=7, decimal_places=4, default=Decimal("0")
+    )
+    renewal_term_months = models.PositiveSmallIntegerField(default=12)
 
     history = AuditedHistory()
 
@@ -363,6 +372,13 @@ class Contract(ConcurrentTransitions, StatefulRecord):
             currency_check("currency", "contract_currency_iso"),
             models.CheckConstraint(
                 condition=Q(end_date__gte=F("start_date")), name="contract_term_ordered"
+            ),
+            models.CheckConstraint(
+                condition=Q(renewal_uplift_percent__gte=0) & Q(renewal_uplift_percent__lte=100),
+                name="contract_uplift_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(renewal_term_months__gte=1), name="contract_renewal_term_positive"
             ),
         ]
         indexes = [
@@ -374,7 +390,10 @@ class Contract(ConcurrentTransitions, StatefulRecord):
             # The list sorted by end date, soonest first.
             models.Index(fields=["end_date", "id"], name="contract_end_idx"),
         ]
-        permissions = [("cancel_contract", "Can cancel a contract")]
+        permissions = [
+            ("cancel_contract", "Can cancel a contract"),
+            ("amend_contract", "Can renew a contract or change its quantities"),
+        ]
 
     @transition(field=state, source=ContractState.PENDING_ACTIVATION, target=ContractState.ACTIVE)
     def activate(self, *, activated_at: dt.datetime) -> None:
@@ -416,9 +435,22 @@ class VersionState(models.TextChoices):
     PENDING = "pending", "Pending"
     ACTIVE = "active", "Active"
     SUPERSEDED = "superseded", "Superseded"
+    PARKED = "parked", "Parked (stale)"
+
+
+class VersionCause(models.TextChoices):
+    ORDER = "order", "Order"
+    EVENT = "event", "Event"
+    OPERATOR = "operator", "Operator"
+    SCHEDULE = "schedule", "Schedule"
 
 
 class ContractVersion(ConcurrentTransitions, models.Model):
+    """One state of a contract. A change names the version it amends (``base_version``): it
+    waits while that version is not active yet and is parked, never applied, when another
+    change got there first. ``changes`` says what changed against the base, ``change_key``
+    makes the same change (redelivered, replayed) one version."""
+
     contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()
     kind = models.CharField(max_length=20, choices=VersionKind.choices)
@@ -428,6 +460,16 @@ class ContractVersion(ConcurrentTransitions, models.Model):
     )
     state = FSMField(default=VersionState.PENDING, choices=VersionState.choices, protected=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    base_version = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="changes_on"
+    )
+    cause = models.CharField(max_length=20, choices=VersionCause.choices, blank=True)
+    cause_ref = models.CharField(max_length=255, blank=True)
+    change_key = models.CharField(max_length=255, blank=True)
+    reason = models.TextField(blank=True)
+    changes = models.JSONField(default=dict, blank=True)
+    term_end = models.DateField(null=True, blank=True)
+    parked_reason = models.TextField(blank=True)
 
     history = AuditedHistory()
 
@@ -443,7 +485,13 @@ class ContractVersion(ConcurrentTransitions, models.Model):
                 name="contractversion_one_active",
             ),
             models.CheckConstraint(condition=Q(number__gte=1), name="contractversion_number_pos"),
+            models.UniqueConstraint(
+                fields=["contract", "change_key"],
+                condition=~Q(change_key=""),
+                name="contractversion_unique_change",
+            ),
         ]
+        indexes = [models.Index(fields=["state", "effective_date"], name="contractversion_due_idx")]
 
     def __str__(self) -> str:
         return f"{self.contract_id} v{self.number} ({self.kind})"
@@ -455,6 +503,76 @@ class ContractVersion(ConcurrentTransitions, models.Model):
     @transition(field=state, source=VersionState.ACTIVE, target=VersionState.SUPERSEDED)
     def supersede(self) -> None:
         pass
+
+    @transition(field=state, source=VersionState.PENDING, target=VersionState.PARKED)
+    def park(self, *, reason_text: str = "") -> None:
+        self.parked_reason = reason_text
+
+
+class ChangeRequestState(models.TextChoices):
+    REQUESTED = "requested", "Awaiting approval"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+
+
+class ContractChangeRequest(ConcurrentTransitions, models.Model):
+    """A change of a contract that gives money back (a cancellation now with credit, a
+    decrease), asked for by one person and approved by another before anything is sent
+    (maker-checker). ``preview`` is the dry run the requester saw."""
+
+    contract = models.ForeignKey(Contract, on_delete=models.PROTECT, related_name="change_requests")
+    action = models.CharField(max_length=30)
+    payload = models.JSONField(default=dict, blank=True)
+    preview = models.JSONField(default=dict, blank=True)
+    reason = models.TextField()
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="contract_changes_requested",
+    )
+    requested_at = models.DateTimeField(auto_now_add=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="contract_changes_decided",
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.TextField(blank=True)
+    state = FSMField(
+        default=ChangeRequestState.REQUESTED, choices=ChangeRequestState.choices, protected=True
+    )
+    version = models.ForeignKey(
+        ContractVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    history = AuditedHistory()
+
+    class Meta:
+        ordering = ["-requested_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(decided_by__isnull=True) | ~Q(decided_by=F("requested_by")),
+                name="contractchangerequest_four_eyes",
+            ),
+        ]
+        permissions = [("approve_contract_change", "Can approve a contract change with credit")]
+
+    def __str__(self) -> str:
+        return f"CCR-{self.pk} {self.action} {self.contract_id}"
+
+    @transition(
+        field=state, source=ChangeRequestState.REQUESTED, target=ChangeRequestState.APPROVED
+    )
+    def approve(self, *, by: Any = None, at: dt.datetime | None = None, note: str = "") -> None:
+        self.decided_by, self.decided_at, self.decision_note = by, at, note
+
+    @transition(
+        field=state, source=ChangeRequestState.REQUESTED, target=ChangeRequestState.REJECTED
+    )
+    def reject(self, *, by: Any = None, at: dt.datetime | None = None, note: str = "") -> None:
+        self.decided_by, self.decided_at, self.decision_note = by, at, note
 
 
 class ContractLine(CommercialLine):
@@ -614,7 +732,11 @@ class CreditNoteState(models.TextChoices):
 
 
 class CreditNote(ConcurrentTransitions, StatefulRecord):
-    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
+    # None for a credit that refers to the contract rather than one invoice (the unused
+    # period of a cancelled or reduced contract).
+    invoice = models.ForeignKey(
+        Invoice, on_delete=models.PROTECT, related_name="credit_notes", null=True, blank=True
+    )
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="credit_notes")
     currency = CurrencyField()
     amount = AmountField()
@@ -624,6 +746,16 @@ class CreditNote(ConcurrentTransitions, StatefulRecord):
     )
     issued_at = models.DateTimeField(null=True, blank=True)
     state = FSMField(default=CreditNoteState.DRAFT, choices=CreditNoteState.choices, protected=True)
+    contract = models.ForeignKey(
+        Contract, on_delete=models.PROTECT, related_name="credit_notes", null=True, blank=True
+    )
+    contract_version = models.OneToOneField(
+        ContractVersion,
+        on_delete=models.PROTECT,
+        related_name="credit_note",
+        null=True,
+        blank=True,
+    )
 
     history = AuditedHistory()
 

@@ -567,18 +567,24 @@ def contract_cancel(
 
 
 def contracts_expire_ended(*, today: dt.date) -> int:
-    """Expire active contracts whose term ended before ``today``; returns how many."""
+    """Expire active contracts whose term ended before ``today`` and that are not renewing:
+    an auto-renewing contract, or one with a change pending (a renewal or a cancellation on
+    its way), is left to that change. Returns how many."""
     actor = Actor.system("worker")
     expired = 0
     ids = list(
-        Contract.objects.filter(state=ContractState.ACTIVE, end_date__lt=today).values_list(
-            "pk", flat=True
-        )
+        Contract.objects.filter(state=ContractState.ACTIVE, end_date__lt=today, auto_renew=False)
+        .exclude(versions__state=VersionState.PENDING)
+        .values_list("pk", flat=True)
+        .distinct()
     )
     for pk in ids:
         with transaction.atomic():
             contract = lock_contract(pk)
-            if contract.state != ContractState.ACTIVE or contract.end_date >= today:
+            renewing = (
+                contract.auto_renew or contract.versions.filter(state=VersionState.PENDING).exists()
+            )
+            if contract.state != ContractState.ACTIVE or contract.end_date >= today or renewing:
                 continue
             transition_apply(
                 contract, "expire", actor=actor, reason=f"term ended on {contract.end_date}"

@@ -230,6 +230,8 @@ CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Days before its term ends that an auto-renewing contract's renewal is recorded and sent.
+CONTRACT_RENEWAL_LEAD_DAYS = envint("CONTRACT_RENEWAL_LEAD_DAYS", 0)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {
@@ -240,6 +242,18 @@ CELERY_BEAT_SCHEDULE = {
     "contracts-expire-ended": {
         "task": "q2c.contracts_expire_ended",
         "schedule": crontab(minute=5),
+        "options": {"queue": "default"},
+    },
+    # Contract changes whose date has come go on (future-dated amendments, renewal terms,
+    # cancellations at term end); auto-renewing contracts renew at term end.
+    "contract-versions-due": {
+        "task": "orchestration.contract_versions_due",
+        "schedule": crontab(minute="*/15"),
+        "options": {"queue": "default"},
+    },
+    "contracts-auto-renew": {
+        "task": "orchestration.contracts_auto_renew",
+        "schedule": crontab(minute=10),
         "options": {"queue": "default"},
     },
     # Re-sends workflow steps whose broker message was lost or whose worker died.

@@ -160,6 +160,27 @@ class ErpApi(Protocol):
         """
         ...
 
+    def return_find(self, *, reference: str) -> RemoteRecord | None:
+        """The return (a credit for what the customer gives back) that carries ``reference``,
+        or None. Reads; ``RetryableError`` when the ERP cannot answer now."""
+        ...
+
+    def return_create(
+        self,
+        *,
+        reference: str,
+        customer_id: str,
+        currency: str,
+        lines: list[RemoteLine],
+        order_date: dt.date,
+        idempotency_key: str,
+    ) -> RemoteRecord:
+        """Record a return for ERP customer ``customer_id`` carrying ``reference``: what a
+        decrease or a cancellation gives back, lines with positive quantities (never a
+        negative sales line). Call ``return_find`` first. ``PermanentError`` for what the ERP
+        refuses, ``RetryableError`` for what may pass later."""
+        ...
+
     def invoice_find(self, *, reference: str) -> RemoteRecord | None:
         """The customer invoice that carries ``reference``, or None.
 
@@ -344,8 +365,12 @@ class BillingApi(Protocol):
         """
         ...
 
-    def subscription_cancel(self, *, subscription_id: str, idempotency_key: str) -> RemoteRecord:
+    def subscription_cancel(
+        self, *, subscription_id: str, idempotency_key: str, prorate: bool = True
+    ) -> RemoteRecord:
         """Cancel the subscription now; ``idempotency_key`` makes a retry cancel it once.
+        ``prorate`` credits the unused time of the current period on a final invoice (a
+        cancellation at term end has none to credit).
 
         Returns the subscription after. Raises ``PermanentError`` for an unknown id or what
         billing refuses, ``RetryableError`` for what may pass later.

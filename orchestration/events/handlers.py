@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
@@ -35,10 +36,11 @@ from orchestration.workflows.engine import (
     workflow_signal,
     workflow_start,
 )
+from orchestration.workflows.lifecycle import change_workflow_start, versions_signal_due
 from orchestration.workflows.models import WorkflowRun
 from orchestration.workflows.receivables import KIND as RECEIVABLES_KIND
 from orchestration.workflows.receivables import receivables_supported
-from q2c import services
+from q2c import lifecycle, services
 from q2c.models import (
     Contract,
     ContractState,
@@ -48,6 +50,8 @@ from q2c.models import (
     OrderState,
     Payment,
     Quote,
+    VersionCause,
+    VersionKind,
 )
 from q2c.usage import usage_records_ingest, usage_row_parse
 
@@ -164,22 +168,102 @@ def _amendment_processed(event: InboundEvent, data: dict[str, Any]) -> str:
         raise EventRejected(f"effective_date is not a date: {data['effective_date']!r}")
     actor = Actor.system(f"connector:{event.system}")
     reason = f"amendment of {contract.enterprise_id} ({event.event_id})"
+    lines = _lines_in(data)
     with _data_refusals_reject():
         order = services.amendment_order_create(
             contract=contract, cpq_quote_id=cpq_quote_id, effective_date=effective_date,
             approved_at=timezone.now(),
-            lines=_lines_in(data), actor=actor, reason=reason,
+            lines=lines, actor=actor, reason=reason,
+        )  # fmt: skip
+        recorded = lifecycle.contract_change_record(
+            contract=contract, kind=VersionKind.AMENDMENT, effective_date=effective_date,
+            lines=[line for line in lines if line.kind == "recurring"], cause=VersionCause.ORDER,
+            cause_ref=order.enterprise_id, change_key=f"amendment:{cpq_quote_id}",
+            base_number=data.get("base_version"), order=order, actor=actor, reason=reason,
         )  # fmt: skip
     event.correlation_id = order.enterprise_id
     event.save(update_fields=["correlation_id"])
+    if recorded.parked:  # stale: parked with an exception, never sent anywhere
+        services.order_cancel(order=order, actor=actor, reason=recorded.version.parked_reason)
+        return ""
     workflow_start(kind="amendment", subject_id=order.enterprise_id, order=order, actor=actor)
+    # due at once when its date has come and its base is in effect; else the schedule tells it
+    transaction.on_commit(lambda: versions_signal_due(contract=contract))
+    return ""
+
+
+def _contract_for_change(data: dict[str, Any]) -> Contract:
+    contract = Contract.objects.filter(enterprise_id=data["contract_id"]).first()
+    if contract is None:
+        raise EventRejected(f"unknown contract {data['contract_id']}")
+    if contract.state == ContractState.PENDING_ACTIVATION:
+        raise EventNotReady(f"{contract.enterprise_id} is not active yet")
+    return contract
+
+
+def _renewal_processed(event: InboundEvent, data: dict[str, Any]) -> str:
+    """A quoted renewal from CPQ: a renewal version for the new term and its workflow, once
+    per renewal id; a renewal of a contract already renewing is parked (stale)."""
+    contract = _contract_for_change(data)
+    key = f"renewal:{data['renewal_id']}"
+    if contract.versions.filter(change_key=key).exists():
+        return f"renewal {data['renewal_id']} was already received"
+    term_end = _date(data["term_end"])
+    if term_end is None:
+        raise EventRejected(f"term_end is not a date: {data['term_end']!r}")
+    actor = Actor.system(f"connector:{event.system}")
+    reason = f"quoted renewal of {contract.enterprise_id} ({event.event_id})"
+    with _data_refusals_reject():
+        recorded = lifecycle.contract_renewal_record(
+            contract=contract, term_end=term_end, lines=_lines_in(data),
+            cause=VersionCause.EVENT, cause_ref=str(data.get("cpq_quote_id") or data["renewal_id"]),
+            change_key=key, actor=actor, reason=reason,
+        )  # fmt: skip
+    event.correlation_id = contract.enterprise_id
+    event.save(update_fields=["correlation_id"])
+    if not recorded.parked:
+        change_workflow_start(version=recorded.version, actor=actor)
+    return ""
+
+
+def _cancellation_processed(event: InboundEvent, data: dict[str, Any]) -> str:
+    """A cancellation from CPQ or billing: on its date with the unused period credited, or at
+    term end (``mode``, or an effective date on or after the term's end), once per id."""
+    contract = _contract_for_change(data)
+    key = f"cancellation:{data['cancellation_id']}"
+    if contract.versions.filter(change_key=key).exists():
+        return f"cancellation {data['cancellation_id']} was already received"
+    effective_date = _date(data["effective_date"])
+    if effective_date is None:
+        raise EventRejected(f"effective_date is not a date: {data['effective_date']!r}")
+    mode = data.get("mode") or (
+        lifecycle.CANCEL_AT_TERM_END
+        if effective_date >= contract.end_date
+        else lifecycle.CANCEL_NOW
+    )
+    actor = Actor.system(f"connector:{event.system}")
+    reason = f"cancellation of {contract.enterprise_id}: {data['reason']} ({event.event_id})"
+    with _data_refusals_reject():
+        recorded = lifecycle.contract_cancellation_record(
+            contract=contract, mode=mode, effective_date=effective_date,
+            cause=VersionCause.EVENT, cause_ref=str(data["cancellation_id"]), change_key=key,
+            base_number=data.get("base_version"), actor=actor, reason=reason,
+        )  # fmt: skip
+    event.correlation_id = contract.enterprise_id
+    event.save(update_fields=["correlation_id"])
+    if not recorded.parked:
+        change_workflow_start(version=recorded.version, actor=actor)
     return ""
 
 
 def _signal(order_id: str, event_type: str, data: dict[str, Any]) -> str:
-    run = WorkflowRun.objects.filter(
-        kind__in=["quote_to_cash", "amendment"], subject_id=order_id
-    ).first()
+    subject, _, version = order_id.partition(":v")
+    if version.isdigit():  # a contract version's sale: "CTR-…:v3" (a renewal)
+        run = WorkflowRun.objects.filter(subject_id=subject, subject_version=int(version)).first()
+    else:
+        run = WorkflowRun.objects.filter(
+            kind__in=["quote_to_cash", "amendment"], subject_id=order_id
+        ).first()
     if run is None:
         # Either the order is not started yet or the quote.approved that creates it is still
         # on its way (events arrive out of order): wait; the last retry rejects it, visibly.
@@ -538,6 +622,8 @@ HANDLERS = {
     "credit_note.issued": _credit_note_issued,
     "order.rejected": _order_rejected,
     "usage.reported": _usage_reported,
+    "renewal.processed": _renewal_processed,
+    "cancellation.processed": _cancellation_processed,
 }
 
 

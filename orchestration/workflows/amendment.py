@@ -13,6 +13,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import cast
 
+from django.db import transaction
 from django.utils import timezone
 
 from core.errors import DATA_REFUSALS, Refused
@@ -22,9 +23,16 @@ from orchestration.connectors.billing_common import AMENDMENT_KEY
 from orchestration.connectors.interfaces import RemoteLine
 from orchestration.connectors.registry import connector_for
 from orchestration.workflows.compensations import CANCEL_ERP_ORDER
-from orchestration.workflows.engine import Done, StepContext, StepDef, WorkflowDef
+from orchestration.workflows.engine import (
+    Done,
+    StepContext,
+    StepDef,
+    WorkflowDef,
+    workflow_signal,
+)
 from orchestration.workflows.engine import workflow_register as _register
 from orchestration.workflows.errors import StepFailed, StepRetryable
+from orchestration.workflows.lifecycle import VERSION_DUE, await_effective_date, versions_signal_due
 from orchestration.workflows.quote_to_cash import (
     await_financial_acceptance,
     check_tax_and_entity,
@@ -43,8 +51,16 @@ from orchestration.workflows.steps import (
     step_order,
     system_actor,
 )
-from q2c import services
-from q2c.models import Contract, ContractLine, ContractState, Order, OrderState
+from q2c import lifecycle, services
+from q2c.models import (
+    Contract,
+    ContractLine,
+    ContractState,
+    ContractVersion,
+    Order,
+    OrderState,
+    VersionState,
+)
 
 KIND = "amendment"
 
@@ -59,11 +75,24 @@ def _contract(order: Order) -> Contract:
     return order.amends
 
 
-def _current_lines(contract: Contract) -> list[ContractLine]:
-    version = services.contract_active_version(contract=contract)
+def _version(order: Order) -> ContractVersion | None:
+    """The contract version the amendment recorded when it arrived (None for an amendment
+    recorded before versions named their base)."""
+    return ContractVersion.objects.filter(order=order).select_related("base_version").first()
+
+
+def _current_lines(order: Order) -> list[ContractLine]:
+    """The lines the amendment changes: those of the version it amends (its base), else of
+    the version in effect."""
+    recorded = _version(order)
+    version = (
+        recorded.base_version
+        if recorded is not None and recorded.base_version is not None
+        else services.contract_active_version(contract=_contract(order))
+    )
     if version is None:
         return []
-    return list(version.lines.order_by("line_no"))
+    return list(version.lines.select_related("product").order_by("line_no"))
 
 
 def _price_key(product_code: str, unit_price: Decimal) -> tuple[str, Decimal]:
@@ -75,7 +104,7 @@ def _delta(order: Order) -> list[tuple[str, Decimal, Decimal, str]]:
     takes away (negative), line by line of the same product at the same net price."""
     changes: dict[tuple[str, Decimal], Decimal] = {}
     descriptions: dict[tuple[str, Decimal], str] = {}
-    for old in _current_lines(_contract(order)):
+    for old in _current_lines(order):
         net = old.unit_price - old.unit_price * old.discount_percent / Decimal(100)
         key = _price_key(old.product_code, net)
         changes[key] = changes.get(key, Decimal(0)) - old.quantity
@@ -98,7 +127,13 @@ def validate_amendment(ctx: StepContext) -> Done:
     contract = _contract(order)
     problems = []
     recurring = [line for line in order_lines(order) if line.kind == LineKind.RECURRING]
-    if contract.state != ContractState.ACTIVE:
+    recorded = _version(order)
+    if recorded is not None and recorded.state == VersionState.PARKED:
+        raise StepFailed(f"{recorded} is parked: {recorded.parked_reason}",
+                         category="validation", error_class="StaleContractChange")  # fmt: skip
+    if recorded is not None and recorded.state != VersionState.PENDING:
+        return Done(data={"already": "applied"})  # a replay after the contract changed
+    if contract.state not in (ContractState.ACTIVE, ContractState.RENEWED):
         problems.append(f"{contract.enterprise_id} is {contract.state}, not active")
     if order.effective_date is None or not (
         contract.start_date <= order.effective_date <= contract.end_date
@@ -108,8 +143,8 @@ def validate_amendment(ctx: StepContext) -> Done:
         problems.append("the amendment keeps no recurring line")
     if len({line.billing_period for line in recurring}) > 1:
         problems.append("an amendment changes one billing period at a time")
-    if contract.versions.filter(order=order).exists():
-        return Done(data={"already": "applied"})  # a replay after the contract changed
+    if recorded is None and contract.versions.filter(order=order).exists():
+        return Done(data={"already": "applied"})
     if not problems and not _delta(order):
         problems.append("the amendment changes nothing")
     if problems:
@@ -119,21 +154,26 @@ def validate_amendment(ctx: StepContext) -> Done:
 
 
 def create_erp_order(ctx: StepContext) -> Done:
-    """A sale in the ERP for the difference, plus the amendment's one-time lines."""
+    """Increases (and the amendment's one-time lines) as an ERP sale for the difference;
+    decreases as an ERP return with positive quantities, never a negative sales line. Each
+    is found by its reference before it is created. With no sale there is nothing for
+    finance to accept: the run hears its own acceptance."""
     order = step_order(ctx)
     mappings = product_mappings(order)
     erp_item = {line.product_code: mappings[(line.line_no, "erp")].external_id
                 for line in order_lines(order)}  # fmt: skip
-    for old in _current_lines(_contract(order)):
+    for old in _current_lines(order):
         if old.product_code not in erp_item and old.product is not None:
             mapping = old.product.mappings.filter(system="erp").first()
             if mapping is not None:
                 erp_item[old.product_code] = mapping.external_id
-    lines = [
+    delta = _delta(order)
+    sale = [
         RemoteLine(
             product_ref=erp_item[code], quantity=quantity, unit_price=price, description=description
         )
-        for code, price, quantity, description in _delta(order)
+        for code, price, quantity, description in delta
+        if quantity > 0
     ] + [
         RemoteLine(
             product_ref=erp_item[line.product_code],
@@ -144,19 +184,55 @@ def create_erp_order(ctx: StepContext) -> Done:
         for line in order_lines(order)
         if line.kind == LineKind.ONE_TIME
     ]
+    given_back = [
+        RemoteLine(
+            product_ref=erp_item[code], quantity=-quantity, unit_price=price,
+            description=f"Reduced: {description}",
+        )
+        for code, price, quantity, description in delta
+        if quantity < 0
+    ]  # fmt: skip
     customer_id = ctx.result_of("upsert_customer_erp")["external_id"]
     erp = connector_for("erp")
+    record = returned = None
+    found = False
     with connector_errors():
-        found = erp.sales_order_find(reference=order.enterprise_id)
-        record = found or erp.sales_order_create(
-            reference=order.enterprise_id, customer_id=str(customer_id), currency=order.currency,
-            lines=lines, order_date=timezone.localdate(), idempotency_key=ctx.key,
-        )  # fmt: skip
-    crosswalk_link(order, "erp", "sales_order", record.id)
-    order_advance(
-        order, OrderState.VALIDATED, services.order_submit_to_erp, f"ERP sales order {record.id}"
+        if sale:
+            existing = erp.sales_order_find(reference=order.enterprise_id)
+            found = existing is not None
+            record = existing or erp.sales_order_create(
+                reference=order.enterprise_id, customer_id=str(customer_id),
+                currency=order.currency, lines=sale, order_date=timezone.localdate(),
+                idempotency_key=ctx.key,
+            )  # fmt: skip
+        if given_back:
+            reference = f"{order.enterprise_id}:return"
+            returned = erp.return_find(reference=reference) or erp.return_create(
+                reference=reference, customer_id=str(customer_id), currency=order.currency,
+                lines=given_back, order_date=timezone.localdate(),
+                idempotency_key=f"{ctx.key}:return",
+            )  # fmt: skip
+    if record is not None:
+        crosswalk_link(order, "erp", "sales_order", record.id)
+    if returned is not None:
+        crosswalk_link(order, "erp", "return", returned.id)
+    return_id = returned.id if returned is not None else ""
+    told = f"ERP sales order {record.id}" if record is not None else f"ERP return {return_id}"
+    order_advance(order, OrderState.VALIDATED, services.order_submit_to_erp, told)
+    if record is None:
+        accepted = {"order_id": order.enterprise_id, "erp_return_id": return_id}
+        workflow_signal(run=ctx.run, event_type="order.accepted", payload=accepted)
+    main = record or returned
+    assert main is not None
+    return Done(
+        main.id,
+        {
+            "number": main.number,
+            "found": found,
+            "sale": record.id if record else "",
+            "return": returned.id if returned else "",
+        },
     )
-    return Done(record.id, {"number": record.number, "found": found is not None})
 
 
 def update_subscription(ctx: StepContext) -> Done:
@@ -179,8 +255,10 @@ def update_subscription(ctx: StepContext) -> Done:
         )  # fmt: skip
     mappings = product_mappings(order)
     billing = connector_for("billing")
-    sales_order = ctx.result_of("create_erp_order")["external_id"]
-    compensation = f"cancel ERP sales order {sales_order} for {order.enterprise_id}"
+    sales_order = ctx.result_of("create_erp_order").get("sale") or ""
+    compensation = (
+        f"cancel ERP sales order {sales_order} for {order.enterprise_id}" if sales_order else ""
+    )
     with connector_errors(compensation=compensation):
         items = []
         for line in order_lines(order):
@@ -210,13 +288,49 @@ def update_subscription(ctx: StepContext) -> Done:
     return Done(subscription_id, {"found": updated, "contract": contract.enterprise_id})
 
 
+def record_credit_note(ctx: StepContext) -> Done:
+    """A decrease gives the unused part of the period back: a credit note for the reduced
+    quantities from the effective date (what billing's proration credits), once."""
+    order = step_order(ctx)
+    version = _version(order)
+    reduced = [
+        services.LineInput(
+            product_code=code, kind=LineKind.RECURRING, quantity=-quantity, unit_price=price,
+            description=description,
+            billing_period=next(
+                (line.billing_period for line in _current_lines(order)
+                 if line.product_code == code), "month",
+            ),
+        )
+        for code, price, quantity, description in _delta(order)
+        if quantity < 0
+    ]  # fmt: skip
+    if version is None or not reduced or order.effective_date is None:
+        return Done(data={"skipped": "nothing reduced"})
+    credit = lifecycle.unused_credit(
+        contract=_contract(order), lines=reduced, on=order.effective_date
+    )
+    total = sum((c.amount for c in credit), Decimal("0.00"))
+    if total <= 0:
+        return Done(data={"skipped": "nothing left in the period to credit"})
+    note = lifecycle.credit_note_for_version(
+        version=version, amount=total, actor=system_actor(),
+        reason=f"decrease {order.enterprise_id}: unused period credited",
+    )  # fmt: skip
+    return Done(note.enterprise_id, {"amount": str(note.amount)})
+
+
 def apply_to_contract(ctx: StepContext) -> Done:
     order = step_order(ctx)
     contract = _contract(order)
-    version = contract.versions.filter(order=order).first()
-    if version is None:
-        assert order.effective_date is not None
-        try:
+    version = _version(order)
+    try:
+        if version is not None:
+            version = lifecycle.contract_version_apply(
+                version=version, actor=system_actor(), reason=f"amendment {order.enterprise_id}"
+            )
+        else:
+            assert order.effective_date is not None
             version = services.contract_amend(
                 contract=contract,
                 effective_date=order.effective_date,
@@ -240,11 +354,12 @@ def apply_to_contract(ctx: StepContext) -> Done:
                 actor=system_actor(),
                 reason=f"amendment {order.enterprise_id}",
             )
-        except Refused as exc:
-            if exc.kind not in DATA_REFUSALS:
-                raise
-            raise StepFailed(exc.message, category="validation",
-                             error_class="AmendmentInvalid") from exc  # fmt: skip
+    except Refused as exc:
+        if exc.kind not in DATA_REFUSALS:
+            raise
+        raise StepFailed(exc.message, category="validation",
+                         error_class="AmendmentInvalid") from exc  # fmt: skip
+    transaction.on_commit(lambda: versions_signal_due(contract=contract))
     order_advance(order, OrderState.PROVISIONING, services.order_activate, "amendment in effect")
     return Done(contract.enterprise_id, {"version": version.number})
 
@@ -265,7 +380,14 @@ AMENDMENT = _register(
                 waits_for="order.accepted",
                 has_effect=False,
             ),
+            StepDef(
+                "await_effective_date",
+                await_effective_date,
+                waits_for=VERSION_DUE,
+                has_effect=False,
+            ),
             StepDef("update_subscription", update_subscription, system="billing"),
+            StepDef("record_credit_note", record_credit_note),
             StepDef("apply_to_contract", apply_to_contract, has_effect=False),
         ],
         compensations=(CANCEL_ERP_ORDER,),

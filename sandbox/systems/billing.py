@@ -40,6 +40,7 @@ PRICE_FIELDS = (
     "active",
     "tax_behavior",
 )
+CANCEL_FIELDS = ("prorate", "invoice_now")
 SUBSCRIPTION_FIELDS = (
     "customer",
     "items",
@@ -554,14 +555,36 @@ class BillingSystem(StripeSystem):
         return Reply(200, subscription)
 
     def subscription_cancel(self, call: Call) -> Reply:
+        """Cancel now. ``prorate`` credits the unused time of the current period (kept as
+        ``cancellation_details.proration_credit``, in minor units) and ``invoice_now`` says
+        it goes on a final invoice; a cancelled subscription is answered unchanged."""
         subscription = self.lookup(
             call.collection("subscriptions"), "subscription", call.params["id"]
         )
+        flags = {name: call.arg(name) for name in CANCEL_FIELDS}  # a DELETE's query string
+        for name, value in flags.items():
+            if value not in (None, "true", "false"):
+                raise self.invalid(name, f"{name} must be true or false")
         if subscription["status"] != "canceled":
+            prorate = flags["prorate"] == "true"
+            credit = 0
+            period = subscription["current_period_end"] - subscription["current_period_start"]
+            if prorate and period > 0:
+                left = max(subscription["current_period_end"] - call.unix_now, 0)
+                charged = sum(
+                    item["price"]["unit_amount"] * item["quantity"]
+                    for item in subscription["items"]["data"]
+                )
+                credit = charged * left // period
             subscription["status"] = "canceled"
             subscription["canceled_at"] = call.unix_now
             subscription["ended_at"] = call.unix_now
             subscription["updated"] = call.unix_now
+            subscription["cancellation_details"] = {
+                "prorate": prorate,
+                "invoice_now": flags["invoice_now"] == "true",
+                "proration_credit": credit,
+            }
         return Reply(200, subscription)
 
     # --- metered usage ------------------------------------------------------------------

@@ -61,10 +61,12 @@ HUNDRED = Decimal(100)
 class CpqSystem(SalesforceSystem):
     name = "cpq"
     sobject = "SBQQ__Quote__c"
-    collections = ("quotes", "products")
+    collections = ("quotes", "products", "contract_changes")
 
     def routes(self) -> list[Route]:
         return [
+            route("POST", "/contracts/{id}/{change}", self.contract_change),
+            route("GET", "/contract_changes", self.contract_change_list),
             route("GET", "/quotes", self.quote_list),
             route("POST", "/quotes", self.quote_create),
             route("GET", "/quotes/{id}", self.quote_get),
@@ -234,6 +236,34 @@ class CpqSystem(SalesforceSystem):
         account = call.collection("accounts", system="crm").get(quote["SBQQ__Account__c"])
         call.emit("quote.approved", quote_approved_data(quote, account, call.now))
         return Reply(200, quote)
+
+    def contract_change(self, call: Call) -> Reply:
+        """A change of a contract processed in CPQ (``amendments``, ``renewals`` or
+        ``cancellations``): recorded with a new id and announced as its canonical event
+        (``amendment.processed``, ``renewal.processed``, ``cancellation.processed``). The body
+        is the event's ``data`` without the contract and the change's id."""
+        kinds = {
+            "amendments": ("amendment.processed", "amendment_id", "a0x"),
+            "renewals": ("renewal.processed", "renewal_id", "a0r"),
+            "cancellations": ("cancellation.processed", "cancellation_id", "a0c"),
+        }
+        if call.params["change"] not in kinds:
+            raise ApiError(404, "NOT_FOUND", f"no contract change {call.params['change']!r}")
+        event_type, id_field, prefix = kinds[call.params["change"]]
+        change_id = call.salesforce_id(prefix)
+        data = {**call.body, "contract_id": call.params["id"], id_field: change_id}
+        if event_type != "cancellation.processed":
+            data.setdefault("cpq_quote_id", change_id)
+        call.collection("contract_changes")[change_id] = {
+            "Id": change_id,
+            "event_type": event_type,
+            "data": data,
+        }
+        call.emit(event_type, data, correlation_id=call.params["id"])
+        return Reply(201, {"Id": change_id, "event_type": event_type, "data": data})
+
+    def contract_change_list(self, call: Call) -> Reply:
+        return Reply(200, {"records": list(call.collection("contract_changes").values())})
 
 
 def quote_modified_at(quote: dict[str, Any]) -> dt.datetime:

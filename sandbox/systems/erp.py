@@ -53,6 +53,16 @@ ORDER_FIELDS = (
     "otherRefNum",
     "item",
 )
+RETURN_FIELDS = (
+    "externalId",
+    "entity",
+    "createdFrom",
+    "subsidiary",
+    "currency",
+    "tranDate",
+    "memo",
+    "item",
+)
 LINE_FIELDS = ("item", "quantity", "rate", "amount", "description")
 INVOICE_FIELDS = (
     "externalId",
@@ -101,6 +111,7 @@ class ErpSystem(System):
         "creditmemos",
         "customerpayments",
         "customerrefunds",
+        "returnauthorizations",
     )
 
     def routes(self) -> list[Route]:
@@ -123,6 +134,9 @@ class ErpSystem(System):
             route("POST", "/customerpayments", self.payment_create),
             route("GET", "/customerrefunds", self.refund_list),
             route("POST", "/customerrefunds", self.refund_create),
+            route("GET", "/returnauthorizations", self.return_list),
+            route("POST", "/returnauthorizations", self.return_create),
+            route("GET", "/returnauthorizations/{id}", self.return_get),
         ]
 
     def missing(self, name: str) -> ApiError:
@@ -572,6 +586,57 @@ class ErpSystem(System):
 
     def refund_list(self, call: Call) -> Reply:
         return self._filtered(call, call.collection("customerrefunds"), ("externalId", "customer"))
+
+    # --- return authorizations -----------------------------------------------------------
+    def return_create(self, call: Call) -> Reply:
+        """A return authorization (a credit for goods or service given back): quantities are
+        positive like a sale's, a negative line is refused as on a sales order. Approved at
+        once (``pendingReceipt``); ``createdFrom`` may name the sales order it returns from."""
+        fields = self.check(call.body, RETURN_FIELDS)
+        external = fields.string("externalId")
+        returns = call.collection("returnauthorizations")
+        self._unique_external(returns, external, "return authorization")
+        entity_ref = self._reference(fields, "entity", required=True)
+        assert entity_ref is not None
+        customer = self._entity(call, entity_ref)
+        created_from = self._reference(fields, "createdFrom")
+        lines = self._lines(call, fields)
+        internal_id = self._new_internal_id(call, "returnauthorization", 7001)
+        total = money(sum((Decimal(line["amount"]) for line in lines), Decimal(0)))
+        stamp = ns_datetime(call.now)
+        record = {
+            "id": internal_id,
+            "internalId": internal_id,
+            "tranId": f"RMA{10000 + call.number('returnauthorization.tranid')}",
+            "externalId": external,
+            "entity": {"id": customer["internalId"], "refName": customer["companyName"]},
+            "createdFrom": created_from,
+            "subsidiary": self._reference(fields, "subsidiary") or customer["subsidiary"],
+            "currency": self._reference(fields, "currency") or customer["currency"],
+            "tranDate": (fields.date("tranDate") or call.now.date()).isoformat(),
+            "memo": fields.string("memo", max_length=999),
+            "orderStatus": "pendingReceipt",
+            "status": "Pending Receipt",
+            "total": total,
+            "item": {"items": lines},
+            "createdDate": stamp,
+            "lastModifiedDate": stamp,
+        }
+        returns[internal_id] = record
+        return Reply(201, record)
+
+    def return_get(self, call: Call) -> Reply:
+        return Reply(
+            200,
+            self.lookup(
+                call.collection("returnauthorizations"), "return authorization", call.params["id"]
+            ),
+        )
+
+    def return_list(self, call: Call) -> Reply:
+        return self._filtered(
+            call, call.collection("returnauthorizations"), ("externalId", "entity", "tranId")
+        )
 
 
 # --- receivables: credit memos, customer payments, customer refunds ----------------------

@@ -8,6 +8,7 @@ import json
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from demo.simulate import SimulationError, simulate
 from tests.integration.q2c_env import Rig
@@ -52,3 +53,25 @@ def test_an_unknown_chaos_profile_is_refused_before_anything_is_sent(rig: Rig):
     with pytest.raises(SimulationError, match="unknown chaos profile 'stormy'"):
         simulate(quotes=1, chaos="stormy", sandbox_url=rig.sandbox.url)
     assert rig.sandbox.state("cpq")["counts"]["quotes"] == 0
+
+
+def test_the_lifecycle_rehearsal_changes_every_contract_once_and_the_books_agree(rig: Rig):
+    # given / when: ten contracts made through the sandbox CPQ, then changed through it
+    out = io.StringIO()
+    try:
+        call_command(
+            "simulate", "--scenario", "lifecycle", "--contracts", "10", "--seed", "5",
+            "--sandbox-url", rig.sandbox.url, "--timeout", "180", stdout=out,
+            stderr=io.StringIO(),
+        )  # fmt: skip
+    except CommandError as exc:
+        raise AssertionError(out.getvalue()) from exc
+    # then
+    summary = json.loads(out.getvalue())
+    assert (summary["scenario"], summary["contracts"], summary["ok"]) == ("lifecycle", 10, True)
+    assert summary["duplicates"] == 0 and summary["lost"] == [] and summary["out_of_order"] == []
+    assert summary["billing_mismatches"] == [] and summary["unsettled"] == []
+    assert summary["changes_sent"] == (
+        summary["changes_applied"] + summary["changes_pending"] + summary["changes_parked"]
+    )
+    assert summary["changes_parked"] == summary["changes_by_kind"].get("stale", 0) // 2

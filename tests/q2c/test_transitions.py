@@ -25,7 +25,7 @@ from core.errors import ConditionFailed, TransitionRefused
 from core.identifiers import PREFIXES, identifier_allocate
 from core.money import Money
 from core.transitions import transition_apply
-from q2c import services
+from q2c import lifecycle, services
 from q2c.models import (
     Contract,
     ContractVersion,
@@ -147,7 +147,17 @@ def _version_superseded(
     return version
 
 
-VERSION_WALK: dict[str, Step] = {"activate": _version_activated, "supersede": _version_superseded}
+def _version_parked(
+    version: ContractVersion, *, target: str | None, actor: Actor, reason: str
+) -> ContractVersion:
+    return lifecycle.contract_version_park(version=version, actor=actor, reason=reason)
+
+
+VERSION_WALK: dict[str, Step] = {
+    "activate": _version_activated,
+    "supersede": _version_superseded,
+    "park": _version_parked,
+}
 
 # A payment leaves the invoice partially paid or paid, by its amount.
 INVOICE_COMPUTED = {"apply_payment": [InvoiceState.PARTIALLY_PAID, InvoiceState.PAID]}

@@ -37,7 +37,7 @@ def test_state_counts_and_dump(sandbox):
     # then
     assert counts == {
         "crm": {"accounts": 1},
-        "cpq": {"quotes": 0, "products": 0},
+        "cpq": {"quotes": 0, "products": 0, "contract_changes": 0},
         "billing": {
             "customers": 1,
             "products": 0,
@@ -47,6 +47,7 @@ def test_state_counts_and_dump(sandbox):
             "charges": 0,
             "refunds": 0,
             "credit_notes": 0,
+            "usage_records": 0,
         },
         "erp": {
             "customers": 0,
@@ -56,6 +57,7 @@ def test_state_counts_and_dump(sandbox):
             "creditmemos": 0,
             "customerpayments": 0,
             "customerrefunds": 0,
+            "returnauthorizations": 0,
         },
         "tax": {"transactions": 0},
         "payments": {"payment_intents": 0},

@@ -105,7 +105,7 @@ def test_quote_for_an_unknown_account_is_refused(sandbox):
     # then
     assert response.status_code == 400
     assert response.json()[0]["errorCode"] == "INVALID_CROSS_REFERENCE_KEY"
-    assert sandbox.state("cpq")["counts"] == {"quotes": 0, "products": 0}
+    assert sandbox.state("cpq")["counts"] == {"quotes": 0, "products": 0, "contract_changes": 0}
 
 
 def test_quote_line_with_a_non_numeric_quantity_is_refused_with_its_path(sandbox):

@@ -1,4 +1,5 @@
-"""manage.py simulate --quotes N [--chaos PROFILE] [--seed S]: a quote-to-cash rehearsal."""
+"""manage.py simulate --quotes N [--chaos PROFILE] [--seed S]: a quote-to-cash rehearsal;
+``--scenario lifecycle --contracts N``: a rehearsal of the changes after the first order."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from demo.lifecycle_rehearsal import simulate_lifecycle
 from demo.simulate import CHAOS_PROFILES, SimulationError, simulate
 
 
@@ -20,7 +22,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         """The rehearsal's options (see ``demo.simulate.simulate``)."""
+        parser.add_argument(
+            "--scenario", choices=["quote_to_cash", "lifecycle"], default="quote_to_cash"
+        )
         parser.add_argument("--quotes", type=int, default=20)
+        parser.add_argument(
+            "--contracts", type=int, default=20, help="lifecycle: how many contracts to change"
+        )
         parser.add_argument("--chaos", choices=sorted(CHAOS_PROFILES), default="none")
         parser.add_argument("--seed", type=int, default=1)
         parser.add_argument("--sandbox-url", default=None)
@@ -32,8 +40,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Run the rehearsal and print its summary as JSON; exit 1 unless it passed."""
-        if options["quotes"] < 1:
-            raise CommandError("--quotes must be at least 1")
+        if options["quotes"] < 1 or options["contracts"] < 1:
+            raise CommandError("--quotes and --contracts must be at least 1")
         stream = sys.stderr
         # SIGTERM unwinds like Ctrl-C, so the sandbox's faults are switched off on the way out.
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -44,6 +52,9 @@ class Command(BaseCommand):
             stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} settled")
             stream.flush()
 
+        if options["scenario"] == "lifecycle":
+            self._lifecycle(options, progress)
+            return
         try:
             summary = simulate(
                 quotes=options["quotes"],
@@ -61,3 +72,23 @@ class Command(BaseCommand):
         self.stdout.write(json.dumps(summary.as_dict(), indent=2, default=str))
         if not options["no_wait"] and not summary.ok:
             raise CommandError("rehearsal failed: duplicates, lost quotes or unsettled orders")
+
+    def _lifecycle(self, options: dict[str, Any], progress: Any) -> None:
+        try:
+            summary = simulate_lifecycle(
+                contracts=options["contracts"],
+                chaos=options["chaos"],
+                seed=options["seed"],
+                sandbox_url=options["sandbox_url"],
+                timeout=options["timeout"],
+                retry_exceptions=not options["no_retry"],
+                progress=progress,
+            )
+        except SimulationError as exc:
+            raise CommandError(str(exc)) from exc
+        sys.stderr.write("\n")
+        self.stdout.write(json.dumps(summary.as_dict(), indent=2, default=str))
+        if not summary.ok:
+            raise CommandError(
+                "rehearsal failed: a change duplicated, lost, applied out of order or unsettled"
+            )

@@ -256,14 +256,19 @@ class SandboxBilling:
         )
         return subscription_record(response.body)
 
-    def subscription_cancel(self, *, subscription_id: str, idempotency_key: str) -> RemoteRecord:
-        """Cancel the subscription now (``BillingApi.subscription_cancel``); billing answers a
-        cancelled one unchanged.
+    def subscription_cancel(
+        self, *, subscription_id: str, idempotency_key: str, prorate: bool = True
+    ) -> RemoteRecord:
+        """Cancel the subscription now (``BillingApi.subscription_cancel``), the unused time
+        credited on a final invoice when ``prorate``; billing answers a cancelled one
+        unchanged.
         """
         response = self.transport.call(
             operation="subscription_cancel",
             method="DELETE",
             path=f"subscriptions/{subscription_id}",
+            # Stripe takes a DELETE's parameters in the query string.
+            params={"prorate": str(prorate).lower(), "invoice_now": str(prorate).lower()},
             idempotency_key=idempotency_key,
         )
         return subscription_record(response.body)

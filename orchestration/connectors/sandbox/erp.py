@@ -123,6 +123,39 @@ class SandboxErp:
         )
         return sales_order_record(response.body)
 
+    # --- returns ------------------------------------------------------------------------
+    def return_find(self, *, reference: str) -> RemoteRecord | None:
+        """The return authorization whose ``externalId`` is ``reference``."""
+        found = self._find("return_find", "returnauthorizations", reference)
+        return sales_order_record(found) if found is not None else None
+
+    def return_create(
+        self,
+        *,
+        reference: str,
+        customer_id: str,
+        currency: str,
+        lines: list[RemoteLine],
+        order_date: dt.date,
+        idempotency_key: str,
+    ) -> RemoteRecord:
+        """A return authorization with ``externalId`` = ``reference`` (``ErpApi.return_create``),
+        positive quantities, approved by the ERP at once."""
+        response = self.transport.call(
+            operation="return_create",
+            method="POST",
+            path="returnauthorizations",
+            json={
+                "externalId": reference,
+                "entity": {"id": customer_id},
+                "currency": {"refName": currency.upper()},
+                "tranDate": order_date.isoformat(),
+                "item": {"items": [line_body(line) for line in lines]},
+            },
+            idempotency_key=idempotency_key,
+        )
+        return sales_order_record(response.body)
+
     # --- invoices -----------------------------------------------------------------------
     def invoice_find(self, *, reference: str) -> RemoteRecord | None:
         """The invoice whose ``externalId`` is ``reference`` (``ErpApi.invoice_find``)."""

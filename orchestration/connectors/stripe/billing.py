@@ -502,12 +502,14 @@ class StripeBilling:
             )
         return subscription_record(subscription.to_dict())
 
-    def subscription_cancel(self, *, subscription_id: str, idempotency_key: str) -> RemoteRecord:
+    def subscription_cancel(
+        self, *, subscription_id: str, idempotency_key: str, prorate: bool = True
+    ) -> RemoteRecord:
         """Cancel now, crediting the unused time (``prorate``) on a final invoice."""
         with self._operation("subscription_cancel"):
             subscription = self.client.v1.subscriptions.cancel(
                 subscription_id,
-                params={"prorate": True, "invoice_now": True},
+                params={"prorate": prorate, "invoice_now": prorate},
                 options={"idempotency_key": idempotency_key},
             )
         return subscription_record(subscription.to_dict())

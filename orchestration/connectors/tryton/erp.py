@@ -36,6 +36,7 @@ retryable through the transport.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from decimal import Decimal
@@ -308,6 +309,31 @@ class TrytonErp(TrytonPolling):
             idempotency_key=idempotency_key,
         )
         return self._sale_submit(int(created[0]))
+
+    def return_find(self, *, reference: str) -> RemoteRecord | None:
+        """A return is a Tryton sale with negative quantities, found by its reference."""
+        return self.sales_order_find(reference=reference)
+
+    def return_create(
+        self,
+        *,
+        reference: str,
+        customer_id: str,
+        currency: str,
+        lines: list[RemoteLine],
+        order_date: dt.date,
+        idempotency_key: str,
+    ) -> RemoteRecord:
+        """A return as Tryton records one: a sale whose lines have negative quantities
+        (``ErpApi.return_create`` takes them positive)."""
+        return self.sales_order_create(
+            reference=reference,
+            customer_id=customer_id,
+            currency=currency,
+            lines=[dataclasses.replace(line, quantity=-line.quantity) for line in lines],
+            order_date=order_date,
+            idempotency_key=idempotency_key,
+        )
 
     def _sale_line(self, line: RemoteLine) -> dict[str, Any]:
         """A sale line's values, its product ensured and taxed as its category says."""
