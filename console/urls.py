@@ -4,6 +4,7 @@ the audit browser."""
 from django.urls import path
 
 from console.views import audit as audit_views
+from console.views import dead_letters as dead_letter_views
 from console.views import records as views
 
 urlpatterns = [
@@ -30,6 +31,13 @@ urlpatterns = [
         name="contract-timeline",
     ),
     path("invoices/", views.invoice_list, name="invoice-list"),
+    path("dead-letters/", dead_letter_views.dead_letter_list, name="dead-letter-list"),
+    path("dead-letters/<int:pk>/", dead_letter_views.dead_letter_detail, name="dead-letter-detail"),
+    path(
+        "dead-letters/<int:pk>/action/",
+        dead_letter_views.dead_letter_action,
+        name="dead-letter-action",
+    ),
     path("audit/", audit_views.history, name="audit-history"),
     path("audit/operators/", audit_views.operator_actions, name="audit-operators"),
     path("audit/as-of/", audit_views.as_of, name="audit-as-of"),

@@ -30,6 +30,7 @@ PAGES = [
     Page("merge-list", "Merges", "masterdata.view_mergerecord"),
     Page("exception-list", "Exceptions", "exceptions.view_operationalexception"),
     Page("replay-list", "Replays", "exceptions.view_replay"),
+    Page("dead-letter-list", "Dead letters", "orchestration.view_inboundevent"),
     # Audit pages: each person sees the history of the models they may view.
     Page("audit-history", "Audit", ""),
     Page("audit-operators", "Operator actions", "", in_nav=False),

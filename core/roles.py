@@ -95,6 +95,8 @@ ROLES: dict[str, list[str]] = {
         _EXC_RETRY,
         _EXC_RESOLVE,
         *_EXC_WORK,
+        "orchestration.view_deadletteraction",
+        "orchestration.work_dead_letter",
     ],
     "auditor": [f"{app}.view_*" for app in OWN_APPS],
 }

@@ -69,6 +69,7 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "account-list",
         "exception-list",
         "replay-list",
+        "dead-letter-list",
     }
     | AUDIT_PAGES,
     "auditor": {
@@ -83,6 +84,7 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "merge-list",
         "exception-list",
         "replay-list",
+        "dead-letter-list",
     }
     | AUDIT_PAGES,
     ADMIN: {
@@ -98,6 +100,7 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "merge-list",
         "exception-list",
         "replay-list",
+        "dead-letter-list",
     }
     | AUDIT_PAGES,
     NO_ROLE: set(),
