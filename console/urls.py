@@ -6,6 +6,7 @@ from django.urls import path
 from console.views import audit as audit_views
 from console.views import contracts as contract_views
 from console.views import reconciliation as reconciliation_views
+from console.views import dead_letters as dead_letter_views
 from console.views import records as views
 
 urlpatterns = [
@@ -60,6 +61,13 @@ urlpatterns = [
         "reconciliation/drift/resolve/",
         reconciliation_views.drift_bulk_resolve,
         name="drift-bulk-resolve",
+    ),
+    path("dead-letters/", dead_letter_views.dead_letter_list, name="dead-letter-list"),
+    path("dead-letters/<int:pk>/", dead_letter_views.dead_letter_detail, name="dead-letter-detail"),
+    path(
+        "dead-letters/<int:pk>/action/",
+        dead_letter_views.dead_letter_action,
+        name="dead-letter-action",
     ),
     path("audit/", audit_views.history, name="audit-history"),
     path("audit/operators/", audit_views.operator_actions, name="audit-operators"),

@@ -35,6 +35,7 @@ PAGES = [
         "reconciliation-books", "Bookings vs billings", "orchestration.view_driftitem", in_nav=False
     ),
     Page("reconciliation-export", "Drift export", "orchestration.view_driftitem", in_nav=False),
+    Page("dead-letter-list", "Dead letters", "orchestration.view_inboundevent"),
     # Audit pages: each person sees the history of the models they may view.
     Page("audit-history", "Audit", ""),
     Page("audit-operators", "Operator actions", "", in_nav=False),

@@ -26,6 +26,7 @@ class Category(models.TextChoices):
     DOWNSTREAM_API = "downstream_api", "Downstream API"
     DUPLICATE_EVENT = "duplicate_event", "Duplicate event"
     CONFIGURATION = "configuration", "Configuration"
+    INTERNAL_ERROR = "internal_error", "Internal error"
 
 
 class Severity(models.TextChoices):
@@ -51,6 +52,7 @@ CATEGORY_OWNER: dict[str, str] = {
     Category.DOWNSTREAM_API: Team.INTEGRATION_SUPPORT,
     Category.DUPLICATE_EVENT: Team.INTEGRATION_SUPPORT,
     Category.CONFIGURATION: Team.INTEGRATION_SUPPORT,
+    Category.INTERNAL_ERROR: Team.INTEGRATION_SUPPORT,
 }
 CATEGORY_SLA: dict[str, dt.timedelta] = {
     Category.VALIDATION: dt.timedelta(hours=8),
@@ -60,6 +62,7 @@ CATEGORY_SLA: dict[str, dt.timedelta] = {
     Category.DOWNSTREAM_API: dt.timedelta(hours=4),
     Category.DUPLICATE_EVENT: dt.timedelta(hours=24),
     Category.CONFIGURATION: dt.timedelta(hours=4),
+    Category.INTERNAL_ERROR: dt.timedelta(hours=4),
 }
 
 

@@ -106,6 +106,8 @@ ROLES: dict[str, list[str]] = {
         _EXC_RESOLVE,
         *_EXC_WORK,
         "q2c.report_usage",  # the bulk usage API, for the metering system's token
+        "orchestration.view_deadletteraction",
+        "orchestration.work_dead_letter",
     ],
     "auditor": [f"{app}.view_*" for app in OWN_APPS],
 }

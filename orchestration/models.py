@@ -8,11 +8,13 @@ afterwards, so they carry no history table.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django_fsm import FSMField, transition
 
+from core.audit import AuditedHistory
 from core.records import SYSTEM_CHOICES, ConcurrentTransitions
 
 
@@ -60,6 +62,12 @@ class InboundStatus(models.TextChoices):
     PROCESSED = "processed", "Processed"
     REJECTED = "rejected", "Rejected"
     DUPLICATE_ABSORBED = "duplicate_absorbed", "Duplicate absorbed"
+    DEAD = "dead", "Dead (processing failed)"
+    DISCARDED = "discarded", "Discarded"
+
+
+# What the dead-letter view lists and acts on: every event that will not be processed as sent.
+DEAD_LETTER_STATUSES = (InboundStatus.REJECTED, InboundStatus.DEAD)
 
 
 class InboundEvent(ConcurrentTransitions, models.Model):
@@ -86,9 +94,14 @@ class InboundEvent(ConcurrentTransitions, models.Model):
     duplicate_deliveries = models.PositiveIntegerField(default=0)
     last_delivered_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(
+        default=0, help_text="Processing attempts that ended in an unexpected error"
+    )
+    last_error = models.TextField(blank=True, help_text="The traceback of the last such error")
 
     class Meta:
         ordering = ["-received_at", "-pk"]
+        permissions = [("work_dead_letter", "Can reprocess or discard a dead letter")]
         constraints = [
             models.UniqueConstraint(
                 fields=["system", "event_id"],
@@ -119,6 +132,46 @@ class InboundEvent(ConcurrentTransitions, models.Model):
         self.canonical_type = canonical_type
         self.rejection_reason = reason
         self.processed_at = timezone.now()
+
+    @transition(field=status, source=InboundStatus.RECEIVED, target=InboundStatus.DEAD)
+    def mark_dead(self, *, reason: str) -> None:
+        self.rejection_reason = reason
+        self.processed_at = timezone.now()
+
+    @transition(field=status, source=list(DEAD_LETTER_STATUSES), target=InboundStatus.RECEIVED)
+    def reprocess(self) -> None:
+        self.rejection_reason = ""
+        self.attempts = 0
+        self.processed_at = None
+
+    @transition(field=status, source=list(DEAD_LETTER_STATUSES), target=InboundStatus.DISCARDED)
+    def discard(self) -> None:
+        self.processed_at = timezone.now()
+
+
+class DeadLetterAction(models.Model):
+    """A person reprocessed or discarded a dead letter (a rejected or dead inbound event).
+
+    Inbound events are operational logs without history; this row, written once with its own
+    history row (actor and reason), is the audit trail of what was done to one."""
+
+    class Kind(models.TextChoices):
+        REPROCESS = "reprocess", "Reprocess"
+        DISCARD = "discard", "Discard"
+
+    event = models.ForeignKey(InboundEvent, on_delete=models.PROTECT, related_name="actions")
+    action = models.CharField(max_length=10, choices=Kind.choices)
+    from_status = models.CharField(max_length=20, choices=InboundStatus.choices)
+    reason = models.TextField()
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    history = AuditedHistory()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.action} event {self.event_id}"
 
 
 class PollCursor(models.Model):

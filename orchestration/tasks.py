@@ -12,6 +12,7 @@ from orchestration import merge_push as merge_push_service
 from orchestration import usage_report as usage_report_service
 from orchestration.events.errors import EventNotReady
 from orchestration.events.services import (
+    inbound_event_fail,
     inbound_event_process,
     inbound_event_reject,
     inbound_events_sweep,
@@ -35,7 +36,7 @@ def process_inbound_event(self: Task, inbound_event_id: int, swept: bool = False
     ``received`` and is tried again with growing delays; the last try rejects it, visibly.
     A ``swept`` try (sent again by the sweeper) does not start its own chain of retries: the
     next sweep tries again, and once the event is older than the retries would have lasted,
-    it is rejected, visibly.
+    it is rejected, visibly. Any other error is a poison event (``inbound_event_fail``).
     """
     try:
         inbound_event_process(inbound_event_id=inbound_event_id)
@@ -49,6 +50,10 @@ def process_inbound_event(self: Task, inbound_event_id: int, swept: bool = False
             inbound_event_reject(inbound_event_id=inbound_event_id, reason=f"gave up: {exc}")
             return
         raise self.retry(exc=exc, countdown=min(2**self.request.retries, 60)) from exc
+    except Exception as exc:  # a poison event: recorded, never silently retried
+        # Counted, and dead (with an exception for a person) when the error is unexpected or
+        # keeps coming; not retried here: the sweeper sends a transient failure again.
+        inbound_event_fail(inbound_event_id=inbound_event_id, error=exc)
 
 
 @shared_task(name="orchestration.sweep_inbound_events")

@@ -459,3 +459,5 @@ OUTBOUND_BODY_MAX_BYTES = envint("OUTBOUND_BODY_MAX_BYTES", 16 * 1024, minimum=2
 # WEBHOOK_SECRET_<SYSTEM>_PREVIOUS.
 WEBHOOK_TOLERANCE_SECONDS = envint("WEBHOOK_TOLERANCE_SECONDS", 300, minimum=1)
 WEBHOOK_MAX_BODY_BYTES = envint("WEBHOOK_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+# Deeper JSON is refused before it is parsed (a hostile body must not exhaust the parser).
+WEBHOOK_MAX_JSON_DEPTH = envint("WEBHOOK_MAX_JSON_DEPTH", 32, minimum=4)

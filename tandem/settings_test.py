@@ -22,9 +22,24 @@ def _answers(host: str, port: int) -> bool:
 
 _TEST_VAR = os.path.join(os.path.dirname(__file__), "..", "var", "test")
 _require = os.environ.get("TANDEM_REQUIRE_BACKENDS", "") in {"1", "true", "yes"}
-if "DATABASE_URL" not in os.environ and (_require or _answers("127.0.0.1", 5432)):
+# TANDEM_TEST_BACKENDS=demo runs the tests on the demo's backends (SQLite and the filesystem
+# broker, under var/test-demo/) even where PostgreSQL and Redis answer or are named; the
+# workers a test starts are handed the SQLite URL and keep it.
+_demo = os.environ.get("TANDEM_TEST_BACKENDS", "") == "demo"
+if _demo:
+    if not os.environ.get("DATABASE_URL", "").startswith("sqlite:"):
+        os.environ.pop("DATABASE_URL", None)
+    if not os.environ.get("CELERY_BROKER_URL", "").startswith("filesystem:"):
+        os.environ.pop("CELERY_BROKER_URL", None)
+    _TEST_VAR = os.path.join(os.path.dirname(__file__), "..", "var", "test-demo")
+    _require = False
+if not _demo and "DATABASE_URL" not in os.environ and (_require or _answers("127.0.0.1", 5432)):
     os.environ["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/tandem"
-if "CELERY_BROKER_URL" not in os.environ and (_require or _answers("127.0.0.1", 6379)):
+if (
+    not _demo
+    and "CELERY_BROKER_URL" not in os.environ
+    and (_require or _answers("127.0.0.1", 6379))
+):
     os.environ["CELERY_BROKER_URL"] = "redis://127.0.0.1:6379/15"
 if _require:
     for _name, _host, _port in (("PostgreSQL", "127.0.0.1", 5432), ("Redis", "127.0.0.1", 6379)):

@@ -8,13 +8,16 @@ does not produce that type is unmappable and rejected.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
+from jsonschema import Draft202012Validator, validators
+from jsonschema.exceptions import ValidationError, best_match
 
 from orchestration.events.errors import EventRejected
 
@@ -52,8 +55,43 @@ SYSTEM_ALIASES: dict[str, dict[str, str]] = {
 }
 
 
+# The schemas' date and time patterns; a value that matches one must also be a real date.
+_DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+_DATETIME_PREFIX = r"^\d{4}-\d{2}-\d{2}T"
+
+
+def _strict_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
+    """``pattern`` as the schemas mean it: ASCII digits only (Python's ``\\d`` takes any
+    Unicode digit), ``$`` at the very end (Python's allows a trailing newline), and a date
+    that exists."""
+    if not isinstance(instance, str):
+        return
+    found = re.search(pattern, instance, flags=re.ASCII)
+    if found is None or (pattern.endswith("$") and found.end() != len(instance)):
+        yield ValidationError(f"does not match {pattern!r}")
+        return
+    try:
+        if pattern == _DATE_PATTERN:
+            dt.date.fromisoformat(instance)
+        elif pattern.startswith(_DATETIME_PREFIX):
+            dt.datetime.fromisoformat(instance)
+    except ValueError:
+        yield ValidationError("is not a real date or time")
+
+
+StrictValidator = validators.extend(Draft202012Validator, {"pattern": _strict_pattern})
+
+
+def _safe_message(error: ValidationError) -> str:
+    """The schema error without the offending value: it may be personal data (an e-mail, an
+    address) and the message is stored, logged and answered to the sender."""
+    if error.validator in {"required", "additionalProperties", "pattern"}:
+        return str(error.message)
+    return f"fails {error.validator} {json.dumps(error.validator_value)[:100]}"
+
+
 @functools.cache
-def schema_validator(event_type: str, version: int) -> Draft202012Validator | None:
+def schema_validator(event_type: str, version: int) -> Any:
     """The validator for one schema version, or None when the repo has no such schema."""
     if event_type not in EVENT_SOURCES or version < 1:
         return None
@@ -61,8 +99,8 @@ def schema_validator(event_type: str, version: int) -> Draft202012Validator | No
     if not path.is_file():
         return None
     schema = json.loads(path.read_text())
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    StrictValidator.check_schema(schema)
+    return StrictValidator(schema)
 
 
 def canonical_type_of(*, system: str, event_type: str) -> str:
@@ -99,7 +137,7 @@ def event_validate(*, system: str, payload: Any) -> str:
     error = best_match(validator.iter_errors({**payload, "event_type": canonical}))
     if error is not None:
         raise EventRejected(
-            f"{canonical} v{version} schema: {error.message} (at {error.json_path})",
+            f"{canonical} v{version} schema: {_safe_message(error)} (at {error.json_path})",
             canonical_type=canonical,
         )
     return canonical

@@ -11,16 +11,22 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core.audit import Actor, audit_context
+from core.errors import DATA_REFUSALS, Refused
 from core.logging import correlation
+from core.problems import Category, Problem, Severity, Team, problem_raise
 from orchestration.events.catalog import event_validate
 from orchestration.events.errors import EventRejected, SignatureRejected
 from orchestration.events.handlers import event_workflow_trigger
@@ -33,7 +39,12 @@ from orchestration.events.signatures import (
     webhook_secrets,
 )
 from orchestration.events.stripe_events import is_stripe_event, stripe_event_canonical
-from orchestration.models import InboundEvent, InboundStatus
+from orchestration.models import (
+    DEAD_LETTER_STATUSES,
+    DeadLetterAction,
+    InboundEvent,
+    InboundStatus,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -90,19 +101,24 @@ def inbound_event_enqueue(inbound_event_id: int, *, swept: bool = False) -> None
         logger.exception("could not enqueue inbound event %s", inbound_event_id)
 
 
+SWEEP_BATCH = 1000
+
+
 def inbound_events_sweep(*, now: dt.datetime | None = None) -> int:
     """Send events still ``received`` after ``RECEIVED_GRACE`` to processing again.
 
     The row, not the broker message, is the truth: this recovers an event whose message was
-    lost. Returns how many were sent.
+    lost. Events that failed fewer times go first, so events that keep failing (until they
+    are marked dead, ``inbound_event_fail``) never hold back one whose message was simply lost.
+    Returns how many were sent.
     """
     now = now or timezone.now()
     stale = list(
         InboundEvent.objects.filter(
             status=InboundStatus.RECEIVED, received_at__lt=now - RECEIVED_GRACE
         )
-        .order_by("pk")
-        .values_list("pk", flat=True)[:1000]
+        .order_by("attempts", "pk")
+        .values_list("pk", flat=True)[:SWEEP_BATCH]
     )
     for pk in stale:
         inbound_event_enqueue(pk, swept=True)
@@ -118,15 +134,17 @@ def inbound_event_receive(
     absorbed (counted on the first row) and answered as a duplicate. Anything else that is
     wrong is stored as ``rejected`` with the reason, and answered 4xx with that reason.
     """
-    max_bytes = settings.WEBHOOK_MAX_BODY_BYTES
     row = InboundEvent(
         system=system,
         signature_valid=False,
-        raw_body=raw_body[:max_bytes].decode("utf-8", errors="replace"),
+        raw_body="",
         headers=_headers_kept(headers),
         correlation_id=_text(headers.get("X-Correlation-Id"), 64),
     )
     rejection, payload = _delivery_check(row, raw_body=raw_body, headers=headers, now=now)
+    # Only an authenticated delivery is kept whole; of any other, a prefix to recognise it.
+    kept = raw_body if row.signature_valid else raw_body[:UNAUTHENTICATED_BODY_KEPT]
+    row.raw_body = kept.decode("utf-8", errors="replace")
     if is_stripe_event(payload) and signature_scheme(system) == "stripe":
         rejection = _stripe_envelope_read(row, payload, rejection)
     elif isinstance(payload, dict):
@@ -141,6 +159,25 @@ def inbound_event_receive(
         logger.warning("webhook from %s rejected: %s", system, reason, extra={"system": system})
         return Receipt(http_status=status, body={"status": "rejected", "reason": reason}, event=row)
     return _accepted_or_duplicate(row)
+
+
+# How much of an unauthenticated delivery's body is stored (the rest is dropped unread).
+UNAUTHENTICATED_BODY_KEPT = 256
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def json_depth(raw: bytes) -> int:
+    """How deeply ``raw``'s arrays and objects nest, read without parsing it (brackets inside
+    strings do not count), so a hostile body cannot exhaust the parser's recursion."""
+    depth = deepest = 0
+    for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub(b"", raw)):
+        if bracket in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
 
 
 def _delivery_check(
@@ -168,7 +205,11 @@ def _delivery_check(
         )
         row.signature_valid = True
     except SignatureRejected as exc:
-        rejection = (exc.status, exc.reason)
+        # Nothing of an unauthenticated body is parsed: the signature is checked first.
+        return (exc.status, exc.reason), None
+    depth = json_depth(raw_body)
+    if depth > settings.WEBHOOK_MAX_JSON_DEPTH:
+        return (400, f"JSON nested deeper than {settings.WEBHOOK_MAX_JSON_DEPTH} levels"), None
     try:
         payload = json.loads(raw_body.decode("utf-8"))
     except UnicodeDecodeError:
@@ -304,3 +345,105 @@ def inbound_event_reject(*, inbound_event_id: int, reason: str) -> None:
             return
         event.mark_rejected(reason=reason)
         event.save(update_fields=["status", "canonical_type", "rejection_reason", "processed_at"])
+
+
+# An error of this kind may pass (the database restarting; a refusal that is not about the
+# event's data, such as a lost race): the event is tried again, up to
+# ``EVENT_MAX_ATTEMPTS`` times in all. Any other unexpected error is a bug or a payload the code
+# cannot take: trying again would fail the same way, so the event is dead at once.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError)
+EVENT_MAX_ATTEMPTS = 5
+TRACEBACK_KEPT = 8000
+
+
+def inbound_event_fail(*, inbound_event_id: int, error: BaseException) -> InboundEvent | None:
+    """Record an unexpected error processing an event (in its own transaction, the processing
+    one rolled back): count the attempt and keep the traceback; a non-transient error, or the
+    ``EVENT_MAX_ATTEMPTS``-th, marks the event dead and puts an exception on integration
+    support's queue. Returns the event (None when it is gone or no longer ``received``)."""
+    trace = "".join(traceback.format_exception(error))[-TRACEBACK_KEPT:]
+    with transaction.atomic():
+        event = InboundEvent.objects.select_for_update().filter(pk=inbound_event_id).first()
+        if event is None or event.status != InboundStatus.RECEIVED:
+            return None
+        event.attempts += 1
+        event.last_error = trace
+        fields = ["attempts", "last_error"]
+        transient = isinstance(error, TRANSIENT_ERRORS) or (
+            isinstance(error, Refused) and error.kind not in DATA_REFUSALS
+        )
+        if not transient or event.attempts >= EVENT_MAX_ATTEMPTS:
+            summary = f"{type(error).__name__}: {str(error)[:300]}"
+            why = "an unexpected error" if not transient else f"{event.attempts} attempts"
+            event.mark_dead(reason=f"processing failed ({why}): {summary}")
+            fields += ["status", "rejection_reason", "processed_at"]
+            problem_raise(
+                Problem(
+                    category=Category.INTERNAL_ERROR,
+                    severity=Severity.HIGH,
+                    team=Team.INTEGRATION_SUPPORT,
+                    system=event.system,
+                    step="process_inbound_event",
+                    error_class=type(error).__name__[:40],
+                    message=f"inbound event {event.system}:{event.event_id or event.pk} is dead: "
+                    f"{summary}",
+                    context={"inbound_event": event.pk, "event_type": event.event_type},
+                    correlation_id=event.correlation_id,
+                ),
+                actor=Actor.system("worker"),
+                reason="inbound event dead",
+            )
+        event.save(update_fields=fields)
+    logger.error(
+        "inbound event %s failed (attempt %s, now %s): %s",
+        inbound_event_id, event.attempts, event.status, type(error).__name__,
+    )  # fmt: skip
+    return event
+
+
+def dead_letter_act(
+    *, inbound_event_id: int, action: str, actor: Actor, reason: str
+) -> InboundEvent:
+    """Reprocess (back to ``received``, sent to a worker after commit) or discard a rejected or
+    dead event, with a reason; the ``DeadLetterAction`` row and its history row record who and
+    why. Refused: no reason, an unknown action, an event that is not a dead
+    letter, or reprocessing a delivery whose signature was not verified (or whose body was
+    not kept). ``PermissionDenied`` without ``orchestration.work_dead_letter``."""
+    if not actor.has_perm("orchestration.work_dead_letter"):
+        raise PermissionDenied(f"{actor.name} may not reprocess or discard dead letters")
+    reason = reason.strip()
+    if not reason:
+        raise Refused("give a reason", kind=Refused.Kind.REASON_REQUIRED)
+    if action not in DeadLetterAction.Kind.values:
+        raise Refused(f"unknown action {action!r}", kind=Refused.Kind.INVALID)
+    with transaction.atomic(), audit_context(actor=actor, reason=f"{action}: {reason}"):
+        event = InboundEvent.objects.select_for_update().filter(pk=inbound_event_id).first()
+        if event is None:
+            raise Refused(
+                f"inbound event {inbound_event_id} does not exist", kind=Refused.Kind.NOT_FOUND
+            )
+        if event.status not in DEAD_LETTER_STATUSES:
+            raise Refused(
+                f"inbound event {event.pk} is {event.status}, not rejected or dead",
+                kind=Refused.Kind.STATE,
+            )
+        if action == DeadLetterAction.Kind.REPROCESS and not (
+            event.signature_valid and event.raw_body
+        ):
+            raise Refused(
+                f"inbound event {event.pk} was not authenticated (or its body was not kept): "
+                "it cannot be reprocessed, only discarded",
+                kind=Refused.Kind.STATE,
+            )
+        from_status = event.status
+        if action == DeadLetterAction.Kind.REPROCESS:
+            event.reprocess()
+            pk = event.pk
+            transaction.on_commit(lambda: inbound_event_enqueue(pk))
+        else:
+            event.discard()
+        event.save(update_fields=["status", "rejection_reason", "attempts", "processed_at"])
+        DeadLetterAction.objects.create(
+            event=event, action=action, from_status=from_status, reason=reason, actor=actor.user
+        )
+    return event

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 
 import stripe
@@ -46,12 +47,16 @@ def signature_header(*, secret: str, body: bytes, timestamp: int | None = None) 
     return f"t={t},v1={signature_compute(secret=secret, timestamp=t, body=body)}"
 
 
+TIMESTAMP = re.compile(r"[0-9]{1,12}")
+
+
 def _parse(header: str, header_name: str = SIGNATURE_HEADER) -> tuple[int, list[str]]:
     timestamp: int | None = None
     candidates: list[str] = []
     for item in header.split(","):
         key, _, value = item.strip().partition("=")
-        if key == "t" and value.isdigit():
+        # ASCII digits only (str.isdigit takes '²'), and no more than a timestamp needs.
+        if key == "t" and TIMESTAMP.fullmatch(value):
             timestamp = int(value)
         elif key == "v1" and value:
             candidates.append(value.lower())

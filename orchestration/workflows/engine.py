@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -53,6 +54,24 @@ logger = logging.getLogger(__name__)
 RUNNING_LEASE = dt.timedelta(minutes=5)
 # A ``queued`` step whose message has not been picked up for this long lost its message.
 QUEUED_GRACE = dt.timedelta(minutes=2)
+
+
+# Errors that may pass on their own; any other unexpected error fails the step at once.
+TRANSIENT_DATABASE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+TRACEBACK_KEPT = 8000
+
+
+def unexpected_failure(error: BaseException) -> StepFailed:
+    """A handler's unexpected error as a permanent failure for integration support, with its
+    traceback (the tail, in the exception's context): re-running would fail the same way."""
+    trace = "".join(traceback.format_exception(error))[-TRACEBACK_KEPT:]
+    return StepFailed(
+        f"unexpected error: {type(error).__name__}: {str(error)[:500]}",
+        category="internal_error",
+        severity="high",
+        error_class=type(error).__name__[:40],
+        traceback=trace,
+    )
 
 
 @dataclass(frozen=True)
@@ -319,6 +338,11 @@ def _run_handler(
         )
     except StepFailed as exc:
         return _fail(step=step, definition=definition, error=exc)
+    except TRANSIENT_DATABASE_ERRORS as exc:  # the database blinked: retried, up to the cap
+        error = StepRetryable(f"{type(exc).__name__}: {exc}", error_class=type(exc).__name__)
+        return _retry_or_fail(step=step, definition=definition, error=error)
+    except Exception as exc:  # a bug, or an input the code cannot take
+        return _fail(step=step, definition=definition, error=unexpected_failure(exc))
     if step.system != "default":
         circuit_record(system=step.system, ok=True)
     return _succeed(step=step, outcome=outcome, skipped=False, record_effect=step_def.has_effect)
@@ -570,7 +594,18 @@ def steps_sweep(*, now: dt.datetime | None = None) -> int:
                 and step.started_at
                 and (step.started_at < now - RUNNING_LEASE)
             )
-            if stale_running or step.state in (StepState.QUEUED, StepState.RETRY_SCHEDULED):
+            if stale_running and step.attempts >= step.max_attempts:
+                # Its worker died on each of its attempts (the step kills it, or never ends):
+                # running it again would do the same; a person looks at it instead.
+                lost = StepFailed(
+                    f"gave up after {step.attempts} attempts: the worker running the step was "
+                    "lost each time (killed, or past its lease)",
+                    category="internal_error",
+                    severity="high",
+                    error_class="WorkerLost",
+                )
+                _fail(step=step, definition=_definition(step.run), error=lost)
+            elif stale_running or step.state in (StepState.QUEUED, StepState.RETRY_SCHEDULED):
                 _queue(step, now=now)
                 resent += 1
     return resent

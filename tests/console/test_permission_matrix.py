@@ -71,6 +71,7 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "account-list",
         "exception-list",
         "replay-list",
+        "dead-letter-list",
     }
     | AUDIT_PAGES
     | RECONCILIATION_PAGES,
@@ -86,6 +87,7 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "merge-list",
         "exception-list",
         "replay-list",
+        "dead-letter-list",
     }
     | AUDIT_PAGES
     | RECONCILIATION_PAGES,
@@ -102,6 +104,7 @@ EXPECTED_PAGES: dict[str, set[str]] = {
         "merge-list",
         "exception-list",
         "replay-list",
+        "dead-letter-list",
     }
     | AUDIT_PAGES
     | RECONCILIATION_PAGES,

@@ -177,6 +177,31 @@ def test_grouped_view_counts_identical_errors_once_per_fingerprint(client):
 
 
 @pytest.mark.django_db
+def test_grouped_view_on_a_database_without_limits_in_a_union_shows_each_groups_example(
+    client, monkeypatch
+):
+    # given: two groups, on a database that cannot LIMIT inside a UNION (SQLite, the demo's)
+    from django.db import connection
+
+    first = [raise_exception(message=f"customer {n} rejected") for n in range(2)]
+    other = raise_exception(
+        step="create_subscription", category=Category.DOWNSTREAM_API, error_class="HTTP500",
+        message="billing answered 500",
+    )  # fmt: skip
+    monkeypatch.setattr(connection.features, "supports_slicing_ordering_in_compound", False)
+    client.force_login(user_for("integration_support"))
+    # when
+    response = client.get(reverse("exception-list"), {"view": "grouped"})
+    # then
+    assert response.status_code == 200
+    examples = [(row["fingerprint"], row["example"]) for row in response.context["page"]]
+    assert examples == [
+        (first[0].fingerprint, "customer 1 rejected"),
+        (other.fingerprint, "billing answered 500"),
+    ]
+
+
+@pytest.mark.django_db
 def test_the_fingerprint_filter_lists_the_members_of_one_group(client):
     # given
     same = [raise_exception() for _ in range(2)]

@@ -219,6 +219,7 @@ def test_every_history_model_is_tracked():
         "masterdata.mergerecord",
         "masterdata.product",
         "masterdata.productmapping",
+        "orchestration.deadletteraction",
         "orchestration.workflowrun",
         "q2c.contract",
         "q2c.contractline",

@@ -445,3 +445,49 @@ def test_a_run_a_worker_is_moving_is_not_replayed():
         f"{run} is running; only a paused or completed run is replayed",
     )
     assert (_step_rows(run), WorkflowRun.objects.get(pk=run.pk).state) == before
+
+
+# --- Poison steps ---------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_an_unexpected_error_fails_the_step_once_with_its_traceback_for_support():
+    # given: a handler with a bug
+    behaviour["create_customer"] = [ZeroDivisionError("division by zero")]
+    run = start()
+    # when
+    drain(run)
+    # then: failed at once (not left running for the sweeper), the run paused, one exception
+    step = run.steps.get(name="create_customer")
+    assert (step.state, step.attempts, calls["create_customer"]) == ("failed", 1, 1)
+    assert step.last_error == "unexpected error: ZeroDivisionError: division by zero"
+    run.refresh_from_db()
+    assert run.state == RunState.PAUSED
+    exc = OperationalException.objects.get()
+    assert (exc.category, exc.owner_team, exc.error_class, exc.step_run_id) == (
+        "internal_error", "integration_support", "ZeroDivisionError", step.pk,
+    )  # fmt: skip
+    assert "Traceback (most recent call last)" in exc.context["traceback"]
+    assert "ZeroDivisionError: division by zero" in exc.context["traceback"]
+    assert engine.steps_sweep(now=timezone.now() + dt.timedelta(hours=1)) == 0
+
+
+@pytest.mark.django_db
+def test_a_step_whose_worker_dies_on_every_attempt_fails_instead_of_running_forever():
+    # given: the step was claimed as often as it may be, and its worker died each time
+    run = start()
+    step = run.steps.get(name="create_customer")
+    old = timezone.now() - dt.timedelta(minutes=10)
+    StepRun.objects.filter(pk=step.pk).update(
+        state=StepState.RUNNING, started_at=old, attempts=step.max_attempts
+    )
+    # when
+    resent = engine.steps_sweep()
+    # then
+    assert resent == 0
+    step.refresh_from_db()
+    assert step.state == StepState.FAILED
+    assert step.last_error.startswith("gave up after 5 attempts: the worker running the step")
+    exc = OperationalException.objects.get()
+    assert (exc.category, exc.error_class) == ("internal_error", "WorkerLost")
+    assert calls["create_customer"] == 0
