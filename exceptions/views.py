@@ -478,16 +478,20 @@ def _replay_create_context(
 
 
 def _corrected_payload(text: str, original_json: str) -> Any:
-    """The corrected payload typed in the form (None when left as the original), refused
-    when it is not JSON (``INVALID``)."""
-    if not text or text == original_json.strip():
+    """The corrected payload typed in the form (None when it means the same JSON as the
+    original: a browser sends the untouched textarea back with CRLF line endings, and
+    whitespace or key order is no correction), refused when it is not JSON (``INVALID``)."""
+    if not text:
         return None
     try:
-        return json.loads(text)
+        payload = json.loads(text)
     except json.JSONDecodeError as exc:
         raise Refused(
             f"the corrected payload is not valid JSON: {exc}", kind=Refused.Kind.INVALID
         ) from None
+    if payload == json.loads(original_json):
+        return None
+    return payload
 
 
 def _replay_target(params: QueryDict) -> tuple[StepRun | None, WorkflowRun | None]:

@@ -12,6 +12,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
 from core.audit import Actor
@@ -161,12 +162,21 @@ def duplicate_detect(request: HttpRequest) -> HttpResponse:
 
 @page_permission("merge-list")
 def merge_list(request: HtmxHttpRequest) -> HttpResponse:
-    state = request.GET.get("state") or ""
+    asked = request.GET.get("state") or ""
+    # A state named by its label ("awaiting_approval") is the state it labels.
+    by_label = {slugify(label).replace("-", "_"): value for value, label in MergeState.choices}
+    state = asked if asked in MergeState.values else by_label.get(asked, "")
     qs = selectors.merge_log()
-    if state in MergeState.values:
+    if state:
         qs = qs.filter(state=state)
     page = BoundedPaginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
-    context = {"page": page, "state": state, "states": MergeState.choices}
+    context = {
+        "page": page,
+        "state": state,
+        "state_label": MergeState(state).label if state else "",
+        "unknown_state": asked if asked and not state else "",
+        "states": MergeState.choices,
+    }
     if request.htmx:
         return render(request, "masterdata/merge_list.html#rows", context)
     return render(request, "masterdata/merge_list.html", context)
