@@ -3,6 +3,7 @@ the selectors, act through the services, and check permissions on the server."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -233,7 +234,9 @@ def merge_new(request: HttpRequest) -> HttpResponse:
 @page_permission("merge-list")
 def merge_detail(request: HttpRequest, pk: int) -> HttpResponse:
     merge = get_object_or_404(selectors.merge_log(), pk=pk)
-    references = list(merge.references.select_related("content_type").order_by("pk"))
+    references = _reference_rows(
+        merge, list(merge.references.select_related("content_type").order_by("pk"))
+    )
     user: Any = request.user
     can_act = user.has_perm(MERGE_PERM)
     return render(
@@ -255,6 +258,57 @@ def merge_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "can_retry_push": can_act and merge.push_state == PushState.FAILED,
         },
     )
+
+
+# Where a moved record is read, by "app_label.model": (URL name, what names it in the URL).
+RECORD_PAGES = {
+    "q2c.order": ("order-timeline", "enterprise_id"),
+    "q2c.contract": ("contract-timeline", "enterprise_id"),
+    "masterdata.account": ("account-detail", "enterprise_id"),
+    "exceptions.operationalexception": ("exception-detail", "pk"),
+}
+# Records without an enterprise id, as people name them (the prefix of their id).
+RECORD_PREFIXES = {"exceptions.operationalexception": "EXC", "masterdata.mergerecord": "MRG"}
+
+
+def _reference_rows(merge: MergeRecord, references: list[Any]) -> list[dict[str, Any]]:
+    """What a merge moved, as people read it: the record by its business id (linked to its
+    page), the field by its name, and the accounts by their ids and names, not primary keys."""
+    accounts = {
+        account.pk: f"{account.enterprise_id} {account.legal_name}"
+        for account in (merge.survivor, merge.loser)
+    }
+    rows = []
+    for ref in references:
+        key = f"{ref.content_type.app_label}.{ref.content_type.model}"
+        label = ref.label
+        if key in RECORD_PREFIXES:
+            label = f"{RECORD_PREFIXES[key]}-{ref.object_id}"
+        elif "#" in label:  # a record without a business id: its kind and number
+            label = f"{ref.content_type.name} {ref.object_id}"
+        url = ""
+        if key in RECORD_PAGES:
+            url_name, by = RECORD_PAGES[key]
+            url = reverse(url_name, args=[label if by == "enterprise_id" else ref.object_id])
+        rows.append(
+            {
+                "label": label,
+                "url": url,
+                "kind": ref.content_type.name,
+                "field": ref.field.removesuffix("_id").replace("_", " "),
+                "before": _moved_value(ref.before, accounts),
+                "after": _moved_value(ref.after, accounts),
+                "moved_back": ref.moved_back,
+            }
+        )
+    return rows
+
+
+def _moved_value(value: Any, accounts: dict[int, str]) -> str:
+    """A moved reference's value: an account by its id and name, anything else as it is."""
+    if isinstance(value, int) and value in accounts:
+        return accounts[value]
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
 
 
 def _merge_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
