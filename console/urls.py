@@ -5,12 +5,13 @@ from django.urls import path
 
 from console.views import audit as audit_views
 from console.views import contracts as contract_views
-from console.views import reconciliation as reconciliation_views
 from console.views import dead_letters as dead_letter_views
+from console.views import reconciliation as reconciliation_views
 from console.views import records as views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("my-work/badge/", views.waiting_badge, name="waiting-badge"),
     path("dashboard/", views.dashboard, name="dashboard"),
     path("orders/", views.order_list, name="order-list"),
     path("orders/<str:enterprise_id>/", views.order_detail, name="order-detail"),

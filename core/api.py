@@ -12,8 +12,14 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from django.db.models import QuerySet
+from django.urls import resolve, reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema_field
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+)
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
@@ -22,8 +28,8 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView, set_rollback
 from rest_framework.views import exception_handler as drf_exception_handler
-from rest_framework.views import set_rollback
 
 from core.errors import Refused
 
@@ -186,3 +192,50 @@ class SchemaDocsView(SpectacularAPIView):
 
     permission_classes = [IsAuthenticated]
     renderer_classes = [BrowsableAPIRenderer, *SpectacularAPIView.renderer_classes]
+
+
+# The collections under /api/v1/, by URL name, in the order the root lists them.
+API_COLLECTIONS = (
+    ("quotes", "api-quote-list"),
+    ("orders", "api-order-list"),
+    ("contracts", "api-contract-list"),
+    ("invoices", "api-invoice-list"),
+    ("credit_notes", "api-creditnote-list"),
+    ("payments", "api-payment-list"),
+    ("accounts", "api-account-list"),
+    ("products", "api-product-list"),
+    ("exceptions", "api-exception-list"),
+    ("replays", "api-replay-list"),
+    ("audit_history", "api-audit-history"),
+)
+
+
+class ApiRootSerializer(serializers.Serializer):
+    collections = serializers.DictField(
+        child=serializers.URLField(), help_text="the collections your role may read, by name"
+    )
+    schema = serializers.URLField()
+    docs = serializers.URLField()
+
+
+@extend_schema(responses={200: ApiRootSerializer, 401: ERRORS[401]})
+class ApiRoot(APIView):
+    """What the API offers: the collections the caller's role may read, and the schema."""
+
+    permission_classes = [IsAuthenticated]
+
+    def get(self, request: Request) -> Response:
+        collections = {}
+        for name, url_name in API_COLLECTIONS:
+            path = reverse(url_name)
+            perm = getattr(resolve(path).func, "view_class", None)
+            required = getattr(perm, "required_permission", "")
+            if not required or request.user.has_perm(required):
+                collections[name] = request.build_absolute_uri(path)
+        return Response(
+            {
+                "collections": collections,
+                "schema": request.build_absolute_uri(reverse("api-schema")),
+                "docs": request.build_absolute_uri(reverse("api-docs")),
+            }
+        )

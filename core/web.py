@@ -3,8 +3,14 @@ permission check each page takes from the navigation table (core.navigation)."""
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required, permission_required
-from django.http import HttpRequest
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.utils.cache import patch_vary_headers
 from django_htmx.middleware import HtmxDetails
 
 from core.navigation import PAGE_BY_NAME
@@ -17,11 +23,30 @@ class HtmxHttpRequest(HttpRequest):
 
 
 def page_permission(url_name: str):  # type: ignore[no-untyped-def]
-    """Require the permission the navigation table gives the page (403, never a redirect)."""
-    perm = PAGE_BY_NAME[url_name].permission
+    """Require the permission the navigation table gives the page (403 naming the page,
+    never a redirect)."""
+    page = PAGE_BY_NAME[url_name]
 
     def decorate(view):  # type: ignore[no-untyped-def]
-        view = permission_required(perm, raise_exception=True)(view) if perm else view
-        return login_required(view)
+        @wraps(view)
+        def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if page.permission and not request.user.has_perm(page.permission):
+                raise PermissionDenied(f"your role may not open {page.title}")
+            return view(request, *args, **kwargs)  # type: ignore[no-any-return]
+
+        return login_required(checked)
 
     return decorate
+
+
+class HtmxVaryMiddleware:
+    """A page and its htmx partial share one URL: say the answer varies on ``HX-Request``,
+    so Back or a reload never shows a cached partial as the page."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        patch_vary_headers(response, ("HX-Request",))
+        return response

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, Max, Min, QuerySet
+from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from core.errors import Refused
@@ -16,13 +16,15 @@ from exceptions.models import (
     CORRECTABLE_CATEGORIES,
     OPEN_STATES,
     ExceptionComment,
+    ExceptionState,
     OperationalException,
     Replay,
     ReplayKind,
     ReplayState,
 )
+from masterdata.models import Account, DuplicateCandidate, MergeRecord
 from orchestration.models import OutboundCall
-from orchestration.workflows.models import StepEffect, StepRun, WorkflowRun
+from orchestration.workflows.models import StepEffect, StepRun, StepState, WorkflowRun
 from orchestration.workflows.observers import Correction
 
 # Enough to follow one deal; an order with more calls than this is read in the admin.
@@ -192,6 +194,53 @@ def exception_pks_for_group(*, fingerprint: str) -> list[int]:
     )
 
 
+# What became of a retried exception, as the bulk report shows it live.
+OUTCOME_PENDING = "pending"  # queued, running or waiting to try again
+OUTCOME_SUCCEEDED = "succeeded"
+OUTCOME_FAILED = "failed"  # failed again, the exception open with the new error
+OUTCOME_CLOSED = "closed"  # resolved or ignored by a person meanwhile
+
+
+@dataclass(frozen=True)
+class RetryOutcome:
+    pk: int
+    outcome: str
+    label: str  # what the report says, e.g. "retry scheduled: attempt 2 of 10 failed"
+    detail: str  # the new error, or the last one before the next try
+    attempts: int
+    next_attempt_at: dt.datetime | None = None
+
+
+def retry_outcomes(*, pks: list[int]) -> list[RetryOutcome]:
+    """What became of each retried exception in ``pks`` (pk order; unknown ones left out):
+    succeeded, failed again (with the new error), still going (queued, running, a retry
+    scheduled and when) or closed by someone meanwhile. One query."""
+    found = (
+        OperationalException.objects.filter(pk__in=pks).select_related("step_run").order_by("pk")
+    )
+    outcomes = []
+    for exc in found:
+        step = exc.step_run
+        attempts = step.attempts if step is not None else 0
+        if exc.state == ExceptionState.OPEN:
+            outcome = RetryOutcome(exc.pk, OUTCOME_FAILED, "failed again", exc.message, attempts)
+        elif exc.state == ExceptionState.RESOLVED and exc.resolution_code == "retry_succeeded":
+            outcome = RetryOutcome(exc.pk, OUTCOME_SUCCEEDED, "succeeded", "", attempts)
+        elif exc.state != ExceptionState.RETRYING:
+            label = f"{exc.get_state_display().lower()} by a person meanwhile"
+            outcome = RetryOutcome(exc.pk, OUTCOME_CLOSED, label, exc.resolution_note, attempts)
+        elif step is not None and step.state == StepState.RETRY_SCHEDULED:
+            label = f"retry scheduled: attempt {attempts} of {step.max_attempts} failed"
+            outcome = RetryOutcome(
+                exc.pk, OUTCOME_PENDING, label, step.last_error, attempts, step.next_attempt_at
+            )
+        else:
+            label = step.get_state_display().lower() if step is not None else "queued"
+            outcome = RetryOutcome(exc.pk, OUTCOME_PENDING, label, "", attempts)
+        outcomes.append(outcome)
+    return outcomes
+
+
 def exceptions_naming_account(*, enterprise_id: str) -> list[OperationalException]:
     """Master-data exceptions whose candidate accounts include ``enterprise_id``, locked
     (call inside a transaction).
@@ -208,6 +257,50 @@ def exceptions_naming_account(*, enterprise_id: str) -> list[OperationalExceptio
     return list(
         OperationalException.objects.select_for_update().filter(pk__in=naming).order_by("pk")
     )
+
+
+def exceptions_naming_accounts(*, enterprise_ids: list[str]) -> list[OperationalException]:
+    """Master-data exceptions (any state, newest first) whose candidate accounts or whose
+    order's account is one of ``enterprise_ids``: what a duplicate pair or a merge of those
+    accounts answers. The JSON list is read in Python, as ``exceptions_naming_account``."""
+    wanted = set(enterprise_ids)
+    if not wanted:
+        return []
+    naming = [
+        pk
+        for pk, context, account in OperationalException.objects.filter(
+            category=Category.MASTER_DATA
+        ).values_list("pk", "context", "order__account__enterprise_id")
+        if wanted & set((context or {}).get("candidates") or []) or account in wanted
+    ]
+    return list(
+        OperationalException.objects.filter(pk__in=naming)
+        .select_related("order")
+        .order_by("-created_at", "-pk")
+    )
+
+
+def exception_master_data_links(
+    *, exception: OperationalException
+) -> tuple[list[DuplicateCandidate], list[MergeRecord]]:
+    """The duplicate pairs and merges among the accounts a master-data exception names (its
+    candidates and its order's account), newest first: how it is being answered."""
+    names = [str(n) for n in (exception.context or {}).get("candidates") or []]
+    account_id = exception.order.account_id if exception.order is not None else None
+    if not names and account_id is None:
+        return [], []
+    accounts = Account.objects.filter(Q(enterprise_id__in=names) | Q(pk=account_id))
+    pairs = list(
+        DuplicateCandidate.objects.filter(Q(account_a__in=accounts) | Q(account_b__in=accounts))
+        .select_related("account_a", "account_b")
+        .order_by("-detected_at", "-pk")[:20]
+    )
+    merges = list(
+        MergeRecord.objects.filter(Q(survivor__in=accounts) | Q(loser__in=accounts))
+        .select_related("survivor", "loser")
+        .order_by("-requested_at", "-pk")[:20]
+    )
+    return pairs, merges
 
 
 # --- Replays --------------------------------------------------------------------------------

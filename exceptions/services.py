@@ -40,9 +40,12 @@ from orchestration.workflows.engine import (
     step_input,
     step_retry,
     workflow_replay,
+    workflow_start,
 )
 from orchestration.workflows.errors import StepFailed
-from orchestration.workflows.models import RunState, StepRun, WorkflowRun
+from orchestration.workflows.models import RunState, StepRun, StepState, WorkflowRun
+from orchestration.workflows.quote_to_cash import KIND as QUOTE_TO_CASH
+from q2c import services as q2c_services
 from q2c.models import ORDER_FINAL, ORDER_PRE_ACTIVE, Order, OrderState
 
 
@@ -120,7 +123,10 @@ def exception_raise_for_step(
             exc = _exception_create_for_step(
                 step_run=step_run, error=error, message=message, context=context
             )
-        _order_hold_for(exc, step_run=step_run, message=message, actor=actor)
+        # A retry of the same failure failed again: the order's clock keeps running.
+        _order_hold_for(
+            exc, step_run=step_run, message=message, actor=actor, keep_clock=existing is not None
+        )
     return exc
 
 
@@ -166,7 +172,12 @@ def _exception_create_for_step(
 
 
 def _order_hold_for(
-    exc: OperationalException, *, step_run: StepRun, message: str, actor: Actor
+    exc: OperationalException,
+    *,
+    step_run: StepRun,
+    message: str,
+    actor: Actor,
+    keep_clock: bool = False,
 ) -> None:
     """Hold the run's order while it has not reached ERP acceptance (nothing after it is
     held: the effects exist downstream)."""
@@ -181,6 +192,7 @@ def _order_hold_for(
             actor=actor,
             reason=f"exception EXC-{exc.pk}: {message[:200]}",
             reason_text=f"{step_run.name} failed: {message[:500]}",
+            keep_clock=keep_clock,
         )
 
 
@@ -215,6 +227,7 @@ def exceptions_mark_retrying(*, step_run: StepRun, actor: Actor) -> None:
                 "release",
                 actor=Actor.system("worker"),
                 reason=f"{actor.name} retries EXC-{exc.pk}",
+                keep_clock=True,
             )
 
 
@@ -298,6 +311,41 @@ def step_retry_for_operator(*, step: StepRun, actor: Actor, reason: str) -> Step
         step_retry(step=step, actor=actor, reason=reason)
     step.refresh_from_db()
     return step
+
+
+@dataclass(frozen=True)
+class Release:
+    """What releasing a held order set moving."""
+
+    order: Order
+    started: WorkflowRun | None = None  # no workflow had run for it: quote to cash started
+    paused_at: StepRun | None = None  # its run waits on this failed step until it is retried
+
+
+def order_release_for_operator(*, order: Order, actor: Actor, reason: str) -> Release:
+    """An operator releases a held order so that something moves it again: an order no
+    workflow has run for (a seeded or imported order) gets quote to cash started, in the same
+    transaction as the release (its steps find what already exists and leave an order past a
+    state alone); an order whose run is paused on a failed step is released and the step is
+    named, since only a retry of it moves the order.
+
+    Refuses what ``order_release`` refuses (not on hold, blank reason, a lost race); raises
+    ``PermissionDenied`` without ``q2c.hold_order``. Returns what was set moving."""
+    with transaction.atomic():
+        released = q2c_services.order_release(order=order, actor=actor, reason=reason)
+        if not WorkflowRun.objects.filter(order=released).exists():
+            run = workflow_start(
+                kind=QUOTE_TO_CASH, subject_id=released.enterprise_id, order=released, actor=actor
+            )
+            return Release(order=released, started=run)
+    paused_at = (
+        StepRun.objects.filter(
+            run__order=released, run__state=RunState.PAUSED, state=StepState.FAILED
+        )
+        .order_by("-pk")
+        .first()
+    )
+    return Release(order=released, paused_at=paused_at)
 
 
 def exception_resolve(

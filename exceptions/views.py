@@ -16,6 +16,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from core.audit import Actor
@@ -192,6 +193,11 @@ def _exception_or_404(pk: int) -> OperationalException:
 def exception_detail(request: HttpRequest, pk: int) -> HttpResponse:
     exception = _exception_or_404(pk)
     user = request.user
+    pairs, merges = (
+        selectors.exception_master_data_links(exception=exception)
+        if exception.category in (Category.MASTER_DATA, Category.MAPPING)
+        else ([], [])
+    )
     return render(
         request,
         "exceptions/exception_detail.html",
@@ -206,6 +212,8 @@ def exception_detail(request: HttpRequest, pk: int) -> HttpResponse:
                 "-history_date", "-history_id"
             )[:50],
             "next_steps": NEXT_STEPS.get(exception.category, []),
+            "duplicate_pairs": pairs,
+            "merges": merges,
             "resolution_codes": RESOLUTION_CODES,
             "comments": selectors.exception_comments(exception=exception),
             "replays": exception.replays.select_related("requested_by").order_by("-pk"),
@@ -314,6 +322,21 @@ def exception_comment(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("exception-detail", pk=pk)
 
 
+ACCOUNT_ID = re.compile(r"^ACC-\d{1,12}$")
+
+
+@page_permission("exception-list")
+def exceptions_naming(request: HttpRequest) -> HttpResponse:
+    """The master-data exceptions that name any of ``?account=ACC-…`` (at most 10 accounts):
+    the duplicate pair and merge pages load it to link back to what they answer."""
+    accounts = [a for a in request.GET.getlist("account") if ACCOUNT_ID.match(a)][:10]
+    return render(
+        request,
+        "exceptions/_naming.html",
+        {"exceptions": selectors.exceptions_naming_accounts(enterprise_ids=accounts)},
+    )
+
+
 # --- Bulk actions ---------------------------------------------------------------------------
 
 BULK_PERMISSIONS = {
@@ -378,7 +401,41 @@ def exception_bulk(request: HttpRequest) -> HttpResponse:
         context["exceptions"] = OperationalException.objects.filter(pk__in=pks).order_by("pk")
         return render(request, "exceptions/exception_bulk.html", context, status=400)
     context["report"] = report
+    if action == "retry":
+        context["refused"] = [item for item in report.items if not item.ok]
+        context.update(_outcome_context([item.pk for item in report.items if item.ok]))
     return render(request, "exceptions/exception_bulk.html", context)
+
+
+OUTCOME_MAX = 1000  # exceptions one report follows
+
+
+def _outcome_context(pks: list[int]) -> dict[str, Any]:
+    outcomes = selectors.retry_outcomes(pks=pks[:OUTCOME_MAX])
+    counts = {
+        name: sum(1 for o in outcomes if o.outcome == name)
+        for name in (
+            selectors.OUTCOME_PENDING,
+            selectors.OUTCOME_SUCCEEDED,
+            selectors.OUTCOME_FAILED,
+            selectors.OUTCOME_CLOSED,
+        )
+    }
+    return {
+        "outcomes": outcomes,
+        "counts": counts,
+        "settled": counts[selectors.OUTCOME_PENDING] == 0,
+        "outcome_query": "&".join(f"pk={o.pk}" for o in outcomes),
+        "now": timezone.now(),
+    }
+
+
+@page_permission("exception-list")
+def exception_bulk_outcome(request: HttpRequest) -> HttpResponse:
+    """The live outcome of retried exceptions (``?pk=…``): the bulk report polls it until
+    every one has succeeded or failed again."""
+    pks = sorted({int(v) for v in request.GET.getlist("pk") if v.isdigit()})[:OUTCOME_MAX]
+    return render(request, "exceptions/exception_bulk.html#outcome", _outcome_context(pks))
 
 
 # --- Replays --------------------------------------------------------------------------------
@@ -478,16 +535,20 @@ def _replay_create_context(
 
 
 def _corrected_payload(text: str, original_json: str) -> Any:
-    """The corrected payload typed in the form (None when left as the original), refused
-    when it is not JSON (``INVALID``)."""
-    if not text or text == original_json.strip():
+    """The corrected payload typed in the form (None when it means the same JSON as the
+    original: a browser sends the untouched textarea back with CRLF line endings, and
+    whitespace or key order is no correction), refused when it is not JSON (``INVALID``)."""
+    if not text:
         return None
     try:
-        return json.loads(text)
+        payload = json.loads(text)
     except json.JSONDecodeError as exc:
         raise Refused(
             f"the corrected payload is not valid JSON: {exc}", kind=Refused.Kind.INVALID
         ) from None
+    if payload == json.loads(original_json):
+        return None
+    return payload
 
 
 def _replay_target(params: QueryDict) -> tuple[StepRun | None, WorkflowRun | None]:

@@ -3,6 +3,7 @@ the selectors, act through the services, and check permissions on the server."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -12,6 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
 from core.audit import Actor
@@ -161,12 +163,21 @@ def duplicate_detect(request: HttpRequest) -> HttpResponse:
 
 @page_permission("merge-list")
 def merge_list(request: HtmxHttpRequest) -> HttpResponse:
-    state = request.GET.get("state") or ""
+    asked = request.GET.get("state") or ""
+    # A state named by its label ("awaiting_approval") is the state it labels.
+    by_label = {slugify(label).replace("-", "_"): value for value, label in MergeState.choices}
+    state = asked if asked in MergeState.values else by_label.get(asked, "")
     qs = selectors.merge_log()
-    if state in MergeState.values:
+    if state:
         qs = qs.filter(state=state)
     page = BoundedPaginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
-    context = {"page": page, "state": state, "states": MergeState.choices}
+    context = {
+        "page": page,
+        "state": state,
+        "state_label": MergeState(state).label if state else "",
+        "unknown_state": asked if asked and not state else "",
+        "states": MergeState.choices,
+    }
     if request.htmx:
         return render(request, "masterdata/merge_list.html#rows", context)
     return render(request, "masterdata/merge_list.html", context)
@@ -223,7 +234,9 @@ def merge_new(request: HttpRequest) -> HttpResponse:
 @page_permission("merge-list")
 def merge_detail(request: HttpRequest, pk: int) -> HttpResponse:
     merge = get_object_or_404(selectors.merge_log(), pk=pk)
-    references = list(merge.references.select_related("content_type").order_by("pk"))
+    references = _reference_rows(
+        merge, list(merge.references.select_related("content_type").order_by("pk"))
+    )
     user: Any = request.user
     can_act = user.has_perm(MERGE_PERM)
     return render(
@@ -245,6 +258,57 @@ def merge_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "can_retry_push": can_act and merge.push_state == PushState.FAILED,
         },
     )
+
+
+# Where a moved record is read, by "app_label.model": (URL name, what names it in the URL).
+RECORD_PAGES = {
+    "q2c.order": ("order-timeline", "enterprise_id"),
+    "q2c.contract": ("contract-timeline", "enterprise_id"),
+    "masterdata.account": ("account-detail", "enterprise_id"),
+    "exceptions.operationalexception": ("exception-detail", "pk"),
+}
+# Records without an enterprise id, as people name them (the prefix of their id).
+RECORD_PREFIXES = {"exceptions.operationalexception": "EXC", "masterdata.mergerecord": "MRG"}
+
+
+def _reference_rows(merge: MergeRecord, references: list[Any]) -> list[dict[str, Any]]:
+    """What a merge moved, as people read it: the record by its business id (linked to its
+    page), the field by its name, and the accounts by their ids and names, not primary keys."""
+    accounts = {
+        account.pk: f"{account.enterprise_id} {account.legal_name}"
+        for account in (merge.survivor, merge.loser)
+    }
+    rows = []
+    for ref in references:
+        key = f"{ref.content_type.app_label}.{ref.content_type.model}"
+        label = ref.label
+        if key in RECORD_PREFIXES:
+            label = f"{RECORD_PREFIXES[key]}-{ref.object_id}"
+        elif "#" in label:  # a record without a business id: its kind and number
+            label = f"{ref.content_type.name} {ref.object_id}"
+        url = ""
+        if key in RECORD_PAGES:
+            url_name, by = RECORD_PAGES[key]
+            url = reverse(url_name, args=[label if by == "enterprise_id" else ref.object_id])
+        rows.append(
+            {
+                "label": label,
+                "url": url,
+                "kind": ref.content_type.name,
+                "field": ref.field.removesuffix("_id").replace("_", " "),
+                "before": _moved_value(ref.before, accounts),
+                "after": _moved_value(ref.after, accounts),
+                "moved_back": ref.moved_back,
+            }
+        )
+    return rows
+
+
+def _moved_value(value: Any, accounts: dict[int, str]) -> str:
+    """A moved reference's value: an account by its id and name, anything else as it is."""
+    if isinstance(value, int) and value in accounts:
+        return accounts[value]
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
 
 
 def _merge_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:

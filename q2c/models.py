@@ -275,10 +275,13 @@ class Order(ConcurrentTransitions, StatefulRecord):
     @transition(
         field=state, source=ORDER_PRE_ACTIVE, target=OrderState.ON_HOLD, permission="q2c.hold_order"
     )
-    def hold(self, *, reason_text: str) -> None:
+    def hold(self, *, reason_text: str, keep_clock: bool = False) -> None:
+        """``keep_clock``: a retry of the same failure failed again; the time in state keeps
+        counting from the first hold, so an order retried over and over still shows stuck."""
         self.held_from_state = self.state
         self.hold_reason = reason_text
-        self._entered_state()
+        if not keep_clock:
+            self._entered_state()
 
     @transition(
         field=state,
@@ -286,11 +289,14 @@ class Order(ConcurrentTransitions, StatefulRecord):
         target=RETURN_VALUE(*ORDER_PRE_ACTIVE),
         permission="q2c.hold_order",
     )
-    def release(self) -> str:
+    def release(self, *, keep_clock: bool = False) -> str:
+        """``keep_clock``: released only to retry the step that held it; the time in state
+        keeps counting from the hold (a retry is not progress)."""
         previous = self.held_from_state
         self.held_from_state = ""
         self.hold_reason = ""
-        self._entered_state()
+        if not keep_clock:
+            self._entered_state()
         return previous
 
     @transition(

@@ -2,9 +2,17 @@
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.http import HttpRequest, HttpResponseRedirect
+from django.templatetags.static import static
 from django.urls import include, path
 
-from core.api import SchemaDocsView, SchemaView
+from core.api import ApiRoot, SchemaDocsView, SchemaView
+
+
+def favicon(request: HttpRequest) -> HttpResponseRedirect:
+    """Browsers ask for /favicon.ico whatever the page links to: send them the icon."""
+    return HttpResponseRedirect(static("favicon.svg"))
+
 
 urlpatterns = [
     path(
@@ -18,6 +26,7 @@ urlpatterns = [
     path("exceptions/", include("exceptions.urls")),
     path("replays/", include("exceptions.replay_urls")),
     path("webhooks/", include("orchestration.events.urls")),
+    path("api/v1/", ApiRoot.as_view(), name="api-root"),
     path("api/v1/", include("q2c.api_urls")),
     path("api/v1/", include("masterdata.api_urls")),
     path("api/v1/", include("exceptions.api_urls")),
@@ -25,4 +34,5 @@ urlpatterns = [
     path("api/schema/", SchemaView.as_view(), name="api-schema"),
     path("api/docs/", SchemaDocsView.as_view(), name="api-docs"),
     path("admin/", admin.site.urls),
+    path("favicon.ico", favicon, name="favicon"),
 ]

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.apps import apps
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connection, models
 from django.db.models import CharField, Exists, F, OuterRef, Q, QuerySet, Subquery, Value
 from django.utils import timezone
@@ -139,6 +140,10 @@ class FieldChange:
     field: str
     old: str | None
     new: str | None
+    # For people: the field's name, and a reference's business id instead of its key.
+    name: str = ""
+    old_label: str | None = None
+    new_label: str | None = None
 
 
 @dataclass
@@ -423,6 +428,62 @@ def _attach_changes(entries: list[HistoryEntry]) -> None:
         for entry in wanted:
             before = previous.get(prev_of.get(entry.history_id))
             entry.changes = row_changes(tracked, before, entry.row)
+
+
+# Records without an enterprise id, as people name them.
+RECORD_PREFIXES = {"exceptions.operationalexception": "EXC", "masterdata.mergerecord": "MRG"}
+
+
+def _reference_label(model: type[models.Model], value: str, found: dict[str, Any]) -> str:
+    prefix = RECORD_PREFIXES.get(model._meta.label_lower)
+    if prefix:
+        return f"{prefix}-{value}"
+    record = found.get(value)
+    if record is None:
+        return f"{model._meta.verbose_name} {value} (deleted)"
+    if isinstance(record, AbstractBaseUser):
+        return str(record.get_username())
+    enterprise_id = getattr(record, "enterprise_id", "")
+    return str(enterprise_id) if enterprise_id else f"{model._meta.verbose_name} {value}"
+
+
+def label_references(entries: list[HistoryEntry]) -> None:
+    """Name the fields of every change, and show a reference by its business id (ACC-…,
+    EXC-7) instead of its primary key: one query per referenced model on the page."""
+    fields: dict[str, dict[str, Any]] = {}
+    wanted: dict[type[models.Model], set[str]] = {}
+    for entry in entries:
+        by_name = fields.setdefault(
+            entry.model, {f.attname: f for f in entry.tracked.model._meta.concrete_fields}
+        )
+        for change in entry.changes:
+            target = by_name[change.field].related_model
+            if target is not None:
+                values = {v for v in (change.old, change.new) if v is not None and v.isdigit()}
+                wanted.setdefault(target, set()).update(values)
+    found = {
+        model: {str(pk): record for pk, record in model._default_manager.in_bulk(values).items()}
+        for model, values in wanted.items()
+    }
+    for entry in entries:
+        by_name = fields[entry.model]
+        labelled = []
+        for change in entry.changes:
+            f = by_name[change.field]
+            target = f.related_model
+            if target is None:
+                labelled.append(replace(change, name=str(f.verbose_name)))
+                continue
+            known = found.get(target, {})
+            labelled.append(
+                replace(
+                    change,
+                    name=str(f.verbose_name),
+                    old_label=_reference_label(target, change.old, known) if change.old else None,
+                    new_label=_reference_label(target, change.new, known) if change.new else None,
+                )
+            )
+        entry.changes = labelled
 
 
 def row_changes(tracked: TrackedModel, before: Any | None, after: Any) -> list[FieldChange]:

@@ -20,7 +20,7 @@ from django.utils import timezone
 from core.pagination import COUNT_LIMIT
 from exceptions.models import OPEN_STATES, OperationalException
 from masterdata.models import Account, ExternalId
-from q2c.models import Contract, Invoice, Order
+from q2c.models import Contract, Invoice, Order, OrderState, Quote
 
 StatefulModel = type[Order] | type[Contract]
 
@@ -232,6 +232,31 @@ def order_list(*, filters: RecordFilters, now: dt.datetime | None = None) -> Que
     if filters.query:
         qs = qs.filter(order_search_q(filters.query))
     return qs.order_by(*ORDER_SORTS.get(filters.sort, ORDER_SORTS["-created"]))
+
+
+def held_orders_explain(orders: list[Order]) -> None:
+    """Say why each held order in ``orders`` is stuck: its oldest open exception
+    (``open_exception``) and, while no account is resolved, the customer the quote names
+    (``unresolved_customer``). One query when a held order is among them (two when one has
+    no account yet), else none."""
+    held = [order for order in orders if order.state == OrderState.ON_HOLD]
+    if not held:
+        return
+    first_open: dict[int, OperationalException] = {}
+    for exc in OperationalException.objects.filter(
+        order_id__in=[order.pk for order in held], state__in=OPEN_STATES
+    ).order_by("pk"):
+        first_open.setdefault(exc.order_id, exc)  # type: ignore[arg-type]
+    unresolved = [order.quote_id for order in held if order.account_id is None and order.quote_id]
+    names = {
+        pk: str((snapshot or {}).get("name") or "")
+        for pk, snapshot in Quote.objects.filter(pk__in=unresolved).values_list(
+            "pk", "customer_snapshot"
+        )
+    } if unresolved else {}  # fmt: skip
+    for order in held:
+        order.open_exception = first_open.get(order.pk)  # type: ignore[attr-defined]
+        order.unresolved_customer = names.get(order.quote_id, "")  # type: ignore[attr-defined]
 
 
 def contract_list(*, filters: RecordFilters, now: dt.datetime | None = None) -> QuerySet[Contract]:

@@ -105,6 +105,7 @@ def _history_response(
     if after_text and after is None:
         errors.append("that page link is no longer valid; showing the newest rows")
     page = sel.history_page(user=request.user, flt=flt, after=after, size=PAGE_SIZE)
+    sel.label_references(page.entries)
     query = {k: v for k, v in values.items() if v and not (actor_kind and k == "actor_kind")}
     chosen = sel.tracked_model(values["model"]) if values["model"] else None
     context = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Collection
 from typing import Any
@@ -17,6 +18,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from console.selectors import dashboard as dashboard_selectors
+from console.selectors import my_work as my_work_selectors
 from console.selectors import records as selectors
 from console.selectors import timeline
 from console.selectors.timeline import Timeline
@@ -26,10 +28,10 @@ from core.pagination import BoundedPaginator
 from core.records import SYSTEM_CHOICES, SYSTEMS
 from core.roles import role_of
 from core.web import PAGE_SIZE, HtmxHttpRequest, page_permission
-from exceptions.services import step_retry_for_operator
+from exceptions.services import order_release_for_operator, step_retry_for_operator
 from masterdata.models import LegalEntity
 from orchestration.models import OutboundCall
-from orchestration.workflows.models import StepRun, StepState
+from orchestration.workflows.models import StepRun, StepState, WorkflowRun
 from q2c import selectors as q2c_selectors
 from q2c import services
 from q2c.models import (
@@ -65,7 +67,32 @@ def home(request: HttpRequest) -> HttpResponse:
             panels.append(
                 {"title": title, "url_name": url_name, "rows": selectors.counts_by_state(model)}
             )
-    return render(request, "console/home.html", {"role": role, "panels": panels})
+    now = timezone.now()
+    since = _previous_visit(request, now=now)
+    work = my_work_selectors.my_work(user=user, since=since, now=now)
+    return render(request, "console/home.html", {"role": role, "panels": panels, "work": work})
+
+
+HOME_SEEN_KEY = "home_seen_at"
+
+
+def _previous_visit(request: HttpRequest, *, now: dt.datetime) -> dt.datetime | None:
+    """When this person last opened their home page (kept in the session), and now is the
+    new last visit."""
+    seen = request.session.get(HOME_SEEN_KEY)
+    request.session[HOME_SEEN_KEY] = now.isoformat()
+    try:
+        return dt.datetime.fromisoformat(seen) if seen else None
+    except ValueError:
+        return None
+
+
+@login_required
+def waiting_badge(request: HttpRequest) -> HttpResponse:
+    """The navigation's badge: how many decisions wait for me (loaded after the page, so no
+    page pays for it)."""
+    count = my_work_selectors.waiting_count(user=request.user)
+    return render(request, "console/_waiting_badge.html", {"count": count})
 
 
 def _list_page(request: HtmxHttpRequest, qs, template: str, extra: dict) -> HttpResponse:  # type: ignore[no-untyped-def]
@@ -111,6 +138,8 @@ def _record_list(  # type: ignore[no-untyped-def]
         request.GET.get("page")
     )
     rows = [(record, selectors.is_stuck(record, now=now)) for record in page.object_list]
+    if model is Order:
+        selectors.held_orders_explain([record for record, _ in rows])
     context = {
         "page": page,
         "rows": rows,
@@ -165,6 +194,7 @@ def order_detail(request: HttpRequest, enterprise_id: str) -> HttpResponse:
             "lines": order.lines.select_related("product"),
             "history": order.history.select_related("history_user").order_by("-history_date")[:50],
             "can_hold": request.user.has_perm("q2c.hold_order"),
+            "has_workflow": WorkflowRun.objects.filter(order=order).exists(),
         },
     )
 
@@ -180,8 +210,21 @@ def order_hold_toggle(request: HttpRequest, enterprise_id: str) -> HttpResponse:
     actor = Actor.person(request.user)
     try:
         if order.state == OrderState.ON_HOLD:
-            services.order_release(order=order, actor=actor, reason=reason)
-            messages.success(request, f"{order} released")
+            release = order_release_for_operator(order=order, actor=actor, reason=reason)
+            if release.started is not None:
+                messages.success(
+                    request,
+                    f"{order} released; no workflow had run for it, so quote to cash started "
+                    f"(step {release.started.current_step} queued)",
+                )
+            elif release.paused_at is not None:
+                messages.warning(
+                    request,
+                    f"{order} released, but its workflow is paused at step "
+                    f"{release.paused_at.name}, which failed: retry that step to move the order",
+                )
+            else:
+                messages.success(request, f"{order} released")
         else:
             services.order_hold(order=order, actor=actor, reason=reason)
             messages.success(request, f"{order} put on hold")

@@ -504,8 +504,10 @@ def workflow_cancel_for_subject(*, subject_id: str, actor: Actor, reason: str) -
 
 
 def step_retry(*, step: StepRun, actor: Actor, reason: str) -> StepRun:
-    """Re-run a failed step from where it stopped (an operator's retry): its attempts start
-    again, its run resumes, and the observers hear the step is being retried.
+    """Re-run a failed step from where it stopped (an operator's retry): it gets its
+    definition's number of attempts again on top of those it used (the count keeps going, so
+    a step retried again and again shows how often it ran), its run resumes, and the
+    observers hear the step is being retried.
 
     One transaction, the step then its run locked; the step's message is sent after commit.
     Refuses a blank reason (``ReasonRequired``: "a reason is required to retry") and a step
@@ -518,10 +520,12 @@ def step_retry(*, step: StepRun, actor: Actor, reason: str) -> StepRun:
                 f"step {locked.name} is {locked.state}, only a failed step is retried",
                 kind=Refused.Kind.STATE,
             )
-        locked.attempts = 0
+        step_def = next((s for s in _definition(locked.run).steps if s.name == locked.name), None)
+        budget = step_def.max_attempts if step_def is not None else locked.max_attempts
+        locked.max_attempts = locked.attempts + budget
         locked.last_error = ""
         locked.finished_at = None
-        locked.save(update_fields=["attempts", "last_error", "finished_at"])
+        locked.save(update_fields=["max_attempts", "last_error", "finished_at"])
         _queue(locked, now=timezone.now())
         run = WorkflowRun.objects.select_for_update().get(pk=locked.run_id)
         if run.state == RunState.PAUSED:

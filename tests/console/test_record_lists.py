@@ -4,6 +4,7 @@ htmx partials and pinned query counts."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -414,3 +415,24 @@ def test_selector_stuck_boundary_is_exact(clock):
     )
     # then
     assert (list(at_boundary), list(after)) == ([], [order])
+
+
+@pytest.mark.django_db
+def test_a_held_order_shows_its_open_error_and_its_unresolved_customer(client, test_flow):
+    # given: an order held on an exception before its customer was resolved
+    from exceptions.models import OperationalException
+    from tests.exceptions.helpers import GOOD_CUSTOMER, q2c_run, run_through
+
+    order, run = q2c_run(customer_snapshot={**GOOD_CUSTOMER, "email": "ap at harbour"})
+    run_through(run, "resolve_customer")
+    exc = OperationalException.objects.get(workflow_run=run)
+    sign_in(client, "sales_ops")
+    # when
+    response = client.get(reverse("order-list"), {"state": "on_hold"})
+    # then
+    page = response.content.decode()
+    row = re.search(rf"<tr[^>]*><td><a[^>]*>{order.enterprise_id}</a>.*?</tr>", page, re.S)
+    assert row is not None
+    assert f'<a class="open-error" href="/exceptions/{exc.pk}/"' in row[0]
+    assert "resolve_customer: customer cannot be created" in row[0]
+    assert "unresolved: Harbour Analytics Ltd" in row[0]

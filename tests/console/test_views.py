@@ -14,6 +14,7 @@ from django.test import Client
 from django.urls import reverse
 
 from masterdata.models import Account
+from orchestration.workflows.models import StepState, WorkflowRun
 from q2c import services
 from q2c.models import OrderState
 from tests import factories
@@ -195,6 +196,59 @@ def test_csrf_token_in_hx_headers_is_accepted_for_a_post(make_user):
     assert (without_token.status_code, with_token.status_code) == (403, 302)
     order.refresh_from_db()
     assert order.state == OrderState.ON_HOLD
+
+
+@pytest.mark.django_db
+def test_releasing_a_held_order_no_workflow_ran_for_starts_quote_to_cash(client, make_user):
+    # given: an order put on hold before any workflow ran for it (as the demo seeds them)
+    order = factories.order()
+    services.order_validate(order=order, actor=factories.actor(), reason="checked")
+    services.order_hold(order=order, actor=factories.actor(), reason="credit check")
+    client.force_login(make_user("sam", role="sales_ops"))
+    detail = client.get(reverse("order-detail", args=[order.enterprise_id])).content.decode()
+    assert 'data-notice="no-workflow"' in detail
+    # when
+    response = client.post(
+        reverse("order-hold", args=[order.enterprise_id]), {"reason": "credit approved"},
+        follow=True,
+    )  # fmt: skip
+    # then: released, and the workflow that moves it is started with its first step queued
+    order.refresh_from_db()
+    assert order.state == OrderState.VALIDATED
+    run = WorkflowRun.objects.get(order=order)
+    assert (run.kind, run.subject_id, run.state) == (
+        "quote_to_cash",
+        order.enterprise_id,
+        "running",
+    )
+    assert list(run.steps.filter(state=StepState.QUEUED).values_list("name", flat=True)) == [
+        "validate_quote"
+    ]
+    assert [m.message for m in response.context["messages"]] == [
+        f"{order} released; no workflow had run for it, so quote to cash started "
+        "(step validate_quote queued)"
+    ]
+    assert 'data-notice="no-workflow"' not in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_release_refused_starts_no_workflow_and_changes_nothing(client, make_user):
+    # given: a held order no workflow ran for
+    order = factories.order()
+    services.order_hold(order=order, actor=factories.actor(), reason="credit check")
+    client.force_login(make_user("sam", role="sales_ops"))
+    before = order.history.count()
+    # when: released without a reason
+    response = client.post(
+        reverse("order-hold", args=[order.enterprise_id]), {"reason": "  "}, follow=True
+    )
+    # then
+    assert [m.message for m in response.context["messages"]] == [
+        f"a reason is required to 'release' {order}"
+    ]
+    order.refresh_from_db()
+    assert (order.state, order.history.count()) == (OrderState.ON_HOLD, before)
+    assert not WorkflowRun.objects.filter(order=order).exists()
 
 
 # --- Query counts ---------------------------------------------------------------------------

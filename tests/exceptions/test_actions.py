@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
+from core.audit import Actor
 from core.roles import ROLE_NAMES
 from exceptions import services
 from exceptions.models import ExceptionState, OperationalException
@@ -295,3 +296,30 @@ def test_a_bug_behind_an_action_is_a_500_not_a_message(
     # then
     assert response.status_code == 500
     assert snapshot(exc) == before
+
+
+@pytest.mark.django_db
+def test_a_retry_that_fails_again_keeps_counting_attempts_and_the_orders_time_on_hold():
+    # given: a step that failed once, its order held
+    exc = raise_exception()
+    held_at = exc.order.__class__.objects.get(pk=exc.order_id).state_changed_at
+    step = exc.step_run
+    assert (step.attempts, step.max_attempts) == (1, 5)
+    actor = Actor.person(user_for("sales_ops"))
+    # when: it is retried twice and fails again each time
+    for attempt in (2, 3):
+        planned[(exc.order.enterprise_id, "create_customer")] = [
+            StepFailed(f"still rejected ({attempt})", category="master_data")
+        ]
+        services.exception_retry(exception=exc, actor=actor, reason="again")
+        drain(exc.workflow_run)
+    # then: the step shows every attempt it made, with a fresh budget after each retry
+    step.refresh_from_db()
+    assert (step.state, step.attempts, step.max_attempts) == (StepState.FAILED, 3, 7)
+    exc.refresh_from_db()
+    assert (exc.state, exc.message) == (ExceptionState.OPEN, "still rejected (3)")
+    # ... and the order has been on hold since the first failure, not since the last retry
+    order = exc.order.__class__.objects.get(pk=exc.order_id)
+    assert (order.state, order.state_changed_at) == (OrderState.ON_HOLD, held_at)
+    releases = order.history.filter(history_change_reason__startswith="user-sales_ops retries")
+    assert [row.state_changed_at for row in releases] == [held_at, held_at]

@@ -13,7 +13,8 @@ from core.audit import Actor
 from core.problems import Category
 from exceptions.models import ExceptionComment, ExceptionState, OperationalException
 from exceptions.services import exception_ignore
-from tests.exceptions.helpers import ADMIN, raise_exception, user_for
+from orchestration.workflows.errors import StepFailed
+from tests.exceptions.helpers import ADMIN, drain, planned, raise_exception, user_for
 
 
 def states(*excs: OperationalException) -> list[tuple[str, str]]:
@@ -203,6 +204,58 @@ def test_bulk_retry_of_a_whole_group_retries_every_open_member(client):
     report = response.context["report"]
     assert [(item.pk, item.ok) for item in report.items] == [(e.pk, True) for e in group]
     assert states(*group, other) == [("retrying", "")] * 3 + [("open", "")]
+
+
+@pytest.mark.django_db
+def test_bulk_retry_reports_queued_then_each_real_outcome_with_the_new_error(client):
+    # given: three failed steps; two of them will fail again on the retry
+    excs = [raise_exception() for _ in range(3)]
+    ok, again, again_too = excs
+    for exc, error in ((again, "tax id still invalid"), (again_too, "customer blocked")):
+        planned[(exc.order.enterprise_id, "create_customer")] = [
+            StepFailed(error, category=Category.MASTER_DATA)
+        ]
+    client.force_login(user_for("integration_support"))
+    # when: the retry is confirmed
+    response = client.post(
+        reverse("exception-bulk"),
+        {"action": "retry", "pk": [e.pk for e in excs], "confirm": "1", "reason": "fixed"},
+    )
+    # then: the report says queued, not done, and polls for the outcome
+    page = response.content.decode()
+    assert "<h1>Retry the failed step: 3 queued</h1>" in page
+    assert re.findall(r'data-outcome="(\w+)"', page) == ["pending"] * 3
+    assert 'hx-trigger="every 2s"' in page
+    poll = re.search(r'hx-get="([^"]+)"', page.split('id="outcome"')[1])[1].replace("&amp;", "&")
+    assert poll == reverse("exception-bulk-outcome") + "?" + "&".join(f"pk={e.pk}" for e in excs)
+    # when: the worker runs the steps, then the report polls
+    for exc in excs:
+        drain(exc.workflow_run)
+    polled = client.get(poll)
+    # then: one succeeded, two failed again with their new error, and polling stops
+    rows = polled.content.decode()
+    found = re.findall(
+        r'data-outcome="(\w+)" data-pk="(\d+)">.*?<td class="num">(\d+)</td><td>([^<]*)', rows
+    )
+    assert found == [
+        ("succeeded", str(ok.pk), "2", ""),
+        ("failed", str(again.pk), "2", "tax id still invalid"),
+        ("failed", str(again_too.pk), "2", "customer blocked"),
+    ]
+    assert "1 succeeded, 2 failed again, 0 still running" in rows
+    assert 'data-settled="1"' in rows
+    assert "hx-trigger" not in rows
+
+
+@pytest.mark.django_db
+def test_the_bulk_outcome_is_read_only_for_the_queues_readers(client):
+    # given
+    exc = raise_exception()
+    client.force_login(user_for("no role"))
+    # when
+    response = client.get(reverse("exception-bulk-outcome"), {"pk": exc.pk})
+    # then
+    assert response.status_code == 403
 
 
 @pytest.mark.django_db

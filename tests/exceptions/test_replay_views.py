@@ -131,6 +131,28 @@ def test_a_request_with_a_corrected_payload_is_shown_as_a_diff(client):
 
 
 @pytest.mark.django_db
+def test_an_untouched_payload_sent_back_with_crlf_line_endings_is_no_correction(client):
+    # given: the request page, whose textarea holds the original payload
+    exc = failed_to_resolve_the_customer()
+    client.force_login(person("data_steward"))
+    shown = client.get(reverse("replay-create"), {"step_run": exc.step_run_id}).context[
+        "original_json"
+    ]
+    # when: the browser submits the textarea untouched (HTML forms normalise to CRLF)
+    response = client.post(
+        reverse("replay-create"),
+        {"step_run": exc.step_run_id, "kind": "step", "reason": "retry as it is",
+         "corrected_payload": shown.replace("\n", "\r\n") + "\r\n"},
+    )  # fmt: skip
+    # then: the replay carries no corrected payload and the page shows no diff
+    replay = Replay.objects.get()
+    assert response.status_code == 302
+    assert (replay.state, replay.corrected_payload) == (ReplayState.REQUESTED, None)
+    page = client.get(reverse("replay-detail", args=[replay.pk])).content.decode()
+    assert "--- original" not in page
+
+
+@pytest.mark.django_db
 def test_a_corrected_payload_that_does_not_fit_is_refused_with_its_reason_and_kept(client):
     # given
     exc = failed_to_resolve_the_customer()

@@ -298,3 +298,38 @@ def test_a_bug_behind_a_stewards_action_is_a_500_not_a_message(client, make_user
     # then
     assert response.status_code == 500
     assert database_snapshot() == before
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("asked", ["requested", "awaiting_approval"])
+def test_a_merge_state_with_no_merge_says_so_and_offers_every_merge(client, make_user, asked):
+    # given: merges exist, none awaiting approval
+    actor = helpers.steward(make_user)
+    md.merge_request(
+        survivor=factories.account(), loser=factories.account(), actor=actor, reason="duplicate"
+    )
+    client.force_login(make_user("audrey", role="auditor"))
+    # when
+    response = client.get(reverse("merge-list"), {"state": asked})
+    # then
+    page = response.content.decode()
+    assert response.context["state"] == "requested"
+    assert list(response.context["page"]) == []
+    assert "No merges yet." not in page
+    assert "No merge is awaiting approval." in page
+    assert f'<a href="{reverse("merge-list")}">Show every merge</a>' in page
+
+
+@pytest.mark.django_db
+def test_an_unknown_merge_state_is_named_and_every_merge_shown(client, make_user):
+    # given
+    actor = helpers.steward(make_user)
+    merge = md.merge_request(
+        survivor=factories.account(), loser=factories.account(), actor=actor, reason="duplicate"
+    )
+    client.force_login(make_user("audrey", role="auditor"))
+    # when
+    response = client.get(reverse("merge-list"), {"state": "pending"})
+    # then
+    assert [m.pk for m in response.context["page"]] == [merge.pk]
+    assert "“pending” is not a merge state; showing every merge." in response.content.decode()

@@ -114,7 +114,9 @@ def test_as_of_page_shows_the_record_as_it_stood(client, make_user, story):
     # then
     values = dict(response.context["result"].values)
     assert (values["state"], values["hold_reason"]) == ("on_hold", "credit check")
-    assert "last changed 2026-03-02 09:00:00 by alice (credit check)" in response.content.decode()
+    assert (
+        "last changed 2026-03-02 09:00:00 UTC by alice (credit check)" in response.content.decode()
+    )
 
 
 @pytest.mark.django_db
@@ -228,8 +230,9 @@ def test_history_page_for_one_model_has_a_fixed_query_count(
     for _ in range(5):
         factories.order(account=story.order.account)
     # when: session, user, role groups, permissions (2), the rows with their previous rows'
-    # ids, the previous rows, the navigation's role groups
-    with django_assert_num_queries(8):
+    # ids, the previous rows, the accounts and legal entities the rows name, the navigation's
+    # role groups
+    with django_assert_num_queries(10):
         response = client.get(reverse("audit-history"), {"model": "q2c.order"})
     # then
     assert len(response.context["page"].entries) == 14
@@ -244,7 +247,7 @@ def test_history_page_across_models_reads_only_the_models_on_the_page(client, ma
         response = client.get(reverse("audit-history"))
     # then: session, user, groups, permissions (2), one UNION of every model's newest keys,
     # one read per model on the page, one read of the previous rows per model whose rows on
-    # the page have any, the navigation's groups
+    # the page have any, one read per model the changes reference, the navigation's groups
     entries = response.context["page"].entries
     on_page = {e.model for e in entries}
     with_previous = {e.model for e in entries if e.row._prev_history_id is not None}
@@ -252,7 +255,13 @@ def test_history_page_across_models_reads_only_the_models_on_the_page(client, ma
         {"masterdata.account", "masterdata.legalentity", "q2c.order", "q2c.orderline"},
         {"q2c.order"},
     )
-    assert len(queries) == 5 + 1 + len(on_page) + len(with_previous) + 1
+    referenced = {
+        entry.tracked.model._meta.get_field(change.field).related_model
+        for entry in entries
+        for change in entry.changes
+        if change.new_label or change.old_label
+    }
+    assert len(queries) == 5 + 1 + len(on_page) + len(with_previous) + len(referenced) + 1
 
 
 @pytest.mark.django_db
@@ -288,3 +297,18 @@ def test_a_nul_character_in_a_filter_is_reported_not_a_server_error(client, make
     assert response.context["errors"] == ["actor must not contain NUL characters"]
     assert len(response.context["page"].entries) == 4
     assert as_of.status_code == 400
+
+
+@pytest.mark.django_db
+def test_changes_name_their_fields_and_show_references_by_business_id(client, make_user, story):
+    # given
+    signed_in(client, make_user, "auditor")
+    # when
+    page = client.get(reverse("audit-history"), {"model": "q2c.order"}).content.decode()
+    # then: the order's account and legal entity by their ids, under the fields' names
+    order = story.order
+    account_set = re.findall(r'title="account_id">account</span> <ins>([^<]*)</ins>', page)
+    entity_set = re.findall(r'title="legal_entity_id">legal entity</span> <ins>([^<]*)</ins>', page)
+    assert account_set == [order.account.enterprise_id]
+    assert entity_set == [order.legal_entity.enterprise_id]
+    assert f"<ins>{order.account_id}</ins>" not in page
