@@ -14,6 +14,12 @@ pool, concurrency 8, every queue) on PostgreSQL and Redis, connector rate limits
    the mean queue wait (enqueued -> started), run time (started -> finished), time inside
    the outbound calls it made, and the orchestration overhead (run time - outbound time).
 
+Before all that it measures the ceiling in the same run (``bench/ceiling_chain.py``): as many
+bare Celery chains as quotes, each as many steps long as the quote-to-cash workflow, each
+step one committed INSERT and the enqueue of the next, two prefork workers with acks_late and
+prefetch 1 on the same PostgreSQL and Redis. The last line printed is
+``pipeline: X orders/s; ceiling: Y orders/s; ratio: Z%``.
+
 Run: ``.venv/bin/python bench/pipeline.py [--quotes 200]``
 """
 
@@ -38,7 +44,9 @@ import requests
 
 from bench._common import (
     BIN,
+    DATABASE_URL,
     GUNICORN_ARGS,
+    REDIS_URL,
     Children,
     bench_environment,
     children,
@@ -149,6 +157,46 @@ class Sandbox:
         self.post("cpq", f"/quotes/{quote['Id']}/approve", {})
 
 
+def ceiling_measure(env: dict[str, str], *, chains: int, timeout_s: float) -> float:
+    """Orders per second of the bare chain (see the module docstring); 0.0 if it timed out."""
+    from orchestration.workflows.quote_to_cash import QUOTE_TO_CASH
+
+    steps = len(QUOTE_TO_CASH.steps)
+    os.environ["CEILING_BROKER_URL"] = REDIS_URL
+    from bench import ceiling_chain
+
+    ceiling_chain.table_create(DATABASE_URL)
+    ceiling_env = {**env, "CEILING_DATABASE_URL": DATABASE_URL, "CEILING_BROKER_URL": REDIS_URL}
+    with children() as kids:
+        name = f"ceiling-{os.getpid()}@127.0.0.1"
+        kids.start("pipeline-ceiling-worker", [str(BIN / "celery"), "-A", "bench.ceiling_chain",
+                   "worker", "-Q", "ceiling", "--pool", "prefork", "-c", str(WORKERS),
+                   "--hostname", name, "--loglevel", "WARNING", "--without-gossip",
+                   "--without-mingle"], ceiling_env)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not ceiling_chain.app.control.ping(destination=[name], timeout=1.0):
+            kids.check_alive()
+            if time.monotonic() > deadline:
+                raise SystemExit("the ceiling worker did not answer a ping within 60 s")
+        step(f"ceiling: {chains} bare chains of {steps} steps, {WORKERS} prefork workers")
+        started = time.monotonic()
+        for n in range(chains):
+            ceiling_chain.ceiling_step.delay(n, 0, steps)
+        done = 0
+        while done < chains and time.monotonic() - started < timeout_s:
+            kids.check_alive()
+            time.sleep(0.2)
+            done = ceiling_chain.finished(DATABASE_URL, steps)
+        elapsed = time.monotonic() - started
+    redis_flush()
+    if done < chains:
+        step(f"ceiling: only {done}/{chains} chains finished in {elapsed:.0f} s")
+        return 0.0
+    rate = chains / elapsed
+    step(f"ceiling: {rate:.1f} orders/s ({rate * steps:.0f} steps/s)")
+    return rate
+
+
 def progress() -> tuple[int, int, int, int]:
     """(orders, active, stopped by an open exception, steps succeeded), read fresh."""
     from django.db import connections
@@ -253,6 +301,7 @@ def main() -> None:
     from tests.integration.q2c_env import catalog_seed
 
     catalog_seed()
+    ceiling = ceiling_measure(env, chains=args.quotes, timeout_s=args.timeout)
     with children() as kids:
         kids.start("pipeline-sandbox", [sys.executable, "manage.py", "sandbox",
                    "--port", str(sandbox_port), "--seed", "5", "--erp-approval-delay", "0",
@@ -324,6 +373,7 @@ def main() -> None:
     print("database work per active order: " + ", ".join(work))
     if not done:
         print("no order became active")
+        print(f"pipeline: 0.0 orders/s; ceiling: {ceiling:.1f} orders/s; ratio: 0%")
         return
     last_activated = max(activated for _, activated in done)
     span_s = (last_activated - started_at).total_seconds()
@@ -349,6 +399,10 @@ def main() -> None:
 
         print(f"{'all steps':<28}{total_runs:>6}{weighted(2):>12.1f}{weighted(3):>10.1f}"
               f"{weighted(4):>7.1f}{weighted(5):>10.1f}{weighted(6):>10.1f}")  # fmt: skip
+    rate = len(done) / span_s
+    ratio = f"{100 * rate / ceiling:.0f}%" if ceiling else "n/a (the ceiling did not finish)"
+    print()
+    print(f"pipeline: {rate:.1f} orders/s; ceiling: {ceiling:.1f} orders/s; ratio: {ratio}")
 
 
 if __name__ == "__main__":

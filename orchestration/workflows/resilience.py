@@ -43,9 +43,21 @@ def _open_seconds() -> float:
     return float(getattr(settings, "CIRCUIT_OPEN_SECONDS", 30))
 
 
+def _closed_and_clean(system: str) -> bool:
+    return CircuitBreaker.objects.filter(
+        system=system, state=CircuitState.CLOSED, consecutive_failures=0
+    ).exists()
+
+
 def circuit_allow(*, system: str, now: dt.datetime | None = None) -> float | None:
-    """None if a call to ``system`` may go ahead, else the seconds until it may."""
+    """None if a call to ``system`` may go ahead, else the seconds until it may.
+
+    A closed breaker (the usual case) is read without a lock or a transaction: only a breaker
+    that is open or half-open needs the row lock that lets exactly one caller make the trial.
+    """
     now = now or timezone.now()
+    if _closed_and_clean(system):
+        return None
     with transaction.atomic():
         CircuitBreaker.objects.get_or_create(system=system)
         breaker = CircuitBreaker.objects.select_for_update().get(system=system)
@@ -63,8 +75,14 @@ def circuit_allow(*, system: str, now: dt.datetime | None = None) -> float | Non
 def circuit_record(
     *, system: str, ok: bool, error: str = "", now: dt.datetime | None = None
 ) -> str:
-    """Count a call's outcome; returns the breaker state after it."""
+    """Count a call's outcome; returns the breaker state after it.
+
+    A success on a closed breaker with no failures counted changes nothing, so it writes
+    nothing (no lock, no commit): the hot path of every successful external step.
+    """
     now = now or timezone.now()
+    if ok and _closed_and_clean(system):
+        return CircuitState.CLOSED
     with transaction.atomic():
         CircuitBreaker.objects.get_or_create(system=system)
         breaker = CircuitBreaker.objects.select_for_update().get(system=system)

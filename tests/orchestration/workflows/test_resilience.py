@@ -1,0 +1,66 @@
+"""The circuit breaker: its hot path (a closed breaker, a successful call) takes no lock and
+writes nothing; every other path still goes through the locked row."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from orchestration.workflows.models import CircuitBreaker, CircuitState
+from orchestration.workflows.resilience import circuit_allow, circuit_record
+
+
+@pytest.mark.django_db
+def test_a_success_on_a_closed_breaker_reads_one_row_and_writes_nothing():
+    # given
+    CircuitBreaker.objects.create(system="erp")
+    # when
+    with CaptureQueriesContext(connection) as queries:
+        allowed = circuit_allow(system="erp")
+        state = circuit_record(system="erp", ok=True)
+    # then
+    assert allowed is None
+    assert state == CircuitState.CLOSED
+    statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
+    assert statements == ["SELECT", "SELECT"]
+    assert not any("FOR UPDATE" in q["sql"] for q in queries.captured_queries)
+
+
+@pytest.mark.django_db
+def test_a_failure_is_counted_under_the_lock_and_a_later_success_clears_it(settings):
+    # given
+    settings.CIRCUIT_FAILURE_THRESHOLD = 3
+    # when
+    circuit_record(system="billing", ok=False, error="500")
+    failed = CircuitBreaker.objects.get(system="billing")
+    circuit_record(system="billing", ok=True)
+    cleared = CircuitBreaker.objects.get(system="billing")
+    # then
+    assert (failed.state, failed.consecutive_failures, failed.last_failure) == (
+        CircuitState.CLOSED,
+        1,
+        "500",
+    )
+    assert (cleared.state, cleared.consecutive_failures) == (CircuitState.CLOSED, 0)
+
+
+@pytest.mark.django_db
+def test_an_open_breaker_lets_exactly_one_trial_through_once_it_is_due(settings):
+    # given
+    settings.CIRCUIT_FAILURE_THRESHOLD = 1
+    settings.CIRCUIT_OPEN_SECONDS = 30
+    now = timezone.now()
+    circuit_record(system="tax", ok=False, error="timeout", now=now)
+    # when
+    early = circuit_allow(system="tax", now=now + dt.timedelta(seconds=10))
+    trial = circuit_allow(system="tax", now=now + dt.timedelta(seconds=31))
+    second = circuit_allow(system="tax", now=now + dt.timedelta(seconds=31))
+    # then
+    assert early == pytest.approx(20.0)
+    assert trial is None
+    assert second == 30.0  # half-open: the trial is under way, nobody else goes
+    assert CircuitBreaker.objects.get(system="tax").state == CircuitState.HALF_OPEN
