@@ -9,6 +9,9 @@ each into the canonical envelope that is then validated against its JSON Schema:
   ``subscription.activated``
 - ``invoice.finalized`` -> ``invoice.posted``
 - ``invoice.paid`` / ``invoice.payment_succeeded`` -> ``payment.received``
+- ``invoice.payment_failed`` -> ``payment.failed``, ``invoice.voided`` -> ``invoice.voided``
+- ``charge.refunded`` -> ``payment.refunded`` (its latest refund), ``credit_note.created`` ->
+  ``credit_note.issued``
 
 Anything else (and a subscription that is not active yet) is unmappable: ``EventRejected``
 with the reason, so the raw event stays visible with why nothing happened.
@@ -32,6 +35,7 @@ from q2c.models import Contract
 SUBSCRIPTION_EVENTS = ("customer.subscription.created", "customer.subscription.updated")
 INVOICE_POSTED_EVENTS = ("invoice.finalized",)
 PAYMENT_EVENTS = ("invoice.paid", "invoice.payment_succeeded")
+PAYMENT_FAILED_EVENTS = ("invoice.payment_failed",)
 
 
 def is_stripe_event(payload: Any) -> bool:
@@ -185,6 +189,76 @@ def _payment_received(event: dict[str, Any], invoice: dict[str, Any]) -> dict[st
     return _envelope(event, "payment.received", data)
 
 
+def _money(amount: Any, currency: str) -> str:
+    return str(decimal_from_minor_units(int(amount or 0), currency))
+
+
+def _payment_failed(event: dict[str, Any], invoice: dict[str, Any]) -> dict[str, Any]:
+    currency = str(invoice["currency"])
+    # The reason is on the charge, when the event carries it expanded.
+    charge = invoice.get("charge")
+    reason = charge.get("failure_message") if isinstance(charge, dict) else None
+    attempt = _id_of(charge or invoice.get("payment_intent"))
+    data = {
+        # One failed attempt per invoice and attempt count when Stripe names no charge.
+        "external_payment_id": attempt or f"{invoice['id']}:attempt-{invoice.get('attempt_count')}",
+        "external_invoice_id": str(invoice["id"]),
+        "amount": _money(invoice.get("amount_due"), currency),
+        "currency": currency.upper(),
+        "failed_at": _timestamp(event.get("created") or 0),
+        "failure_reason": str(
+            reason or f"payment attempt {invoice.get('attempt_count') or 1} failed"
+        )[:2000],
+        "method": "card" if invoice.get("collection_method") != "send_invoice" else "other",
+    }
+    return _envelope(event, "payment.failed", data)
+
+
+def _invoice_voided(event: dict[str, Any], invoice: dict[str, Any]) -> dict[str, Any]:
+    transitions = invoice.get("status_transitions") or {}
+    data: dict[str, Any] = {
+        "external_invoice_id": str(invoice["id"]),
+        "voided_at": _timestamp(transitions.get("voided_at") or event.get("created") or 0),
+    }
+    if invoice.get("number"):
+        data["invoice_number"] = str(invoice["number"])
+    return _envelope(event, "invoice.voided", data)
+
+
+def _charge_refunded(event: dict[str, Any], charge: dict[str, Any]) -> dict[str, Any]:
+    """The charge's latest refund (Stripe sends the charge with its refunds, newest first)."""
+    refunds = (charge.get("refunds") or {}).get("data") or []
+    if not refunds:
+        raise EventRejected(f"charge {charge.get('id')} carries no refund")
+    refund = refunds[0]
+    currency = str(refund.get("currency") or charge["currency"])
+    data: dict[str, Any] = {
+        "external_refund_id": str(refund["id"]),
+        "external_payment_id": str(charge["id"]),
+        "amount": _money(refund.get("amount"), currency),
+        "currency": currency.upper(),
+        "refunded_at": _timestamp(refund.get("created") or event.get("created") or 0),
+        "reason": str(refund.get("reason") or ""),
+    }
+    if charge.get("invoice"):
+        data["external_invoice_id"] = _id_of(charge["invoice"])
+    return _envelope(event, "payment.refunded", data)
+
+
+def _credit_note_issued(event: dict[str, Any], note: dict[str, Any]) -> dict[str, Any]:
+    currency = str(note["currency"])
+    data = {
+        "external_credit_note_id": str(note["id"]),
+        "credit_note_number": str(note.get("number") or note["id"]),
+        "external_invoice_id": _id_of(note.get("invoice")),
+        "amount": _money(note.get("amount"), currency),
+        "currency": currency.upper(),
+        "issued_at": _timestamp(note.get("created") or event.get("created") or 0),
+        "reason": str(note.get("memo") or note.get("reason") or ""),
+    }
+    return _envelope(event, "credit_note.issued", data)
+
+
 def stripe_event_canonical(payload: dict[str, Any]) -> dict[str, Any]:
     """The canonical envelope for a Stripe event, or ``EventRejected`` with the reason."""
     event_type = str(payload.get("type") or "")
@@ -197,4 +271,12 @@ def stripe_event_canonical(payload: dict[str, Any]) -> dict[str, Any]:
         return _invoice_posted(payload, obj)
     if event_type in PAYMENT_EVENTS:
         return _payment_received(payload, obj)
+    if event_type in PAYMENT_FAILED_EVENTS:
+        return _payment_failed(payload, obj)
+    if event_type == "invoice.voided":
+        return _invoice_voided(payload, obj)
+    if event_type == "charge.refunded":
+        return _charge_refunded(payload, obj)
+    if event_type == "credit_note.created":
+        return _credit_note_issued(payload, obj)
     raise EventRejected(f"Stripe event type {event_type!r} has no canonical counterpart")

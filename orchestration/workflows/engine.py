@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -258,9 +258,18 @@ def workflow_start(
 
 
 def _claim(step_id: int, now: dt.datetime) -> StepRun | None:
-    """Move a runnable step to ``running`` (committed) or say there is nothing to do."""
+    """Move a runnable step to ``running`` (committed) or say there is nothing to do.
+
+    Here and wherever a step is locked, only the step's row is (``of=("self",)``): a lock on
+    its run too would be taken in no defined order against ``workflow_signal``, which holds
+    the run's key-share lock while it waits for the step (a deadlock, seen under load)."""
     with transaction.atomic():
-        step = StepRun.objects.select_for_update().select_related("run").filter(pk=step_id).first()
+        step = (
+            StepRun.objects.select_for_update(of=("self",))
+            .select_related("run")
+            .filter(pk=step_id)
+            .first()
+        )
         if step is None:
             return None
         runnable = step.state == StepState.QUEUED or (
@@ -350,7 +359,9 @@ def _run_handler(
 
 def _mark_waiting(step: StepRun) -> str:
     with transaction.atomic():
-        locked = StepRun.objects.select_for_update().select_related("run").get(pk=step.pk)
+        locked = (
+            StepRun.objects.select_for_update(of=("self",)).select_related("run").get(pk=step.pk)
+        )
         if locked.state != StepState.RUNNING:
             return locked.state
         # The signal may have landed between our check and this lock: look once more.
@@ -441,7 +452,9 @@ def _retry_or_fail(
 def _fail(*, step: StepRun, definition: WorkflowDef, error: StepFailed) -> str:
     actor = Actor.system("worker")
     with transaction.atomic(), audit_context(actor=actor, reason=f"step {step.name} failed"):
-        locked = StepRun.objects.select_for_update().select_related("run").get(pk=step.pk)
+        locked = (
+            StepRun.objects.select_for_update(of=("self",)).select_related("run").get(pk=step.pk)
+        )
         if locked.state != StepState.RUNNING:
             return locked.state
         locked.state = StepState.FAILED
@@ -460,6 +473,25 @@ def _fail(*, step: StepRun, definition: WorkflowDef, error: StepFailed) -> str:
     return StepState.FAILED
 
 
+def _run_key_share(run: WorkflowRun) -> None:
+    """Take now the lock the new signal's foreign key takes on its run at commit.
+
+    PostgreSQL checks the (deferred) foreign key at commit with ``FOR KEY SHARE`` on the run.
+    Taken there, after this transaction locked the waiting step, it deadlocks with a worker
+    that holds the run (``_succeed``, ``FOR UPDATE``) and is about to queue that very step:
+    seen when billing's subscription.activated arrived while the step before activation
+    finished. Taken first, a worker holding the run makes this wait, never the reverse; a
+    worker marking the step waiting updates the run without conflicting with it. SQLite
+    serialises writers and has no row locks."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {WorkflowRun._meta.db_table} WHERE id = %s FOR KEY SHARE",  # noqa: S608
+            [run.pk],
+        )
+
+
 def workflow_signal(*, run: WorkflowRun, event_type: str, payload: dict[str, Any]) -> bool:
     """Deliver an external event to a run; safe to call twice, early or late.
 
@@ -468,6 +500,7 @@ def workflow_signal(*, run: WorkflowRun, event_type: str, payload: dict[str, Any
     reaches the run.
     """
     with transaction.atomic():
+        _run_key_share(run)
         _, created = WorkflowSignal.objects.get_or_create(
             run=run, event_type=event_type, defaults={"payload": payload}
         )
@@ -514,7 +547,9 @@ def step_retry(*, step: StepRun, actor: Actor, reason: str) -> StepRun:
     that is not failed (``STATE``). Returns the step, queued."""
     reason_require(reason, "a reason is required to retry")
     with transaction.atomic(), audit_context(actor=actor, reason=reason):
-        locked = StepRun.objects.select_for_update().select_related("run").get(pk=step.pk)
+        locked = (
+            StepRun.objects.select_for_update(of=("self",)).select_related("run").get(pk=step.pk)
+        )
         if locked.state != StepState.FAILED:
             raise Refused(
                 f"step {locked.name} is {locked.state}, only a failed step is retried",

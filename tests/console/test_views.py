@@ -286,7 +286,7 @@ RECORD_LIST_QUERIES = LIST_QUERIES + 1
     [
         ("order-list", add_orders, '<td><a href="/orders/ORD-', RECORD_LIST_QUERIES),
         ("contract-list", add_contracts, "<td>CTR-", RECORD_LIST_QUERIES),
-        ("invoice-list", add_invoices, "<td>INV-", LIST_QUERIES),
+        ("invoice-list", add_invoices, '<td><a href="/invoices/INV-', LIST_QUERIES),
         ("account-list", add_accounts, '">ACC-', LIST_QUERIES),
     ],
 )

@@ -232,6 +232,7 @@ def test_every_history_model_is_tracked():
         "q2c.payment",
         "q2c.quote",
         "q2c.quoteline",
+        "q2c.refund",
         "q2c.usagerecord",
     ]
 

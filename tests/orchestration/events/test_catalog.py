@@ -17,9 +17,10 @@ def test_every_canonical_event_has_a_v1_schema_and_nothing_else_does():
     # then
     assert on_disk == sorted(CANONICAL_EVENT_TYPES)
     assert sorted(CANONICAL_EVENT_TYPES) == [
-        "amendment.processed", "cancellation.processed", "invoice.posted", "order.accepted",
-        "payment.received", "quote.approved", "renewal.processed", "subscription.activated",
-        "usage.reported",
+        "amendment.processed", "cancellation.processed", "credit_note.issued", "invoice.posted",
+        "invoice.voided", "order.accepted", "order.rejected", "payment.failed",
+        "payment.received", "payment.refunded", "quote.approved", "renewal.processed",
+        "subscription.activated", "usage.reported",
     ]  # fmt: skip
 
 

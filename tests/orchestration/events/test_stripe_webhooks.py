@@ -214,3 +214,60 @@ def test_a_subscription_without_a_tandem_contract_is_unmappable(db):
     # when / then
     with pytest.raises(EventRejected, match="names no Tandem contract"):
         stripe_event_canonical(event("customer.subscription.created", subscription(x="y")))
+
+
+def test_a_failed_invoice_payment_maps_onto_payment_failed():
+    # given
+    charge = {"id": "ch_0002", "object": "charge", "failure_message": "card declined"}
+    failed = {**invoice(), "status": "open", "amount_due": 10800, "attempt_count": 1,
+              "charge": charge}  # fmt: skip
+    # when
+    canonical = stripe_event_canonical(event("invoice.payment_failed", failed))
+    # then
+    assert canonical["data"] == {
+        "external_payment_id": "ch_0002", "external_invoice_id": "in_0001", "amount": "108.00",
+        "currency": "GBP", "failed_at": "2026-09-21T14:13:25Z", "failure_reason": "card declined",
+        "method": "card",
+    }  # fmt: skip
+    assert event_validate(system="billing", payload=canonical) == "payment.failed"
+
+
+def test_a_refunded_charge_maps_its_latest_refund_onto_payment_refunded():
+    # given
+    charge = {"id": "ch_0001", "object": "charge", "currency": "gbp", "invoice": "in_0001",
+              "refunds": {"data": [{"id": "re_2", "amount": 800, "currency": "gbp",
+                                    "created": NOW + 90, "reason": "requested_by_customer"},
+                                   {"id": "re_1", "amount": 1000, "currency": "gbp"}]}}  # fmt: skip
+    # when
+    canonical = stripe_event_canonical(event("charge.refunded", charge))
+    # then
+    assert canonical["data"] == {
+        "external_refund_id": "re_2", "external_payment_id": "ch_0001",
+        "external_invoice_id": "in_0001", "amount": "8.00", "currency": "GBP",
+        "refunded_at": "2026-09-21T14:14:50Z", "reason": "requested_by_customer",
+    }  # fmt: skip
+    assert event_validate(system="billing", payload=canonical) == "payment.refunded"
+
+
+def test_a_credit_note_and_a_void_map_onto_their_canonical_events():
+    # given
+    note = {"id": "cn_1", "object": "credit_note", "number": "TANDEM-0001-CN-01",
+            "invoice": "in_0001", "amount": 500, "currency": "gbp", "created": NOW,
+            "memo": "outage", "reason": None}  # fmt: skip
+    voided = {**invoice(), "status": "void",
+              "status_transitions": {"finalized_at": NOW, "voided_at": NOW + 30}}  # fmt: skip
+    # when
+    credit = stripe_event_canonical(event("credit_note.created", note))
+    void = stripe_event_canonical(event("invoice.voided", voided))
+    # then
+    assert credit["data"] == {
+        "external_credit_note_id": "cn_1", "credit_note_number": "TANDEM-0001-CN-01",
+        "external_invoice_id": "in_0001", "amount": "5.00", "currency": "GBP",
+        "issued_at": "2026-09-21T14:13:20Z", "reason": "outage",
+    }  # fmt: skip
+    assert void["data"] == {
+        "external_invoice_id": "in_0001", "voided_at": "2026-09-21T14:13:50Z",
+        "invoice_number": "TANDEM-0001",
+    }  # fmt: skip
+    assert event_validate(system="billing", payload=credit) == "credit_note.issued"
+    assert event_validate(system="billing", payload=void) == "invoice.voided"
