@@ -427,51 +427,75 @@ def _supersede(rated: list[_Rated]) -> dict[tuple[int, int, dt.date], Decimal]:
     return deltas
 
 
+_RECORD_COLUMNS = [
+    "id", "enterprise_id", "created_at", "updated_at", "state_changed_at", "contract_id",
+    "product_id", "quantity", "occurred_at", "source_system", "source_event_id", "state",
+    "rejection_reason", "contract_version_id", "period_start", "currency", "unit_price",
+    "amount", "corrects_id", "superseded",
+]  # fmt: skip
+
+
+def _record_pks(count: int) -> list[int]:
+    """``count`` primary keys for new usage records, taken from the table's sequence on
+    PostgreSQL (so one COPY writes them and nothing reads them back); on SQLite the next ones
+    after the largest (the ingest holds SQLite's only write lock)."""
+    table = UsageRecord._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                [table, count],
+            )
+            return [row[0] for row in cursor.fetchall()]
+        cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}")  # noqa: S608 (our table)
+        (last,) = cursor.fetchone()
+    return list(range(last + 1, last + 1 + count))
+
+
 def _insert_records(
     rated: list[_Rated], *, source_system: str, now: dt.datetime, actor: Actor, reason: str
 ) -> None:
     """The records and their history rows ("+", the actor, the reason), numbered USG-…."""
-    ops = connection.ops
     first = _identifiers_take(len(rated))
-    at = ops.adapt_datetimefield_value(now)
+    pks = _record_pks(len(rated))
     prefix = PREFIXES["usage"]
-    decimal = ops.adapt_decimalfield_value
-    record_columns = [
-        "enterprise_id", "created_at", "updated_at", "state_changed_at", "contract_id",
-        "product_id", "quantity", "occurred_at", "source_system", "source_event_id", "state",
-        "rejection_reason", "contract_version_id", "period_start", "currency", "unit_price",
-        "amount", "corrects_id", "superseded",
-    ]  # fmt: skip
+    rated_state = UsageState.RATED.value
     rows: list[tuple[Any, ...]] = []
     for offset, r in enumerate(rated):
         amount = (r.row.quantity * r.price.unit_price).quantize(_PLACES, ROUND_HALF_EVEN)
         rows.append(
             (
-                format_identifier(prefix, first + offset), at, at, at, r.contract_pk,
-                r.price.product_id, decimal(r.row.quantity, 18, 4),
-                ops.adapt_datetimefield_value(r.row.occurred_at), source_system, r.row.usage_id,
-                UsageState.RATED.value, "", r.version_pk, ops.adapt_datefield_value(r.period_start),
-                r.currency, decimal(r.price.unit_price, 18, 4), decimal(amount, 18, 4),
-                r.corrects_pk, False,
+                pks[offset], format_identifier(prefix, first + offset), now, now, now,
+                r.contract_pk, r.price.product_id, r.row.quantity, r.row.occurred_at,
+                source_system, r.row.usage_id, rated_state, "", r.version_pk, r.period_start,
+                r.currency, r.price.unit_price, amount, r.corrects_pk, False,
             )
         )  # fmt: skip
-    _insert_rows(UsageRecord._meta.db_table, record_columns, rows)
-    # The new rows' primary keys, by their (gap-free, just reserved) enterprise ids.
-    pks = dict(
-        UsageRecord.objects.filter(
-            enterprise_id__gte=format_identifier(prefix, first),
-            enterprise_id__lte=format_identifier(prefix, first + len(rated) - 1),
-        ).values_list("enterprise_id", "pk")
-    )
+    if connection.vendor != "postgresql":
+        rows = [_adapted(row) for row in rows]
+    _insert_rows(UsageRecord._meta.db_table, _RECORD_COLUMNS, rows)
     history_model: Any = UsageRecord.history.model  # type: ignore[attr-defined]
     history_columns = [
-        "id", *record_columns, "history_date", "history_change_reason", "history_type",
+        *_RECORD_COLUMNS, "history_date", "history_change_reason", "history_type",
         "history_user_id",
     ]  # fmt: skip
-    user_id = actor.user.pk
-    why = reason_fit(reason)
-    history = [(pks[row[0]], *row, at, why, "+", user_id) for row in rows]
-    _insert_rows(history_model._meta.db_table, history_columns, history)
+    tail = (rows[0][2], reason_fit(reason), "+", actor.user.pk) if rows else ()
+    _insert_rows(history_model._meta.db_table, history_columns, [row + tail for row in rows])
+
+
+def _adapted(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A record row's values as the SQLite backend stores them (Django's adapters)."""
+    ops = connection.ops
+    return tuple(
+        ops.adapt_datetimefield_value(value)
+        if isinstance(value, dt.datetime)
+        else ops.adapt_datefield_value(value)
+        if isinstance(value, dt.date)
+        else ops.adapt_decimalfield_value(value, 18, 4)
+        if isinstance(value, Decimal)
+        else value
+        for value in row
+    )
 
 
 def usage_reports_refresh(
