@@ -28,7 +28,7 @@ from simple_history.utils import bulk_create_with_history
 
 from core.audit import Actor, audit_context, current_actor, current_reason, reason_fit
 from core.errors import reason_require
-from core.identifiers import PREFIXES, format_identifier
+from core.identifiers import PREFIXES, WIDTH, format_identifier
 from core.models import IdentifierCounter
 from core.money import AMOUNT_PLACES
 from core.records import LineKind
@@ -428,28 +428,11 @@ def _supersede(rated: list[_Rated]) -> dict[tuple[int, int, dt.date], Decimal]:
 
 
 _RECORD_COLUMNS = [
-    "id", "enterprise_id", "created_at", "updated_at", "state_changed_at", "contract_id",
+    "enterprise_id", "created_at", "updated_at", "state_changed_at", "contract_id",
     "product_id", "quantity", "occurred_at", "source_system", "source_event_id", "state",
     "rejection_reason", "contract_version_id", "period_start", "currency", "unit_price",
     "amount", "corrects_id", "superseded",
 ]  # fmt: skip
-
-
-def _record_pks(count: int) -> list[int]:
-    """``count`` primary keys for new usage records, taken from the table's sequence on
-    PostgreSQL (so one COPY writes them and nothing reads them back); on SQLite the next ones
-    after the largest (the ingest holds SQLite's only write lock)."""
-    table = UsageRecord._meta.db_table
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-                [table, count],
-            )
-            return [row[0] for row in cursor.fetchall()]
-        cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}")  # noqa: S608 (our table)
-        (last,) = cursor.fetchone()
-    return list(range(last + 1, last + 1 + count))
 
 
 def _insert_records(
@@ -457,7 +440,6 @@ def _insert_records(
 ) -> None:
     """The records and their history rows ("+", the actor, the reason), numbered USG-…."""
     first = _identifiers_take(len(rated))
-    pks = _record_pks(len(rated))
     prefix = PREFIXES["usage"]
     rated_state = UsageState.RATED.value
     rows: list[tuple[Any, ...]] = []
@@ -465,7 +447,7 @@ def _insert_records(
         amount = (r.row.quantity * r.price.unit_price).quantize(_PLACES, ROUND_HALF_EVEN)
         rows.append(
             (
-                pks[offset], format_identifier(prefix, first + offset), now, now, now,
+                format_identifier(prefix, first + offset), now, now, now,
                 r.contract_pk, r.price.product_id, r.row.quantity, r.row.occurred_at,
                 source_system, r.row.usage_id, rated_state, "", r.version_pk, r.period_start,
                 r.currency, r.price.unit_price, amount, r.corrects_pk, False,
@@ -474,13 +456,42 @@ def _insert_records(
     if connection.vendor != "postgresql":
         rows = [_adapted(row) for row in rows]
     _insert_rows(UsageRecord._meta.db_table, _RECORD_COLUMNS, rows)
+    for low, high in _same_width_ranges(first, first + len(rated) - 1):
+        _history_copy(
+            first=format_identifier(prefix, low),
+            last=format_identifier(prefix, high),
+            at=rows[0][1],
+            reason=reason_fit(reason),
+            user_id=actor.user.pk,
+        )
+
+
+def _same_width_ranges(first: int, last: int) -> list[tuple[int, int]]:
+    """``first``..``last`` cut where the number gains a digit, so each part is one range of
+    enterprise ids in text order too (USG-999999 sorts after USG-1000000)."""
+    ranges = []
+    while first <= last:
+        width_end = 10 ** max(len(str(first)), WIDTH) - 1
+        ranges.append((first, min(last, width_end)))
+        first = width_end + 1
+    return ranges
+
+
+def _history_copy(*, first: str, last: str, at: Any, reason: str | None, user_id: int) -> None:
+    """The "+" history row of every record just written (``first``..``last``, a gap-free
+    range of the unique enterprise ids), copied inside the database: one INSERT … SELECT."""
     history_model: Any = UsageRecord.history.model  # type: ignore[attr-defined]
-    history_columns = [
-        *_RECORD_COLUMNS, "history_date", "history_change_reason", "history_type",
-        "history_user_id",
-    ]  # fmt: skip
-    tail = (rows[0][2], reason_fit(reason), "+", actor.user.pk) if rows else ()
-    _insert_rows(history_model._meta.db_table, history_columns, [row + tail for row in rows])
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(c) for c in ["id", *_RECORD_COLUMNS])
+    history_table = quote(history_model._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {history_table} ({columns}, history_date, history_change_reason, "  # noqa: S608 (our tables and columns)
+            f"history_type, history_user_id) SELECT {columns}, %s, %s, '+', %s "
+            f"FROM {quote(UsageRecord._meta.db_table)} "
+            "WHERE enterprise_id >= %s AND enterprise_id <= %s",
+            [at, reason, user_id, first, last],
+        )
 
 
 def _adapted(row: tuple[Any, ...]) -> tuple[Any, ...]:
