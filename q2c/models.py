@@ -685,13 +685,12 @@ class UsageState(models.TextChoices):
 
 
 class UsageRecord(ConcurrentTransitions, StatefulRecord):
-    """One usage measurement as a sender reported it, deduplicated by the sender's id.
+    """One usage measurement as a sender reported it, deduplicated by the sender's id."""
 
-    Rated when it comes in: ``contract_version`` is the version in force on the usage date,
-    ``unit_price`` that version's net price of the product, ``amount`` quantity x unit price.
-    A correction names the record it replaces (``corrects``); the replaced one is marked
-    ``superseded`` and only records that are not count towards their period's report.
-    """
+    # Rated when it comes in: ``contract_version`` is the version in force on the usage date,
+    # ``unit_price`` that version's net price of the product, ``amount`` quantity x unit price.
+    # A correction names the record it replaces (``corrects``); the replaced one is marked
+    # ``superseded`` and only records that are not count towards their period's report.
 
     # Not indexed here (unlike other records): no list sorts usage by them, and every index is
     # paid by each of thousands of records per request.
