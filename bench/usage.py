@@ -60,10 +60,11 @@ def _setup_contracts() -> list[str]:
         )  # fmt: skip
 
     def lines(price: str) -> list[services.LineInput]:
-        term = {"term_start": dt.date(YEAR, 1, 1), "term_end": dt.date(YEAR, 12, 31)}
+        start, end = dt.date(YEAR, 1, 1), dt.date(YEAR, 12, 31)
         seats = services.LineInput(
             product_code="SEATS", kind=LineKind.RECURRING, quantity=Decimal(10),
-            unit_price=Decimal("25"), billing_period=BillingPeriod.MONTH, **term,
+            unit_price=Decimal("25"), billing_period=BillingPeriod.MONTH, term_start=start,
+            term_end=end,
         )  # fmt: skip
         usage = [
             services.LineInput(
@@ -71,7 +72,8 @@ def _setup_contracts() -> list[str]:
                 kind=LineKind.USAGE,
                 quantity=Decimal(0),
                 unit_price=Decimal(price),
-                **term,
+                term_start=start,
+                term_end=end,
             )
             for sku in PRODUCTS
         ]

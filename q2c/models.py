@@ -890,14 +890,17 @@ class UsageState(models.TextChoices):
 
 
 class UsageRecord(ConcurrentTransitions, StatefulRecord):
-    """One usage measurement as a sender reported it, deduplicated by the sender's id.
+    """One usage measurement as a sender reported it, deduplicated by the sender's id."""
 
-    Rated when it comes in: ``contract_version`` is the version in force on the usage date,
-    ``unit_price`` that version's net price of the product, ``amount`` quantity x unit price.
-    A correction names the record it replaces (``corrects``); the replaced one is marked
-    ``superseded`` and only records that are not count towards their period's report.
-    """
+    # Rated when it comes in: ``contract_version`` is the version in force on the usage date,
+    # ``unit_price`` that version's net price of the product, ``amount`` quantity x unit price.
+    # A correction names the record it replaces (``corrects``); the replaced one is marked
+    # ``superseded`` and only records that are not count towards their period's report.
 
+    # Not indexed here (unlike other records): no list sorts usage by them, and every index is
+    # paid by each of thousands of records per request.
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    state_changed_at = models.DateTimeField(default=timezone.now)
     contract = models.ForeignKey(Contract, on_delete=models.PROTECT, related_name="usage_records")
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="usage_records")
     quantity = models.DecimalField(max_digits=18, decimal_places=4)
@@ -924,7 +927,14 @@ class UsageRecord(ConcurrentTransitions, StatefulRecord):
     )  # fmt: skip
     superseded = models.BooleanField(default=False, help_text="replaced by a correction")
 
-    history = AuditedHistory()
+    # The history keeps the audit browser's indexes (newest first, by actor, by record id,
+    # by enterprise id) and none of the copied columns' own.
+    history = AuditedHistory(
+        no_db_index=[
+            "id", "created_at", "state_changed_at", "contract", "product", "contract_version",
+            "corrects",
+        ]
+    )  # fmt: skip
 
     class Meta:
         ordering = ["-occurred_at"]

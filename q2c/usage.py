@@ -28,7 +28,7 @@ from simple_history.utils import bulk_create_with_history
 
 from core.audit import Actor, audit_context, current_actor, current_reason, reason_fit
 from core.errors import reason_require
-from core.identifiers import PREFIXES, format_identifier
+from core.identifiers import PREFIXES, WIDTH, format_identifier
 from core.models import IdentifierCounter
 from core.money import AMOUNT_PLACES
 from core.records import LineKind
@@ -427,51 +427,86 @@ def _supersede(rated: list[_Rated]) -> dict[tuple[int, int, dt.date], Decimal]:
     return deltas
 
 
+_RECORD_COLUMNS = [
+    "enterprise_id", "created_at", "updated_at", "state_changed_at", "contract_id",
+    "product_id", "quantity", "occurred_at", "source_system", "source_event_id", "state",
+    "rejection_reason", "contract_version_id", "period_start", "currency", "unit_price",
+    "amount", "corrects_id", "superseded",
+]  # fmt: skip
+
+
 def _insert_records(
     rated: list[_Rated], *, source_system: str, now: dt.datetime, actor: Actor, reason: str
 ) -> None:
     """The records and their history rows ("+", the actor, the reason), numbered USG-…."""
-    ops = connection.ops
     first = _identifiers_take(len(rated))
-    at = ops.adapt_datetimefield_value(now)
     prefix = PREFIXES["usage"]
-    decimal = ops.adapt_decimalfield_value
-    record_columns = [
-        "enterprise_id", "created_at", "updated_at", "state_changed_at", "contract_id",
-        "product_id", "quantity", "occurred_at", "source_system", "source_event_id", "state",
-        "rejection_reason", "contract_version_id", "period_start", "currency", "unit_price",
-        "amount", "corrects_id", "superseded",
-    ]  # fmt: skip
+    rated_state = UsageState.RATED.value
     rows: list[tuple[Any, ...]] = []
     for offset, r in enumerate(rated):
         amount = (r.row.quantity * r.price.unit_price).quantize(_PLACES, ROUND_HALF_EVEN)
         rows.append(
             (
-                format_identifier(prefix, first + offset), at, at, at, r.contract_pk,
-                r.price.product_id, decimal(r.row.quantity, 18, 4),
-                ops.adapt_datetimefield_value(r.row.occurred_at), source_system, r.row.usage_id,
-                UsageState.RATED.value, "", r.version_pk, ops.adapt_datefield_value(r.period_start),
-                r.currency, decimal(r.price.unit_price, 18, 4), decimal(amount, 18, 4),
-                r.corrects_pk, False,
+                format_identifier(prefix, first + offset), now, now, now,
+                r.contract_pk, r.price.product_id, r.row.quantity, r.row.occurred_at,
+                source_system, r.row.usage_id, rated_state, "", r.version_pk, r.period_start,
+                r.currency, r.price.unit_price, amount, r.corrects_pk, False,
             )
         )  # fmt: skip
-    _insert_rows(UsageRecord._meta.db_table, record_columns, rows)
-    # The new rows' primary keys, by their (gap-free, just reserved) enterprise ids.
-    pks = dict(
-        UsageRecord.objects.filter(
-            enterprise_id__gte=format_identifier(prefix, first),
-            enterprise_id__lte=format_identifier(prefix, first + len(rated) - 1),
-        ).values_list("enterprise_id", "pk")
-    )
+    if connection.vendor != "postgresql":
+        rows = [_adapted(row) for row in rows]
+    _insert_rows(UsageRecord._meta.db_table, _RECORD_COLUMNS, rows)
+    for low, high in _same_width_ranges(first, first + len(rated) - 1):
+        _history_copy(
+            first=format_identifier(prefix, low),
+            last=format_identifier(prefix, high),
+            at=rows[0][1],
+            reason=reason_fit(reason),
+            user_id=actor.user.pk,
+        )
+
+
+def _same_width_ranges(first: int, last: int) -> list[tuple[int, int]]:
+    """``first``..``last`` cut where the number gains a digit, so each part is one range of
+    enterprise ids in text order too (USG-999999 sorts after USG-1000000)."""
+    ranges = []
+    while first <= last:
+        width_end = 10 ** max(len(str(first)), WIDTH) - 1
+        ranges.append((first, min(last, width_end)))
+        first = width_end + 1
+    return ranges
+
+
+def _history_copy(*, first: str, last: str, at: Any, reason: str | None, user_id: int) -> None:
+    """The "+" history row of every record just written (``first``..``last``, a gap-free
+    range of the unique enterprise ids), copied inside the database: one INSERT … SELECT."""
     history_model: Any = UsageRecord.history.model  # type: ignore[attr-defined]
-    history_columns = [
-        "id", *record_columns, "history_date", "history_change_reason", "history_type",
-        "history_user_id",
-    ]  # fmt: skip
-    user_id = actor.user.pk
-    why = reason_fit(reason)
-    history = [(pks[row[0]], *row, at, why, "+", user_id) for row in rows]
-    _insert_rows(history_model._meta.db_table, history_columns, history)
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(c) for c in ["id", *_RECORD_COLUMNS])
+    history_table = quote(history_model._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {history_table} ({columns}, history_date, history_change_reason, "  # noqa: S608 (our tables and columns)
+            f"history_type, history_user_id) SELECT {columns}, %s, %s, '+', %s "
+            f"FROM {quote(UsageRecord._meta.db_table)} "
+            "WHERE enterprise_id >= %s AND enterprise_id <= %s",
+            [at, reason, user_id, first, last],
+        )
+
+
+def _adapted(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A record row's values as the SQLite backend stores them (Django's adapters)."""
+    ops = connection.ops
+    return tuple(
+        ops.adapt_datetimefield_value(value)
+        if isinstance(value, dt.datetime)
+        else ops.adapt_datefield_value(value)
+        if isinstance(value, dt.date)
+        else ops.adapt_decimalfield_value(value, 18, 4)
+        if isinstance(value, Decimal)
+        else value
+        for value in row
+    )
 
 
 def usage_reports_refresh(

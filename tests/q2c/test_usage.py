@@ -246,3 +246,17 @@ def test_a_correction_of_another_contracts_record_is_rejected_and_nothing_change
     assert [e.reason for e in result.errors] == ["corrects u-1 of another contract or product"]
     assert _stored() == before
     assert not UsageRecord.objects.filter(superseded=True).exists()
+
+
+def test_identifiers_that_gain_a_digit_mid_request_keep_their_history_rows():
+    # given: the next usage number is 999 999
+    from core.models import IdentifierCounter
+
+    contract = _metered_contract()
+    IdentifierCounter.objects.update_or_create(prefix="USG", defaults={"last_value": 999_998})
+    # when
+    result = _ingest([_row(f"u-{n}", contract, "1", "2026-03-02T10:00:00Z") for n in range(3)])
+    # then
+    assert result.created == 3
+    history = UsageRecord.history.values_list("enterprise_id", "history_type")  # type: ignore[attr-defined]
+    assert sorted(history) == [("USG-1000000", "+"), ("USG-1000001", "+"), ("USG-999999", "+")]
