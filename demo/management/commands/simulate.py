@@ -1,4 +1,5 @@
-"""manage.py simulate --quotes N [--chaos PROFILE] [--seed S]: a quote-to-cash rehearsal."""
+"""manage.py simulate --quotes N [--chaos PROFILE] [--seed S]: a quote-to-cash rehearsal;
+``--scenario month-end``: the same, then known drift and a reconciliation that must find it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from demo.month_end import month_end
 from demo.simulate import CHAOS_PROFILES, SimulationError, simulate
 
 
@@ -20,6 +22,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         """The rehearsal's options (see ``demo.simulate.simulate``)."""
+        parser.add_argument(
+            "--scenario",
+            choices=["quote-to-cash", "month-end"],
+            default="quote-to-cash",
+            help="month-end: then make known drift in billing and the ERP and reconcile",
+        )
         parser.add_argument("--quotes", type=int, default=20)
         parser.add_argument("--chaos", choices=sorted(CHAOS_PROFILES), default="none")
         parser.add_argument("--seed", type=int, default=1)
@@ -44,6 +52,9 @@ class Command(BaseCommand):
             stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} settled")
             stream.flush()
 
+        if options["scenario"] == "month-end":
+            self._month_end(options, progress)
+            return
         try:
             summary = simulate(
                 quotes=options["quotes"],
@@ -61,3 +72,24 @@ class Command(BaseCommand):
         self.stdout.write(json.dumps(summary.as_dict(), indent=2, default=str))
         if not options["no_wait"] and not summary.ok:
             raise CommandError("rehearsal failed: duplicates, lost quotes or unsettled orders")
+
+    def _month_end(self, options: dict[str, Any], progress: Any) -> None:
+        """The month-end rehearsal; prints injected, found and ok; exit 1 unless they agree."""
+        if options["chaos"] != "none" or options["no_wait"]:
+            raise CommandError("the month-end scenario runs without --chaos and --no-wait")
+        try:
+            result = month_end(
+                quotes=options["quotes"],
+                seed=options["seed"],
+                sandbox_url=options["sandbox_url"],
+                timeout=options["timeout"],
+                progress=progress,
+            )
+        except SimulationError as exc:
+            raise CommandError(str(exc)) from exc
+        sys.stderr.write("\n")
+        self.stdout.write(json.dumps(result.as_dict(), indent=2, default=str))
+        if not result.ok:
+            raise CommandError(
+                "month-end rehearsal failed: drift missed or found that was not made"
+            )
