@@ -69,3 +69,32 @@ def test_an_erp_line_edited_behind_tandems_back_changes_the_totals_and_sends_not
     assert (line["quantity"], line["amount"], edited.json()["total"]) == ("3", "4500.00", "5000.00")
     assert (missing.status_code, bad.status_code) == (404, 400)
     assert sandbox.control("GET", "/webhooks").json() == events_before
+
+
+def test_an_invoice_posted_twice_in_billing_is_a_copy_under_a_new_id_and_number(sandbox):
+    # given a posted invoice
+    customer = billing_customer(sandbox)["id"]
+    original = _invoice(sandbox, customer, 1200)
+    posted = sandbox.post("billing", f"/invoices/{original}/finalize").json()
+    events_before = sandbox.control("GET", "/webhooks").json()["count"]
+    # when
+    response = sandbox.control("POST", f"/billing/invoices/{original}/duplicate")
+    # then
+    assert response.status_code == 201, response.text
+    copy = response.json()
+    assert copy["id"] != original and copy["number"] != posted["number"]
+    assert (copy["total"], copy["status"], copy["customer"]) == (1200, "open", customer)
+    listed = sandbox.get("billing", "/invoices", params={"updated_since": "0"}).json()["data"]
+    assert {invoice["id"] for invoice in listed} == {original, copy["id"]}
+    assert sandbox.control("GET", "/webhooks").json()["count"] == events_before
+
+
+def test_a_draft_or_unknown_invoice_is_not_duplicated(sandbox):
+    # given
+    draft = _invoice(sandbox, billing_customer(sandbox)["id"], 500)
+    # when
+    unknown = sandbox.control("POST", "/billing/invoices/in_nope/duplicate")
+    drafted = sandbox.control("POST", f"/billing/invoices/{draft}/duplicate")
+    # then
+    assert (unknown.status_code, drafted.status_code) == (404, 409)
+    assert sandbox.state("billing")["counts"]["invoices"] == 1
