@@ -15,6 +15,7 @@ the same books; on fresh books the baseline is empty.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from orchestration.reconciliation.models import ReconciledSystem, RunState
 from orchestration.reconciliation.selectors import runs_report
 from orchestration.reconciliation.services import reconciliation_run
 from q2c.models import Order, OrderState
+from sandbox.config import default_api_key
 
 DRIFT_KINDS = ("invoice_voided", "subscription_cancelled", "invoice_duplicated", "erp_line_edited")
 
@@ -185,6 +187,10 @@ def month_end(
     orders = list(
         Order.objects.filter(created_at__gte=started, state=OrderState.ACTIVE).order_by("pk")
     )
+    # The rehearsal drives the sandbox: this process's connectors read it with the sandbox's
+    # keys unless others are configured (as the demo's worker does).
+    for system in (ReconciledSystem.BILLING, ReconciledSystem.ERP):
+        os.environ.setdefault(f"CONNECTOR_{system.upper()}_API_KEY", default_api_key(system))
     result.baseline, _ = _reconcile()
     result.injected = _drift_inject(Sandbox(url=url), random.Random(seed), orders)
     found, result.runs = _reconcile()
