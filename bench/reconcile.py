@@ -57,13 +57,17 @@ def main() -> None:
     parser.add_argument("--invoices", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
+        "--skip-seed", action="store_true",
+        help="the database and files of the last run with the same --invoices and --seed",
+    )  # fmt: skip
+    parser.add_argument(
         "--reuse-database", action="store_true",
         help="empty the tables this benchmark writes instead of recreating the database",
     )  # fmt: skip
     args = parser.parse_args()
     step(f"machine: {machine_summary()}")
     env = bench_environment()
-    if not args.reuse_database:
+    if not (args.reuse_database or args.skip_seed):
         step(f"recreating and migrating {DATABASE_URL.rsplit('/', 1)[-1]}")
         database_recreate(env)
     os.environ.update({k: v for k, v in env.items() if k in ("DATABASE_URL", "SECRET_KEY")})
@@ -72,7 +76,7 @@ def main() -> None:
     import django
 
     django.setup()
-    if args.reuse_database:
+    if args.reuse_database and not args.skip_seed:
         from django.db import connection
 
         with connection.cursor() as cursor:
@@ -89,8 +93,11 @@ def main() -> None:
     injected: dict[str, Counter[str]] = {}
     started = time.perf_counter()
     for system in ("billing", "erp"):
-        injected[system] = seed_system(system, args.invoices, folder, rng)
-    step(f"seeded {args.invoices:,} invoices per system in {time.perf_counter() - started:.1f} s")
+        injected[system] = seed_system(system, args.invoices, folder, rng, write=not args.skip_seed)
+    if not args.skip_seed:
+        step(
+            f"seeded {args.invoices:,} invoices per system in {time.perf_counter() - started:.1f} s"
+        )
 
     from django.db import connection
 
@@ -130,8 +137,14 @@ def main() -> None:
 # --- seeding ----------------------------------------------------------------------------
 
 
-def seed_system(system: str, n: int, folder: Path, rng: random.Random) -> Counter[str]:
-    """Tandem's N invoices from ``system`` and the system's list pages, with drift."""
+def seed_system(
+    system: str, n: int, folder: Path, rng: random.Random, *, write: bool = True
+) -> Counter[str]:
+    """Tandem's N invoices from ``system`` and the system's list pages, with drift (what
+    was injected only, when not ``write``: the database and files are the last run's)."""
+    if not write:  # every kind is injected DRIFT_PER_KIND times
+        kinds = ["amount", "tax", "status", f"missing_in_{system}", "missing_in_tandem"]
+        return Counter(dict.fromkeys([*kinds, "duplicate_downstream"], DRIFT_PER_KIND))
     from django.contrib.contenttypes.models import ContentType
     from django.db import connection
 

@@ -106,6 +106,19 @@ class Sandbox:
             raise SimulationError(f"{system} {path}: {response.status_code} {response.text[:300]}")
         return response.json()
 
+    def delete(self, system: str, path: str) -> dict[str, Any]:
+        """DELETE in one system of the sandbox with its API key; the answer's JSON.
+        Any answer but a 2xx raises ``SimulationError``.
+        """
+        response = self.http.delete(
+            f"{self.url}/{system}{path}",
+            headers={"Authorization": f"Bearer {self._key(system)}"},
+            timeout=30,
+        )
+        if response.status_code >= 300:
+            raise SimulationError(f"{system} {path}: {response.status_code} {response.text[:300]}")
+        return response.json()
+
     def control(self, method: str, path: str, body: Any = None) -> Any:
         """Call the sandbox's control API (faults, state); the answer's JSON, or None when empty.
         Any answer but a 2xx raises ``SimulationError``.

@@ -19,6 +19,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from core.redaction import body_for_storage
 from orchestration.connectors.selectors import connector_settings
 from orchestration.models import InboundEvent, OutboundCall, PollCursor
+from orchestration.reconciliation.models import DriftItem, ReconciliationRun
 from orchestration.workflows.models import (
     CircuitBreaker,
     StepEffect,
@@ -147,3 +148,30 @@ class PollCursorAdmin(ReadOnlyAdmin):
     list_display = ("system", "stream", "cursor", "last_run_at", "last_success_at",
                     "consecutive_failures", "events_stored", "last_error")  # fmt: skip
     list_filter = ("system",)
+
+
+@admin.register(ReconciliationRun)
+class ReconciliationRunAdmin(ReadOnlyAdmin, SimpleHistoryAdmin):
+    list_display = (
+        "__str__",
+        "system",
+        "since",
+        "started_at",
+        "state",
+        "found",
+        "opened",
+        "closed",
+    )
+    list_filter = ("system", "state")
+
+
+@admin.register(DriftItem)
+class DriftItemAdmin(ReadOnlyAdmin, SimpleHistoryAdmin):
+    """Read here; finance resolves drift on /reconciliation/ (a code and a reason)."""
+
+    list_display = (
+        "__str__", "system", "object_type", "drift_type", "tandem_ref", "remote_ref",
+        "difference", "currency", "state", "first_seen_at",
+    )  # fmt: skip
+    list_filter = ("state", "system", "drift_type")
+    search_fields = ("tandem_ref", "remote_ref")

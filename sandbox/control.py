@@ -12,6 +12,8 @@ POST /_control/erp/approve/<internalId>     approve a pending ERP sales order no
 POST /_control/erp/reject/<internalId>      reject it ({"reason": ...}); emits order.rejected
 POST /_control/erp/salesorders/<internalId>/lines/<line>  edit a line (quantity, rate) as
                                             someone in the ERP would, no event sent
+POST /_control/billing/invoices/<id>/duplicate  a copy of a posted invoice under a new id and
+                                            number, as a double posting in billing, no event
 GET  /_control/webhooks                     the outbox (?system=&event_type=&status=)
 POST /_control/webhooks/<event_id>/redeliver  send an event again
 GET  /_control/settings                     run-time settings
@@ -20,6 +22,7 @@ POST /_control/settings                     change webhook_url / erp_approval_de
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import re
@@ -119,6 +122,8 @@ def _dispatch(
             return _ok(order)
         case ("POST", ["erp", "salesorders", internal_id, "lines", line_no]):
             return _erp_line_edit(sandbox, internal_id, line_no, body)
+        case ("POST", ["billing", "invoices", invoice_id, "duplicate"]):
+            return _billing_invoice_duplicate(sandbox, invoice_id)
         case ("GET", ["webhooks"]):
             return _ok(_webhooks(sandbox, query))
         case ("POST", ["webhooks", event_id, "redeliver"]):
@@ -153,6 +158,35 @@ def _erp_line_edit(sandbox: Sandbox, internal_id: str, line_no: str, body: Any) 
             return _error(400, str(exc))
         sandbox.mark_dirty()
         return _ok(order)
+
+
+def _billing_invoice_duplicate(sandbox: Sandbox, invoice_id: str) -> Outcome:
+    from sandbox.ids import stripe_id
+
+    if "billing" not in sandbox.systems:
+        return _error(404, "no billing system in this sandbox")
+    with sandbox.lock:
+        invoices = sandbox.state.systems["billing"]["invoices"]
+        original = invoices.get(invoice_id)
+        if original is None:
+            return _error(404, f"no billing invoice {invoice_id}")
+        if original["status"] == "draft":
+            return _error(409, f"invoice {invoice_id} is a draft: only a posted one is duplicated")
+        duplicate = copy.deepcopy(original)
+        number = sandbox.state.next_number("billing.in")
+        duplicate["id"] = stripe_id("in", number, seed=str(sandbox.config.seed), width=24)
+        customer = sandbox.state.systems["billing"]["customers"].get(original["customer"], {})
+        prefix = customer.get("invoice_prefix") or "DUP"
+        sequence = sandbox.state.next_number(f"billing.invoice_number.{original['customer']}")
+        duplicate["number"] = f"{prefix}-{sequence:04d}"
+        now = int(dt.datetime.now(dt.UTC).timestamp())
+        duplicate["created"] = duplicate["updated"] = now
+        for line in duplicate["lines"]["data"]:
+            if line.get("invoice") == invoice_id:
+                line["invoice"] = duplicate["id"]
+        invoices[duplicate["id"]] = duplicate
+        sandbox.mark_dirty()
+        return _ok(duplicate, status=201)
 
 
 def _faults(sandbox: Sandbox, method: str, system: str, body: Any) -> Outcome:

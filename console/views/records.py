@@ -31,6 +31,7 @@ from core.web import PAGE_SIZE, HtmxHttpRequest, page_permission
 from exceptions.services import order_release_for_operator, step_retry_for_operator
 from masterdata.models import LegalEntity
 from orchestration.models import OutboundCall
+from orchestration.reconciliation.selectors import reconciliation_effort
 from orchestration.workflows.models import StepRun, StepState, WorkflowRun
 from q2c import selectors as q2c_selectors
 from q2c import services
@@ -436,4 +437,6 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         context["health"] = dashboard_selectors.connector_health(now=now)
     if user.has_perm("q2c.view_invoice") and user.has_perm("exceptions.view_operationalexception"):
         context["invoice_rate"] = dashboard_selectors.invoice_exception_rate(now=now)
+    if user.has_perm("orchestration.view_driftitem"):
+        context["effort"] = reconciliation_effort(now=now)
     return render(request, "console/dashboard.html", context)

@@ -37,6 +37,10 @@ class TandemRow:
     paid: Decimal = ZERO
     group: str = ""
     legal_entity: str = ""
+    # How far the system's amount may be from ``amount`` by rounding alone: systems price
+    # each unit at its net rate rounded to the currency's minor unit, Tandem the whole line
+    # (half a minor unit per unit, at most).
+    slack: Decimal = ZERO
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +128,11 @@ def pair_compare(spec: Spec, tandem: TandemRow, remote: RemoteRow) -> Iterator[F
             "currency", spec.object_type, tandem, remote,
             f"{tandem.currency} in Tandem, {remote.currency} in {spec.system}",
         )  # fmt: skip
-    elif tandem.amount >= 0 and not same_money(tandem.amount, remote.amount, tandem.currency):
+    elif (
+        tandem.amount >= 0
+        and not same_money(tandem.amount, remote.amount, tandem.currency)
+        and abs(tandem.amount - remote.amount) > tandem.slack
+    ):
         yield Finding(
             spec.amount_type, spec.object_type, tandem, remote,
             f"{tandem.amount.quantize(_places(tandem.currency))} in Tandem, "

@@ -155,7 +155,14 @@ def drift_summary(*, now: dt.datetime) -> DriftSummary:
             (row["drift_type"], labels.get(row["drift_type"], row["drift_type"]), row["n"],
              row["value"] or Decimal(0))
         )  # fmt: skip
-    counts = open_items.aggregate(
+    summary.by_age = _open_by_age(now=now)
+    summary.open_total = sum(n for _, _, n, _ in summary.by_type)
+    return summary
+
+
+def _open_by_age(*, now: dt.datetime) -> list[tuple[int, str, int]]:
+    """Open drift per age bucket: one aggregate query."""
+    counts = DriftItem.objects.filter(state=DriftState.OPEN).aggregate(
         **{
             f"b{index}": Count(
                 "id",
@@ -165,11 +172,9 @@ def drift_summary(*, now: dt.datetime) -> DriftSummary:
             for index, (_, low, high) in enumerate(AGE_BUCKETS)
         }
     )
-    summary.by_age = [
+    return [
         (index, label, counts[f"b{index}"] or 0) for index, (label, _, _) in enumerate(AGE_BUCKETS)
     ]
-    summary.open_total = sum(n for _, _, n, _ in summary.by_type)
-    return summary
 
 
 def runs_recent(limit: int = 10) -> list[ReconciliationRun]:
@@ -246,3 +251,34 @@ def books(*, months: int, now: dt.datetime) -> list[BookRow]:
         )
         for (period, entity, currency), values in sorted(cells.items())
     ]
+
+
+@dataclass(frozen=True)
+class Effort:
+    """Reconciliation effort for the dashboard: open drift by age and value, and how many
+    items were closed (resolved or cleared) and how long they stayed open, per window."""
+
+    open_by_age: list[tuple[int, str, int]]
+    open_value: list[tuple[str, Decimal]]  # (currency, summed difference)
+    closed: list[tuple[int, int, dt.timedelta | None]]  # (days, items, average time open)
+
+
+def reconciliation_effort(*, now: dt.datetime) -> Effort:
+    """Four aggregate queries."""
+    from django.db.models import Avg, DurationField, ExpressionWrapper
+
+    open_items = DriftItem.objects.filter(state=DriftState.OPEN)
+    value = [
+        (row["currency"], row["total"] or Decimal(0))
+        for row in open_items.values("currency")
+        .annotate(total=Sum("difference"))
+        .order_by("currency")
+    ]
+    time_open = ExpressionWrapper(F("closed_at") - F("first_seen_at"), output_field=DurationField())
+    closed = []
+    for days in (30, 90):
+        figures = DriftItem.objects.filter(closed_at__gte=now - dt.timedelta(days=days)).aggregate(
+            n=Count("id"), avg=Avg(time_open)
+        )
+        closed.append((days, figures["n"], figures["avg"]))
+    return Effort(open_by_age=_open_by_age(now=now), open_value=value, closed=closed)

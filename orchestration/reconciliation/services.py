@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -99,6 +101,20 @@ def streams_for(system: str) -> list[Stream]:
     ]
 
 
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """The cycle collector off while a comparison holds a million rows: it would walk them
+    all again and again as they are allocated (the rows make no cycles; reference counting
+    frees them), which made a million-row run several times slower than a tenth of it."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def stream_compare(stream: Stream, *, since: dt.datetime | None) -> Outcome:
     """Compare one stream: everything (``since`` None) or what changed since ``since``.
 
@@ -107,14 +123,15 @@ def stream_compare(stream: Stream, *, since: dt.datetime | None) -> Outcome:
     since, or the listing would have shown it): that is how a drift fixed in Tandem closes
     without reading the system in full. A change in Tandem that makes new drift against a
     system record that did not change is found by the next full run."""
-    outcome = reconcile(
-        stream.spec,
-        tandem_rows=stream.tandem.rows(since),
-        remote_pages=stream.pages(since),
-        tandem_by_keys=stream.tandem.by_keys if since is not None else None,
-        tandem_by_references=stream.tandem.by_references,
-        report_unmatched_tandem=since is None,
-    )
+    with _no_cyclic_gc():
+        outcome = reconcile(
+            stream.spec,
+            tandem_rows=stream.tandem.rows(since),
+            remote_pages=stream.pages(since),
+            tandem_by_keys=stream.tandem.by_keys if since is not None else None,
+            tandem_by_references=stream.tandem.by_references,
+            report_unmatched_tandem=since is None,
+        )
     if outcome.leftover:
         by_ref = {row.ref: row for row in outcome.leftover}
         refs = list(by_ref)

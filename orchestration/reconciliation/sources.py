@@ -14,9 +14,10 @@ from typing import Any
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import Model, OuterRef, QuerySet, Subquery, Sum
 
+from core.money import ISO_4217
 from masterdata.models import ExternalId
 from orchestration.connectors.interfaces import RemotePage, RemoteRecord
-from orchestration.reconciliation.compare import RemoteRow, Spec, TandemRow
+from orchestration.reconciliation.compare import ZERO, RemoteRow, Spec, TandemRow
 from q2c.models import (
     Contract,
     ContractLine,
@@ -24,6 +25,7 @@ from q2c.models import (
     Invoice,
     InvoiceState,
     Order,
+    OrderLine,
     OrderState,
     VersionState,
 )
@@ -189,9 +191,15 @@ def invoice_source(system: str) -> TandemSource:
     return TandemSource(rows=rows, by_keys=by_keys, by_references=by_references)
 
 
-def _contract_amounts(contract_pks: list[int]) -> dict[int, dict[str, Decimal]]:
-    """Each contract's active version: its recurring amount per billing period."""
-    amounts: dict[int, dict[str, Decimal]] = {}
+def _unit_slack(quantity: Any, currency: str) -> Decimal:
+    """What pricing each of ``quantity`` units at a rate rounded to the currency's minor
+    unit can move a line's amount by: half a minor unit per unit."""
+    return _money(quantity) * Decimal(1).scaleb(-ISO_4217.get(currency, 2)) / 2
+
+
+def _contract_amounts(contract_pks: list[int]) -> dict[int, dict[str, tuple[Decimal, Decimal]]]:
+    """Each contract's active version: its recurring amount and quantity per billing period."""
+    amounts: dict[int, dict[str, tuple[Decimal, Decimal]]] = {}
     for chunk in _chunks([str(pk) for pk in contract_pks]):
         rows = (
             ContractLine.objects.filter(
@@ -199,11 +207,11 @@ def _contract_amounts(contract_pks: list[int]) -> dict[int, dict[str, Decimal]]:
                 kind="recurring",
             )
             .values_list("version__contract_id", "billing_period")
-            .annotate(total=Sum("amount"))
+            .annotate(total=Sum("amount"), units=Sum("quantity"))
             .order_by()
         )  # fmt: skip
-        for contract_id, period, total in rows:
-            amounts.setdefault(contract_id, {})[period] = _money(total)
+        for contract_id, period, total, units in rows:
+            amounts.setdefault(contract_id, {})[period] = (_money(total), _money(units))
     return amounts
 
 
@@ -232,7 +240,7 @@ def _subscription_rows(
         by_period = amounts.get(pk, {})
         # One period: the subscription carries all of it; several: one subscription each,
         # and which is which is the system's to say (the row's group), so status only.
-        amount = next(iter(by_period.values())) if len(by_period) == 1 else None
+        amount, units = next(iter(by_period.values())) if len(by_period) == 1 else (None, ZERO)
         period = next(iter(by_period)) if len(by_period) == 1 else ""
         keys = links.get(pk, [])
         if not keys and unlinked_live and state in (ContractState.ACTIVE, ContractState.RENEWED):
@@ -241,7 +249,7 @@ def _subscription_rows(
             yield TandemRow(
                 key=key, ref=ref, reference=order or ref, currency=currency,
                 amount=amount if amount is not None else Decimal(-1), status=state,
-                group=period, legal_entity=le or "",
+                group=period, legal_entity=le or "", slack=_unit_slack(units, currency),
             )  # fmt: skip
 
 
@@ -276,15 +284,21 @@ _IN_ERP = [
 
 def _order_rows(orders: QuerySet[Order], *, unlinked_accepted: bool) -> Iterator[TandemRow]:
     linked = _linked(Order, "erp", "sales_order")
-    values = orders.annotate(key=linked).values_list(
-        "key", "enterprise_id", "currency", "total_amount", "state", "legal_entity__code"
+    units = Subquery(
+        OrderLine.objects.filter(order=OuterRef("pk"))
+        .values("order")
+        .annotate(units=Sum("quantity"))
+        .values("units")[:1]
     )
-    for key, ref, currency, total, state, le in values.iterator(chunk_size=CHUNK):
+    values = orders.annotate(key=linked, units=units).values_list(
+        "key", "enterprise_id", "currency", "total_amount", "state", "legal_entity__code", "units"
+    )
+    for key, ref, currency, total, state, le, quantity in values.iterator(chunk_size=CHUNK):
         if not key and not (unlinked_accepted and state in _IN_ERP):
             continue
         yield TandemRow(
             key=key or "", ref=ref, reference=ref, currency=currency, amount=_money(total),
-            status=state, legal_entity=le or "",
+            status=state, legal_entity=le or "", slack=_unit_slack(quantity, currency),
         )  # fmt: skip
 
 

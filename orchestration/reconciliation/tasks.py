@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
 from core.audit import Actor
+from core.errors import Refused
 from orchestration.reconciliation.models import ReconciledSystem
 from orchestration.reconciliation.services import reconciliation_run, since_last_run
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="orchestration.reconcile")
@@ -18,5 +23,8 @@ def reconcile(system: str = "all", full: bool = False) -> list[int]:
     runs = []
     for name in systems:
         since = None if full else since_last_run(name)
-        runs.append(reconciliation_run(system=name, actor=actor, since=since).pk)
+        try:
+            runs.append(reconciliation_run(system=name, actor=actor, since=since).pk)
+        except Refused as exc:  # e.g. a connector that cannot list: the others still run
+            logger.warning("reconciliation of %s not run: %s", name, exc)
     return runs

@@ -175,15 +175,21 @@ def test_dashboard_draws_its_charts_as_inline_svg_with_links(client, clock, test
     assert "<script" not in html.split("</head>", 1)[1]
 
 
+RECON = {"reconciliation-effort"}
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     "role, sections",
     [
         ("sales_ops", {"sla", "cycle", "stuck", "exceptions"}),
-        ("finance_ops", {"sla", "cycle", "stuck", "exceptions", "invoice-rate"}),
-        ("integration_support", {"sla", "cycle", "stuck", "exceptions", "invoice-rate", "health"}),
-        ("auditor", {"sla", "cycle", "stuck", "exceptions", "invoice-rate", "health"}),
-        ("admin", {"sla", "cycle", "stuck", "exceptions", "invoice-rate", "health"}),
+        ("finance_ops", {"sla", "cycle", "stuck", "exceptions", "invoice-rate", *RECON}),
+        (
+            "integration_support",
+            {"sla", "cycle", "stuck", "exceptions", "invoice-rate", "health", *RECON},
+        ),
+        ("auditor", {"sla", "cycle", "stuck", "exceptions", "invoice-rate", "health", *RECON}),
+        ("admin", {"sla", "cycle", "stuck", "exceptions", "invoice-rate", "health", *RECON}),
     ],
 )
 def test_each_role_sees_the_sections_it_may_read(client, role, sections):
@@ -202,8 +208,9 @@ def test_dashboard_query_count_does_not_grow_with_the_data(
     # given
     user = sign_in(client, "integration_support")
     # Session, user, user and group permissions, groups (role); stuck orders, cycle times,
-    # stuck contracts, exceptions, circuit breakers, outbound calls, invoices.
-    queries = 12
+    # stuck contracts, exceptions, circuit breakers, outbound calls, invoices; reconciliation
+    # effort (open drift by age, its value, closed in 30 and in 90 days).
+    queries = 16
     with django_assert_num_queries(queries):
         client.get(reverse("dashboard"))
     seed(clock)

@@ -165,3 +165,25 @@ def test_the_books_page_tables_bookings_and_billings_with_its_chart(client, make
     [row] = response.context["rows"]
     assert (row.billings, row.bookings, row.currency) == (Decimal("100.0000"), 0, "GBP")
     assert b'id="books-chart"' in response.content
+
+
+def test_the_dashboard_shows_reconciliation_effort(client, make_user):
+    # given one open drift item, and one resolved after it was open two days
+    from django.utils import timezone
+
+    _item(1, currency="GBP", difference=Decimal("50"))
+    closed = _item(2, state="resolved", difference=Decimal("5"))
+    DriftItem.objects.filter(pk=closed.pk).update(  # test setup: the dates, not a workflow
+        first_seen_at=timezone.now() - timezone.timedelta(days=3),
+        closed_at=timezone.now() - timezone.timedelta(days=1),
+    )
+    client.force_login(make_user("fin", "finance_ops"))
+    # when
+    effort = client.get(reverse("dashboard")).context["effort"]
+    # then
+    assert [n for _, _, n in effort.open_by_age] == [1, 0, 0, 0]
+    assert effort.open_value == [("GBP", Decimal("50.0000"))]
+    assert [(days, n, avg.days if avg else None) for days, n, avg in effort.closed] == [
+        (30, 1, 2),
+        (90, 1, 2),
+    ]

@@ -1,5 +1,6 @@
 """manage.py simulate --quotes N [--chaos PROFILE] [--seed S]: a quote-to-cash rehearsal;
-``--scenario lifecycle --contracts N``: a rehearsal of the changes after the first order."""
+``--scenario lifecycle --contracts N``: a rehearsal of the changes after the first order;
+``--scenario month-end``: quote to cash, then known drift and a reconciliation that must find it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from demo.lifecycle_rehearsal import simulate_lifecycle
+from demo.month_end import month_end
 from demo.simulate import CHAOS_PROFILES, SimulationError, simulate
 
 
@@ -23,7 +25,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         """The rehearsal's options (see ``demo.simulate.simulate``)."""
         parser.add_argument(
-            "--scenario", choices=["quote_to_cash", "lifecycle"], default="quote_to_cash"
+            "--scenario",
+            choices=["quote-to-cash", "quote_to_cash", "lifecycle", "month-end"],
+            default="quote-to-cash",
+            help="lifecycle: changes after the first order; month-end: then make known drift in "
+            "billing and the ERP and reconcile",
         )
         parser.add_argument("--quotes", type=int, default=20)
         parser.add_argument(
@@ -54,6 +60,9 @@ class Command(BaseCommand):
 
         if options["scenario"] == "lifecycle":
             self._lifecycle(options, progress)
+            return
+        if options["scenario"] == "month-end":
+            self._month_end(options, progress)
             return
         try:
             summary = simulate(
@@ -91,4 +100,25 @@ class Command(BaseCommand):
         if not summary.ok:
             raise CommandError(
                 "rehearsal failed: a change duplicated, lost, applied out of order or unsettled"
+            )
+
+    def _month_end(self, options: dict[str, Any], progress: Any) -> None:
+        """The month-end rehearsal; prints injected, found and ok; exit 1 unless they agree."""
+        if options["chaos"] != "none" or options["no_wait"]:
+            raise CommandError("the month-end scenario runs without --chaos and --no-wait")
+        try:
+            result = month_end(
+                quotes=options["quotes"],
+                seed=options["seed"],
+                sandbox_url=options["sandbox_url"],
+                timeout=options["timeout"],
+                progress=progress,
+            )
+        except SimulationError as exc:
+            raise CommandError(str(exc)) from exc
+        sys.stderr.write("\n")
+        self.stdout.write(json.dumps(result.as_dict(), indent=2, default=str))
+        if not result.ok:
+            raise CommandError(
+                "month-end rehearsal failed: drift missed or found that was not made"
             )

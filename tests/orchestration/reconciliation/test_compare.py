@@ -82,3 +82,14 @@ def test_pages_are_joined_by_key_and_leftovers_are_missing_on_the_other_side():
         ("missing_in_tandem", "", "in_3"),
     ]
     assert (outcome.tandem_rows, outcome.remote_rows) == (2, 2)
+
+
+def test_an_amount_within_the_rows_rounding_slack_agrees_and_beyond_it_is_drift():
+    # given five units at 118.09 less 5 %: Tandem 560.9275, a system pricing each unit at
+    # the rounded net rate 112.19 says 560.95
+    tandem = _tandem(amount=Decimal("560.9275"), slack=Decimal("0.025"))
+    # when / then
+    assert _found([tandem], [_remote(amount=Decimal("560.95"))]) == []
+    assert _found([tandem], [_remote(amount=Decimal("560.96"))]) == [
+        ("amount", "560.93 in Tandem, 560.96 in billing")
+    ]

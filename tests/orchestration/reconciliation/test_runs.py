@@ -286,3 +286,23 @@ def test_an_incremental_run_reads_only_what_changed_and_closes_what_it_examined(
     assert (closing.tandem_rows, closing.remote_rows, closing.closed) == (1, 0, 1)
     assert _open() == []
     assert first["invoice"].enterprise_id not in {i.tandem_ref for i in DriftItem.objects.all()}
+
+
+def test_a_system_whose_connector_cannot_list_is_refused_and_the_others_still_run(
+    sandbox, settings
+):
+    # given an ERP connector without listings (as Tryton's today)
+    settings.TANDEM_CONNECTOR_IMPLEMENTATIONS = {
+        **settings.TANDEM_CONNECTOR_IMPLEMENTATIONS,
+        "erp": "orchestration.connectors.tryton.erp.TrytonErp",
+    }
+    _deal(sandbox)
+    # when
+    from orchestration.reconciliation.tasks import reconcile
+
+    runs = reconcile(system="all", full=True)
+    # then
+    assert list(ReconciliationRun.objects.values_list("system", "state")) == [
+        ("billing", "succeeded")
+    ]
+    assert runs == [ReconciliationRun.objects.get().pk]
