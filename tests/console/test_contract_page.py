@@ -180,3 +180,27 @@ def test_renew_records_the_next_term_with_the_uplift(client, make_user):
     version = contract.versions.get(number=2)
     assert (contract.state, version.kind, version.state) == ("renewed", "renewal", "pending")
     assert [line.unit_price for line in version.lines.all()] == [Decimal("25.7500")]
+
+
+def test_a_rejected_credit_records_nothing_and_sends_nothing(client, make_user):
+    # given
+    contract = _contract()
+    client.force_login(make_user("sam", "sales_ops"))
+    today = timezone.localdate().isoformat()
+    _post(client, contract, action="change_quantity", product_code="SKU-X", quantity="4",
+          effective_date=today, reason="fewer seats", step="confirm")  # fmt: skip
+    change = ContractChangeRequest.objects.get()
+    # when
+    client.force_login(make_user("frank", "finance_ops"))
+    client.post(
+        reverse("contract-request-decide", args=[contract.enterprise_id, change.pk]),
+        {"decision": "reject", "reason": "the customer still uses them"},
+    )
+    # then
+    change.refresh_from_db()
+    assert (change.state, change.decision_note, change.version) == (
+        "rejected", "the customer still uses them", None,
+    )  # fmt: skip
+    assert _versions(contract) == [(1, "initial", "active")]
+    assert not Order.objects.filter(amends=contract).exists()
+    assert WorkflowRun.objects.count() == 0
