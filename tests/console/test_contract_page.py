@@ -87,6 +87,9 @@ def test_cancel_at_term_end_previews_then_records_the_version_and_starts_its_wor
     )  # fmt: skip
     run = WorkflowRun.objects.get(subject_id=contract.enterprise_id, subject_version=2)
     assert run.kind == "cancellation"
+    # and the contract's timeline shows the version's workflow
+    timeline = client.get(reverse("contract-timeline", args=[contract.enterprise_id]))
+    assert "check_cancellation" in timeline.content.decode()
 
 
 def test_a_cancellation_now_with_credit_waits_for_a_second_person_from_finance(client, make_user):
