@@ -337,11 +337,14 @@ def contract_renewal_record(
     if term_end <= contract.end_date:
         raise Refused("a renewal must end after the current term", kind=Refused.Kind.INVALID)
     with transaction.atomic():
+        # A renewal renews the version in effect: with another change pending on top of it
+        # (a renewal already under way), it is stale and parked.
+        current = contract_active_version(lock_contract(contract.pk))
         recorded = contract_change_record(
             contract=contract, kind=VersionKind.RENEWAL,
             effective_date=contract.end_date + dt.timedelta(days=1), lines=lines, cause=cause,
             cause_ref=cause_ref, change_key=change_key, actor=actor, reason=reason,
-            term_end=term_end,
+            term_end=term_end, base_number=current.number if current else None,
         )  # fmt: skip
         if recorded.created and not recorded.parked:
             locked = lock_contract(contract.pk)

@@ -12,6 +12,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db.models import Q
+
 from core.audit import SYSTEM_ACTOR_PATTERN
 from exceptions.models import OperationalException
 from masterdata.models import ExternalId
@@ -290,10 +292,26 @@ def contract_timeline(*, contract: Contract) -> Timeline:
             )
         )
     order_eid = contract.order.enterprise_id if contract.order is not None else ""
-    enterprise_ids = [contract.enterprise_id, *([order_eid] if order_eid else [])]
+    # Every version's workflow: amendments run on their orders, renewals and cancellations
+    # on the contract itself.
+    amendments = dict(Order.objects.filter(amends=contract).values_list("pk", "enterprise_id"))
+    enterprise_ids = [
+        contract.enterprise_id,
+        *([order_eid] if order_eid else []),
+        *amendments.values(),
+    ]
     deal, steps = _deal_sources(
         enterprise_ids=enterprise_ids, order_id=contract.order_id, truncated=truncated
     )
+    version_steps = list(
+        StepRun.objects.filter(
+            Q(run__order_id__in=list(amendments)) | Q(run__subject_id=contract.enterprise_id)
+        )
+        .select_related("run")
+        .order_by("run__created_at", "run_id", "position")[:SOURCE_LIMIT]
+    )
+    deal = [*deal, *_step_entries(version_steps)]
+    steps = [*steps, *version_steps]
     crosswalk = list(
         ExternalId.objects.filter(
             enterprise_id__in=[*enterprise_ids, contract.account.enterprise_id]

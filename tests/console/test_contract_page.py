@@ -87,6 +87,9 @@ def test_cancel_at_term_end_previews_then_records_the_version_and_starts_its_wor
     )  # fmt: skip
     run = WorkflowRun.objects.get(subject_id=contract.enterprise_id, subject_version=2)
     assert run.kind == "cancellation"
+    # and the contract's timeline shows the version's workflow
+    timeline = client.get(reverse("contract-timeline", args=[contract.enterprise_id]))
+    assert "check_cancellation" in timeline.content.decode()
 
 
 def test_a_cancellation_now_with_credit_waits_for_a_second_person_from_finance(client, make_user):
@@ -180,3 +183,27 @@ def test_renew_records_the_next_term_with_the_uplift(client, make_user):
     version = contract.versions.get(number=2)
     assert (contract.state, version.kind, version.state) == ("renewed", "renewal", "pending")
     assert [line.unit_price for line in version.lines.all()] == [Decimal("25.7500")]
+
+
+def test_a_rejected_credit_records_nothing_and_sends_nothing(client, make_user):
+    # given
+    contract = _contract()
+    client.force_login(make_user("sam", "sales_ops"))
+    today = timezone.localdate().isoformat()
+    _post(client, contract, action="change_quantity", product_code="SKU-X", quantity="4",
+          effective_date=today, reason="fewer seats", step="confirm")  # fmt: skip
+    change = ContractChangeRequest.objects.get()
+    # when
+    client.force_login(make_user("frank", "finance_ops"))
+    client.post(
+        reverse("contract-request-decide", args=[contract.enterprise_id, change.pk]),
+        {"decision": "reject", "reason": "the customer still uses them"},
+    )
+    # then
+    change.refresh_from_db()
+    assert (change.state, change.decision_note, change.version) == (
+        "rejected", "the customer still uses them", None,
+    )  # fmt: skip
+    assert _versions(contract) == [(1, "initial", "active")]
+    assert not Order.objects.filter(amends=contract).exists()
+    assert WorkflowRun.objects.count() == 0

@@ -15,7 +15,7 @@ from django.utils import timezone
 from orchestration.workflows.models import RunState, WorkflowRun
 from q2c.lifecycle import add_months
 from q2c.models import Contract, ContractState, CreditNote, Order, OrderState
-from tests.integration.q2c_env import Rig, rig_records, wait_until
+from tests.integration.q2c_env import Rig, rig_records, wait_run_completed, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -123,6 +123,7 @@ def test_a_decrease_is_an_erp_return_and_a_billing_downgrade_with_a_credit_note(
         lambda: Order.objects.filter(amends=contract, state=OrderState.ACTIVE).first(),
         what="the amendment to go live",
     )
+    wait_run_completed(order.enterprise_id)
     # then: no sale, one return of 5 seats at the net price, never a negative line
     erp_orders = [
         o for o in rig_records(rig, "erp", "salesorders") if o["externalId"] == order.enterprise_id

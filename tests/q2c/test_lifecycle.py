@@ -313,3 +313,27 @@ def test_a_cancellation_credit_note_is_issued_once_per_version():
     )  # fmt: skip
     assert CreditNote.objects.count() == 1
     assert last_history(note) == ("issued", "worker", "unused period")
+
+
+@pytest.mark.django_db
+def test_a_second_renewal_of_the_same_term_is_parked_and_changes_nothing():
+    # given
+    contract = _active()
+    version = lifecycle.contract_active_version(contract)
+    assert version is not None
+    lines = lifecycle.renewal_lines(contract, version)
+    lifecycle.contract_renewal_record(
+        contract=contract, term_end=dt.date(2027, 12, 31), lines=lines, cause=VersionCause.EVENT,
+        cause_ref="rn-1", change_key="renewal:rn-1", actor=factories.actor(), reason="quoted",
+    )  # fmt: skip
+    contract.refresh_from_db()
+    # when
+    second = lifecycle.contract_renewal_record(
+        contract=contract, term_end=dt.date(2028, 12, 31), lines=lines, cause=VersionCause.EVENT,
+        cause_ref="rn-2", change_key="renewal:rn-2", actor=factories.actor(), reason="again",
+    )  # fmt: skip
+    # then
+    contract.refresh_from_db()
+    assert second.parked is True
+    assert (contract.state, contract.end_date) == ("renewed", dt.date(2027, 12, 31))
+    assert _states(contract)[1:] == [(2, "renewal", "pending", 1), (3, "renewal", "parked", 1)]
