@@ -170,7 +170,7 @@ class SandboxBilling:
     def subscription_get(self, *, subscription_id: str) -> RemoteRecord:
         """The subscription ``subscription_id`` (``BillingApi.subscription_get``)."""
         response = self.transport.call(
-            operation="subscription_get", method="GET", path=f"subscriptions/{subscription_id}"
+            operation="subscription_get", method="GET", path=("subscriptions", subscription_id)
         )
         return subscription_record(response.body)
 
@@ -205,7 +205,7 @@ class SandboxBilling:
         response = self.transport.call(
             operation="subscription_update",
             method="POST",
-            path=f"subscriptions/{subscription_id}",
+            path=("subscriptions", subscription_id),
             json=body,
             idempotency_key=idempotency_key,
         )
@@ -218,7 +218,7 @@ class SandboxBilling:
         response = self.transport.call(
             operation="subscription_cancel",
             method="DELETE",
-            path=f"subscriptions/{subscription_id}",
+            path=("subscriptions", subscription_id),
             idempotency_key=idempotency_key,
         )
         return subscription_record(response.body)
