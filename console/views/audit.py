@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from console.selectors import audit as sel
 from console.views.records import HtmxHttpRequest, page_permission
+from core.exports import spreadsheet_row
 from core.roles import role_of
 
 PAGE_SIZE = 50
@@ -211,7 +212,8 @@ def export_csv(request: HttpRequest) -> StreamingHttpResponse:
     entries = sel.history_iter(user=request.user, flt=flt)
     writer = csv.writer(_Echo())
     response = StreamingHttpResponse(
-        (writer.writerow(row) for row in export_rows(entries)), content_type="text/csv"
+        (writer.writerow(spreadsheet_row(row)) for row in export_rows(entries)),
+        content_type="text/csv",
     )
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
     response["Content-Disposition"] = f'attachment; filename="tandem-audit-{stamp}.csv"'

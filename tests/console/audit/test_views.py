@@ -288,3 +288,21 @@ def test_a_nul_character_in_a_filter_is_reported_not_a_server_error(client, make
     assert response.context["errors"] == ["actor must not contain NUL characters"]
     assert len(response.context["page"].entries) == 4
     assert as_of.status_code == 400
+
+
+@pytest.mark.django_db
+def test_the_export_neutralises_a_reason_a_spreadsheet_would_run_as_a_formula(client, make_user):
+    # given: a hold whose reason is a formula
+    from core.audit import Actor
+    from q2c.services import order_hold
+
+    order = factories.order()
+    sam = make_user("sam", "sales_ops")
+    order_hold(order=order, actor=Actor.person(sam), reason='=HYPERLINK("http://x.example","x")')
+    signed_in(client, make_user, "auditor")
+    # when
+    response = client.get(reverse("audit-export"), {"model": "q2c.order", "actor": "sam"})
+    # then: shown as text, not run
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert [row[7] for row in rows[1:]] == ['\'=HYPERLINK("http://x.example","x")']
+    assert all(not cell.startswith(("=", "+", "@")) for row in rows for cell in row)
