@@ -66,6 +66,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "core.audit.AuditContextMiddleware",
+    "core.web.SecurityHeadersMiddleware",
 ]
 
 ROOT_URLCONF = "tandem.urls"
