@@ -11,6 +11,7 @@ from django.db.models import Count, Max, Min, QuerySet
 from django.utils import timezone
 
 from core.errors import Refused
+from core.params import id_from
 from core.problems import Category
 from exceptions.models import (
     CORRECTABLE_CATEGORIES,
@@ -177,7 +178,8 @@ def assignee_choose(*, choice: str, me: Any) -> Any:
         return me
     if not choice:
         return None
-    found = assignable_users().filter(pk=int(choice)).first() if choice.isdigit() else None
+    pk = id_from(choice)
+    found = assignable_users().filter(pk=pk).first() if pk is not None else None
     if found is None:
         raise Refused("choose a person with a role in Tandem", kind=Refused.Kind.INVALID)
     return found

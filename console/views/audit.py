@@ -23,6 +23,7 @@ from django.utils import timezone
 from console.selectors import audit as sel
 from console.views.records import HtmxHttpRequest, page_permission
 from core.exports import spreadsheet_row
+from core.params import date_from
 from core.roles import role_of
 
 PAGE_SIZE = 50
@@ -40,10 +41,7 @@ def _require_role(request: HttpRequest) -> list[sel.TrackedModel]:
 
 
 def _parse_date(text: str) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(text) if text else None
-    except ValueError:
-        return None
+    return date_from(text)
 
 
 def _start_of(day: dt.date) -> dt.datetime:
@@ -77,7 +75,7 @@ def history_filter_from(
     since, until = _parse_date(raw["since"]), _parse_date(raw["until"])
     for name, parsed in (("since", since), ("until", until)):
         if raw[name] and parsed is None:
-            errors.append(f"{name} must be a date (YYYY-MM-DD)")
+            errors.append(f"{name} must be a date (YYYY-MM-DD, 1900 to 9998)")
             raw[name] = ""
     if raw["field"]:
         tracked = sel.tracked_model(raw["model"]) if raw["model"] else None
