@@ -157,6 +157,8 @@ if envbool("SECURE_PROXY_SSL_HEADER", False):
 
 # --- REST API ---------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = ["core.login.ThrottledModelBackend"]
+# API request bodies nested deeper are refused (400) before they are parsed.
+API_MAX_JSON_DEPTH = envint("API_MAX_JSON_DEPTH", 32, minimum=4)
 # Sign-in lockout (core.login): this many wrong passwords per username or per address ...
 LOGIN_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5, minimum=1)
 # ... lock it for the rest of this window, counted from the first failure.
@@ -180,7 +182,12 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # A service's Refused becomes a 400/404/409 with {"detail", "kind"} (core.api).
     "EXCEPTION_HANDLER": "core.api.exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PARSER_CLASSES": [
+        "core.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "core.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     # Per token (per address before authentication): a 429 with Retry-After beyond these.
     "DEFAULT_THROTTLE_CLASSES": [

@@ -69,3 +69,65 @@ def test_an_id_is_one_to_eighteen_ascii_digits(value, expected):
 )  # fmt: skip
 def test_a_date_is_an_ascii_iso_day_in_a_bounded_range(value, ok):
     assert (date_from(value) is not None) == ok
+
+
+@pytest.fixture
+def an_exception(db):  # type: ignore[no-untyped-def]
+    from orchestration.workflows import engine
+    from tests.exceptions.helpers import FLOW, KIND, planned, raise_exception
+
+    engine.workflow_register(FLOW)
+    try:
+        return raise_exception()
+    finally:
+        planned.clear()
+        engine.REGISTRY.pop(KIND, None)
+
+
+@pytest.mark.django_db
+def test_deeply_nested_json_on_an_api_post_is_a_400_and_stores_nothing(admin_client, an_exception):
+    # given
+    from exceptions.models import ExceptionComment
+
+    body = "[" * 5000 + "]" * 5000
+    # when
+    response = admin_client.post(
+        f"/api/v1/exceptions/{an_exception.pk}/comments/", data=body,
+        content_type="application/json",
+    )  # fmt: skip
+    # then
+    assert response.status_code == 400
+    assert response.json()["detail"] == "JSON nested deeper than 32 levels"
+    assert ExceptionComment.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_comment_longer_than_the_limit_is_refused_and_nothing_is_stored(make_user, an_exception):
+    # given
+    from core.audit import Actor
+    from core.errors import Refused
+    from exceptions.models import ExceptionComment
+    from exceptions.services import COMMENT_MAX_CHARS, exception_comment
+
+    ivan = Actor.person(make_user("ivan", role="integration_support"))
+    # when
+    with pytest.raises(Refused) as refused:
+        exception_comment(exception=an_exception, body="x" * (COMMENT_MAX_CHARS + 1), actor=ivan)
+    # then
+    assert refused.value.message == "a comment is at most 10000 characters (this one has 10001)"
+    assert ExceptionComment.objects.count() == 0
+
+
+@pytest.mark.parametrize("asked, read", [("99999999999", 500), ("20", 20), ("x", 50)])
+def test_an_api_page_reads_at_most_the_capped_limit(asked, read):
+    # given
+    from rest_framework.request import Request
+    from rest_framework.test import APIRequestFactory
+
+    from core.pagination import BoundedLimitOffsetPagination
+
+    request = Request(APIRequestFactory().get("/api/v1/orders/", {"limit": asked}))
+    # when
+    limit = BoundedLimitOffsetPagination().get_limit(request)
+    # then
+    assert limit == read
