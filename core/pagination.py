@@ -20,9 +20,12 @@ from typing import Any
 from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 from django.utils.functional import cached_property
+from rest_framework.pagination import LimitOffsetPagination
 
 # 200 pages of 50: far more than anyone pages through, cheap to count on an index.
 COUNT_LIMIT = 10_000
+# The most rows one API page returns, whatever ``limit`` asks for.
+MAX_API_LIMIT = 500
 DEFERRED_FROM = 1_000
 
 
@@ -72,3 +75,10 @@ class BoundedPaginator(Paginator):
     def capped(self) -> bool:
         """True when more rows match than were counted (the last page is not the end)."""
         return self._bounded_count[1]
+
+
+class BoundedLimitOffsetPagination(LimitOffsetPagination):
+    """The API's default paging: ``limit`` is capped at ``MAX_API_LIMIT`` (a bigger one reads
+    that many), so no client can ask for a whole table in one answer."""
+
+    max_limit = MAX_API_LIMIT

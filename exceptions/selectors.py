@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, Max, Min, Q, QuerySet
+from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from core.errors import Refused
+from core.params import id_from
 from core.problems import Category
 from exceptions.models import (
     CORRECTABLE_CATEGORIES,
@@ -106,7 +107,7 @@ def exception_group_examples(
     """The message of the newest matching exception of each group's fingerprint (the same
     system, error class and step), by fingerprint. One query on PostgreSQL: a ``UNION ALL`` of
     one-row reads, each the end of the fingerprint's range of ``exception_fp_created_idx``; on a
-    database that cannot LIMIT inside a UNION (SQLite), the same one-row reads one by one."""
+    database that cannot LIMIT inside a UNION (SQLite), a correlated subquery per group."""
     fingerprints = sorted({group["fingerprint"] for group in groups})
     if not fingerprints:
         return {}
@@ -121,9 +122,23 @@ def exception_group_examples(
         return dict(parts[0])
     if connection.features.supports_slicing_ordering_in_compound:
         return dict(parts[0].union(*parts[1:], all=True))
-    # SQLite (the demo's database) allows no LIMIT inside a UNION: one small read per group on
-    # the page instead (a page holds at most PAGE_SIZE groups).
-    return dict(row for part in parts for row in part)
+    # SQLite (the demo's database) allows no LIMIT inside a UNION: still one query, each
+    # fingerprint's newest message read by a correlated subquery.
+    newest = (
+        _filtered(filters)
+        .filter(fingerprint=OuterRef("fingerprint"))
+        .order_by("-created_at", "-pk")
+        .values("message")[:1]
+    )
+    rows = (
+        OperationalException.objects.filter(fingerprint__in=fingerprints)
+        .order_by()
+        .values("fingerprint")
+        .annotate(example=Subquery(newest))
+        .values_list("fingerprint", "example")
+        .distinct()
+    )
+    return {fingerprint: example for fingerprint, example in rows if example is not None}
 
 
 def exception_get(*, pk: int) -> OperationalException:
@@ -179,7 +194,8 @@ def assignee_choose(*, choice: str, me: Any) -> Any:
         return me
     if not choice:
         return None
-    found = assignable_users().filter(pk=int(choice)).first() if choice.isdigit() else None
+    pk = id_from(choice)
+    found = assignable_users().filter(pk=pk).first() if pk is not None else None
     if found is None:
         raise Refused("choose a person with a role in Tandem", kind=Refused.Kind.INVALID)
     return found

@@ -431,18 +431,26 @@ def exception_assign(
     return locked
 
 
+COMMENT_MAX_CHARS = 10_000
+
+
 def exception_comment(
     *, exception: OperationalException, body: str, actor: Actor
 ) -> ExceptionComment:
     """Add an operator's note to the exception (in any state); the note is its own reason.
 
     One transaction. Refuses an empty note (``ReasonRequired``: "a comment cannot be
-    empty"); raises ``PermissionDenied`` without ``exceptions.add_exceptioncomment``.
-    Returns the comment."""
+    empty") and one longer than ``COMMENT_MAX_CHARS``; raises ``PermissionDenied`` without
+    ``exceptions.add_exceptioncomment``. Returns the comment."""
     if not actor.has_perm("exceptions.add_exceptioncomment"):
         raise PermissionDenied(f"{actor.name} may not comment on exceptions")
     text = body.strip()
     reason_require(text, "a comment cannot be empty")
+    if len(text) > COMMENT_MAX_CHARS:
+        raise Refused(
+            f"a comment is at most {COMMENT_MAX_CHARS} characters (this one has {len(text)})",
+            kind=Refused.Kind.INVALID,
+        )
     with transaction.atomic(), audit_context(actor=actor, reason="comment added"):
         return ExceptionComment.objects.create(exception=exception, author=actor.user, body=text)
 

@@ -22,6 +22,7 @@ from django.views.decorators.http import require_POST
 from core.audit import Actor
 from core.errors import Refused
 from core.pagination import COUNT_LIMIT, BoundedPaginator
+from core.params import id_from
 from core.problems import Category, Severity, Team
 from core.records import SYSTEM_CHOICES
 from core.web import PAGE_SIZE, HtmxHttpRequest, page_permission
@@ -371,7 +372,7 @@ def exception_bulk(request: HttpRequest) -> HttpResponse:
         pks = selectors.exception_pks_for_group(fingerprint=fingerprint)
     else:
         fingerprint = ""
-        pks = sorted({int(v) for v in request.POST.getlist("pk") if v.isdigit()})
+        pks = sorted({pk for v in request.POST.getlist("pk") if (pk := id_from(v)) is not None})
     if not pks:
         messages.error(request, "select at least one exception")
         return redirect("exception-list")
@@ -554,13 +555,14 @@ def _corrected_payload(text: str, original_json: str) -> Any:
 def _replay_target(params: QueryDict) -> tuple[StepRun | None, WorkflowRun | None]:
     step_value = params.get("step_run") or ""
     run_value = params.get("workflow_run") or ""
-    if step_value.isdigit():
-        step = StepRun.objects.select_related("run").filter(pk=int(step_value)).first()
+    step_pk, run_pk = id_from(step_value), id_from(run_value)
+    if step_pk is not None:
+        step = StepRun.objects.select_related("run").filter(pk=step_pk).first()
         if step is None:
             raise Http404(f"no step run {step_value}")
         return step, step.run
-    if run_value.isdigit():
-        run = WorkflowRun.objects.filter(pk=int(run_value)).first()
+    if run_pk is not None:
+        run = WorkflowRun.objects.filter(pk=run_pk).first()
         if run is None:
             raise Http404(f"no workflow run {run_value}")
         return None, run

@@ -86,6 +86,8 @@ def duplicate_list(request: HtmxHttpRequest) -> HttpResponse:
         min_score = Decimal(request.GET.get("min_score") or "0") or None
     except InvalidOperation:
         min_score = None
+    if min_score is not None and not (min_score.is_finite() and 0 < min_score <= 1):
+        min_score = None  # a score is a probability: NaN, infinities and 1e999 mean no filter
     qs = selectors.candidates_queue(status=status, q=query, min_score=min_score, country=country)
     page = BoundedPaginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
     context = {

@@ -67,6 +67,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "core.web.HtmxVaryMiddleware",
     "core.audit.AuditContextMiddleware",
+    "core.web.SecurityHeadersMiddleware",
 ]
 
 ROOT_URLCONF = "tandem.urls"
@@ -157,6 +158,23 @@ if envbool("SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # --- REST API ---------------------------------------------------------------------------
+AUTHENTICATION_BACKENDS = ["core.login.ThrottledModelBackend"]
+# API request bodies nested deeper are refused (400) before they are parsed.
+API_MAX_JSON_DEPTH = envint("API_MAX_JSON_DEPTH", 32, minimum=4)
+# Sign-in lockout (core.login): this many wrong passwords per username or per address ...
+LOGIN_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+# ... lock it for the rest of this window, counted from the first failure.
+LOGIN_LOCKOUT_SECONDS = envint("LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
+# The cache shared by every process (login counters, API throttling): Redis in production.
+CACHE_URL = envstr("CACHE_URL", "")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
@@ -166,8 +184,22 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # A service's Refused becomes a 400/404/409 with {"detail", "kind"} (core.api).
     "EXCEPTION_HANDLER": "core.api.exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PARSER_CLASSES": [
+        "core.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "core.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
+    # Per token (per address before authentication): a 429 with Retry-After beyond these.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": envstr("API_THROTTLE_ANON", "60/min"),
+        "user": envstr("API_THROTTLE_USER", "1200/min"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Tandem API",

@@ -37,6 +37,15 @@ def _role_groups(request: pytest.FixtureRequest) -> None:
         roles_sync(apps)
 
 
+@pytest.fixture(autouse=True)
+def _cache_cleared() -> None:
+    """Sign-in failures and API throttling count in the cache: each test starts from none
+    (every test client comes from 127.0.0.1, one address for the lockout)."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def system_actor(db: Any) -> Actor:
     return Actor.system("worker")

@@ -23,6 +23,7 @@ from django.db.models import CharField, Exists, F, OuterRef, Q, QuerySet, Subque
 from django.utils import timezone
 
 from core.audit import SYSTEM_ACTOR_PATTERN
+from core.params import id_from
 
 # Bumped by every save, so it would appear in every diff without telling anyone anything.
 _UNTRACKED_FIELDS = frozenset({"updated_at"})
@@ -124,7 +125,7 @@ class Cursor:
     def decode(cls, text: str) -> Cursor | None:
         """None for anything that is not a cursor this module wrote."""
         parts = text.split("~")
-        if len(parts) != 3 or not parts[2].isdigit() or len(parts[2]) > 18:
+        if len(parts) != 3 or id_from(parts[2]) is None:
             return None
         try:
             when = dt.datetime.fromisoformat(parts[0])
@@ -271,8 +272,9 @@ def _history_queryset(
     qs = hist._default_manager.select_related("history_user")
     record = flt.record.strip()
     if record:
-        if record.isdigit() and len(record) <= 18:
-            qs = qs.filter(id=int(record))
+        record_id = id_from(record)
+        if record_id is not None:
+            qs = qs.filter(id=record_id)
         elif tracked.has_enterprise_id:
             qs = qs.filter(enterprise_id=record)
         else:
@@ -519,8 +521,9 @@ def record_as_of(*, tracked: TrackedModel, record: str, when: dt.datetime) -> Re
     """The record as it stood at ``when`` (its latest history row at or before that time)."""
     qs = tracked.history_model._default_manager.select_related("history_user")
     record = record.strip()
-    if record.isdigit() and len(record) <= 18:
-        qs = qs.filter(id=int(record))
+    record_id = id_from(record)
+    if record_id is not None:
+        qs = qs.filter(id=record_id)
     elif tracked.has_enterprise_id and record:
         qs = qs.filter(enterprise_id=record)
     else:

@@ -22,6 +22,8 @@ from django.utils import timezone
 
 from console.selectors import audit as sel
 from console.views.records import HtmxHttpRequest, page_permission
+from core.exports import spreadsheet_row
+from core.params import date_from
 from core.roles import role_of
 
 PAGE_SIZE = 50
@@ -39,10 +41,7 @@ def _require_role(request: HttpRequest) -> list[sel.TrackedModel]:
 
 
 def _parse_date(text: str) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(text) if text else None
-    except ValueError:
-        return None
+    return date_from(text)
 
 
 def _start_of(day: dt.date) -> dt.datetime:
@@ -76,7 +75,7 @@ def history_filter_from(
     since, until = _parse_date(raw["since"]), _parse_date(raw["until"])
     for name, parsed in (("since", since), ("until", until)):
         if raw[name] and parsed is None:
-            errors.append(f"{name} must be a date (YYYY-MM-DD)")
+            errors.append(f"{name} must be a date (YYYY-MM-DD, 1900 to 9998)")
             raw[name] = ""
     if raw["field"]:
         tracked = sel.tracked_model(raw["model"]) if raw["model"] else None
@@ -212,7 +211,8 @@ def export_csv(request: HttpRequest) -> StreamingHttpResponse:
     entries = sel.history_iter(user=request.user, flt=flt)
     writer = csv.writer(_Echo())
     response = StreamingHttpResponse(
-        (writer.writerow(row) for row in export_rows(entries)), content_type="text/csv"
+        (writer.writerow(spreadsheet_row(row)) for row in export_rows(entries)),
+        content_type="text/csv",
     )
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
     response["Content-Disposition"] = f'attachment; filename="tandem-audit-{stamp}.csv"'

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from core.errors import Refused
+from core.exports import spreadsheet_row
 from masterdata.matching.normalize import Record, record
 from masterdata.matching.pipeline import MatchResult, ScoredPair, match
 
@@ -207,4 +208,5 @@ def pairs_write(pairs: Sequence[tuple[str, str, float, int | None]], out: IO[str
     writer = csv.writer(out)
     writer.writerow(["id_a", "id_b", "score", "cluster"])
     for id_a, id_b, score, cluster in pairs:
-        writer.writerow([id_a, id_b, f"{score:.3f}", "" if cluster is None else cluster])
+        row = [id_a, id_b, f"{score:.3f}", "" if cluster is None else cluster]
+        writer.writerow(spreadsheet_row(row))  # the ids come from an uploaded file

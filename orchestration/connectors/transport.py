@@ -19,13 +19,14 @@ import datetime as dt
 import ipaddress
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 from django.conf import settings
@@ -215,6 +216,12 @@ class TransportResponse:
     outbound_call_id: int
 
 
+# A call's path: a literal the connector wrote (``"customers"``), or its segments, each
+# percent-encoded by the transport (``("subscriptions", subscription_id, "cancel")``).
+Path = str | tuple[str, ...]
+LITERAL_PATH = re.compile(r"[A-Za-z0-9_.~%/-]*")
+
+
 def _ambient_correlation_id() -> str:
     """The correlation id the surrounding work set, or "" when there is none."""
     ambient = current_correlation_id()
@@ -251,6 +258,29 @@ class Transport:
         """The transport of ``system`` as configured (else ``ConnectorConfigurationError``)."""
         return cls(connector_config(system))
 
+    def path_encode(self, path: Path) -> str:
+        """The request path: each segment of a tuple percent-encoded here (``/``, ``?``, ``#``
+        and ``%`` included), so an id a system or a person supplied can never steer the call
+        to another path of the host. A plain string is a
+        literal path a connector wrote (or a client library encoded): refused when it has a dot
+        segment or a character outside unreserved ones, ``/`` and ``%`` (before any query
+        string). A segment that is empty (it would address the collection instead of the
+        record), ``.`` or ``..`` is refused."""
+        if isinstance(path, str):
+            literal = path.partition("?")[0]  # a client library may put its query string here
+            if not LITERAL_PATH.fullmatch(literal) or {".", ".."} & set(literal.split("/")):
+                raise PermanentError(
+                    f"refused path {path[:100]!r}", system=self.config.system, kind="invalid_path"
+                )
+            return path
+        if any(segment in {"", ".", ".."} for segment in path):
+            # requests sends %2E as "." again; a server would resolve ".." to the parent path
+            raise PermanentError(
+                "refused path with an empty, '.' or '..' segment", system=self.config.system,
+                kind="invalid_path",
+            )  # fmt: skip
+        return "/".join(quote(str(segment), safe="") for segment in path)
+
     def url_for(self, path: str) -> str:
         """The URL of ``path`` under the base URL; a path that would leave the system's host
         raises ``ConnectorConfigurationError``.
@@ -265,7 +295,7 @@ class Transport:
         *,
         operation: str,
         method: str,
-        path: str,
+        path: Path,
         json: Any = None,
         form: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
@@ -292,6 +322,7 @@ class Transport:
         recorded) for the library to interpret; a call that got no answer still raises.
         """
         self._refuse_inside_transaction(operation)
+        path = self.path_encode(path)
         correlation_id = correlation_id or _ambient_correlation_id()
         wire_body, request_body = encoded or (form, json if json is not None else form)
         request = _Request(

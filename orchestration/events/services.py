@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import re
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from django.utils import timezone
 from core.audit import Actor, audit_context
 from core.errors import DATA_REFUSALS, Refused
 from core.logging import correlation
+from core.params import json_depth
 from core.problems import Category, Problem, Severity, Team, problem_raise
 from orchestration.events.catalog import event_validate
 from orchestration.events.errors import EventRejected, SignatureRejected
@@ -163,21 +163,6 @@ def inbound_event_receive(
 
 # How much of an unauthenticated delivery's body is stored (the rest is dropped unread).
 UNAUTHENTICATED_BODY_KEPT = 256
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
-_JSON_BRACKET = re.compile(rb"[\[\]{}]")
-
-
-def json_depth(raw: bytes) -> int:
-    """How deeply ``raw``'s arrays and objects nest, read without parsing it (brackets inside
-    strings do not count), so a hostile body cannot exhaust the parser's recursion."""
-    depth = deepest = 0
-    for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub(b"", raw)):
-        if bracket in (b"[", b"{"):
-            depth += 1
-            deepest = max(deepest, depth)
-        else:
-            depth -= 1
-    return deepest
 
 
 def _delivery_check(

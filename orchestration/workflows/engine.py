@@ -33,7 +33,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core.audit import Actor, audit_context
-from core.errors import Refused, reason_require
+from core.errors import DATA_REFUSALS, Refused, reason_require
 from core.logging import correlation
 from orchestration.connectors.errors import ConnectorError
 from orchestration.workflows import observers
@@ -349,6 +349,12 @@ def _run_handler(
         return _fail(step=step, definition=definition, error=exc)
     except TRANSIENT_DATABASE_ERRORS as exc:  # the database blinked: retried, up to the cap
         error = StepRetryable(f"{type(exc).__name__}: {exc}", error_class=type(exc).__name__)
+        return _retry_or_fail(step=step, definition=definition, error=error)
+    except Refused as exc:
+        if exc.kind in DATA_REFUSALS:
+            return _fail(step=step, definition=definition, error=unexpected_failure(exc))
+        # a lost race or a transition refused for now: read again and retry, up to the cap
+        error = StepRetryable(exc.message, error_class=type(exc).__name__)
         return _retry_or_fail(step=step, definition=definition, error=error)
     except Exception as exc:  # a bug, or an input the code cannot take
         return _fail(step=step, definition=definition, error=unexpected_failure(exc))

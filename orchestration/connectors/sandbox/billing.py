@@ -215,7 +215,7 @@ class SandboxBilling:
     def subscription_get(self, *, subscription_id: str) -> RemoteRecord:
         """The subscription ``subscription_id`` (``BillingApi.subscription_get``)."""
         response = self.transport.call(
-            operation="subscription_get", method="GET", path=f"subscriptions/{subscription_id}"
+            operation="subscription_get", method="GET", path=("subscriptions", subscription_id)
         )
         return subscription_record(response.body)
 
@@ -250,7 +250,7 @@ class SandboxBilling:
         response = self.transport.call(
             operation="subscription_update",
             method="POST",
-            path=f"subscriptions/{subscription_id}",
+            path=("subscriptions", subscription_id),
             json=body,
             idempotency_key=idempotency_key,
         )
@@ -266,7 +266,7 @@ class SandboxBilling:
         response = self.transport.call(
             operation="subscription_cancel",
             method="DELETE",
-            path=f"subscriptions/{subscription_id}",
+            path=("subscriptions", subscription_id),
             # Stripe takes a DELETE's parameters in the query string.
             params={"prorate": str(prorate).lower(), "invoice_now": str(prorate).lower()},
             idempotency_key=idempotency_key,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from orchestration.connectors.interfaces import CpqApi, CpqQuote
 from orchestration.connectors.transport import Transport
 
@@ -20,7 +18,7 @@ class SandboxCpq:
         An unknown id raises ``PermanentError`` (kind ``not_found``).
         """
         response = self.transport.call(
-            operation="quote_get", method="GET", path=f"quotes/{quote(quote_id, safe='')}"
+            operation="quote_get", method="GET", path=("quotes", quote_id)
         )
         return CpqQuote(quote_id=str(response.body["Id"]), data=response.body)
 

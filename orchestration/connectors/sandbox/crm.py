@@ -52,7 +52,7 @@ class SandboxCrm:
         self.transport.call(
             operation="account_merge",
             method="POST",
-            path=f"accounts/{survivor_id}/merge",
+            path=("accounts", survivor_id, "merge"),
             json={"MergedAccountId": loser_id},
             idempotency_key=idempotency_key,
         )

@@ -117,7 +117,7 @@ class SandboxErp:
         response = self.transport.call(
             operation="sales_order_cancel",
             method="POST",
-            path=f"salesorders/{sales_order_id}/cancel",
+            path=("salesorders", sales_order_id, "cancel"),
             json={},
             idempotency_key=idempotency_key,
         )

@@ -312,3 +312,21 @@ def test_changes_name_their_fields_and_show_references_by_business_id(client, ma
     assert account_set == [order.account.enterprise_id]
     assert entity_set == [order.legal_entity.enterprise_id]
     assert f"<ins>{order.account_id}</ins>" not in page
+
+
+@pytest.mark.django_db
+def test_the_export_neutralises_a_reason_a_spreadsheet_would_run_as_a_formula(client, make_user):
+    # given: a hold whose reason is a formula
+    from core.audit import Actor
+    from q2c.services import order_hold
+
+    order = factories.order()
+    sam = make_user("sam", "sales_ops")
+    order_hold(order=order, actor=Actor.person(sam), reason='=HYPERLINK("http://x.example","x")')
+    signed_in(client, make_user, "auditor")
+    # when
+    response = client.get(reverse("audit-export"), {"model": "q2c.order", "actor": "sam"})
+    # then: shown as text, not run
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert [row[7] for row in rows[1:]] == ['\'=HYPERLINK("http://x.example","x")']
+    assert all(not cell.startswith(("=", "+", "@")) for row in rows for cell in row)

@@ -491,3 +491,16 @@ def test_a_step_whose_worker_dies_on_every_attempt_fails_instead_of_running_fore
     exc = OperationalException.objects.get()
     assert (exc.category, exc.error_class) == ("internal_error", "WorkerLost")
     assert calls["create_customer"] == 0
+
+
+@pytest.mark.django_db
+def test_a_lost_race_in_a_handler_is_retried_not_failed():
+    # given: the handler loses a race once, then succeeds
+    behaviour["create_customer"] = [Refused("changed meanwhile", kind=Refused.Kind.CONFLICT)]
+    run = start()
+    step = run.steps.get(name="create_customer")
+    # when
+    retries_run(run, step, 2)
+    # then
+    assert (step.state, step.attempts) == ("succeeded", 2)
+    assert OperationalException.objects.count() == 0
