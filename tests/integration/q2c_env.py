@@ -78,6 +78,17 @@ def rig_start(*, live_server_url: str, erp_approval_delay_s: float = 0.3) -> Any
     return sandbox_start(config)
 
 
+def wait_run_completed(subject_id: str) -> Any:
+    """The workflow run of ``subject_id`` once completed: its last step's success is committed
+    just after the step's own effect (the order active), so a test waits for both."""
+    from orchestration.workflows.models import RunState, WorkflowRun
+
+    return wait_until(
+        lambda: WorkflowRun.objects.filter(subject_id=subject_id, state=RunState.COMPLETED).first(),
+        what=f"the workflow run of {subject_id} to complete",
+    )
+
+
 def wait_until(check: Callable[[], Any], *, timeout: float = 90.0, what: str = "") -> Any:
     """Poll ``check`` (a fresh read each time) until it returns something truthy."""
     deadline = time.monotonic() + timeout

@@ -10,9 +10,8 @@ import pytest
 
 from masterdata.models import ExternalId
 from orchestration.models import InboundEvent
-from orchestration.workflows.models import RunState, WorkflowRun
 from q2c.models import ContractState, Order, OrderState
-from tests.integration.q2c_env import Rig, wait_until
+from tests.integration.q2c_env import Rig, wait_run_completed, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -41,9 +40,8 @@ def test_an_approved_quote_becomes_a_live_order_in_every_system_exactly_once(rig
         ),
         what="the order to become active",
     )
-    # then
-    run = WorkflowRun.objects.get(subject_id=order.enterprise_id)
-    assert run.state == RunState.COMPLETED
+    # then: the last step's success is recorded just after the order became active
+    run = wait_run_completed(order.enterprise_id)
     assert set(run.steps.values_list("state", flat=True)) == {"succeeded"}
     assert order.account.legal_name == "Northwind Traders Ltd"
     contract = order.contracts.get()

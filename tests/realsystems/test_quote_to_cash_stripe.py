@@ -12,9 +12,8 @@ from masterdata.models import ExternalId
 from orchestration.connectors.stripe.billing import plan_id_for
 from orchestration.models import InboundEvent, OutboundCall
 from orchestration.workflows.engine import step_key
-from orchestration.workflows.models import RunState, WorkflowRun
 from q2c.models import ContractState, Order, OrderState
-from tests.integration.q2c_env import Rig, wait_until
+from tests.integration.q2c_env import Rig, wait_run_completed, wait_until
 from tests.realsystems.localstripe_server import LocalStripe
 
 pytestmark = pytest.mark.integration
@@ -66,8 +65,7 @@ def test_an_approved_quote_is_billed_in_stripe_once_after_the_erp_accepted_it(
     [invoice] = localstripe.get("/v1/invoices", subscription=subscription["id"])["data"]
     assert (invoice["status"], invoice["total"], invoice["amount_paid"]) == ("paid", 90000, 90000)
     # and Tandem's
-    run = WorkflowRun.objects.get(subject_id=order.enterprise_id)
-    assert run.state == RunState.COMPLETED
+    wait_run_completed(order.enterprise_id)
     assert contract.state == ContractState.ACTIVE
     assert set(
         ExternalId.objects.filter(system="billing").values_list("object_type", "external_id")

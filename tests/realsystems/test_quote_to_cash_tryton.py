@@ -13,9 +13,8 @@ from masterdata.models import ExternalId
 from orchestration.connectors.tryton.erp import TrytonErp
 from orchestration.models import InboundEvent, PollCursor
 from orchestration.tasks import poll_systems
-from orchestration.workflows.models import RunState, WorkflowRun
 from q2c.models import Invoice, Order, OrderState, Payment
-from tests.integration.q2c_env import Rig, wait_until
+from tests.integration.q2c_env import Rig, wait_run_completed, wait_until
 from tests.realsystems.helpers import tryton_pay_in_full
 
 pytestmark = pytest.mark.integration
@@ -90,8 +89,7 @@ def test_an_approved_quote_goes_live_with_tryton_as_the_erp(tryton_rig: Rig):
     )  # fmt: skip
     assert [str(row["id"]) for row in parties] == [sale.data["customer_id"]]
     # and Tandem's
-    run = WorkflowRun.objects.get(subject_id=order.enterprise_id)
-    assert run.state == RunState.COMPLETED
+    wait_run_completed(order.enterprise_id)
     assert (invoice.order, invoice.state, invoice.currency) == (order, "paid", "GBP")
     assert invoice.amount_paid == Decimal("1800.00")
     payment = Payment.objects.get(pk=payment_link.object_id)

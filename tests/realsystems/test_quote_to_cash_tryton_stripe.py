@@ -12,9 +12,8 @@ from masterdata.models import ExternalId
 from orchestration.connectors.stripe.billing import plan_id_for
 from orchestration.connectors.tryton.erp import TrytonErp
 from orchestration.tasks import poll_systems
-from orchestration.workflows.models import RunState, WorkflowRun
 from q2c.models import ContractState, Order, OrderState
-from tests.integration.q2c_env import Rig, wait_until
+from tests.integration.q2c_env import Rig, wait_run_completed, wait_until
 from tests.realsystems.localstripe_server import LocalStripe
 
 pytestmark = pytest.mark.integration
@@ -77,7 +76,7 @@ def test_a_quote_goes_live_in_tryton_and_is_billed_in_stripe_after_tryton_accept
     [invoice] = localstripe.get("/v1/invoices", subscription=subscription["id"])["data"]
     assert (invoice["status"], invoice["total"], invoice["amount_paid"]) == ("paid", 90000, 90000)
     # and Tandem's
-    assert WorkflowRun.objects.get(subject_id=order.enterprise_id).state == RunState.COMPLETED
+    wait_run_completed(order.enterprise_id)
     assert contract.state == ContractState.ACTIVE
     assert set(
         ExternalId.objects.filter(system__in=["erp", "billing"]).values_list(
