@@ -12,6 +12,7 @@ from console.views import records as views
 urlpatterns = [
     path("", views.home, name="home"),
     path("my-work/badge/", views.waiting_badge, name="waiting-badge"),
+    path("my-work/notifications/", views.notification_preference, name="notification-preference"),
     path("dashboard/", views.dashboard, name="dashboard"),
     path("orders/", views.order_list, name="order-list"),
     path("orders/<str:enterprise_id>/", views.order_detail, name="order-detail"),

@@ -340,7 +340,31 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=15, hour="*/6"),
         "options": {"queue": "default"},
     },
+    # SLA breaches and approvals waiting, by e-mail, batched per person.
+    "send-notifications": {
+        "task": "console.send_notifications",
+        "schedule": envfloat("NOTIFY_INTERVAL_SECONDS", 300.0),
+        "options": {"queue": "default"},
+    },
 }
+
+# --- E-mail (notifications) ---------------------------------------------------------------
+# The demo writes each message to a file under var/mail/ instead of sending it.
+EMAIL_BACKEND = envstr(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.filebased.EmailBackend"
+    if envbool("TANDEM_DEMO_MODE", False)
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_FILE_PATH = str(VAR_DIR / "mail")
+EMAIL_HOST = envstr("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = envstr("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = envstr("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 10, minimum=1)
+DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "tandem@localhost")
+TANDEM_BASE_URL = envstr("TANDEM_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 # --- Logging ----------------------------------------------------------------------------
 LOG_LEVEL = envstr("LOG_LEVEL", "INFO")

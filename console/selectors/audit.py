@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from core.audit import SYSTEM_ACTOR_PATTERN
 from core.params import id_from
+from core.templatetags.readable import when
 
 # Bumped by every save, so it would appear in every diff without telling anyone anything.
 _UNTRACKED_FIELDS = frozenset({"updated_at"})
@@ -449,6 +450,16 @@ def _reference_label(model: type[models.Model], value: str, found: dict[str, Any
     return str(enterprise_id) if enterprise_id else f"{model._meta.verbose_name} {value}"
 
 
+def _when_label(value: str | None) -> str | None:
+    """A time as every page shows it (the display time zone, named)."""
+    if not value:
+        return None
+    try:
+        return when(dt.datetime.fromisoformat(value))
+    except ValueError:
+        return value
+
+
 def label_references(entries: list[HistoryEntry]) -> None:
     """Name the fields of every change, and show a reference by its business id (ACC-…,
     EXC-7) instead of its primary key: one query per referenced model on the page."""
@@ -473,6 +484,16 @@ def label_references(entries: list[HistoryEntry]) -> None:
         for change in entry.changes:
             f = by_name[change.field]
             target = f.related_model
+            if isinstance(f, models.DateTimeField):
+                labelled.append(
+                    replace(
+                        change,
+                        name=str(f.verbose_name),
+                        old_label=_when_label(change.old),
+                        new_label=_when_label(change.new),
+                    )
+                )
+                continue
             if target is None:
                 labelled.append(replace(change, name=str(f.verbose_name)))
                 continue

@@ -17,6 +17,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from console.models import NotificationPreference
+from console.notifications import notification_preference_set
 from console.selectors import dashboard as dashboard_selectors
 from console.selectors import my_work as my_work_selectors
 from console.selectors import records as selectors
@@ -71,7 +73,17 @@ def home(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     since = _previous_visit(request, now=now)
     work = my_work_selectors.my_work(user=user, since=since, now=now)
-    return render(request, "console/home.html", {"role": role, "panels": panels, "work": work})
+    preference = NotificationPreference.objects.filter(user_id=int(user.pk or 0)).first()
+    return render(
+        request,
+        "console/home.html",
+        {
+            "role": role,
+            "panels": panels,
+            "work": work,
+            "email_on": preference is None or preference.email,
+        },
+    )
 
 
 HOME_SEEN_KEY = "home_seen_at"
@@ -86,6 +98,18 @@ def _previous_visit(request: HttpRequest, *, now: dt.datetime) -> dt.datetime | 
         return dt.datetime.fromisoformat(seen) if seen else None
     except ValueError:
         return None
+
+
+@require_POST
+@login_required
+def notification_preference(request: HttpRequest) -> HttpResponse:
+    """Turn my e-mail notices (SLA breaches, approvals waiting) on or off."""
+    if not role_of(request.user):
+        raise PermissionDenied("your user has no role in Tandem; ask an admin to assign one")
+    email = request.POST.get("email") == "1"
+    notification_preference_set(user=request.user, email=email)
+    messages.success(request, f"e-mail notices turned {'on' if email else 'off'}")
+    return redirect("home")
 
 
 @login_required

@@ -94,7 +94,9 @@ def test_replays_waiting_for_my_approval_are_listed_with_a_badge_in_the_navigati
         page, "approvals"
     )
     assert f'hx-get="{reverse("waiting-badge")}"' in page
-    assert badge.strip() == '<span class="badge bad" data-waiting="1">1 waiting for you</span>'
+    assert badge.strip() == (
+        '<a class="badge bad" href="/#approvals" data-waiting="1">1 waiting for you</a>'
+    )
     assert own_badge.strip() == ""  # nobody approves their own request
 
 

@@ -317,3 +317,19 @@ def test_admin_sees_group_bulk_buttons_in_the_grouped_view(client):
         f"{action}:{exc.fingerprint}" for action in ("retry", "assign", "resolve")
     ]
     assert exc.state == ExceptionState.OPEN
+
+
+@pytest.mark.django_db
+def test_a_single_retry_shows_its_live_outcome_on_the_exceptions_page(client):
+    # given: an exception retried from its page
+    exc = raise_exception()
+    client.force_login(user_for("sales_ops"))
+    client.post(reverse("exception-retry", args=[exc.pk]), {"reason": "fixed in CPQ"})
+    # when
+    page = client.get(reverse("exception-detail", args=[exc.pk])).content.decode()
+    # then: the page loads the retry's outcome, which polls until the step settles
+    outcome = f"{reverse('exception-bulk-outcome')}?pk={exc.pk}"
+    assert f'hx-get="{outcome}" hx-trigger="load"' in page
+    polled = client.get(outcome).content.decode()
+    assert re.findall(r'data-outcome="(\w+)"', polled) == ["pending"]
+    assert 'hx-trigger="every 2s"' in polled

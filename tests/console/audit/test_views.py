@@ -255,12 +255,12 @@ def test_history_page_across_models_reads_only_the_models_on_the_page(client, ma
         {"masterdata.account", "masterdata.legalentity", "q2c.order", "q2c.orderline"},
         {"q2c.order"},
     )
-    referenced = {
+    targets = [
         entry.tracked.model._meta.get_field(change.field).related_model
         for entry in entries
         for change in entry.changes
-        if change.new_label or change.old_label
-    }
+    ]
+    referenced = {target for target in targets if target is not None}
     assert len(queries) == 5 + 1 + len(on_page) + len(with_previous) + len(referenced) + 1
 
 

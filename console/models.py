@@ -1,0 +1,37 @@
+"""What the console keeps per person: their notification preference and the notices sent
+(one row per person and thing, so nothing is announced twice)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class NotificationPreference(models.Model):
+    """Whether a person wants e-mail about SLA breaches and approvals waiting for them
+    (absent: yes)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_preference"
+    )
+    email = models.BooleanField(default=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} e-mail {'on' if self.email else 'off'}"
+
+
+class Notice(models.Model):
+    """One thing announced to one person (``key``: "sla:EXC-7", "approval:RPL-3"), sent in a
+    batch with the others found in the same run."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    key = models.CharField(max_length=40)
+    text = models.CharField(max_length=300)
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="notice_once")]
+
+    def __str__(self) -> str:
+        return f"{self.key} to {self.user}"

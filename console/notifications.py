@@ -1,0 +1,102 @@
+"""SLA breaches and approvals waiting, announced by e-mail (Django's mail framework): each
+person gets one message per run listing what is new for them, never the same thing twice
+(``Notice`` rows, unique per person and thing), and nothing when they turned e-mail off."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+
+from console.models import Notice, NotificationPreference
+from console.selectors.my_work import approvals_waiting, merges_waiting
+from core.roles import role_of
+from exceptions.models import OPEN_STATES, OperationalException
+
+logger = logging.getLogger(__name__)
+
+TEAMS = {"sales_ops", "finance_ops", "data_steward", "integration_support"}
+
+
+def notification_preference_set(*, user: Any, email: bool) -> NotificationPreference:
+    """Turn a person's e-mail notices on or off. One transaction. Refuses nothing."""
+    with transaction.atomic():
+        preference, _ = NotificationPreference.objects.update_or_create(
+            user=user, defaults={"email": email}
+        )
+    return preference
+
+
+def _wanted(user: Any, now: dt.datetime) -> list[tuple[str, str, str]]:
+    """(key, text, path) of what ``user`` should hear about now."""
+    items: list[tuple[str, str, str]] = []
+    role = role_of(user)
+    if role in TEAMS and user.has_perm("exceptions.view_operationalexception"):
+        for exc in OperationalException.objects.filter(
+            state__in=OPEN_STATES, owner_team=role, sla_due_at__lt=now
+        ).order_by("sla_due_at", "pk")[:50]:
+            items.append(
+                (f"sla:EXC-{exc.pk}", f"EXC-{exc.pk} is overdue: {exc.message[:150]}",
+                 reverse("exception-detail", args=[exc.pk]))
+            )  # fmt: skip
+    for replay in approvals_waiting(user=user)[:50]:
+        items.append(
+            (f"approval:RPL-{replay.pk}",
+             f"RPL-{replay.pk} waits for your approval (asked by {replay.requested_by})",
+             reverse("replay-detail", args=[replay.pk]))
+        )  # fmt: skip
+    for merge in merges_waiting(user=user)[:50]:
+        items.append(
+            (f"approval:MRG-{merge.pk}",
+             f"MRG-{merge.pk} waits for your approval (asked by {merge.requested_by})",
+             reverse("merge-detail", args=[merge.pk]))
+        )  # fmt: skip
+    return items
+
+
+def notifications_send(*, now: dt.datetime) -> int:
+    """Find what is new for each active person with a role and an e-mail address, record it
+    (each thing once per person) and send each person one message listing it; the mail is
+    sent after the rows commit, and a row is marked sent once its message went. Returns how
+    many messages were sent. A person who turned e-mail off gets nothing recorded."""
+    off = set(NotificationPreference.objects.filter(email=False).values_list("user_id", flat=True))
+    sent = 0
+    people = get_user_model().objects.filter(is_active=True).exclude(email="").order_by("pk")
+    for user in people:
+        if user.pk in off or not role_of(user):
+            continue
+        fresh = []
+        for key, text, path in _wanted(user, now):
+            try:
+                with transaction.atomic():
+                    notice = Notice.objects.create(user=user, key=key, text=text, created_at=now)
+            except IntegrityError:  # announced before
+                continue
+            fresh.append((notice, path))
+        if not fresh:
+            continue
+        lines = [f"- {notice.text}\n  {settings.TANDEM_BASE_URL}{path}" for notice, path in fresh]
+        send_mail(
+            subject=f"Tandem: {len(fresh)} thing{'s' if len(fresh) != 1 else ''} waiting for you",
+            message="\n".join(
+                [
+                    "New since the last message:",
+                    "",
+                    *lines,
+                    "",
+                    "Turn these e-mails off on your home page.",
+                ]
+            ),
+            from_email=None,
+            recipient_list=[user.email],
+        )
+        Notice.objects.filter(pk__in=[notice.pk for notice, _ in fresh]).update(sent_at=now)
+        sent += 1
+    logger.info("notifications: %d message(s) sent", sent)
+    return sent
