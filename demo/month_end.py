@@ -132,7 +132,7 @@ def _drift_inject(
 
     ref = pick(invoices, "an open billing invoice")
     invoice = invoices[ref][0]
-    sandbox.post("billing", f"/invoices/{invoice['id']}/void", {})
+    sandbox.control("POST", f"/billing/invoices/{invoice['id']}/void")  # no event: unseen
     injected.append(_drift("status", "billing", _tandem_ref("billing", "invoice", invoice["id"])))
 
     ref = pick(subscriptions, "a live billing subscription")

@@ -12,6 +12,7 @@ POST /_control/erp/approve/<internalId>     approve a pending ERP sales order no
 POST /_control/erp/reject/<internalId>      reject it ({"reason": ...}); emits order.rejected
 POST /_control/erp/salesorders/<internalId>/lines/<line>  edit a line (quantity, rate) as
                                             someone in the ERP would, no event sent
+POST /_control/billing/invoices/<id>/void       void an open invoice with no event sent
 POST /_control/billing/invoices/<id>/duplicate  a copy of a posted invoice under a new id and
                                             number, as a double posting in billing, no event
 GET  /_control/webhooks                     the outbox (?system=&event_type=&status=)
@@ -124,6 +125,8 @@ def _dispatch(
             return _erp_line_edit(sandbox, internal_id, line_no, body)
         case ("POST", ["billing", "invoices", invoice_id, "duplicate"]):
             return _billing_invoice_duplicate(sandbox, invoice_id)
+        case ("POST", ["billing", "invoices", invoice_id, "void"]):
+            return _billing_invoice_void_silently(sandbox, invoice_id)
         case ("GET", ["webhooks"]):
             return _ok(_webhooks(sandbox, query))
         case ("POST", ["webhooks", event_id, "redeliver"]):
@@ -187,6 +190,26 @@ def _billing_invoice_duplicate(sandbox: Sandbox, invoice_id: str) -> Outcome:
         invoices[duplicate["id"]] = duplicate
         sandbox.mark_dirty()
         return _ok(duplicate, status=201)
+
+
+def _billing_invoice_void_silently(sandbox: Sandbox, invoice_id: str) -> Outcome:
+    """Void an open invoice as someone working in billing's own screens might, with no
+    event sent (the public ``/billing/invoices/<id>/void`` announces ``invoice.voided``)."""
+    if "billing" not in sandbox.systems:
+        return _error(404, "no billing system in this sandbox")
+    with sandbox.lock:
+        invoice = sandbox.state.systems["billing"]["invoices"].get(invoice_id)
+        if invoice is None:
+            return _error(404, f"no billing invoice {invoice_id}")
+        if invoice["status"] != "open":
+            return _error(409, f"invoice {invoice_id} is {invoice['status']}: only an open one")
+        now = int(dt.datetime.now(dt.UTC).timestamp())
+        invoice["status"] = "void"
+        invoice["amount_remaining"] = 0
+        invoice["status_transitions"]["voided_at"] = now
+        invoice["updated"] = now
+        sandbox.mark_dirty()
+        return _ok(invoice)
 
 
 def _faults(sandbox: Sandbox, method: str, system: str, body: Any) -> Outcome:

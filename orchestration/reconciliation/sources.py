@@ -116,12 +116,24 @@ class TandemSource:
     by_references: Callable[[set[str]], Iterable[TandemRow]]
 
 
+# The crosswalk's object types that pair a Tandem record with one kind of a system's record:
+# an invoice mirrored from billing is posted to the ERP's receivables as an ERP invoice
+# (``receivable_invoice``), which is that invoice's ERP record as much as a mirrored one is.
+LINK_TYPES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("erp", "invoice"): ("invoice", "receivable_invoice"),
+}
+
+
+def _link_types(system: str, object_type: str) -> tuple[str, ...]:
+    return LINK_TYPES.get((system, object_type), (object_type,))
+
+
 def _linked(model: type[Model], system: str, object_type: str) -> Subquery:
     content_type = ContentType.objects.get_for_model(model)
     return Subquery(
         ExternalId.objects.filter(
-            system=system, object_type=object_type, content_type=content_type,
-            object_id=OuterRef("pk"),
+            system=system, object_type__in=_link_types(system, object_type),
+            content_type=content_type, object_id=OuterRef("pk"),
         ).values("external_id")[:1]
     )  # fmt: skip
 
@@ -132,8 +144,8 @@ def _keys_to_pks(model: type[Model], system: str, object_type: str, keys: set[st
     for chunk in _chunks(keys):
         pks.extend(
             ExternalId.objects.filter(
-                system=system, object_type=object_type, content_type=content_type,
-                external_id__in=chunk,
+                system=system, object_type__in=_link_types(system, object_type),
+                content_type=content_type, external_id__in=chunk,
             ).values_list("object_id", flat=True)
         )  # fmt: skip
     return pks
@@ -168,7 +180,9 @@ def invoice_source(system: str) -> TandemSource:
     content_type_id = ContentType.objects.get_for_model(Invoice).pk
     mirrored = Invoice.objects.filter(
         pk__in=ExternalId.objects.filter(
-            system=system, object_type="invoice", content_type_id=content_type_id
+            system=system,
+            object_type__in=_link_types(system, "invoice"),
+            content_type_id=content_type_id,
         ).values("object_id")
     )
 

@@ -801,11 +801,6 @@ class BillingSystem(StripeSystem):
             billing_payment_data(invoice, charge),
             correlation_id=_correlation(_invoice_references(invoice)),
         )
-        invoice["status"] = "paid"
-        invoice["paid"] = True
-        invoice["amount_paid"] = invoice["amount_due"]
-        invoice["amount_remaining"] = 0
-        invoice["status_transitions"]["paid_at"] = call.unix_now
         invoice["updated"] = call.unix_now
 
     def invoice_create(self, call: Call) -> Reply:

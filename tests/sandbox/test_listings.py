@@ -98,3 +98,19 @@ def test_a_draft_or_unknown_invoice_is_not_duplicated(sandbox):
     # then
     assert (unknown.status_code, drafted.status_code) == (404, 409)
     assert sandbox.state("billing")["counts"]["invoices"] == 1
+
+
+def test_an_invoice_voided_behind_tandems_back_sends_no_event_and_only_an_open_one_is(sandbox):
+    # given
+    original = _invoice(sandbox, billing_customer(sandbox)["id"], 700)
+    draft = _invoice(sandbox, billing_customer(sandbox)["id"], 300)
+    sandbox.post("billing", f"/invoices/{original}/finalize")
+    events_before = sandbox.control("GET", "/webhooks").json()["count"]
+    # when
+    voided = sandbox.control("POST", f"/billing/invoices/{original}/void")
+    again = sandbox.control("POST", f"/billing/invoices/{original}/void")
+    drafted = sandbox.control("POST", f"/billing/invoices/{draft}/void")
+    # then
+    assert (voided.status_code, voided.json()["status"]) == (200, "void")
+    assert (again.status_code, drafted.status_code) == (409, 409)
+    assert sandbox.control("GET", "/webhooks").json()["count"] == events_before

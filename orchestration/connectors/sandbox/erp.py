@@ -450,8 +450,8 @@ def invoice_listed(body: dict[str, Any]) -> RemoteRecord:
     total = Decimal(str(body.get("total") or "0"))
     remaining = Decimal(str(body.get("amountRemaining") or "0"))
     status = str(body["status"])
-    if status == "open" and remaining == 0 and total > 0:
-        status = "paid"
+    if status == "paidInFull" or (status == "open" and remaining == 0 and total > 0):
+        status = "paid"  # receivables applied payments until nothing remained
     return RemoteRecord(
         id=str(body["internalId"]),
         status=status,

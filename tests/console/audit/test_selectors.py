@@ -220,8 +220,11 @@ def test_every_history_model_is_tracked():
         "masterdata.product",
         "masterdata.productmapping",
         "orchestration.deadletteraction",
+        "orchestration.driftitem",
+        "orchestration.reconciliationrun",
         "orchestration.workflowrun",
         "q2c.contract",
+        "q2c.contractchangerequest",
         "q2c.contractline",
         "q2c.contractversion",
         "q2c.creditnote",
@@ -233,7 +236,9 @@ def test_every_history_model_is_tracked():
         "q2c.quote",
         "q2c.quoteline",
         "q2c.refund",
+        "q2c.usagedelivery",
         "q2c.usagerecord",
+        "q2c.usagereport",
     ]
 
 

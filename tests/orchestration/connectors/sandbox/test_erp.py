@@ -190,6 +190,7 @@ def test_customer_committed_with_its_response_lost_is_found_not_made_twice(sandb
         "creditmemos": 0,
         "customerpayments": 0,
         "customerrefunds": 0,
+        "returnauthorizations": 0,
     }
 
 
