@@ -102,7 +102,7 @@ class SandboxBilling:
         response = self.transport.call(
             operation="customer_update",
             method="POST",
-            path=f"customers/{customer_id}",
+            path=("customers", customer_id),
             json=body,
             idempotency_key=idempotency_key,
         )

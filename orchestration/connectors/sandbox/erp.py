@@ -202,7 +202,7 @@ class SandboxErp:
         self.transport.call(
             operation="customer_update",
             method="PATCH",
-            path=f"customers/{customer_id}",
+            path=("customers", customer_id),
             json={
                 "companyName": party.name,
                 "email": party.email or None,
@@ -217,7 +217,7 @@ class SandboxErp:
             idempotency_key=idempotency_key,
         )
         response = self.transport.call(
-            operation="customer_get", method="GET", path=f"customers/{customer_id}"
+            operation="customer_get", method="GET", path=("customers", customer_id)
         )
         return customer_record(response.body)
 

@@ -12,6 +12,7 @@ from urllib.parse import quote
 import pytest
 
 from orchestration.connectors.errors import PermanentError
+from orchestration.connectors.interfaces import Party
 from orchestration.connectors.sandbox.billing import SandboxBilling
 from orchestration.connectors.sandbox.cpq import SandboxCpq
 from orchestration.connectors.sandbox.crm import SandboxCrm
@@ -19,6 +20,7 @@ from orchestration.connectors.sandbox.erp import SandboxErp
 from orchestration.connectors.transport import Transport
 from orchestration.models import OutboundCall
 
+PARTY = Party(reference="ACC-000001", name="Northwind Traders Ltd", country="GB", currency="GBP")
 HOSTILE_IDS = [
     "001TRAV/../../../_control/faults",
     "x?admin=1#frag",
@@ -40,6 +42,10 @@ CALLS: list[tuple[str, Callable[[Any, str], Any], Callable[[str], str]]] = [
      lambda e: f"/crm/accounts/{e}/merge"),
     ("erp", lambda c, i: c.sales_order_cancel(sales_order_id=i, idempotency_key="k"),
      lambda e: f"/erp/salesorders/{e}/cancel"),
+    ("erp", lambda c, i: c.customer_update(customer_id=i, party=PARTY, idempotency_key="k"),
+     lambda e: f"/erp/customers/{e}"),
+    ("billing", lambda c, i: c.customer_update(customer_id=i, party=PARTY, idempotency_key="k"),
+     lambda e: f"/billing/customers/{e}"),
 ]  # fmt: skip
 CONNECTORS = {"cpq": SandboxCpq, "billing": SandboxBilling, "crm": SandboxCrm, "erp": SandboxErp}
 
