@@ -720,18 +720,27 @@ def credit_memo_create(system: ErpSystem, call: Call) -> Reply:
     return Reply(201, memo)
 
 
-def payment_create(system: ErpSystem, call: Call) -> Reply:
-    fields = system.check(call.body, PAYMENT_FIELDS)
-    external = _receivable_external(system, call, fields, "customerpayments")
+def _customer_and_doc(
+    system: ErpSystem, call: Call, fields: Fields, apply_fields: tuple[str, ...]
+) -> tuple[dict[str, Any], Fields, dict[str, Any]]:
+    """A payment's or refund's customer (required), its ``apply`` block and the document it
+    applies to (``apply.doc``, required)."""
     customer_ref = system._reference(fields, "customer", required=True)
     assert customer_ref is not None
     customer = system._entity(call, customer_ref)
-    amount = _amount(system, fields, "payment")
     raw_apply = fields.mapping("apply", required=True)
     assert raw_apply is not None
-    apply = fields.nested(raw_apply, "apply.", ("doc", "amount"))
+    apply = fields.nested(raw_apply, "apply.", apply_fields)
     doc = system._reference(apply, "doc", required=True)
     assert doc is not None
+    return customer, apply, doc
+
+
+def payment_create(system: ErpSystem, call: Call) -> Reply:
+    fields = system.check(call.body, PAYMENT_FIELDS)
+    external = _receivable_external(system, call, fields, "customerpayments")
+    customer, apply, doc = _customer_and_doc(system, call, fields, ("doc", "amount"))
+    amount = _amount(system, fields, "payment")
     invoice = _invoice_open(system, call, doc, "apply.doc")
     if invoice["entity"]["id"] != customer["internalId"]:
         raise system.invalid("apply.doc", "The invoice belongs to another customer.")
@@ -764,15 +773,8 @@ def payment_create(system: ErpSystem, call: Call) -> Reply:
 def refund_create(system: ErpSystem, call: Call) -> Reply:
     fields = system.check(call.body, REFUND_FIELDS)
     external = _receivable_external(system, call, fields, "customerrefunds")
-    customer_ref = system._reference(fields, "customer", required=True)
-    assert customer_ref is not None
-    customer = system._entity(call, customer_ref)
+    customer, _apply, doc = _customer_and_doc(system, call, fields, ("doc",))
     total = _amount(system, fields, "total")
-    raw_apply = fields.mapping("apply", required=True)
-    assert raw_apply is not None
-    apply = fields.nested(raw_apply, "apply.", ("doc",))
-    doc = system._reference(apply, "doc", required=True)
-    assert doc is not None
     payments = call.collection("customerpayments")
     try:
         payment = system.lookup(
