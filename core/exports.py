@@ -8,8 +8,9 @@ a plain number (``-12.50``) is left alone: it cannot be a formula.
 
 from __future__ import annotations
 
+import csv
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
@@ -25,3 +26,17 @@ def spreadsheet_cell(value: object) -> str:
 
 def spreadsheet_row(values: Iterable[object]) -> list[str]:
     return [spreadsheet_cell(value) for value in values]
+
+
+class _Echo:
+    """A file-like object whose write returns the line, for csv.writer in a generator."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def csv_lines(rows: Iterable[Iterable[object]]) -> Iterator[str]:
+    """``rows`` as CSV lines, every cell through ``spreadsheet_cell``: for a streamed export."""
+    writer = csv.writer(_Echo())
+    for row in rows:
+        yield writer.writerow(spreadsheet_row(row))

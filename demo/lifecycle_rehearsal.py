@@ -32,7 +32,7 @@ from exceptions.services import exception_retry
 from masterdata.models import ExternalId
 from orchestration.workflows import lifecycle as changes
 from orchestration.workflows.models import RunState
-from q2c import lifecycle
+from q2c import lifecycle, services
 from q2c.models import (
     Contract,
     ContractState,
@@ -150,7 +150,7 @@ def _send_change(
     sandbox: Sandbox, rng: random.Random, contract: Contract, kind: str, today: dt.date
 ) -> list[Sent]:
     """Send one change of ``kind`` for ``contract``; what was sent (two for a stale pair)."""
-    version = lifecycle.contract_active_version(contract)
+    version = services.contract_active_version(contract=contract)
     assert version is not None
     lines = list(version.lines.all())
     recurring = [line for line in lines if line.kind == "recurring"]
@@ -342,7 +342,7 @@ def _books(
                     f"{contract.enterprise_id} cancelled, billing still has {live}"
                 )
             continue
-        active = lifecycle.contract_active_version(contract)
+        active = services.contract_active_version(contract=contract)
         if active is None:
             continue
         want = sorted(int(line.quantity) for line in active.lines.all() if line.kind == "recurring")

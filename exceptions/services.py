@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from core.audit import Actor, audit_context
 from core.errors import Refused, reason_require
+from core.params import id_from
 from core.problems import CATEGORY_OWNER, CATEGORY_SLA, Category, Problem
 from core.roles import role_of
 from core.transitions import transition_apply
@@ -85,10 +86,10 @@ def exception_close_gone(*, reference: str, actor: Actor, reason: str) -> bool:
     """Resolve the open exception ``reference`` (``EXC-n``) because what it reported went
     away (code ``GONE_RESOLUTION_CODE``, the reason as its note), inside the caller's
     transaction. False for a reference that names no open exception; refuses nothing."""
-    pk = reference.removeprefix("EXC-")
-    if not reference.startswith("EXC-") or not pk.isdigit():
+    pk = id_from(reference.removeprefix("EXC-")) if reference.startswith("EXC-") else None
+    if pk is None:
         return False
-    exc = OperationalException.objects.filter(pk=int(pk), state__in=OPEN_STATES).first()
+    exc = OperationalException.objects.filter(pk=pk, state__in=OPEN_STATES).first()
     if exc is None:
         return False
     transition_apply(

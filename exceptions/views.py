@@ -435,7 +435,8 @@ def _outcome_context(pks: list[int]) -> dict[str, Any]:
 def exception_bulk_outcome(request: HttpRequest) -> HttpResponse:
     """The live outcome of retried exceptions (``?pk=…``): the bulk report polls it until
     every one has succeeded or failed again."""
-    pks = sorted({int(v) for v in request.GET.getlist("pk") if v.isdigit()})[:OUTCOME_MAX]
+    pks = sorted({pk for v in request.GET.getlist("pk") if (pk := id_from(v)) is not None})
+    pks = pks[:OUTCOME_MAX]
     return render(request, "exceptions/exception_bulk.html#outcome", _outcome_context(pks))
 
 

@@ -31,6 +31,7 @@ from core.errors import Refused, reason_require
 from core.identifiers import PREFIXES, identifier_allocate
 from core.problems import Category, Problem, Severity, problem_raise
 from core.transitions import transition_apply
+from q2c import services
 from q2c.locks import lock_contract
 from q2c.models import (
     Contract,
@@ -118,10 +119,6 @@ def version_changes(
     return changes
 
 
-def contract_active_version(contract: Contract) -> ContractVersion | None:
-    return contract.versions.filter(state=VersionState.ACTIVE).first()
-
-
 def _latest_live(contract: Contract) -> ContractVersion | None:
     """The newest version that is not parked: what a new change must build on."""
     return contract.versions.exclude(state=VersionState.PARKED).order_by("-number").first()
@@ -201,7 +198,7 @@ def contract_change_record(
             change_key=change_key[:255], reason=reason, changes=changes, term_end=term_end,
         )  # fmt: skip
         _create_lines(ContractLine, {"version": version}, new_lines)
-        stale = base.pk != latest.pk or base.state in (VersionState.SUPERSEDED,)
+        stale = base.pk != latest.pk
         if stale:
             why = (
                 f"v{number} ({kind}) amends v{base.number}, but v{latest.number} "
@@ -285,12 +282,7 @@ def contract_version_apply(
                 f"{locked.effective_date}, after v{base.number if base else '?'}",
                 kind=Refused.Kind.STATE,
             )
-        current = contract_active_version(contract)
-        if current is not None:
-            current.supersede()
-            current.save()
-        locked.activate()
-        locked.save()
+        services.version_take_effect(contract=contract, version=locked)
         if locked.kind == VersionKind.RENEWAL and contract.state == ContractState.RENEWED:
             transition_apply(contract, "start_renewal_term", actor=actor, reason=reason)
         elif locked.kind == VersionKind.CANCELLATION:
@@ -339,7 +331,7 @@ def contract_renewal_record(
     with transaction.atomic():
         # A renewal renews the version in effect: with another change pending on top of it
         # (a renewal already under way), it is stale and parked.
-        current = contract_active_version(lock_contract(contract.pk))
+        current = services.contract_active_version(contract=lock_contract(contract.pk))
         recorded = contract_change_record(
             contract=contract, kind=VersionKind.RENEWAL,
             effective_date=contract.end_date + dt.timedelta(days=1), lines=lines, cause=cause,
@@ -375,7 +367,7 @@ def contract_auto_renew(*, contract: Contract, actor: Actor) -> ChangeRecorded:
             raise Refused(
                 f"{locked.enterprise_id} does not renew automatically", kind=Refused.Kind.STATE
             )
-        current = contract_active_version(locked)
+        current = services.contract_active_version(contract=locked)
         if current is None:
             raise Refused(
                 f"{locked.enterprise_id} has no version in effect", kind=Refused.Kind.STATE
@@ -429,7 +421,6 @@ def contract_renewal_terms_set(
 def _period_bounds(contract: Contract, period: str, on: dt.date) -> tuple[dt.date, dt.date]:
     """The billing period (from the contract's start) that contains ``on``: [start, end)."""
     months = PERIOD_MONTHS.get(period, 1)
-    start = contract.start_date
     step = 0
     while add_months(contract.start_date, (step + 1) * months) <= on:
         step += 1

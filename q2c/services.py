@@ -453,7 +453,9 @@ def contract_active_version(*, contract: Contract) -> ContractVersion | None:
     return contract.versions.filter(state=VersionState.ACTIVE).first()
 
 
-def _version_take_effect(*, contract: Contract, version: ContractVersion) -> None:
+def version_take_effect(*, contract: Contract, version: ContractVersion) -> None:
+    """Make ``version`` the one in effect, superseding the one before (inside the caller's
+    transaction, with its locks)."""
     current = contract_active_version(contract=contract)
     if current is not None:
         current.supersede()
@@ -470,7 +472,7 @@ def contract_activate(*, contract: Contract, actor: Actor, reason: str) -> Contr
         )
         version = contract.versions.filter(state=VersionState.PENDING).order_by("number").first()
         if version is not None:
-            _version_take_effect(contract=contract, version=version)
+            version_take_effect(contract=contract, version=version)
     return contract
 
 
@@ -503,7 +505,7 @@ def contract_amend(
             lines=lines,
             order=order,
         )
-        _version_take_effect(contract=contract, version=version)
+        version_take_effect(contract=contract, version=version)
         contract.save(update_fields=["updated_at"])
     return version
 
@@ -545,7 +547,7 @@ def contract_start_renewal_term(*, contract: Contract, actor: Actor, reason: str
             .first()
         )
         if version is not None:
-            _version_take_effect(contract=contract, version=version)
+            version_take_effect(contract=contract, version=version)
     return contract
 
 
@@ -562,7 +564,7 @@ def contract_cancel(
             kind=VersionKind.CANCELLATION,
             effective_date=effective_date,
         )
-        _version_take_effect(contract=contract, version=version)
+        version_take_effect(contract=contract, version=version)
     return contract
 
 

@@ -4,7 +4,6 @@ whose records they may view (auditors: all of them)."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 from collections.abc import Iterator
 from typing import Any
@@ -22,7 +21,7 @@ from django.utils import timezone
 
 from console.selectors import audit as sel
 from console.views.records import HtmxHttpRequest, page_permission
-from core.exports import spreadsheet_row
+from core.exports import csv_lines
 from core.params import date_from
 from core.roles import role_of
 
@@ -176,13 +175,6 @@ def as_of(request: HttpRequest) -> HttpResponse:
     )
 
 
-class _Echo:
-    """A file-like object whose write returns the line, for csv.writer in a generator."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
 EXPORT_HEADER = ["when", "model", "record", "record_id", "history_id", "type", "actor", "reason"]
 
 
@@ -209,11 +201,7 @@ def export_csv(request: HttpRequest) -> StreamingHttpResponse:
     visible = _require_role(request)
     flt, _, _ = history_filter_from(request.GET, visible)
     entries = sel.history_iter(user=request.user, flt=flt)
-    writer = csv.writer(_Echo())
-    response = StreamingHttpResponse(
-        (writer.writerow(spreadsheet_row(row)) for row in export_rows(entries)),
-        content_type="text/csv",
-    )
+    response = StreamingHttpResponse(csv_lines(export_rows(entries)), content_type="text/csv")
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
     response["Content-Disposition"] = f'attachment; filename="tandem-audit-{stamp}.csv"'
     return response

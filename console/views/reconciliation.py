@@ -3,8 +3,7 @@ CSV) and bookings vs billings vs ERP. Every view checks its permission on the se
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -19,7 +18,9 @@ from django.views.decorators.http import require_POST
 
 from core.audit import Actor
 from core.errors import Refused
+from core.exports import csv_lines
 from core.pagination import BoundedPaginator
+from core.params import id_from
 from core.web import PAGE_SIZE, HtmxHttpRequest, page_permission
 from orchestration.reconciliation import selectors
 from orchestration.reconciliation.models import (
@@ -119,7 +120,8 @@ def drift_bulk_resolve(request: HttpRequest) -> HttpResponse:
     """Resolve the selected items with one code and reason; answers the per-item report."""
     from orchestration.reconciliation.services import drift_resolve_bulk
 
-    ids = [int(value) for value in request.POST.getlist("item") if value.isdigit()][:500]
+    ids = [pk for value in request.POST.getlist("item") if (pk := id_from(value)) is not None]
+    ids = ids[:500]
     if not ids:
         messages.error(request, "select the drift items to resolve")
         return redirect("reconciliation")
@@ -157,31 +159,13 @@ def run_start(request: HttpRequest) -> HttpResponse:
     return redirect("reconciliation")
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
-def _csv_rows(rows: Iterator[list[Any]]) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    for row in rows:
-        yield writer.writerow(row)
-
-
-def _cell(value: Any) -> Any:
-    """A spreadsheet never runs what finance exports: text starting like a formula is quoted."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        return "'" + value
-    return value
-
-
 @page_permission("reconciliation-export")
 def drift_export(request: HttpRequest) -> StreamingHttpResponse:
     now = timezone.now()
     filters = selectors.DriftFilters.from_query(request.GET)
     items = selectors.drift_list(filters, now=now)
 
-    def rows() -> Iterator[list[Any]]:
+    def rows() -> Iterator[Iterable[object]]:
         yield [
             "id", "state", "system", "record type", "drift type", "Tandem record",
             "system record", "legal entity", "currency", "Tandem amount", "system amount",
@@ -189,19 +173,16 @@ def drift_export(request: HttpRequest) -> StreamingHttpResponse:
             "resolution", "detail",
         ]  # fmt: skip
         for item in items.iterator(chunk_size=1000):
-            yield [
-                _cell(value)
-                for value in (
+            yield (
                     f"DRIFT-{item.pk}", item.state, item.system, item.object_type,
                     item.drift_type, item.tandem_ref, item.remote_ref, item.legal_entity,
                     item.currency, item.tandem_amount, item.remote_amount, item.difference,
                     item.first_seen_at.isoformat(), item.last_seen_at.isoformat(),
                     item.age(now).days, item.owner_team, item.exception_ref,
                     item.resolution_code, item.detail,
-                )
-            ]  # fmt: skip
+            )  # fmt: skip
 
-    response = StreamingHttpResponse(_csv_rows(rows()), content_type="text/csv")
+    response = StreamingHttpResponse(csv_lines(rows()), content_type="text/csv")
     response["Content-Disposition"] = 'attachment; filename="drift.csv"'
     return response
 
@@ -242,7 +223,7 @@ def books_page(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
         currency = currencies[0] if currencies else ""
     if request.GET.get("format") == "csv":
         response = StreamingHttpResponse(
-            _csv_rows(
+            csv_lines(
                 iter(
                     [
                         [
@@ -258,7 +239,7 @@ def books_page(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
                     + [
                         [
                             row.period.isoformat(),
-                            _cell(row.legal_entity),
+                            row.legal_entity,
                             row.currency,
                             row.bookings,
                             row.billings,

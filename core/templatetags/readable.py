@@ -30,9 +30,9 @@ def money(value: Any, currency: str = "") -> str:
         amount = Decimal(str(value))
     except InvalidOperation:
         return str(value)
-    places = ISO_4217.get(currency, 2)
-    quantum = Decimal(1).scaleb(-places)
-    shown = f"{amount.quantize(quantum):,}"
+    if currency in ISO_4217:
+        return str(Money(amount, currency))  # one format for money, wherever it is shown
+    shown = f"{amount.quantize(Decimal('0.01')):,}"  # no currency (or an unknown one)
     return f"{shown} {currency}".strip()
 
 

@@ -176,8 +176,6 @@ def _delivery_check(
     max_bytes = settings.WEBHOOK_MAX_BODY_BYTES
     if len(raw_body) > max_bytes:
         return (413, f"body is larger than {max_bytes} bytes"), None
-    rejection: Rejection | None = None
-    payload: Any = None
     stripe_signed = signature_scheme(row.system) == "stripe"
     verify = stripe_signature_verify if stripe_signed else signature_verify
     try:
@@ -196,12 +194,11 @@ def _delivery_check(
     if depth > settings.WEBHOOK_MAX_JSON_DEPTH:
         return (400, f"JSON nested deeper than {settings.WEBHOOK_MAX_JSON_DEPTH} levels"), None
     try:
-        payload = json.loads(raw_body.decode("utf-8"))
+        return None, json.loads(raw_body.decode("utf-8"))
     except UnicodeDecodeError:
-        rejection = rejection or (400, "body is not valid UTF-8")
+        return (400, "body is not valid UTF-8"), None
     except ValueError as exc:
-        rejection = rejection or (400, f"malformed JSON: {exc}")
-    return rejection, payload
+        return (400, f"malformed JSON: {exc}"), None
 
 
 def _stripe_envelope_read(

@@ -19,12 +19,11 @@ from django.contrib.contenttypes.models import ContentType
 from core.audit import Actor
 from masterdata.models import Account, ExternalId, MergeRecord
 from masterdata.selectors import account_by_enterprise_id
-from orchestration.connectors.interfaces import Party
 from orchestration.connectors.registry import connector_for
 from orchestration.workflows.engine import Done, StepContext, StepDef, WorkflowDef, workflow_start
 from orchestration.workflows.engine import workflow_register as _register
 from orchestration.workflows.errors import StepFailed
-from orchestration.workflows.steps import connector_errors
+from orchestration.workflows.steps import connector_errors, party_of
 
 KIND = "customer_update"
 
@@ -35,15 +34,6 @@ def _account(ctx: StepContext) -> Account:
         raise StepFailed(f"no account {ctx.run.subject_id}", category="master_data",
                          error_class="AccountMissing")  # fmt: skip
     return account
-
-
-def _party(account: Account) -> Party:
-    return Party(
-        reference=account.enterprise_id, name=account.legal_name, country=account.country,
-        currency=account.currency, email=account.email, tax_id=account.tax_id,
-        address_line1=account.address_line1, city=account.city, postcode=account.postcode,
-        erp_subsidiary=account.legal_entity.erp_subsidiary if account.legal_entity else "",
-    )  # fmt: skip
 
 
 def _push(ctx: StepContext, system: str) -> Done:
@@ -63,7 +53,7 @@ def _push(ctx: StepContext, system: str) -> Done:
     connector: Any = connector_for(system)
     if not callable(getattr(connector, "customer_update", None)):
         return Done(data={"skipped": f"the {system} connector cannot update customers"})
-    party = _party(account)
+    party = party_of(account)
     with connector_errors(category="master_data"):
         for customer_id in customers:
             connector.customer_update(

@@ -172,10 +172,15 @@ def workflow_register(definition: WorkflowDef) -> WorkflowDef:
     return definition
 
 
+def _step_def(definition: WorkflowDef, name: str) -> StepDef | None:
+    """The step ``name`` of ``definition`` (None when the definition has no such step)."""
+    return next((s for s in definition.steps if s.name == name), None)
+
+
 def step_input(*, kind: str, step: str) -> StepInput | None:
     """The correctable input of workflow ``kind``'s step ``step`` (None: not correctable)."""
     definition = REGISTRY.get(kind)
-    found = next((s for s in definition.steps if s.name == step), None) if definition else None
+    found = _step_def(definition, step) if definition else None
     return found.payload if found is not None else None
 
 
@@ -297,7 +302,8 @@ def step_execute(*, step_id: int) -> str:
         return "nothing to do"
     run = step.run
     definition = _definition(run)
-    step_def = next(s for s in definition.steps if s.name == step.name)
+    step_def = _step_def(definition, step.name)
+    assert step_def is not None  # a run's steps are made from its definition
     with correlation(run.subject_id):
         return _run_handler(run=run, step=step, definition=definition, step_def=step_def)
 
@@ -561,7 +567,7 @@ def step_retry(*, step: StepRun, actor: Actor, reason: str) -> StepRun:
                 f"step {locked.name} is {locked.state}, only a failed step is retried",
                 kind=Refused.Kind.STATE,
             )
-        step_def = next((s for s in _definition(locked.run).steps if s.name == locked.name), None)
+        step_def = _step_def(_definition(locked.run), locked.name)
         budget = step_def.max_attempts if step_def is not None else locked.max_attempts
         locked.max_attempts = locked.attempts + budget
         locked.last_error = ""

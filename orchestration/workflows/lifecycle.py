@@ -487,7 +487,7 @@ def _payload_date(payload: dict[str, Any], name: str = "effective_date") -> dt.d
 
 
 def _current(contract: Contract) -> ContractVersion:
-    version = lifecycle.contract_active_version(contract)
+    version = services.contract_active_version(contract=contract)
     if version is None:
         raise Refused(f"{contract.enterprise_id} has no version in effect", kind=Refused.Kind.STATE)
     return version

@@ -18,13 +18,13 @@ from typing import Any, cast
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from masterdata.models import Account, ExternalId
-from orchestration.connectors.interfaces import ErpReceivablesApi, Party, RemoteLine, RemoteRecord
+from masterdata.models import ExternalId
+from orchestration.connectors.interfaces import ErpReceivablesApi, RemoteLine, RemoteRecord
 from orchestration.connectors.registry import connector_for
 from orchestration.workflows.engine import Done, StepContext, StepDef, WorkflowDef
 from orchestration.workflows.engine import workflow_register as _register
 from orchestration.workflows.errors import StepFailed, StepRetryable
-from orchestration.workflows.steps import connector_errors, crosswalk_link
+from orchestration.workflows.steps import connector_errors, crosswalk_link, party_of
 from q2c.models import CreditNote, Invoice, Payment, Refund
 
 KIND = "receivable_posting"
@@ -84,22 +84,13 @@ def _waiting_for(record: Any) -> StepRetryable:
     )
 
 
-def _party(account: Account) -> Party:
-    return Party(
-        reference=account.enterprise_id, name=account.legal_name, country=account.country,
-        currency=account.currency, email=account.email, tax_id=account.tax_id,
-        address_line1=account.address_line1, city=account.city, postcode=account.postcode,
-        erp_subsidiary=account.legal_entity.erp_subsidiary if account.legal_entity else "",
-    )  # fmt: skip
-
-
 def erp_customer(ctx: StepContext) -> Done:
     """The customer's ERP record (created by quote to cash; made here when it is missing)."""
     account = _record(ctx).account
     erp = connector_for("erp")
     with connector_errors():
         found = erp.customer_find(reference=account.enterprise_id)
-        record = found or erp.customer_create(party=_party(account), idempotency_key=ctx.key)
+        record = found or erp.customer_create(party=party_of(account), idempotency_key=ctx.key)
     crosswalk_link(account, "erp", "customer", record.id)
     return Done(record.id, {"found": found is not None})
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from core.audit import Actor
 from core.errors import DATA_REFUSALS, Refused
-from masterdata.models import ProductMapping
+from masterdata.models import Account, ProductMapping
 from masterdata.services import records as md_services
 from orchestration.connectors.errors import PermanentError, RetryableError
-from orchestration.connectors.interfaces import BillingApi, RemoteRecord
+from orchestration.connectors.interfaces import BillingApi, Party, RemoteRecord
 from orchestration.workflows.engine import StepContext
 from orchestration.workflows.errors import StepFailed, StepRetryable
 from q2c.models import Order, OrderLine
@@ -139,3 +139,13 @@ def line_price_ensure(
         interval=line.billing_period,
         idempotency_key=f"{step_key}:price:{line.line_no}",
     )
+
+
+def party_of(account: Account) -> Party:
+    """The customer as ERP and billing receive it, in the account's own legal entity."""
+    return Party(
+        reference=account.enterprise_id, name=account.legal_name, country=account.country,
+        currency=account.currency, email=account.email, tax_id=account.tax_id,
+        address_line1=account.address_line1, city=account.city, postcode=account.postcode,
+        erp_subsidiary=account.legal_entity.erp_subsidiary if account.legal_entity else "",
+    )  # fmt: skip

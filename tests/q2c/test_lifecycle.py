@@ -279,7 +279,7 @@ def test_non_renewal_turns_auto_renewal_off_with_history():
 @pytest.mark.django_db
 def test_the_unused_period_is_credited_by_days_left_in_the_billing_period():
     contract = _active()
-    version = lifecycle.contract_active_version(contract)
+    version = services.contract_active_version(contract=contract)
     assert version is not None
     # 10 x 25.00 monthly; cancelled on 21 April: 10 of April's 30 days are left
     credit = lifecycle.unused_credit(
@@ -319,7 +319,7 @@ def test_a_cancellation_credit_note_is_issued_once_per_version():
 def test_a_second_renewal_of_the_same_term_is_parked_and_changes_nothing():
     # given
     contract = _active()
-    version = lifecycle.contract_active_version(contract)
+    version = services.contract_active_version(contract=contract)
     assert version is not None
     lines = lifecycle.renewal_lines(contract, version)
     lifecycle.contract_renewal_record(
