@@ -63,40 +63,55 @@ def _wanted(user: Any, now: dt.datetime) -> list[tuple[str, str, str]]:
 def notifications_send(*, now: dt.datetime) -> int:
     """Find what is new for each active person with a role and an e-mail address, record it
     (each thing once per person) and send each person one message listing it; the mail is
-    sent after the rows commit, and a row is marked sent once its message went. Returns how
-    many messages were sent. A person who turned e-mail off gets nothing recorded."""
+    sent after the rows commit, and a row is marked sent once its message went. A message that
+    could not go (the mail server refused or was down) leaves its rows unsent: the next run
+    sends them again with whatever is new, as long as they are still waiting, and one person's
+    failure never stops the others' messages. Returns how many messages were sent. A person who
+    turned e-mail off gets nothing recorded."""
     off = set(NotificationPreference.objects.filter(email=False).values_list("user_id", flat=True))
-    sent = 0
+    sent = failed = 0
     people = get_user_model().objects.filter(is_active=True).exclude(email="").order_by("pk")
     for user in people:
         if user.pk in off or not role_of(user):
             continue
-        fresh = []
-        for key, text, path in _wanted(user, now):
+        wanted = _wanted(user, now)
+        for key, text, _path in wanted:
             try:
                 with transaction.atomic():
-                    notice = Notice.objects.create(user=user, key=key, text=text, created_at=now)
-            except IntegrityError:  # announced before
+                    Notice.objects.create(user=user, key=key, text=text, created_at=now)
+            except IntegrityError:  # announced before (sent, or waiting for a retry)
                 continue
-            fresh.append((notice, path))
-        if not fresh:
-            continue
-        lines = [f"- {notice.text}\n  {settings.TANDEM_BASE_URL}{path}" for notice, path in fresh]
-        send_mail(
-            subject=f"Tandem: {len(fresh)} thing{'s' if len(fresh) != 1 else ''} waiting for you",
-            message="\n".join(
-                [
-                    "New since the last message:",
-                    "",
-                    *lines,
-                    "",
-                    "Turn these e-mails off on your home page.",
-                ]
-            ),
-            from_email=None,
-            recipient_list=[user.email],
+        paths = {key: path for key, _text, path in wanted}
+        due = list(
+            Notice.objects.filter(user=user, sent_at__isnull=True, key__in=paths).order_by("pk")
         )
-        Notice.objects.filter(pk__in=[notice.pk for notice, _ in fresh]).update(sent_at=now)
+        if not due:
+            continue
+        try:
+            _mail(user, [(notice.text, paths[notice.key]) for notice in due])
+        except Exception:  # the mail server's problem: counted, retried by the next run
+            failed += 1
+            logger.exception("notifications: the message to user %s could not be sent", user.pk)
+            continue
+        Notice.objects.filter(pk__in=[notice.pk for notice in due]).update(sent_at=now)
         sent += 1
-    logger.info("notifications: %d message(s) sent", sent)
+    logger.info("notifications: %d message(s) sent, %d failed", sent, failed)
     return sent
+
+
+def _mail(user: Any, items: list[tuple[str, str]]) -> None:
+    lines = [f"- {text}\n  {settings.TANDEM_BASE_URL}{path}" for text, path in items]
+    send_mail(
+        subject=f"Tandem: {len(items)} thing{'s' if len(items) != 1 else ''} waiting for you",
+        message="\n".join(
+            [
+                "New since the last message:",
+                "",
+                *lines,
+                "",
+                "Turn these e-mails off on your home page.",
+            ]
+        ),
+        from_email=None,
+        recipient_list=[user.email],
+    )

@@ -67,3 +67,32 @@ def test_a_person_who_turned_notices_off_gets_none(client, make_user, test_flow)
     assert NotificationPreference.objects.get(user=sam).email is False
     assert (sent, len(mail.outbox), Notice.objects.count()) == (0, 0, 0)
     assert "E-mail notices are <strong>off</strong>" in client.get(reverse("home")).content.decode()
+
+
+class RefusingBackend:
+    """A mail server that is down: every message is refused (the true edge of the system)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def send_messages(self, messages: list[object]) -> int:
+        raise ConnectionRefusedError("mail server down")
+
+
+@pytest.mark.django_db
+def test_a_message_that_could_not_go_is_sent_by_the_next_run(make_user, settings, test_flow):
+    # given: a breach for sam, and the mail server down during the first run
+    late = overdue(raise_exception(category=Category.VALIDATION))
+    make_user("sam", role="sales_ops", email="sam@example.com")
+    settings.EMAIL_BACKEND = f"{__name__}.RefusingBackend"
+    # when: the first run fails to send, the server comes back, the job runs again
+    first = notifications_send(now=timezone.now())
+    unsent = Notice.objects.filter(sent_at__isnull=True).count()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    second = notifications_send(now=timezone.now())
+    # then: nothing was lost: the second run sends what the first could not, once
+    assert (first, unsent, second) == (0, 1, 1)
+    assert len(mail.outbox) == 1
+    assert f"EXC-{late.pk} is overdue" in mail.outbox[0].body
+    assert Notice.objects.get().sent_at is not None
+    assert notifications_send(now=timezone.now()) == 0
