@@ -35,3 +35,16 @@ class Notice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} to {self.user}"
+
+
+class DisplayPreference(models.Model):
+    """How a person wants times shown: a time zone name (IANA, "Europe/Paris"); absent or
+    blank, the site's display zone (``TIME_ZONE``). Times are stored in UTC either way."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="display_preference"
+    )
+    time_zone = models.CharField(max_length=64, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} times in {self.time_zone or 'the site zone'}"

@@ -13,6 +13,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("my-work/badge/", views.waiting_badge, name="waiting-badge"),
     path("my-work/notifications/", views.notification_preference, name="notification-preference"),
+    path("my-work/time-zone/", views.time_zone_preference, name="time-zone-preference"),
     path("dashboard/", views.dashboard, name="dashboard"),
     path("orders/", views.order_list, name="order-list"),
     path("orders/<str:enterprise_id>/", views.order_detail, name="order-detail"),

@@ -8,6 +8,7 @@ from collections.abc import Collection
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -17,6 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from console import preferences
 from console.models import NotificationPreference
 from console.notifications import notification_preference_set
 from console.selectors import dashboard as dashboard_selectors
@@ -82,6 +84,9 @@ def home(request: HttpRequest) -> HttpResponse:
             "panels": panels,
             "work": work,
             "email_on": preference is None or preference.email,
+            "time_zone": preferences.time_zone_of(request),
+            "time_zones": preferences.time_zone_names(),
+            "site_time_zone": settings.TIME_ZONE,
         },
     )
 
@@ -109,6 +114,27 @@ def notification_preference(request: HttpRequest) -> HttpResponse:
     email = request.POST.get("email") == "1"
     notification_preference_set(user=request.user, email=email)
     messages.success(request, f"e-mail notices turned {'on' if email else 'off'}")
+    return redirect("home")
+
+
+@require_POST
+@login_required
+def time_zone_preference(request: HttpRequest) -> HttpResponse:
+    """Show my times in the zone I pick (blank: the site's zone)."""
+    if not role_of(request.user):
+        raise PermissionDenied("your user has no role in Tandem; ask an admin to assign one")
+    try:
+        preference = preferences.time_zone_set(
+            user=request.user, name=str(request.POST.get("time_zone", ""))[:100]
+        )
+    except Refused as exc:
+        messages.error(request, exc.message)
+        return redirect("home")
+    request.session[preferences.SESSION_KEY] = preference.time_zone
+    messages.success(
+        request,
+        f"times are shown in {preference.time_zone or settings.TIME_ZONE + ' (the site zone)'}",
+    )
     return redirect("home")
 
 

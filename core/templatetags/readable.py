@@ -39,7 +39,8 @@ def money(value: Any, currency: str = "") -> str:
 @register.filter
 def when(value: Any) -> str:
     """``{{ row.created_at|when }}`` → "2026-12-07 15:04:05 UTC": one format everywhere, in the
-    display time zone (``TIME_ZONE``), which is named; "—" for no time."""
+    signed-in person's time zone (chosen on the home page; else the site's ``TIME_ZONE``), which
+    is named; "—" for no time."""
     if not isinstance(value, dt.datetime):
         return "—" if value in (None, "") else str(value)
     local = timezone.localtime(value) if timezone.is_aware(value) else value
