@@ -44,7 +44,7 @@ def time_zone_of(request: HttpRequest) -> str:
     once per session from their preference."""
     if SESSION_KEY not in request.session:
         chosen = (
-            DisplayPreference.objects.filter(user_id=request.user.pk)
+            DisplayPreference.objects.filter(user_id=int(request.user.pk or 0))
             .values_list("time_zone", flat=True)
             .first()
         )
