@@ -48,3 +48,29 @@ class DisplayPreference(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} times in {self.time_zone or 'the site zone'}"
+
+
+class SavedView(models.Model):
+    """A list with its filters, saved by a person under a name ("EU orders stuck in
+    provisioning"): the list's path and its query string, opened again in one click."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views"
+    )
+    name = models.CharField(max_length=60)
+    path = models.CharField(max_length=200)
+    query = models.CharField(max_length=1000, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "path", "name"], name="saved_view_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.path})"
+
+    @property
+    def url(self) -> str:
+        return f"{self.path}?{self.query}" if self.query else self.path

@@ -9,7 +9,9 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
+from django.contrib.auth.signals import user_logged_in
 from django.db import transaction
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
@@ -39,16 +41,29 @@ def time_zone_set(*, user: Any, name: str) -> DisplayPreference:
     return preference
 
 
+def _chosen(user: Any) -> str:
+    chosen = (
+        DisplayPreference.objects.filter(user_id=int(user.pk or 0))
+        .values_list("time_zone", flat=True)
+        .first()
+    )
+    return chosen or ""
+
+
+@receiver(user_logged_in)
+def _remember_on_sign_in(
+    sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any
+) -> None:
+    """Sign-in reads the preference once into the session: no page pays a query for it."""
+    if request is not None and hasattr(request, "session"):
+        request.session[SESSION_KEY] = _chosen(user)
+
+
 def time_zone_of(request: HttpRequest) -> str:
-    """The zone chosen by the signed-in person ("" for the site's), read from the session, or
-    once per session from their preference."""
+    """The zone chosen by the signed-in person ("" for the site's), read from the session (or,
+    for a session opened before sign-in remembered it, once from their preference)."""
     if SESSION_KEY not in request.session:
-        chosen = (
-            DisplayPreference.objects.filter(user_id=int(request.user.pk or 0))
-            .values_list("time_zone", flat=True)
-            .first()
-        )
-        request.session[SESSION_KEY] = chosen or ""
+        request.session[SESSION_KEY] = _chosen(request.user)
     return str(request.session[SESSION_KEY])
 
 

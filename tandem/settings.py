@@ -87,7 +87,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "console.context_processors.console",
             ],
-            "builtins": ["core.templatetags.readable"],
+            "builtins": ["core.templatetags.readable", "console.templatetags.saved_views"],
         },
     },
 ]

@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from collections.abc import Collection
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
 from django.contrib import messages
@@ -18,8 +18,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from console import preferences
-from console.models import NotificationPreference
+from console import preferences, saved_views
+from console.models import NotificationPreference, SavedView
 from console.notifications import notification_preference_set
 from console.selectors import dashboard as dashboard_selectors
 from console.selectors import my_work as my_work_selectors
@@ -136,6 +136,49 @@ def time_zone_preference(request: HttpRequest) -> HttpResponse:
         f"times are shown in {preference.time_zone or settings.TIME_ZONE + ' (the site zone)'}",
     )
     return redirect("home")
+
+
+def _list_url(request: HttpRequest) -> str:
+    """The list the person is looking at now: the browser's address (sent as Referer, which
+    follows the filters htmx pushed into it) when it is one of our lists on this host, else the
+    address the page was rendered with."""
+    shown = str(request.POST.get("url", ""))[:1300]
+    referer = urlsplit(request.headers.get("Referer", "")[:1300])
+    if referer.netloc == request.get_host() and referer.path == urlsplit(shown).path:
+        return f"{referer.path}?{referer.query}" if referer.query else referer.path
+    return shown
+
+
+@require_POST
+@login_required
+def saved_view_save(request: HttpRequest) -> HttpResponse:
+    """Save the filters of the list I am looking at under a name, and open them."""
+    if not role_of(request.user):
+        raise PermissionDenied("your user has no role in Tandem; ask an admin to assign one")
+    url = _list_url(request)
+    try:
+        view = saved_views.saved_view_save(
+            user=request.user, name=str(request.POST.get("name", ""))[:200], url=url
+        )
+    except Refused as exc:
+        messages.error(request, exc.message)
+        path = urlsplit(url).path  # back to the list, never to another host
+        return redirect(path if saved_views.list_path(path) else "home")
+    messages.success(request, f"view “{view.name}” saved")
+    return redirect(view.url)
+
+
+@require_POST
+@login_required
+def saved_view_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """Delete one of my saved views, back to the list it was on."""
+    view = SavedView.objects.filter(user_id=int(request.user.pk or 0), pk=pk).first()
+    try:
+        saved_views.saved_view_delete(user=request.user, pk=pk)
+    except Refused as exc:
+        raise Http404(exc.message) from exc
+    messages.success(request, f"saved view “{view.name if view else pk}” deleted")
+    return redirect(view.path if view else "home")
 
 
 @login_required

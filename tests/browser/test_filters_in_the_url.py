@@ -97,3 +97,30 @@ def test_the_audits_older_link_moves_the_url_along(
     page.go_back()
     page.wait_for_url(lambda url: "after=" not in url)
     expect(page.locator("#rows table.audit tbody tr").first).to_have_text(first_page)
+
+
+def test_filters_chosen_after_the_page_loaded_are_saved_as_a_view_and_open_again(
+    live_server: Any, page: Any, make_user: Any, screenshot: Any
+) -> None:
+    # given: held and running orders
+    held, running = factories.order(), factories.order()
+    services.order_hold(order=held, actor=factories.actor(), reason="credit check")
+    make_user("sam", role="sales_ops")
+    base = live_server.url
+    browser_login(page, base, "sam", "pw")
+    page.goto(f"{base}/orders/")
+    # when: sam filters (htmx swaps the rows and pushes the URL), saves, goes home, opens it
+    page.locator("form.filters select[name=state]").select_option(OrderState.ON_HOLD)
+    page.wait_for_url("**/orders/?*state=on_hold*")
+    page.get_by_label("Save these filters as").fill("Held orders")
+    page.get_by_role("button", name="Save view").click()
+    page.wait_for_load_state()
+    screenshot(page, "orders-saved-view")
+    page.goto(f"{base}/")
+    page.goto(f"{base}/orders/")
+    page.get_by_role("link", name="Held orders").click()
+    # then: the filters of the moment it was saved come back, in the table and the form
+    page.wait_for_url("**/orders/?*state=on_hold*")
+    assert shown_orders(page) == [held.enterprise_id]
+    assert running.enterprise_id not in shown_orders(page)
+    assert page.locator("form.filters select[name=state]").input_value() == OrderState.ON_HOLD

@@ -301,8 +301,8 @@ def test_htmx_request_gets_only_the_rows_partial(client):
     assert "<html" not in page and "<form" not in page
 
 
-# Session, user, groups (role), user and group permissions, count, rows.
-LIST_QUERIES = 7
+# Session, user, groups (role), user and group permissions, count, rows, saved views.
+LIST_QUERIES = 8
 
 
 @pytest.mark.django_db

@@ -358,8 +358,9 @@ def test_detail_is_refused_without_the_permission_and_404_when_unknown(client, w
 
 # --- Query counts ---------------------------------------------------------------------------
 
-# Session, user, the user's groups (role), user and group permissions, count, rows.
-LIST_QUERIES = 7
+# Session, user, the user's groups (role), user and group permissions, count, rows, saved
+# views.
+LIST_QUERIES = 8
 # Session, user, exception with its order/run/step/assignee, groups, permissions (2), steps,
 # outbound calls, comments, replays, people it may be assigned to, history; for a master-data
 # exception, the duplicate pairs and the merges of the accounts it names.

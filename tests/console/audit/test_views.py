@@ -231,8 +231,8 @@ def test_history_page_for_one_model_has_a_fixed_query_count(
         factories.order(account=story.order.account)
     # when: session, user, role groups, permissions (2), the rows with their previous rows'
     # ids, the previous rows, the accounts and legal entities the rows name, the navigation's
-    # role groups
-    with django_assert_num_queries(10):
+    # role groups, the auditor's saved views of the page
+    with django_assert_num_queries(11):
         response = client.get(reverse("audit-history"), {"model": "q2c.order"})
     # then
     assert len(response.context["page"].entries) == 14
@@ -247,7 +247,8 @@ def test_history_page_across_models_reads_only_the_models_on_the_page(client, ma
         response = client.get(reverse("audit-history"))
     # then: session, user, groups, permissions (2), one UNION of every model's newest keys,
     # one read per model on the page, one read of the previous rows per model whose rows on
-    # the page have any, one read per model the changes reference, the navigation's groups
+    # the page have any, one read per model the changes reference, the navigation's groups,
+    # the saved views
     entries = response.context["page"].entries
     on_page = {e.model for e in entries}
     with_previous = {e.model for e in entries if e.row._prev_history_id is not None}
@@ -261,7 +262,7 @@ def test_history_page_across_models_reads_only_the_models_on_the_page(client, ma
         for change in entry.changes
     ]
     referenced = {target for target in targets if target is not None}
-    assert len(queries) == 5 + 1 + len(on_page) + len(with_previous) + len(referenced) + 1
+    assert len(queries) == 5 + 1 + len(on_page) + len(with_previous) + len(referenced) + 1 + 1
 
 
 @pytest.mark.django_db
