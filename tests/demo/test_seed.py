@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 from io import StringIO
 
 import pytest
@@ -190,3 +191,20 @@ def test_seed_demo_refuses_outside_demo_mode(settings):
     )
     assert get_user_model().objects.filter(username__in=[*ROLE_NAMES, "admin"]).count() == 0
     assert LegalEntity.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_seed_demo_back_dating_is_not_shown_as_edits_to_created_at(settings, monkeypatch):
+    # when
+    _seed(settings, monkeypatch, password=DEMO_PASSWORD)
+    # then: no history row of a seeded record differs from the one before it in created_at,
+    # and the records themselves are in the past (the dataset spans months)
+    for model in (Order, Contract, Invoice, Quote):
+        created = {}
+        for row in model.history.order_by("history_id").values("id", "created_at"):
+            assert created.setdefault(row["id"], row["created_at"]) == row["created_at"], (
+                f"{model.__name__} {row['id']}: created_at edited in its history"
+            )
+    oldest = Order.objects.order_by("created_at").values_list("created_at", flat=True).first()
+    newest = Order.objects.order_by("-created_at").values_list("created_at", flat=True).first()
+    assert newest - oldest > dt.timedelta(days=30)
