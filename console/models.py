@@ -74,3 +74,16 @@ class SavedView(models.Model):
     @property
     def url(self) -> str:
         return f"{self.path}?{self.query}" if self.query else self.path
+
+
+class ChatNotice(models.Model):
+    """One thing announced to the team chat (``key`` as for ``Notice``), once."""
+
+    key = models.CharField(max_length=40, unique=True)
+    text = models.CharField(max_length=300)
+    path = models.CharField(max_length=200)
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.key} to the chat"

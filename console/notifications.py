@@ -1,6 +1,9 @@
 """SLA breaches and approvals waiting, announced by e-mail (Django's mail framework): each
 person gets one message per run listing what is new for them, never the same thing twice
-(``Notice`` rows, unique per person and thing), and nothing when they turned e-mail off."""
+(``Notice`` rows, unique per person and thing), and nothing when they turned e-mail off.
+With ``TANDEM_CHAT_WEBHOOK_URL`` set, the same things also go to the team chat, one message
+per run, each thing once (``ChatNotice``); a message the chat refused is sent again by the
+next run."""
 
 from __future__ import annotations
 
@@ -8,16 +11,18 @@ import datetime as dt
 import logging
 from typing import Any
 
+import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 
-from console.models import Notice, NotificationPreference
+from console.models import ChatNotice, Notice, NotificationPreference
 from console.selectors.my_work import approvals_waiting, merges_waiting
 from core.roles import role_of
-from exceptions.models import OPEN_STATES, OperationalException
+from exceptions.models import OPEN_STATES, OperationalException, Replay, ReplayState
+from masterdata.models import MergeRecord, MergeState
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +101,65 @@ def notifications_send(*, now: dt.datetime) -> int:
         Notice.objects.filter(pk__in=[notice.pk for notice in due]).update(sent_at=now)
         sent += 1
     logger.info("notifications: %d message(s) sent, %d failed", sent, failed)
+    if settings.TANDEM_CHAT_WEBHOOK_URL:
+        chat_send(now=now)
     return sent
+
+
+def _team_items(now: dt.datetime) -> list[tuple[str, str, str]]:
+    """(key, text, path) of what the teams should hear about: SLA breaches (with the team)
+    and approvals waiting for a decision."""
+    items: list[tuple[str, str, str]] = []
+    for exc in OperationalException.objects.filter(
+        state__in=OPEN_STATES, sla_due_at__lt=now
+    ).order_by("sla_due_at", "pk")[:50]:
+        items.append(
+            (f"sla:EXC-{exc.pk}", f"{exc.owner_team}: EXC-{exc.pk} is overdue: {exc.message[:120]}",
+             reverse("exception-detail", args=[exc.pk]))
+        )  # fmt: skip
+    for replay in Replay.objects.filter(state=ReplayState.REQUESTED).order_by("pk")[:50]:
+        items.append(
+            (f"approval:RPL-{replay.pk}", f"RPL-{replay.pk} waits for a second person's approval",
+             reverse("replay-detail", args=[replay.pk]))
+        )  # fmt: skip
+    for merge in MergeRecord.objects.filter(state=MergeState.REQUESTED).order_by("pk")[:50]:
+        items.append(
+            (f"approval:MRG-{merge.pk}", f"MRG-{merge.pk} waits for a second person's approval",
+             reverse("merge-detail", args=[merge.pk]))
+        )  # fmt: skip
+    return items
+
+
+def chat_send(*, now: dt.datetime) -> bool:
+    """Post what is new for the teams to the chat webhook, one message; each thing once
+    (recorded first, marked sent when the chat answered 2xx). Returns whether a message went.
+    The chat being down is logged (without its URL) and retried by the next run."""
+    wanted = _team_items(now)
+    for key, text, path in wanted:
+        try:
+            with transaction.atomic():
+                ChatNotice.objects.create(key=key, text=text, path=path, created_at=now)
+        except IntegrityError:  # announced before
+            continue
+    still = {key for key, _text, _path in wanted}
+    due = list(ChatNotice.objects.filter(sent_at__isnull=True, key__in=still).order_by("pk"))
+    if not due:
+        return False
+    lines = [f"• {n.text} {settings.TANDEM_BASE_URL}{n.path}" for n in due]
+    text = "\n".join([f"Tandem: {len(due)} thing{'s' if len(due) != 1 else ''} waiting", *lines])
+    try:
+        response = requests.post(
+            settings.TANDEM_CHAT_WEBHOOK_URL, json={"text": text}, timeout=(3.05, 10)
+        )
+        response.raise_for_status()
+    except requests.RequestException as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        logger.warning(
+            "notifications: the chat refused the message (%s)", status or type(exc).__name__
+        )
+        return False
+    ChatNotice.objects.filter(pk__in=[n.pk for n in due]).update(sent_at=now)
+    return True
 
 
 def _mail(user: Any, items: list[tuple[str, str]]) -> None:

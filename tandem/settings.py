@@ -366,6 +366,9 @@ EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
 EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 10, minimum=1)
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "tandem@localhost")
 TANDEM_BASE_URL = envstr("TANDEM_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+# A team chat's incoming webhook (Slack, Mattermost, Teams: JSON {"text": ...}); empty, none.
+# The URL is a secret (it lets anyone post): from the environment only, never logged.
+TANDEM_CHAT_WEBHOOK_URL = envstr("TANDEM_CHAT_WEBHOOK_URL", "")
 
 # --- Logging ----------------------------------------------------------------------------
 LOG_LEVEL = envstr("LOG_LEVEL", "INFO")

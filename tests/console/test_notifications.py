@@ -4,13 +4,17 @@ person per run, never the same thing twice, none for who turned them off."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
-from console.models import Notice, NotificationPreference
+from console.models import ChatNotice, Notice, NotificationPreference
 from console.notifications import notifications_send
 from core.audit import Actor
 from core.problems import Category
@@ -96,3 +100,67 @@ def test_a_message_that_could_not_go_is_sent_by_the_next_run(make_user, settings
     assert f"EXC-{late.pk} is overdue" in mail.outbox[0].body
     assert Notice.objects.get().sent_at is not None
     assert notifications_send(now=timezone.now()) == 0
+
+
+class Chat:
+    """A team chat's incoming webhook on loopback: records what it is sent, answers ``status``."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, object]] = []
+        self.status = 200
+        chat = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                chat.received.append(json.loads(body))
+                self.send_response(chat.status)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/team"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def chat(settings) -> Iterator[Chat]:  # type: ignore[no-untyped-def]
+    chat = Chat()
+    settings.TANDEM_CHAT_WEBHOOK_URL = chat.url
+    yield chat
+    chat.server.shutdown()
+    chat.server.server_close()
+
+
+@pytest.mark.django_db
+def test_breaches_and_approvals_go_to_the_team_chat_once_and_again_after_a_refusal(
+    chat, make_user, test_flow
+):
+    # given: a breach, and the chat answering 503 on the first run
+    late = overdue(raise_exception(category=Category.VALIDATION))
+    make_user("sam", role="sales_ops", email="sam@example.com")
+    chat.status = 503
+    # when: three runs; the chat is back for the second
+    notifications_send(now=timezone.now())
+    chat.status = 200
+    notifications_send(now=timezone.now())
+    notifications_send(now=timezone.now())
+    # then: the refused message was sent again, then nothing more (each thing once)
+    assert len(chat.received) == 2
+    text = str(chat.received[1]["text"])
+    assert text.startswith("Tandem: 1 thing waiting")
+    assert f"sales_ops: EXC-{late.pk} is overdue" in text
+    assert f"/exceptions/{late.pk}/" in text
+    assert ChatNotice.objects.get().sent_at is not None
+    # and: the e-mail went its own way, once
+    assert len(mail.outbox) == 1
+
+
+@pytest.mark.django_db
+def test_no_chat_webhook_no_chat_notices(settings, make_user, test_flow):
+    settings.TANDEM_CHAT_WEBHOOK_URL = ""
+    overdue(raise_exception(category=Category.VALIDATION))
+    notifications_send(now=timezone.now())
+    assert not ChatNotice.objects.exists()
