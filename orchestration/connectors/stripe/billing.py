@@ -524,7 +524,8 @@ class StripeBilling:
         """Amend a subscription to exactly ``items`` (price id, quantity), with prorations.
 
         An item whose price is already on the subscription keeps its item id (a quantity
-        change); items no longer wanted are deleted; new prices are added. An upgrade, a
+        change); an item whose price is no longer wanted takes a new price in its place;
+        what remains is deleted or added. An upgrade, a
         downgrade and a renewal at an uplifted price all go this way: the default
         ``proration_behavior`` credits the unused time at the old price and charges the rest
         of the period at the new one on the next invoice (``always_invoice`` invoices it at
@@ -543,16 +544,19 @@ class StripeBilling:
         by_price = dict(zip(price_ids, item_ids, strict=True))
         price_field = "plan" if self.catalog() == "plans" else "price"
         changes: list[dict[str, Any]] = []
-        wanted_prices = set()
+        wanted_prices = {price_id for price_id, _ in items}
+        # An item whose price goes away carries a new price instead (a renewal's uplift, a
+        # plan change): Stripe swaps the item's price in place, prorated like a quantity.
+        freed = [item_id for price_id, item_id in by_price.items() if price_id not in wanted_prices]
         for price_id, quantity in items:
-            wanted_prices.add(price_id)
             if price_id in by_price:
                 changes.append({"id": by_price[price_id], "quantity": whole_quantity(quantity)})
+            elif freed:
+                changes.append({"id": freed.pop(0), price_field: price_id,
+                                "quantity": whole_quantity(quantity)})  # fmt: skip
             else:
                 changes.append({price_field: price_id, "quantity": whole_quantity(quantity)})
-        for price_id, item_id in by_price.items():
-            if price_id not in wanted_prices:
-                changes.append({"id": item_id, "deleted": True})
+        changes += [{"id": item_id, "deleted": True} for item_id in freed]
         params: Any = {"items": changes}
         if self.catalog() == "plans":
             if proration_behavior == "always_invoice":
