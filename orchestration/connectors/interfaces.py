@@ -366,11 +366,18 @@ class BillingApi(Protocol):
         ...
 
     def subscription_cancel(
-        self, *, subscription_id: str, idempotency_key: str, prorate: bool = True
+        self,
+        *,
+        subscription_id: str,
+        idempotency_key: str,
+        prorate: bool = True,
+        at_period_end: bool = False,
     ) -> RemoteRecord:
         """Cancel the subscription now; ``idempotency_key`` makes a retry cancel it once.
         ``prorate`` credits the unused time of the current period on a final invoice (a
-        cancellation at term end has none to credit).
+        cancellation at term end has none to credit). ``at_period_end`` instead lets the
+        current period run out and bills no other (``cancel_at_period_end``): the
+        subscription stays ``active`` with ``data["cancel_at_period_end"]`` True until then.
 
         Returns the subscription after. Raises ``PermanentError`` for an unknown id or what
         billing refuses, ``RetryableError`` for what may pass later.

@@ -49,6 +49,7 @@ SYSTEM_ALIASES: dict[str, dict[str, str]] = {
         "invoice.payment_failed": "payment.failed",
         "charge.refunded": "payment.refunded",
         "credit_note.created": "credit_note.issued",
+        "customer.subscription.deleted": "cancellation.processed",
     },
     "payments": {"payment_intent.succeeded": "payment.received"},
     "erp": {"salesorder.approved": "order.accepted", "salesorder.rejected": "order.rejected"},

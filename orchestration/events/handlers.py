@@ -52,6 +52,7 @@ from q2c.models import (
     Quote,
     VersionCause,
     VersionKind,
+    VersionState,
 )
 from q2c.usage import usage_records_ingest, usage_row_parse
 
@@ -233,6 +234,19 @@ def _cancellation_processed(event: InboundEvent, data: dict[str, Any]) -> str:
     key = f"cancellation:{data['cancellation_id']}"
     if contract.versions.filter(change_key=key).exists():
         return f"cancellation {data['cancellation_id']} was already received"
+    under_way = (
+        contract.versions.filter(kind=VersionKind.CANCELLATION)
+        .exclude(state=VersionState.PARKED)
+        .order_by("number")
+        .first()
+    )
+    if under_way is not None:
+        # Billing reports the end of a subscription Tandem's own cancellation ended (or a
+        # second cancellation arrives): one cancellation, one credit.
+        return (
+            f"{contract.enterprise_id} is already cancelled by v{under_way.number} "
+            f"({under_way.cause_ref or under_way.cause})"
+        )
     effective_date = _date(data["effective_date"])
     if effective_date is None:
         raise EventRejected(f"effective_date is not a date: {data['effective_date']!r}")

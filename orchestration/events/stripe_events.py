@@ -12,6 +12,9 @@ each into the canonical envelope that is then validated against its JSON Schema:
 - ``invoice.payment_failed`` -> ``payment.failed``, ``invoice.voided`` -> ``invoice.voided``
 - ``charge.refunded`` -> ``payment.refunded`` (its latest refund), ``credit_note.created`` ->
   ``credit_note.issued``
+- ``customer.subscription.deleted`` -> ``cancellation.processed`` of its contract, dated the
+  day it ended (a cancellation made in Stripe, or by Stripe after failed payments); the one
+  Tandem's own cancellation causes is absorbed as already received (see the handler)
 
 Anything else (and a subscription that is not active yet) is unmappable: ``EventRejected``
 with the reason, so the raw event stays visible with why nothing happened.
@@ -259,6 +262,28 @@ def _credit_note_issued(event: dict[str, Any], note: dict[str, Any]) -> dict[str
     return _envelope(event, "credit_note.issued", data)
 
 
+def _subscription_deleted(event: dict[str, Any], sub: dict[str, Any]) -> dict[str, Any]:
+    """A subscription that ended in Stripe: the cancellation of its contract, once per
+    subscription (its id is the cancellation's id)."""
+    if sub.get("status") != "canceled":
+        raise EventRejected(
+            f"subscription {sub.get('id')} is {sub.get('status')!r}, not canceled: nothing to map"
+        )
+    _, contract_id = _references(str(sub["id"]), sub.get("metadata") or {})
+    if contract_id is None:
+        raise EventRejected(f"subscription {sub['id']} names no Tandem contract")
+    ended = sub.get("ended_at") or sub.get("canceled_at") or event.get("created") or 0
+    details = sub.get("cancellation_details") or {}
+    why = " — ".join(str(part) for part in (details.get("reason"), details.get("comment")) if part)
+    data: dict[str, Any] = {
+        "contract_id": contract_id,
+        "cancellation_id": str(sub["id"]),
+        "effective_date": _date(ended),
+        "reason": f"subscription {sub['id']} ended in Stripe" + (f": {why}" if why else ""),
+    }
+    return _envelope(event, "cancellation.processed", data)
+
+
 def stripe_event_canonical(payload: dict[str, Any]) -> dict[str, Any]:
     """The canonical envelope for a Stripe event, or ``EventRejected`` with the reason."""
     event_type = str(payload.get("type") or "")
@@ -279,4 +304,6 @@ def stripe_event_canonical(payload: dict[str, Any]) -> dict[str, Any]:
         return _charge_refunded(payload, obj)
     if event_type == "credit_note.created":
         return _credit_note_issued(payload, obj)
+    if event_type == "customer.subscription.deleted":
+        return _subscription_deleted(payload, obj)
     raise EventRejected(f"Stripe event type {event_type!r} has no canonical counterpart")

@@ -57,8 +57,9 @@ _CONTRACT_STATUS: dict[str, set[str]] = {
     ContractState.PENDING_ACTIVATION: _LIVE_SUBSCRIPTION,
     ContractState.ACTIVE: _LIVE_SUBSCRIPTION,
     ContractState.RENEWED: _LIVE_SUBSCRIPTION,
-    ContractState.EXPIRED: {"canceled", "incomplete_expired"},
-    ContractState.CANCELLED: {"canceled", "incomplete_expired"},
+    ContractState.EXPIRED: {"canceled", "incomplete_expired", "canceling"},
+    # "canceling": cancelled at term end, the subscription runs out its last period.
+    ContractState.CANCELLED: {"canceled", "incomplete_expired", "canceling"},
 }
 _ACCEPTED = {"pendingFulfillment", "fullyBilled"}
 _ORDER_STATUS: dict[str, set[str]] = {

@@ -410,22 +410,30 @@ def cancel_subscription(ctx: StepContext) -> Done:
     version = step_version(ctx)
     subscription_ids = billing_subscription_ids(version.contract)
     prorate = version.changes.get("mode") == lifecycle.CANCEL_NOW
+    # At term end the last period runs out in billing and nothing more is billed; now, the
+    # subscription ends today with the unused time prorated.
+    at_period_end = not prorate
     billing = connector_for("billing")
     found = []
     with connector_errors():
         for index, subscription_id in enumerate(subscription_ids):
             current = billing.subscription_get(subscription_id=subscription_id)
-            found.append(current.status == "canceled")
-            if current.status != "canceled":
+            done = current.status == "canceled" or (
+                at_period_end and bool(current.data.get("cancel_at_period_end"))
+            )
+            found.append(done)
+            if not done:
                 billing.subscription_cancel(
                     subscription_id=subscription_id,
                     idempotency_key=ctx.key if index == 0 else f"{ctx.key}:{index}",
                     prorate=prorate,
+                    at_period_end=at_period_end,
                 )
     return Done(
         subscription_ids[0],
-        {"found": found, "prorate": prorate, "subscriptions": subscription_ids},
-    )
+        {"found": found, "prorate": prorate, "at_period_end": at_period_end,
+         "subscriptions": subscription_ids},
+    )  # fmt: skip
 
 
 def record_credit_note(ctx: StepContext) -> Done:
@@ -575,7 +583,7 @@ def contract_change_preview(
             ),
             "billing": "subscription cancelled "
             + ("now, the unused time prorated on a final invoice" if action == CANCEL_NOW
-               else f"on {on}, nothing prorated"),
+               else f"at the end of its billing period (set on {on}), nothing prorated"),
             "tandem": f"cancellation version; credit note {total} {contract.currency}"
             if credit else "cancellation version",
             "credit_total": str(total),

@@ -72,7 +72,10 @@ def test_cancel_at_term_end_previews_then_records_the_version_and_starts_its_wor
     # then: what each system will receive, nothing recorded
     assert preview.status_code == 200
     page = preview.content.decode()
-    assert f"subscription cancelled on {contract.end_date}, nothing prorated" in page
+    assert (
+        f"subscription cancelled at the end of its billing period (set on {contract.end_date}), "
+        "nothing prorated"
+    ) in page
     assert _versions(contract) == [(1, "initial", "active")]
     # when: confirmed
     done = _post(

@@ -96,6 +96,13 @@ class LocalStripe:
         response.raise_for_status()
         return response.json() if response.content else {}
 
+    def delete(self, path: str) -> dict[str, object]:
+        """Delete (cancel) a record in localstripe itself, as someone in Stripe's dashboard."""
+        response = requests.delete(f"{self.url}{path}", auth=(API_KEY, ""), timeout=10)
+        response.raise_for_status()
+        data: dict[str, object] = response.json()
+        return data
+
     def flush(self) -> None:
         """Forget every object (between tests)."""
         requests.delete(f"{self.url}/_config/data", timeout=10).raise_for_status()

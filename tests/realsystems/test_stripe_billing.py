@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from orchestration.connectors.registry import connector_for
 from orchestration.connectors.stripe.billing import StripeBilling, plan_id_for
 from orchestration.models import OutboundCall
 from tests.realsystems.localstripe_server import LocalStripe
+from tests.realsystems.lossy_proxy import LossyProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -284,3 +286,68 @@ def test_subscriptions_are_counted_per_order_reference_for_a_rehearsals_books(lo
     counts = billing.subscriptions_count(references=["ORD-000001", "ORD-000002"])
     # then
     assert counts == {"ORD-000001": 1, "ORD-000002": 0}
+
+
+def _through_lossy_proxy(localstripe: LocalStripe, settings: Any) -> LossyProxy:
+    proxy = LossyProxy(upstream=localstripe.url).start()
+    connectors = {name: dict(config) for name, config in settings.TANDEM_CONNECTORS.items()}
+    connectors["billing"]["base_url"] = proxy.url
+    settings.TANDEM_CONNECTORS = connectors
+    return proxy
+
+
+def test_a_lost_answer_to_a_cancellation_leaves_one_cancelled_subscription(localstripe, settings):
+    # given: the worker reaches localstripe through a proxy that loses the cancel's answer
+    subscription_id = _subscribed(localstripe, StripeBilling(catalog="plans"))
+    proxy = _through_lossy_proxy(localstripe, settings)
+    proxy.lose_answers(lambda method, path, body: method == "DELETE")
+    billing = StripeBilling(catalog="plans")
+    try:
+        # when: the cancel is sent, its answer lost; the retry reads before it cancels
+        with pytest.raises(RetryableError):
+            billing.subscription_cancel(
+                subscription_id=subscription_id, idempotency_key="CTR-000001:v2:cancel"
+            )
+        current = billing.subscription_get(subscription_id=subscription_id)
+    finally:
+        proxy.stop()
+    # then: localstripe cancelled it once; the step finds it done and sends nothing more
+    # sent with the proration credited on a final invoice
+    assert proxy.dropped == [
+        f"DELETE /v1/subscriptions/{subscription_id}?prorate=true&invoice_now=true"
+    ]
+    assert current.status == "canceled"
+    [stored] = localstripe.get("/v1/subscriptions", status="all", limit=100)["data"]
+    assert (stored["id"], stored["status"]) == (subscription_id, "canceled")
+    cancels = OutboundCall.objects.filter(operation="subscription_cancel")
+    assert list(cancels.values_list("idempotency_key", "error_class")) == [
+        ("CTR-000001:v2:cancel", "connection_error")
+    ]
+
+
+def test_a_cancellation_at_period_end_is_marked_once_despite_a_lost_answer(localstripe, settings):
+    # given
+    subscription_id = _subscribed(localstripe, StripeBilling(catalog="plans"))
+    proxy = _through_lossy_proxy(localstripe, settings)
+    proxy.lose_answers(lambda method, path, body: method == "POST" and b"cancel_at" in body)
+    billing = StripeBilling(catalog="plans")
+    try:
+        # when
+        with pytest.raises(RetryableError):
+            billing.subscription_cancel(
+                subscription_id=subscription_id, idempotency_key="CTR-000001:v2:cancel",
+                prorate=False, at_period_end=True,
+            )  # fmt: skip
+        current = billing.subscription_get(subscription_id=subscription_id)
+    finally:
+        proxy.stop()
+    # then: still billing to the period's end, marked; one subscription, one item
+    assert (current.status, current.data["cancel_at_period_end"]) == ("active", True)
+    [stored] = localstripe.get("/v1/subscriptions", status="all", limit=100)["data"]
+    assert (stored["status"], stored["cancel_at_period_end"]) == ("active", True)
+    assert [item["quantity"] for item in stored["items"]["data"]] == [3]
+    [call] = OutboundCall.objects.filter(operation="subscription_cancel")
+    assert (call.method, call.idempotency_key, call.error_class) == (
+        "POST", "CTR-000001:v2:cancel", "connection_error",
+    )  # fmt: skip
+    assert "cancel_at_period_end" in call.request_body

@@ -43,6 +43,7 @@ from orchestration.connectors.minor_units import decimal_from_minor_units, minor
 from orchestration.connectors.transport import Transport
 
 SYSTEM = "billing"
+CANCELING = "canceling"  # a listed subscription that ends at its period's end
 
 
 class SandboxBilling:
@@ -257,12 +258,26 @@ class SandboxBilling:
         return subscription_record(response.body)
 
     def subscription_cancel(
-        self, *, subscription_id: str, idempotency_key: str, prorate: bool = True
+        self,
+        *,
+        subscription_id: str,
+        idempotency_key: str,
+        prorate: bool = True,
+        at_period_end: bool = False,
     ) -> RemoteRecord:
         """Cancel the subscription now (``BillingApi.subscription_cancel``), the unused time
         credited on a final invoice when ``prorate``; billing answers a cancelled one
-        unchanged.
+        unchanged. ``at_period_end`` marks it ``cancel_at_period_end`` instead.
         """
+        if at_period_end:
+            marked = self.transport.call(
+                operation="subscription_cancel",
+                method="POST",
+                path=("subscriptions", subscription_id),
+                json={"cancel_at_period_end": True},
+                idempotency_key=idempotency_key,
+            )
+            return subscription_record(marked.body)
         response = self.transport.call(
             operation="subscription_cancel",
             method="DELETE",
@@ -429,6 +444,7 @@ def subscription_record(body: dict[str, Any]) -> RemoteRecord:
             "item_ids": [str(item["id"]) for item in body["items"]["data"]],
             "price_ids": [str(item["price"]["id"]) for item in body["items"]["data"]],
             "quantities": [int(item.get("quantity") or 1) for item in body["items"]["data"]],
+            "cancel_at_period_end": bool(body.get("cancel_at_period_end")),
         },
     )
 
@@ -507,9 +523,12 @@ def subscription_listed(sub: dict[str, Any]) -> RemoteRecord:
     items = sub["items"]["data"]
     minor = sum(int(item["price"]["unit_amount"]) * int(item["quantity"] or 1) for item in items)
     recurring = recurring_of(items[0]["price"].get("recurring")) if items else None
+    status = str(sub["status"])
+    if status == "active" and sub.get("cancel_at_period_end"):
+        status = CANCELING  # runs out its period and ends: no longer a live subscription
     return RemoteRecord(
         id=str(sub["id"]),
-        status=str(sub["status"]),
+        status=status,
         data={
             "reference": metadata.get(ORDER_KEY) or metadata.get(CONTRACT_KEY) or "",
             "contract_reference": metadata.get(CONTRACT_KEY, ""),

@@ -18,6 +18,13 @@ Two catalogs (``CONNECTOR_BILLING_STRIPE_CATALOG``):
   lookup key, so finding it is a retrieve; customers and subscriptions are found by listing
   and filtering on metadata; amendments with ``prorate=true``.
 - ``auto`` (the default) asks ``GET /v1/prices`` once per process: a 404 means plans.
+
+Metered usage goes through Billing Meters (the SDK's API version has no usage records): a
+metered price is created on a meter of its own (found by its ``event_name``, derived from
+the lookup key) and usage is a meter event carrying the usage key as its ``identifier`` and
+its ``Idempotency-Key``. The plans catalog has no meters: metered prices are refused there.
+Cancelling at term end sets ``cancel_at_period_end``; cancelling now prorates the unused time
+onto a final invoice.
 """
 
 from __future__ import annotations
@@ -62,10 +69,12 @@ from orchestration.connectors.transport import Transport, retry_after_parse
 SYSTEM = "billing"
 CATALOGS = ("auto", "prices", "plans")
 LIST_PAGE = 100
-USAGE_NOT_BUILT = (
-    "metered usage through Stripe Billing Meters is not built: report this usage in Stripe "
-    "by hand, or bill it from the sandbox billing connector"
+USAGE_NEEDS_METERS = (
+    "metered usage goes through Stripe Billing Meters, which the legacy plans catalog does not "
+    "have: bill this usage with the prices catalog (CONNECTOR_BILLING_STRIPE_CATALOG=prices)"
 )
+METER_EVENT_KEY = "tandem_meter_event"  # a metered price's metadata: its meter's event name
+PRORATION_BEHAVIORS = ("create_prorations", "always_invoice", "none")
 
 
 @dataclass
@@ -324,14 +333,22 @@ class StripeBilling:
         no one-time prices: ``interval=""`` is refused there (kind ``validation``).
         """
         recurring = interval_check(interval)
-        if usage_type != "licensed":
-            raise PermanentError(USAGE_NOT_BUILT, system=SYSTEM, kind="validation")
-        wanted = {
+        if usage_type not in ("licensed", "metered") or (usage_type == "metered" and not recurring):
+            raise PermanentError(
+                f"usage type {usage_type!r} is not licensed, or metered with an interval",
+                system=SYSTEM,
+                kind="validation",
+            )
+        wanted: dict[str, Any] = {
             "currency": currency.lower(),
             "unit_amount": minor_units_from(unit_amount, currency, system=SYSTEM),
             "recurring": recurring,
         }
+        if usage_type == "metered":
+            wanted["usage_type"] = "metered"
         if self.catalog() == "plans":
+            if usage_type == "metered":
+                raise PermanentError(USAGE_NEEDS_METERS, system=SYSTEM, kind="validation")
             return self._plan_ensure(lookup_key, product_name, wanted, idempotency_key)
         with self._operation("price_find"):
             found = self.client.v1.prices.list(params={"lookup_keys": [lookup_key], "limit": 1})
@@ -347,18 +364,53 @@ class StripeBilling:
             }
             if recurring is not None:
                 params["recurring"] = {"interval": recurring[0], "interval_count": recurring[1]}
+            if usage_type == "metered":
+                meter = self._meter_ensure(lookup_key, product_name, idempotency_key)
+                params["recurring"] |= {"usage_type": "metered", "meter": meter["id"]}
+                params["metadata"][METER_EVENT_KEY] = meter["event_name"]
             with self._operation("price_create"):
                 created = self.client.v1.prices.create(
                     params=params, options={"idempotency_key": idempotency_key}
                 )
             return price_record(created.to_dict())
-        have = {
+        have: dict[str, Any] = {
             "currency": existing["currency"],
             "unit_amount": existing["unit_amount"],
             "recurring": recurring_of(existing.get("recurring")),
         }
+        if (existing.get("recurring") or {}).get("usage_type") == "metered":
+            have["usage_type"] = "metered"
         _same_or_conflict("price", existing["id"], lookup_key, have, wanted)
         return price_record(existing)
+
+    def _meter_ensure(
+        self, lookup_key: str, product_name: str, idempotency_key: str
+    ) -> dict[str, Any]:
+        """The active meter summing the events named for ``lookup_key``, created when missing
+        (its create carries ``<idempotency_key>:meter``)."""
+        event_name = meter_event_name(lookup_key)
+        params: Any = {"status": "active", "limit": LIST_PAGE}
+        with self._operation("meter_find"):
+            while True:
+                page = self.client.v1.billing.meters.list(params=params)
+                for meter in page.data:
+                    if meter.to_dict().get("event_name") == event_name:
+                        return cast(dict[str, Any], meter.to_dict())
+                if not page.has_more or not page.data:
+                    break
+                params["starting_after"] = page.data[-1].id
+        create: Any = {
+            "display_name": f"{product_name} ({lookup_key})"[:250],
+            "event_name": event_name,
+            "default_aggregation": {"formula": "sum"},
+            "customer_mapping": {"type": "by_id", "event_payload_key": "stripe_customer_id"},
+            "value_settings": {"event_payload_key": "value"},
+        }
+        with self._operation("meter_create"):
+            created = self.client.v1.billing.meters.create(
+                params=create, options={"idempotency_key": f"{idempotency_key}:meter"}
+            )
+        return cast(dict[str, Any], created.to_dict())
 
     def _plan_ensure(
         self, lookup_key: str, product_name: str, wanted: dict[str, Any], idempotency_key: str
@@ -467,33 +519,55 @@ class StripeBilling:
         items: list[tuple[str, Decimal]],
         idempotency_key: str,
         metadata: dict[str, str] | None = None,
+        proration_behavior: str = "create_prorations",
     ) -> RemoteRecord:
         """Amend a subscription to exactly ``items`` (price id, quantity), with prorations.
 
         An item whose price is already on the subscription keeps its item id (a quantity
-        change); items no longer wanted are deleted; new prices are added.
+        change); an item whose price is no longer wanted takes a new price in its place;
+        what remains is deleted or added. An upgrade, a
+        downgrade and a renewal at an uplifted price all go this way: the default
+        ``proration_behavior`` credits the unused time at the old price and charges the rest
+        of the period at the new one on the next invoice (``always_invoice`` invoices it at
+        once, ``none`` changes the price from the next period). The plans catalog spells it
+        ``prorate`` and has no ``always_invoice``.
         """
+        if proration_behavior not in PRORATION_BEHAVIORS:
+            raise PermanentError(
+                f"proration_behavior {proration_behavior!r} is not one of {PRORATION_BEHAVIORS}",
+                system=SYSTEM,
+                kind="validation",
+            )
         current = self.subscription_get(subscription_id=subscription_id)
         price_ids = cast(list[str], current.data["price_ids"])
         item_ids = cast(list[str], current.data["item_ids"])
         by_price = dict(zip(price_ids, item_ids, strict=True))
         price_field = "plan" if self.catalog() == "plans" else "price"
         changes: list[dict[str, Any]] = []
-        wanted_prices = set()
+        wanted_prices = {price_id for price_id, _ in items}
+        # An item whose price goes away carries a new price instead (a renewal's uplift, a
+        # plan change): Stripe swaps the item's price in place, prorated like a quantity.
+        freed = [item_id for price_id, item_id in by_price.items() if price_id not in wanted_prices]
         for price_id, quantity in items:
-            wanted_prices.add(price_id)
             if price_id in by_price:
                 changes.append({"id": by_price[price_id], "quantity": whole_quantity(quantity)})
+            elif freed:
+                changes.append({"id": freed.pop(0), price_field: price_id,
+                                "quantity": whole_quantity(quantity)})  # fmt: skip
             else:
                 changes.append({price_field: price_id, "quantity": whole_quantity(quantity)})
-        for price_id, item_id in by_price.items():
-            if price_id not in wanted_prices:
-                changes.append({"id": item_id, "deleted": True})
+        changes += [{"id": item_id, "deleted": True} for item_id in freed]
         params: Any = {"items": changes}
         if self.catalog() == "plans":
-            params["prorate"] = True  # the legacy API's spelling
+            if proration_behavior == "always_invoice":
+                raise PermanentError(
+                    "the Stripe plans catalog cannot invoice a proration at once",
+                    system=SYSTEM,
+                    kind="validation",
+                )
+            params["prorate"] = proration_behavior != "none"  # the legacy API's spelling
         else:
-            params["proration_behavior"] = "create_prorations"
+            params["proration_behavior"] = proration_behavior
         if metadata:
             params["metadata"] = metadata
         with self._operation("subscription_update"):
@@ -503,9 +577,25 @@ class StripeBilling:
         return subscription_record(subscription.to_dict())
 
     def subscription_cancel(
-        self, *, subscription_id: str, idempotency_key: str, prorate: bool = True
+        self,
+        *,
+        subscription_id: str,
+        idempotency_key: str,
+        prorate: bool = True,
+        at_period_end: bool = False,
     ) -> RemoteRecord:
-        """Cancel now, crediting the unused time (``prorate``) on a final invoice."""
+        """Cancel now, crediting the unused time (``prorate``) on a final invoice; or, with
+        ``at_period_end``, set ``cancel_at_period_end``: Stripe bills no further period and
+        ends the subscription when the current one runs out
+        (``BillingApi.subscription_cancel``)."""
+        if at_period_end:
+            with self._operation("subscription_cancel"):
+                marked = self.client.v1.subscriptions.update(
+                    subscription_id,
+                    params={"cancel_at_period_end": True},
+                    options={"idempotency_key": idempotency_key},
+                )
+            return subscription_record(marked.to_dict())
         with self._operation("subscription_cancel"):
             subscription = self.client.v1.subscriptions.cancel(
                 subscription_id,
@@ -515,11 +605,11 @@ class StripeBilling:
         return subscription_record(subscription.to_dict())
 
     # --- metered usage ------------------------------------------------------------------
-    # Stripe bills usage through Billing Meters (meter events, prices with recurring.meter);
-    # localstripe has none, so nothing here could be tested: refused, visibly, for a person.
     def usage_report_find(self, *, key: str) -> RemoteRecord | None:
-        """Refused (``PermanentError``): see ``USAGE_NOT_BUILT``."""
-        raise PermanentError(USAGE_NOT_BUILT, system=SYSTEM, kind="validation")
+        """Always None: Stripe keeps meter events but has no way to read one back by its
+        identifier. A report is sent again under the same key instead, which Stripe takes
+        once (``usage_report_create``)."""
+        return None
 
     def usage_report_create(
         self,
@@ -531,8 +621,66 @@ class StripeBilling:
         period_start: dt.date,
         period_end: dt.date,
     ) -> RemoteRecord:
-        """Refused (``PermanentError``): see ``USAGE_NOT_BUILT``."""
-        raise PermanentError(USAGE_NOT_BUILT, system=SYSTEM, kind="validation")
+        """A meter event of ``quantity`` for the subscription's customer on the metered
+        price's meter (``BillingApi.usage_report_create``).
+
+        ``key`` is the event's ``identifier`` (Stripe keeps one event per identifier for at
+        least 24 hours) and its ``Idempotency-Key`` (a resend after a lost answer gets the
+        first answer back). The event is dated at the end of the period, or now when the
+        period has not ended. A price that is not metered, or not on the subscription, is
+        refused (``PermanentError``, kind ``validation``) before anything is sent.
+        """
+        if self.catalog() == "plans":
+            raise PermanentError(USAGE_NEEDS_METERS, system=SYSTEM, kind="validation")
+        with self._operation("price_get"):
+            price = self.client.v1.prices.retrieve(price_id).to_dict()
+        event_name = (price.get("metadata") or {}).get(METER_EVENT_KEY)
+        if (price.get("recurring") or {}).get("usage_type") != "metered" or not event_name:
+            raise PermanentError(
+                f"price {price_id} is not a metered price of Tandem's",
+                system=SYSTEM,
+                kind="validation",
+            )
+        subscription = self.subscription_get(subscription_id=subscription_id)
+        if price_id not in cast(list[str], subscription.data["metered_price_ids"]):
+            # The first usage of a product puts its metered price on the subscription: Stripe
+            # bills a meter's events only through an item of the subscription.
+            with self._operation("subscription_item_create"):
+                self.client.v1.subscription_items.create(
+                    params={"subscription": subscription_id, "price": price_id,
+                            "proration_behavior": "none"},
+                    options={"idempotency_key": f"{key}:item"},
+                )  # fmt: skip
+        end_of_period = dt.datetime.combine(
+            period_end, dt.time(23, 59, 59), tzinfo=dt.UTC
+        ).timestamp()
+        timestamp = int(min(end_of_period, dt.datetime.now(tz=dt.UTC).timestamp()))
+        params: Any = {
+            "event_name": event_name,
+            "identifier": key,
+            "timestamp": timestamp,
+            "payload": {
+                "stripe_customer_id": str(subscription.data["customer_id"]),
+                "value": format(quantity.normalize(), "f"),
+            },
+        }
+        with self._operation("usage_report_create"):
+            event = self.client.v1.billing.meter_events.create(
+                params=params, options={"idempotency_key": key}
+            )
+        body = event.to_dict()
+        return RemoteRecord(
+            id=str(body.get("identifier") or key),
+            data={
+                "key": key,
+                "subscription_id": subscription_id,
+                "price_id": price_id,
+                "event_name": str(body.get("event_name") or event_name),
+                "quantity": str((body.get("payload") or {}).get("value", "")),
+                "period_start": period_start.isoformat(),
+                "period_end": period_end.isoformat(),
+            },
+        )
 
     # --- invoices and payments ----------------------------------------------------------
     def invoices_list(self, *, subscription_id: str) -> list[RemoteRecord]:
@@ -590,6 +738,13 @@ def _id_of(value: Any) -> str:
     return str(value or "")
 
 
+def meter_event_name(lookup_key: str) -> str:
+    """The meter event name of a metered price's meter: readable, unique per lookup key."""
+    readable = re.sub(r"[^A-Za-z0-9_]+", "_", lookup_key).strip("_")[:60]
+    digest = hashlib.sha256(lookup_key.encode()).hexdigest()[:12]
+    return f"tandem_{readable}_{digest}"
+
+
 def customer_record(body: dict[str, Any]) -> RemoteRecord:
     """A Stripe customer as a ``RemoteRecord`` (its Tandem reference, email, name)."""
     return RemoteRecord(
@@ -615,6 +770,8 @@ def price_record(body: dict[str, Any]) -> RemoteRecord:
             "unit_amount": str(decimal_from_minor_units(body["unit_amount"], body["currency"])),
             "interval": recurring[0] if recurring else "",
             "interval_count": recurring[1] if recurring else 0,
+            "usage_type": (body.get("recurring") or {}).get("usage_type") or "",
+            "meter_id": (body.get("recurring") or {}).get("meter") or "",
         },
     )
 
@@ -639,14 +796,25 @@ def _item_price_id(item: dict[str, Any]) -> str:
     return _id_of(item.get("price") or item.get("plan"))
 
 
+def _item_metered(item: dict[str, Any]) -> bool:
+    price = item.get("price") or item.get("plan") or {}
+    if not isinstance(price, dict):
+        return False
+    return (price.get("recurring") or price).get("usage_type") == "metered"
+
+
 def subscription_record(body: dict[str, Any]) -> RemoteRecord:
     """A Stripe subscription as a ``RemoteRecord``: its Tandem references, period (from the
     items since API 2025-03-31), and its items as parallel lists.
     """
     metadata = body.get("metadata") or {}
-    items = body["items"]["data"]
+    every = body["items"]["data"]
+    # Metered items (usage) are billed by their meter, not a quantity: kept apart, so an
+    # amendment or a renewal never sees nor removes them.
+    items = [item for item in every if not _item_metered(item)]
+    metered = [item for item in every if _item_metered(item)]
     # Since API version 2025-03-31 the period lives on the items, not the subscription.
-    first = items[0] if items else {}
+    first = every[0] if every else {}
     return RemoteRecord(
         id=str(body["id"]),
         status=str(body["status"]),
@@ -662,7 +830,9 @@ def subscription_record(body: dict[str, Any]) -> RemoteRecord:
             "item_ids": [str(item["id"]) for item in items],
             "price_ids": [_item_price_id(item) for item in items],
             "quantities": [int(item.get("quantity") or 1) for item in items],
+            "metered_price_ids": [_item_price_id(item) for item in metered],
             "canceled_at": body.get("canceled_at"),
+            "cancel_at_period_end": bool(body.get("cancel_at_period_end")),
         },
     )
 

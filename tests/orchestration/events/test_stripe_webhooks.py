@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from typing import Any
 
 import pytest
 
+from masterdata.services import records as md
 from orchestration.events.catalog import event_validate
 from orchestration.events.errors import EventRejected
 from orchestration.events.services import inbound_event_process
 from orchestration.events.signatures import signature_header
 from orchestration.events.stripe_events import stripe_event_canonical
 from orchestration.models import InboundEvent
+from orchestration.workflows.models import WorkflowRun
+from q2c import lifecycle, services
+from tests import factories
 
 URL = "/webhooks/billing/"
 SECRET = "whsec_current_billing"
@@ -271,3 +276,103 @@ def test_a_credit_note_and_a_void_map_onto_their_canonical_events():
     }  # fmt: skip
     assert event_validate(system="billing", payload=credit) == "credit_note.issued"
     assert event_validate(system="billing", payload=void) == "invoice.voided"
+
+
+def deleted(subscription_id: str = "sub_0001", **metadata: str) -> dict[str, Any]:
+    """A subscription as Stripe sends it in customer.subscription.deleted."""
+    return {
+        **subscription("canceled", **metadata), "id": subscription_id, "canceled_at": NOW,
+        "ended_at": NOW, "cancel_at_period_end": False,
+        "cancellation_details": {"reason": "payment_failed", "comment": None, "feedback": None},
+    }  # fmt: skip
+
+
+def test_a_deleted_subscription_maps_onto_the_cancellation_of_its_contract():
+    # when
+    canonical = stripe_event_canonical(event("customer.subscription.deleted", deleted()))
+    # then
+    assert canonical == {
+        "event_id": "evt_0001", "event_type": "cancellation.processed", "schema_version": 1,
+        "occurred_at": "2026-09-21T14:13:25Z", "correlation_id": "CTR-000042",
+        "data": {
+            "contract_id": "CTR-000042", "cancellation_id": "sub_0001",
+            "effective_date": "2026-09-21",
+            "reason": "subscription sub_0001 ended in Stripe: payment_failed",
+        },
+    }  # fmt: skip
+    assert event_validate(system="billing", payload=canonical) == "cancellation.processed"
+
+
+def test_a_deleted_subscription_still_active_or_without_a_contract_is_unmappable(db):
+    # when / then
+    with pytest.raises(EventRejected, match="is 'active', not canceled"):
+        stripe_event_canonical(event("customer.subscription.deleted", subscription()))
+    with pytest.raises(EventRejected, match="names no Tandem contract"):
+        stripe_event_canonical(event("customer.subscription.deleted", deleted(x="y")))
+
+
+def _billed_contract() -> Any:
+    """An active contract (10 x 25.00 monthly, 2026) whose billing subscription is sub_0042."""
+    contract = factories.contract()
+    services.contract_activate(contract=contract, actor=factories.actor(), reason="test setup")
+    md.external_id_link(
+        record=contract, system="billing", object_type="subscription", external_id="sub_0042",
+        actor=factories.actor(), reason="subscribed",
+    )  # fmt: skip
+    contract.refresh_from_db()
+    return contract
+
+
+@pytest.mark.django_db
+def test_a_signed_deletion_from_stripe_becomes_the_contracts_cancellation_and_its_workflow(
+    client, stripe_billing
+):
+    # given: a subscription Stripe ended itself (no Tandem metadata: found by the crosswalk)
+    contract = _billed_contract()
+    payload = event("customer.subscription.deleted", deleted("sub_0042", x="y"), "evt_del_1")
+    # when: Stripe delivers it twice
+    first, _ = post(client, payload)
+    again, _ = post(client, payload)
+    inbound_event_process(inbound_event_id=InboundEvent.objects.get().pk)
+    # then: one cancellation version, crediting the rest of September, and its workflow
+    assert (first.status_code, again.status_code) == (202, 200)
+    stored = InboundEvent.objects.get()
+    assert (stored.status, stored.canonical_type, stored.correlation_id) == (
+        "processed", "cancellation.processed", contract.enterprise_id,
+    )  # fmt: skip
+    version = contract.versions.get(number=2)
+    assert (version.kind, version.state, version.effective_date.isoformat()) == (
+        "cancellation", "pending", "2026-09-21",
+    )  # fmt: skip
+    assert (version.cause, version.cause_ref, version.change_key) == (
+        "event", "sub_0042", "cancellation:sub_0042",
+    )  # fmt: skip
+    # 10 x 25.00 monthly, 10 of September's 30 days left
+    assert (version.changes["mode"], version.changes["credit_total"]) == ("now", "83.30")
+    run = WorkflowRun.objects.get(kind="cancellation")
+    assert (run.subject_id, run.subject_version) == (contract.enterprise_id, 2)
+
+
+@pytest.mark.django_db
+def test_the_deletion_that_tandems_own_cancellation_caused_is_absorbed(client, stripe_billing):
+    # given: Tandem cancelled the contract (v2), which ended the subscription in Stripe
+    contract = _billed_contract()
+    lifecycle.contract_cancellation_record(
+        contract=contract, mode=lifecycle.CANCEL_NOW, effective_date=dt.date(2026, 9, 21),
+        cause="operator", cause_ref="ops@example.com", change_key="op-1",
+        actor=factories.actor(), reason="customer left",
+    )  # fmt: skip
+    # when
+    mine = deleted("sub_0042", tandem_contract=contract.enterprise_id)
+    post(client, event("customer.subscription.deleted", mine, "evt_del_2"))
+    inbound_event_process(inbound_event_id=InboundEvent.objects.get().pk)
+    # then: nothing more recorded, the event kept with why
+    stored = InboundEvent.objects.get()
+    assert (stored.status, stored.rejection_reason) == (
+        "duplicate_absorbed",
+        f"{contract.enterprise_id} is already cancelled by v2 (ops@example.com)",
+    )  # fmt: skip
+    assert list(contract.versions.values_list("number", "kind")) == [
+        (1, "initial"), (2, "cancellation"),
+    ]  # fmt: skip
+    assert not WorkflowRun.objects.filter(kind="cancellation").exists()

@@ -250,3 +250,25 @@ def test_throttled_billing_is_retryable_with_its_retry_after(sandbox):
         "rate_limited",
         3,
     )
+
+
+def test_a_cancellation_at_period_end_marks_the_subscription_and_it_stays_active(sandbox):
+    # given
+    billing = SandboxBilling()
+    customer = billing.customer_create(party=NORTHWIND, idempotency_key="ACC-000001:billing:1")
+    created = billing.subscription_create(
+        reference="ORD-000001", customer_id=customer.id,
+        items=[(_seats_price(billing).id, Decimal("25"))],
+        idempotency_key="ORD-000001:billing.subscription:1", contract_reference="CTR-000001",
+    )  # fmt: skip
+    # when
+    marked = billing.subscription_cancel(
+        subscription_id=created.id, idempotency_key="CTR-000001:v2:cancel_subscription",
+        prorate=False, at_period_end=True,
+    )  # fmt: skip
+    # then: billed to the period's end, listed as ending for reconciliation
+    assert (marked.status, marked.data["cancel_at_period_end"]) == ("active", True)
+    [subscription] = sandbox.state("billing")["records"]["subscriptions"]
+    assert (subscription["status"], subscription["cancel_at_period_end"]) == ("active", True)
+    [listed] = billing.subscriptions_list(updated_since=None).records
+    assert (listed.id, listed.status) == (created.id, "canceling")
