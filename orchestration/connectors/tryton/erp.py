@@ -633,13 +633,13 @@ class TrytonErp(TrytonReceivables):
         self, customer_id: str, sales_order_id: str
     ) -> tuple[int, dict[str, dict[str, Any]], int | None]:
         """The party to invoice, the sale's lines by product code (none without a sale) and
-        the sale's company (None without a sale: the user's current company).
+        the sale's company (without a sale, the party's latest sale's: ``_party_company``).
 
         With a sale, its party is invoiced (whatever ``customer_id`` says) and the first
         line of each product is the one an invoice line of that product invoices.
         """
         if not sales_order_id:
-            return int(customer_id), {}, None
+            return int(customer_id), {}, self._party_company(customer_id)
         sale = self.rpc(
             "sales_order_read",
             "model.sale.sale.read",
@@ -653,6 +653,17 @@ class TrytonErp(TrytonReceivables):
         ):
             sale_lines.setdefault(str((row.get("product.") or {}).get("code") or ""), row)
         return int(sale["party"]), sale_lines, int(sale["company"])
+
+    def _party_company(self, customer_id: str) -> int | None:
+        """The company of the party's latest accepted sale: where billing's invoices of that
+        customer are posted (parties are shared by Tryton's companies); None (the user's
+        current company) for a party with no sale."""
+        rows = self.search_read(
+            "sale.sale",
+            [["party", "=", int(customer_id)], ["state", "in", list(ACCEPTED_STATES)]],
+            ["company"], operation="party_company_find", limit=1, order=[["id", "DESC"]],
+        )  # fmt: skip
+        return int(rows[0]["company"]) if rows else None
 
     def _invoice_line(
         self, line: RemoteLine, *, origin: dict[str, Any] | None, taxed: bool = True
