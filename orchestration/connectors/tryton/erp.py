@@ -6,7 +6,9 @@ the user comes from ``CONNECTOR_ERP_LOGIN`` and ``CONNECTOR_ERP_PASSWORD`` (or `
 read when a session is opened and never stored.
 
 Sessions and the JSON-RPC call are in ``session.py``, the value and error codec in
-``codec.py``, the polling of accepted sales, posted and paid invoices in ``polling.py``.
+``codec.py``, the polling of accepted sales, posted and paid invoices, credit notes and
+refunds in ``polling.py``, credit memos, payments and refunds (``ErpReceivablesApi``) in
+``receivables.py``.
 
 Records and references:
 - a customer is a ``party.party`` whose code is Tandem's enterprise id, with that id (and the
@@ -15,9 +17,14 @@ Records and references:
 - a product is a service ``product.product`` whose code is the ERP mapping's external id
   (``ProductMapping`` for system ``erp``); it is created on first use in the account
   category ``settings.TRYTON_ACCOUNT_CATEGORY``, whose customer taxes the lines carry;
-- a sales order is a ``sale.sale`` whose ``reference`` is the order's enterprise id, created
-  and quoted (and confirmed when ``settings.TRYTON_CONFIRM_SALES``); its acceptance (state
-  confirmed or processing) is read back by polling (``poll``), never assumed;
+- a sales order is a ``sale.sale`` whose ``reference`` is the order's enterprise id (a
+  renewal's: the contract version's ``CTR-…:v<n>``), booked in the company of the legal
+  entity's ERP subsidiary (``company_for``), created and quoted (and confirmed when
+  ``settings.TRYTON_CONFIRM_SALES``); its acceptance (state confirmed or processing) is read
+  back by polling (``poll``), never assumed;
+- a return (a cancellation's or a decrease's credit) is a sale with negative quantities
+  whose origin is the original sale, in that sale's company (``return_create``);
+- a customer update writes what changed to the party (``customer_update``);
 - an invoice is an ``account.invoice`` whose ``reference`` is Tandem's; its lines point at
   the sale's lines (``origin``) so Tryton counts them as the sale's invoicing, and it is
   posted (posting warnings are acknowledged as the Tryton client would).
