@@ -67,7 +67,7 @@ $(TRYTON_STAMP): requirements-tryton.txt
 	$(TRYTON_VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-tryton.txt
 	touch $(TRYTON_STAMP)
 
-tryton-db: $(TRYTON_STAMP)  ## rebuild the saved Tryton test database (after changing requirements-tryton.txt)
+tryton-db: $(TRYTON_STAMP)  ## rebuild the saved Tryton test database (after changing requirements-tryton.txt or scripts/tryton_setup.py)
 	$(TRYTON_VENV)/bin/python scripts/tryton_setup.py
 
 clean:  ## remove the virtualenv and local state (database, broker folders)

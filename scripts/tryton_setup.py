@@ -5,13 +5,18 @@ Run with the Tryton virtualenv's python (``make tryton-db``), never Tandem's:
     var/tryton-venv/bin/python scripts/tryton_setup.py [--output tests/realsystems/tryton]
 
 It creates a SQLite database with the modules sale, sale_subscription and account_invoice
-(and their dependencies), then through proteus and Tryton's own test helpers: the company
-(GBP) with USD and EUR rates, a chart of accounts, fiscal years for last, this and next
-year with invoice sequences and periods, a direct payment term, a 20% sales tax, an account
-category for Tandem's products (``Tandem services``) and the connector user ``tandem``
-with every group but Administration (it needs Account Product Administration to set
-account categories). The result is written as ``tryton.sqlite.gz`` beside a stamp with the
-versions and the hash of requirements-tryton.txt; the tests refuse a stale stamp.
+(and their dependencies), then through proteus and Tryton's own test helpers: two companies
+(GBP; company 1 "Tandem Holdings Ltd", company 2 "Tandem Demo Ltd", the test catalog's legal
+entity, whose ``erp_subsidiary`` is ``2``) with USD and EUR rates, each with a chart of
+accounts, fiscal years for last, this and next year with invoice sequences and periods, a
+20% sales tax and a ``Tandem receipts`` payment method on its cash journal; a direct payment
+term, an account category for Tandem's products (``Tandem services``, with each company's
+revenue account and tax) and the connector user ``tandem`` with every group but
+Administration (it needs Account Product Administration to set account categories), both
+companies, company 1 current and records of all its companies shown. The result is
+written as ``tryton.sqlite.gz`` beside a stamp with the versions and the hashes of
+requirements-tryton.txt and of this script; the tests rebuild the database when either
+changed.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS = ROOT / "requirements-tryton.txt"
@@ -39,6 +45,9 @@ ADMIN_PASSWORD = "admin-test-only"  # noqa: S105 (a throw-away test database)
 CONNECTOR_LOGIN = "tandem"
 CONNECTOR_PASSWORD = "tandem-test-only"  # noqa: S105
 COMPANY_CURRENCY = "GBP"
+# (party code, name): company 1 is the connector user's current one; 2 the test legal entity's
+COMPANIES = [("TANDEM-HOLDINGS", "Tandem Holdings Ltd"), ("TANDEM-DEMO", "Tandem Demo Ltd")]
+PAYMENT_METHOD = "Tandem receipts"
 MODULES = ["sale", "sale_subscription", "account_invoice"]
 PACKAGES = [
     "trytond", "trytond-account", "trytond-account-invoice", "trytond-company",
@@ -84,9 +93,9 @@ def data_create(conf: Path) -> None:
         create_payment_term,
         set_fiscalyear_invoice_sequences,
     )
-    from trytond.modules.company.tests.tools import create_company, get_company
+    from trytond.modules.company.tests.tools import create_company
 
-    config.set_trytond(DATABASE_NAME, config_file=str(conf))
+    proteus_config = config.set_trytond(DATABASE_NAME, config_file=str(conf))
     Currency = Model.get("currency.currency")
     Rate = Model.get("currency.currency.rate")
     for code, name, symbol, rate in (
@@ -99,10 +108,62 @@ def data_create(conf: Path) -> None:
         Rate(date=dt.date(2000, 1, 1), rate=rate, currency=currency).save()
 
     Party = Model.get("party.party")
-    company_party = Party(name="Tandem Demo Ltd")
-    company_party.save()
-    create_company(party=company_party, currency=Currency.find([("code", "=", "GBP")])[0])
-    company = get_company()
+    gbp = Currency.find([("code", "=", "GBP")])[0]
+    companies = []
+    for code, name in COMPANIES:
+        company_party = Party(name=name, code=code)
+        company_party.save()
+        create_company(party=company_party, currency=gbp)
+        companies.append(Model.get("company.company").find([("party", "=", company_party.id)])[0])
+    create_payment_term().save()
+
+    Group = Model.get("res.group")
+    User = Model.get("res.user")
+    admin = User.find([("login", "=", "admin")])[0]
+    admin.companies.extend(companies[1:])
+    admin.company_filter = "all"  # the setup writes in both companies
+    admin.save()
+    Category = Model.get("product.category")
+    Journal = Model.get("account.journal")
+    PaymentMethod = Model.get("account.invoice.payment.method")
+    category = None
+    for company in companies:
+        # Properties (revenue accounts, receivables) are per company: set them in its context.
+        with proteus_config.set_context(company=company.id):
+            company_setup(company, create_chart, create_fiscalyear, create_tax, get_accounts,
+                          set_fiscalyear_invoice_sequences)  # fmt: skip
+            accounts = get_accounts(company)
+            tax = Model.get("account.tax").find(
+                [("company", "=", company.id), ("name", "=", "VAT 20%")]
+            )[0]
+            if category is None:
+                category = Category(name="Tandem services", accounting=True)
+            else:
+                category = Category(category.id)
+            category.account_revenue = accounts["revenue"]
+            category.account_expense = accounts["expense"]
+            category.customer_taxes.append(tax)
+            category.save()
+            PaymentMethod(
+                name=PAYMENT_METHOD, company=company,
+                journal=Journal.find([("type", "=", "cash")])[0],
+                credit_account=accounts["cash"], debit_account=accounts["cash"],
+            ).save()  # fmt: skip
+
+    user = User(name="Tandem connector", login=CONNECTOR_LOGIN, password=CONNECTOR_PASSWORD)
+    user.groups.extend(Group.find([("name", "!=", "Administration")]))
+    Company = Model.get("company.company")
+    user.companies.extend([Company(company.id) for company in companies])
+    user.company = Company(companies[0].id)
+    user.company_filter = "all"  # a return or a credit note finds its sale in any company
+    user.save()
+
+
+def company_setup(
+    company: Any, create_chart: Any, create_fiscalyear: Any, create_tax: Any,
+    get_accounts: Any, set_fiscalyear_invoice_sequences: Any,
+) -> None:  # fmt: skip
+    """A company's chart of accounts, fiscal years (last, this and next) and 20% sales tax."""
     create_chart(company)
     today = dt.date.today()
     for year in (today.year - 1, today.year, today.year + 1):
@@ -111,26 +172,9 @@ def data_create(conf: Path) -> None:
         )
         fiscalyear.save()
         fiscalyear.click("create_period")
-    accounts = get_accounts(company)
     tax = create_tax(Decimal("0.20"), company)
     tax.name = tax.description = "VAT 20%"
     tax.save()
-    create_payment_term().save()
-
-    Category = Model.get("product.category")
-    category = Category(name="Tandem services", accounting=True)
-    category.account_revenue = accounts["revenue"]
-    category.account_expense = accounts["expense"]
-    category.customer_taxes.append(tax)
-    category.save()
-
-    Group = Model.get("res.group")
-    User = Model.get("res.user")
-    user = User(name="Tandem connector", login=CONNECTOR_LOGIN, password=CONNECTOR_PASSWORD)
-    user.groups.extend(Group.find([("name", "!=", "Administration")]))
-    user.companies.append(company)
-    user.company = company
-    user.save()
 
 
 def versions() -> dict[str, str]:
@@ -164,9 +208,12 @@ def main() -> None:
     stamp = {
         "database": DATABASE_NAME,
         "requirements_sha256": requirements_hash(),
+        "setup_sha256": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
         "versions": versions(),
         "modules": MODULES,
         "company_currency": COMPANY_CURRENCY,
+        "companies": [name for _, name in COMPANIES],
+        "payment_method": PAYMENT_METHOD,
         "connector_login": CONNECTOR_LOGIN,
         "built_on": dt.date.today().isoformat(),
     }

@@ -35,8 +35,8 @@ EVENT_SOURCES: dict[str, frozenset[str]] = {
     "usage.reported": frozenset({"billing"}),
     "invoice.voided": frozenset({"billing"}),
     "payment.failed": frozenset({"billing", "payments"}),
-    "payment.refunded": frozenset({"billing", "payments"}),
-    "credit_note.issued": frozenset({"billing"}),
+    "payment.refunded": frozenset({"billing", "payments", "erp"}),
+    "credit_note.issued": frozenset({"billing", "erp"}),
     "order.rejected": frozenset({"erp"}),
 }
 CANONICAL_EVENT_TYPES = list(EVENT_SOURCES)

@@ -486,9 +486,15 @@ def _payment_refunded(event: InboundEvent, data: dict[str, Any]) -> str:
     ).exists():
         return f"refund {external_id} is already recorded"
     payment = None
-    for system in ("billing", "payments", event.system):
+    # a payment Tandem posted to the ERP's receivables is linked as its customer payment
+    for system, object_type in (
+        ("billing", "payment"),
+        ("payments", "payment"),
+        (event.system, "payment"),
+        (event.system, "customer_payment"),
+    ):
         found = external_id_resolve(
-            system=system, object_type="payment", external_id=data["external_payment_id"]
+            system=system, object_type=object_type, external_id=data["external_payment_id"]
         )
         if isinstance(found, Payment):
             payment = found

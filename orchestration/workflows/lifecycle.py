@@ -307,6 +307,7 @@ def create_renewal_sale(ctx: StepContext) -> Done:
         record = found or erp.sales_order_create(
             reference=reference, customer_id=customer_id, currency=contract.currency,
             lines=lines, order_date=timezone.localdate(), idempotency_key=ctx.key,
+            subsidiary=contract.legal_entity.erp_subsidiary,  # the contract's company books it
         )  # fmt: skip
     return Done(record.id, {"number": record.number, "found": found is not None})
 

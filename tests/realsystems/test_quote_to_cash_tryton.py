@@ -95,6 +95,15 @@ def test_an_approved_quote_goes_live_with_tryton_as_the_erp(tryton_rig: Rig):
     payment = Payment.objects.get(pk=payment_link.object_id)
     assert (payment.amount, payment.currency) == (Decimal("1800.00"), "GBP")
     assert (invoice.total_amount, invoice.tax_amount) == (Decimal("1800.00"), Decimal("300.00"))
+    # billing's invoice is posted to Tryton's receivables, in the sale's company
+    receivable = wait_until(
+        lambda: ExternalId.objects.filter(system="erp", object_type="receivable_invoice").first(),
+        what="billing's invoice to be posted to Tryton",
+    )
+    company = erp.rpc(
+        "test_read", "model.account.invoice.read", [[int(receivable.external_id)], ["company"]]
+    )[0]["company"]
+    assert (company, sale.data["company_id"]) == (2, "2")
     assert set(
         ExternalId.objects.filter(system="erp").values_list("object_type", "external_id")
     ) == {
@@ -102,6 +111,7 @@ def test_an_approved_quote_goes_live_with_tryton_as_the_erp(tryton_rig: Rig):
         ("sales_order", sale.id),
         ("invoice", tryton_invoice.id),
         ("payment", f"invoice-{tryton_invoice.id}-paid"),
+        ("receivable_invoice", receivable.external_id),
     }
     accepted = InboundEvent.objects.get(event_id=f"tryton-sale-{sale.id}-accepted")
     assert (accepted.status, accepted.canonical_type) == ("processed", "order.accepted")

@@ -1,8 +1,9 @@
 """A real Tryton server on loopback for the tests, built from the pinned, saved database.
 
 ``tryton_environment()`` makes sure the Tryton virtualenv (var/tryton-venv) exists with the
-hash-pinned requirements-tryton.txt, and that the saved database matches them (a stale one
-is rebuilt with scripts/tryton_setup.py into var/, with a note to commit it).
+hash-pinned requirements-tryton.txt, and that the saved database matches them and
+scripts/tryton_setup.py (a stale one is rebuilt with that script into var/, with a note to
+commit it).
 ``tryton_start()`` restores the saved database into a fresh directory, starts ``trytond`` on
 a free 127.0.0.1 port, waits until it answers a login, and returns a handle that stops it by
 its PID. Nothing here imports Tryton: the tests talk to it over HTTP like Tandem does.
@@ -31,6 +32,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = ROOT / "requirements-tryton.txt"
+SETUP = ROOT / "scripts" / "tryton_setup.py"  # a change to it rebuilds the saved database
 VENV = ROOT / "var" / "tryton-venv"
 SAVED = ROOT / "tests" / "realsystems" / "tryton"
 REBUILT = ROOT / "var" / "tryton-db"
@@ -48,7 +50,11 @@ def _stamp_matches(directory: Path) -> bool:
     stamp = directory / "stamp.json"
     if not stamp.is_file() or not (directory / "tryton.sqlite.gz").is_file():
         return False
-    return json.loads(stamp.read_text()).get("requirements_sha256") == _requirements_hash()
+    saved = json.loads(stamp.read_text())
+    return (saved.get("requirements_sha256"), saved.get("setup_sha256")) == (
+        _requirements_hash(),
+        hashlib.sha256(SETUP.read_bytes()).hexdigest(),
+    )
 
 
 def venv_ensure() -> Path:
@@ -103,8 +109,9 @@ def _rebuild_when_stale() -> None:
             check=True,
         )  # fmt: skip
         print(
-            f"\nrequirements-tryton.txt changed: rebuilt the Tryton database in {REBUILT}; "
-            "run `make tryton-db` and commit tests/realsystems/tryton/ to keep it.",
+            "\nrequirements-tryton.txt or scripts/tryton_setup.py changed: rebuilt the Tryton "
+            f"database in {REBUILT}; run `make tryton-db` and commit tests/realsystems/tryton/ "
+            "to keep it.",
             file=sys.stderr,
         )
 

@@ -6,7 +6,9 @@ the user comes from ``CONNECTOR_ERP_LOGIN`` and ``CONNECTOR_ERP_PASSWORD`` (or `
 read when a session is opened and never stored.
 
 Sessions and the JSON-RPC call are in ``session.py``, the value and error codec in
-``codec.py``, the polling of accepted sales, posted and paid invoices in ``polling.py``.
+``codec.py``, the polling of accepted sales, posted and paid invoices, credit notes and
+refunds in ``polling.py``, credit memos, payments and refunds (``ErpReceivablesApi``) in
+``receivables.py``.
 
 Records and references:
 - a customer is a ``party.party`` whose code is Tandem's enterprise id, with that id (and the
@@ -15,9 +17,14 @@ Records and references:
 - a product is a service ``product.product`` whose code is the ERP mapping's external id
   (``ProductMapping`` for system ``erp``); it is created on first use in the account
   category ``settings.TRYTON_ACCOUNT_CATEGORY``, whose customer taxes the lines carry;
-- a sales order is a ``sale.sale`` whose ``reference`` is the order's enterprise id, created
-  and quoted (and confirmed when ``settings.TRYTON_CONFIRM_SALES``); its acceptance (state
-  confirmed or processing) is read back by polling (``poll``), never assumed;
+- a sales order is a ``sale.sale`` whose ``reference`` is the order's enterprise id (a
+  renewal's: the contract version's ``CTR-…:v<n>``), booked in the company of the legal
+  entity's ERP subsidiary (``company_for``), created and quoted (and confirmed when
+  ``settings.TRYTON_CONFIRM_SALES``); its acceptance (state confirmed or processing) is read
+  back by polling (``poll``), never assumed;
+- a return (a cancellation's or a decrease's credit) is a sale with negative quantities
+  whose origin is the original sale, in that sale's company (``return_create``);
+- a customer update writes what changed to the party (``customer_update``);
 - an invoice is an ``account.invoice`` whose ``reference`` is Tandem's; its lines point at
   the sale's lines (``origin``) so Tryton counts them as the sale's invoicing, and it is
   posted (posting warnings are acknowledged as the Tryton client would).
@@ -38,16 +45,23 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import math
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.utils import timezone
 
 from orchestration.connectors.errors import PermanentError, RetryableError
-from orchestration.connectors.interfaces import ErpApi, Party, Rechecking, RemoteLine, RemoteRecord
-from orchestration.connectors.tryton.polling import POLL_PAGE, TrytonPolling
+from orchestration.connectors.interfaces import (
+    CustomerUpdating,
+    ErpApi,
+    ErpReceivablesApi,
+    Party,
+    Rechecking,
+    RemoteLine,
+    RemoteRecord,
+)
+from orchestration.connectors.tryton.polling import ACCEPTED_STATES, POLL_PAGE
+from orchestration.connectors.tryton.receivables import TrytonReceivables
 from orchestration.connectors.tryton.records import (
     INVOICE_FIELDS,
     SALE_FIELDS,
@@ -56,56 +70,11 @@ from orchestration.connectors.tryton.records import (
     sale_record,
 )
 from orchestration.connectors.tryton.session import SYSTEM
-from orchestration.models import OutboundCall
-
-# Transport error classes of a request that was sent but got no answer: it may still commit.
-UNANSWERED = ("timeout", "connection_error")
 
 
-class TrytonErp(TrytonPolling):
-    """``ErpApi`` for Tryton; polled for acceptances, invoices and payments (``TrytonPolling``)."""
-
-    def _settled(self, operation: str, idempotency_key: str) -> None:
-        """Raise a waiting ``RetryableError`` while an earlier ``operation`` with this key that
-        got no answer may still commit (see the module's docstring)."""
-        settle = float(settings.TRYTON_SETTLE_SECONDS)
-        if not idempotency_key or settle <= 0:
-            return
-        now = timezone.now()
-        sent = (
-            OutboundCall.objects.filter(
-                system=SYSTEM,
-                operation=operation,
-                idempotency_key=idempotency_key,
-                error_class__in=UNANSWERED,
-                created_at__gte=now - dt.timedelta(seconds=settle),
-            )
-            .order_by("-created_at")
-            .values_list("created_at", flat=True)
-            .first()
-        )
-        if sent is None:
-            return
-        wait = max(1, math.ceil((sent + dt.timedelta(seconds=settle) - now).total_seconds()))
-        raise RetryableError(
-            f"an earlier {operation} sent at {sent.astimezone(dt.UTC):%H:%M:%S} UTC got no "
-            f"answer and may still commit in Tryton; looking again in {wait} s",
-            system=SYSTEM,
-            kind="outcome_unknown",
-            retry_after=wait,
-            waiting=True,
-        )
-
-    def _one(self, model: str, domain: list[Any], what: str) -> int:
-        key = f"{model}:{domain!r}"
-        if key not in self._cache:
-            found = self.rpc(
-                f"{model.split('.')[-1]}_lookup", f"model.{model}.search", [domain, 0, 1, None]
-            )
-            if not found:
-                raise PermanentError(f"Tryton has no {what}", system=SYSTEM, kind="not_found")
-            self._cache[key] = int(found[0])
-        return int(self._cache[key])
+class TrytonErp(TrytonReceivables):
+    """``ErpApi``, ``ErpReceivablesApi`` (``TrytonReceivables``) and ``CustomerUpdating`` for
+    Tryton; polled for acceptances, invoices, payments, credit notes and refunds."""
 
     # --- customers --------------------------------------------------------------------------
     def customer_find(self, *, reference: str) -> RemoteRecord | None:
@@ -128,7 +97,7 @@ class TrytonErp(TrytonPolling):
         ``RetryableError``). A party not searchable right after its create is a
         ``RetryableError`` (kind ``inconsistent``).
         """
-        self._settled("customer_create", idempotency_key)
+        self.settled("customer_create", idempotency_key)
         identifiers = [{"type": None, "code": party.reference}]
         if party.crm_id:
             identifiers.append({"type": None, "code": party.crm_id})
@@ -164,6 +133,81 @@ class TrytonErp(TrytonPolling):
             )
         return found
 
+    def customer_update(
+        self, *, customer_id: str, party: Party, idempotency_key: str
+    ) -> RemoteRecord:
+        """Write ``party``'s name, email, tax id and address to Tryton party ``customer_id``
+        (``CustomerUpdating``): the name on the party, the address on its first address, the
+        email on its first email contact (added when it has none), the tax id as an untyped
+        identifier (added when missing). Values already there are not written again, so a
+        repeat after a lost answer changes nothing. An unknown party is a ``PermanentError``."""
+        rows = self.search_read(
+            "party.party",
+            [["id", "=", int(customer_id)]],
+            ["id", "name", "addresses"],
+            operation="customer_read",
+        )
+        if not rows:
+            raise PermanentError(
+                f"Tryton has no party {customer_id}", system=SYSTEM, kind="not_found"
+            )
+        current = rows[0]
+        values: dict[str, Any] = {}
+        if party.name and current["name"] != party.name:
+            values["name"] = party.name
+        wanted = {
+            "street": party.address_line1 or None,
+            "city": party.city or None,
+            "postal_code": party.postcode or None,
+        }
+        if current["addresses"]:
+            address = self.rpc(
+                "address_read",
+                "model.party.address.read",
+                [current["addresses"][:1], ["id", *wanted]],
+            )[0]
+            changed = {k: v for k, v in wanted.items() if v and address.get(k) != v}
+            if changed:
+                values["addresses"] = [["write", [address["id"]], changed]]
+        else:
+            values["addresses"] = [["create", [wanted]]]
+        if party.email:
+            emails = self.search_read(
+                "party.contact_mechanism",
+                [["party", "=", int(customer_id)], ["type", "=", "email"]],
+                ["id", "value"], operation="contact_read", order=[["id", "ASC"]],
+            )  # fmt: skip
+            if not emails:
+                values["contact_mechanisms"] = [
+                    ["create", [{"type": "email", "value": party.email}]]
+                ]
+            elif emails[0]["value"] != party.email:
+                values["contact_mechanisms"] = [
+                    ["write", [emails[0]["id"]], {"value": party.email}]
+                ]
+        if party.tax_id:
+            codes = self.search_read(
+                "party.identifier", [["party", "=", int(customer_id)]], ["code"],
+                operation="identifier_read",
+            )  # fmt: skip
+            if party.tax_id not in {row["code"] for row in codes}:
+                values["identifiers"] = [["create", [{"type": None, "code": party.tax_id}]]]
+        if values:
+            self.rpc(
+                "customer_update",
+                "model.party.party.write",
+                [[int(customer_id)], values],
+                idempotency_key=idempotency_key,
+            )
+        found = self.customer_find(reference=party.reference)
+        if found is None or found.id != str(customer_id):
+            raise PermanentError(
+                f"Tryton party {customer_id} does not carry {party.reference}",
+                system=SYSTEM,
+                kind="conflict",
+            )
+        return dataclasses.replace(found, data={**found.data, "updated": sorted(values)})
+
     # --- products ---------------------------------------------------------------------------
     def product_find(self, *, code: str) -> dict[str, Any] | None:
         """The product with ``code`` and its category's customer taxes, or None. Reads only."""
@@ -184,7 +228,7 @@ class TrytonErp(TrytonPolling):
     def _category_taxes(self, category_id: int | None) -> list[int]:
         if category_id is None:
             return []
-        key = f"taxes:{category_id}"
+        key = self.cache_key(f"taxes:{category_id}")
         if key not in self._cache:
             rows = self.rpc(
                 "category_read",
@@ -199,8 +243,8 @@ class TrytonErp(TrytonPolling):
         found = self.product_find(code=code)
         if found is not None:
             return found
-        unit = self._one("product.uom", [["name", "=", "Unit"]], "unit of measure 'Unit'")
-        category = self._one(
+        unit = self.one("product.uom", [["name", "=", "Unit"]], "unit of measure 'Unit'")
+        category = self.one(
             "product.category",
             [["name", "=", settings.TRYTON_ACCOUNT_CATEGORY], ["accounting", "=", True]],
             f"accounting category {settings.TRYTON_ACCOUNT_CATEGORY!r}",
@@ -231,6 +275,34 @@ class TrytonErp(TrytonPolling):
             )
         return found
 
+    # --- companies --------------------------------------------------------------------------
+    def company_for(self, subsidiary: str) -> int | None:
+        """The Tryton company of a legal entity's ``erp_subsidiary``: the company's id, or
+        the code of the company's party; None for ``""`` (the connector user's current
+        company). One the user may not book in, or none, is a ``PermanentError``."""
+        if not subsidiary:
+            return None
+        key = f"company:{subsidiary}"
+        if key not in self._cache:
+            domain = (
+                [["id", "=", int(subsidiary)]]
+                if subsidiary.isdigit()
+                else [["party.code", "=", subsidiary]]
+            )
+            rows = self.search_read(
+                "company.company", domain, ["id"], operation="company_lookup", limit=1
+            )
+            allowed = self.session().context.get("companies") or []
+            if not rows or (allowed and int(rows[0]["id"]) not in allowed):
+                raise PermanentError(
+                    f"Tryton has no company {subsidiary!r} the connector user books in "
+                    "(the legal entity's ERP subsidiary)",
+                    system=SYSTEM,
+                    kind="not_found",
+                )
+            self._cache[key] = int(rows[0]["id"])
+        return int(self._cache[key])
+
     # --- sales orders -----------------------------------------------------------------------
     def sales_order_find(self, *, reference: str) -> RemoteRecord | None:
         """The sale with ``reference``. A sale still in draft is one whose create answered
@@ -247,7 +319,8 @@ class TrytonErp(TrytonPolling):
         if not rows:
             return None
         if rows[0]["state"] == "draft":
-            return self._sale_submit(int(rows[0]["id"]))
+            with self.in_company(rows[0].get("company")):
+                return self._sale_submit(int(rows[0]["id"]))
         return sale_record(rows[0])
 
     def _sale_submit(self, sale_id: int) -> RemoteRecord:
@@ -267,17 +340,34 @@ class TrytonErp(TrytonPolling):
         idempotency_key: str,
         subsidiary: str = "",
     ) -> RemoteRecord:
-        """Create the sale with ``reference`` for party ``customer_id`` and quote it (confirm it
-        too when ``TRYTON_CONFIRM_SALES``) (``ErpApi.sales_order_create``).
-
-        ``subsidiary`` is not sent: Tryton books the sale in the connector user's current
-        company (one Tryton company per Tandem connector configuration).
+        """Create the sale with ``reference`` for party ``customer_id`` in the company of
+        ``subsidiary`` (``company_for``) and quote it (confirm it too when
+        ``TRYTON_CONFIRM_SALES``) (``ErpApi.sales_order_create``).
 
         Products are created on first use. After a create with this key got no answer, none is
-        sent until it settled (a waiting ``RetryableError``). A party with no address is
-        refused (``PermanentError``).
+        sent until it settled (a waiting ``RetryableError``). A party with no address, or an
+        unknown company, is refused (``PermanentError``).
         """
-        self._settled("sales_order_create", idempotency_key)
+        self.settled("sales_order_create", idempotency_key)
+        with self.in_company(self.company_for(subsidiary)):
+            return self._sale_create(
+                reference=reference, customer_id=customer_id, currency=currency, lines=lines,
+                order_date=order_date, idempotency_key=idempotency_key,
+                operation="sales_order_create",
+            )  # fmt: skip
+
+    def _sale_create(
+        self,
+        *,
+        reference: str,
+        customer_id: str,
+        currency: str,
+        lines: list[RemoteLine],
+        order_date: dt.date,
+        idempotency_key: str,
+        operation: str,
+        origin: str = "",
+    ) -> RemoteRecord:
         party = self.rpc(
             "customer_read", "model.party.party.read", [[int(customer_id)], ["addresses"]]
         )
@@ -293,20 +383,21 @@ class TrytonErp(TrytonPolling):
             "invoice_address": address,
             "shipment_address": address,
             "sale_date": order_date,
-            "currency": self._one(
+            "currency": self.one(
                 "currency.currency",
                 [["code", "=", currency.upper()]],
                 f"currency {currency.upper()}",
             ),
-            "payment_term": self._one("account.invoice.payment_term", [], "payment term"),
+            "payment_term": self.one("account.invoice.payment_term", [], "payment term"),
             "invoice_method": "manual",
             "lines": [["create", sale_lines]],
         }
+        if self._company is not None:
+            values["company"] = self._company
+        if origin:
+            values["origin"] = origin
         created = self.rpc(
-            "sales_order_create",
-            "model.sale.sale.create",
-            [[values]],
-            idempotency_key=idempotency_key,
+            operation, "model.sale.sale.create", [[values]], idempotency_key=idempotency_key
         )
         return self._sale_submit(int(created[0]))
 
@@ -324,16 +415,52 @@ class TrytonErp(TrytonPolling):
         order_date: dt.date,
         idempotency_key: str,
     ) -> RemoteRecord:
-        """A return as Tryton records one: a sale whose lines have negative quantities
-        (``ErpApi.return_create`` takes them positive)."""
-        return self.sales_order_create(
-            reference=reference,
-            customer_id=customer_id,
-            currency=currency,
-            lines=[dataclasses.replace(line, quantity=-line.quantity) for line in lines],
-            order_date=order_date,
-            idempotency_key=idempotency_key,
-        )
+        """A return as Tryton's own Return wizard records one: a sale whose lines have
+        negative quantities (``ErpApi.return_create`` takes them positive), whose origin is
+        the original sale, in the original sale's company (``original_sale``). Without an
+        original sale (none of the party's accepted sales has these products) it is booked
+        in the user's current company with no origin."""
+        self.settled("return_create", idempotency_key)
+        original = self.original_sale(
+            customer_id=customer_id, currency=currency,
+            products={line.product_ref for line in lines},
+        )  # fmt: skip
+        with self.in_company(original["company"] if original else None):
+            return self._sale_create(
+                reference=reference, customer_id=customer_id, currency=currency,
+                lines=[dataclasses.replace(line, quantity=-line.quantity) for line in lines],
+                order_date=order_date, idempotency_key=idempotency_key,
+                operation="return_create",
+                origin=f"sale.sale,{original['id']}" if original else "",
+            )  # fmt: skip
+
+    def original_sale(
+        self, *, customer_id: str, currency: str, products: set[str]
+    ) -> dict[str, Any] | None:
+        """The party's latest accepted sale (not a return) in ``currency`` that sold every
+        product of ``products``, with its ``id`` and ``company``; None when there is none."""
+        sales = self.search_read(
+            "sale.sale",
+            [["party", "=", int(customer_id)], ["state", "in", list(ACCEPTED_STATES)],
+             ["currency.code", "=", currency.upper()], ["origin", "=", None]],
+            ["id", "company", "lines"],
+            operation="original_sale_find", limit=20, order=[["id", "DESC"]],
+        )  # fmt: skip
+        if not sales:
+            return None
+        sold: dict[int, set[str]] = {}
+        for row in self.rpc(
+            "sale_lines_read",
+            "model.sale.line.read",
+            [[i for sale in sales for i in sale["lines"]], ["sale", "quantity", "product.code"]],
+        ):
+            if row.get("quantity") and float(row["quantity"]) > 0:
+                code = str((row.get("product.") or {}).get("code") or "")
+                sold.setdefault(int(row["sale"]), set()).add(code)
+        for sale in sales:
+            if products <= sold.get(int(sale["id"]), set()):
+                return {"id": int(sale["id"]), "company": int(sale["company"])}
+        return None
 
     def _sale_line(self, line: RemoteLine) -> dict[str, Any]:
         """A sale line's values, its product ensured and taxed as its category says."""
@@ -344,7 +471,7 @@ class TrytonErp(TrytonPolling):
             "type": "line",
             "product": product["id"],
             "quantity": float(line.quantity),
-            "unit": self._one("product.uom", [["name", "=", "Unit"]], "unit 'Unit'"),
+            "unit": self.one("product.uom", [["name", "=", "Unit"]], "unit 'Unit'"),
             "unit_price": line.unit_price,
             "description": line.description or line.product_ref,
             "taxes": [["add", list(product.get("customer_taxes_used") or [])]],
@@ -363,9 +490,16 @@ class TrytonErp(TrytonPolling):
         return counts
 
     def sales_order_confirm(self, *, sales_order_id: str) -> RemoteRecord:
-        """Confirm and process a quoted sale (what finance does in Tryton to accept it)."""
-        self.button("sale.sale", "confirm", [int(sales_order_id)], operation="sales_order_confirm")
-        self.button("sale.sale", "process", [int(sales_order_id)], operation="sales_order_process")
+        """Confirm and process a quoted sale (what finance does in Tryton to accept it), in
+        the sale's company."""
+        sale = self._sale(int(sales_order_id))
+        with self.in_company(int(str(sale.data["company_id"])) or None):
+            self.button(
+                "sale.sale", "confirm", [int(sales_order_id)], operation="sales_order_confirm"
+            )
+            self.button(
+                "sale.sale", "process", [int(sales_order_id)], operation="sales_order_process"
+            )
         return self._sale(int(sales_order_id))
 
     def sales_order_cancel(self, *, sales_order_id: str, idempotency_key: str) -> RemoteRecord:
@@ -374,12 +508,15 @@ class TrytonErp(TrytonPolling):
         ``PermanentError``: its invoices are cancelled or credited in Tryton first.
         """
         sale = self._sale(int(sales_order_id))
-        if sale.status in ("quotation", "confirmed"):
-            self.button("sale.sale", "draft", [int(sales_order_id)], operation="sales_order_draft")
-        if sale.status != "cancelled":
-            self.button(
-                "sale.sale", "cancel", [int(sales_order_id)], operation="sales_order_cancel"
-            )
+        with self.in_company(int(str(sale.data["company_id"])) or None):
+            if sale.status in ("quotation", "confirmed"):
+                self.button(
+                    "sale.sale", "draft", [int(sales_order_id)], operation="sales_order_draft"
+                )
+            if sale.status != "cancelled":
+                self.button(
+                    "sale.sale", "cancel", [int(sales_order_id)], operation="sales_order_cancel"
+                )
         sale = self._sale(int(sales_order_id))
         if sale.status != "cancelled":
             raise PermanentError(
@@ -400,7 +537,8 @@ class TrytonErp(TrytonPolling):
         whose answer was lost before the posting: it is posted now, as the create would."""
         found = self._invoice_by_reference(reference)
         if found is not None and found.status in ("draft", "validated"):
-            self.button("account.invoice", "post", [int(found.id)], operation="invoice_post")
+            with self.in_company(int(str(found.data["company_id"])) or None):
+                self.button("account.invoice", "post", [int(found.id)], operation="invoice_post")
             found = self._invoice_by_reference(reference)
         return found
 
@@ -428,7 +566,7 @@ class TrytonErp(TrytonPolling):
         """Invoice ``lines`` (against the sale's matching lines when ``sales_order_id``) and
         post the invoice. A draft left by a call that failed before posting is posted."""
         if self._invoice_by_reference(reference) is None:
-            self._settled("invoice_create", idempotency_key)
+            self.settled("invoice_create", idempotency_key)
             self._invoice_draft(
                 reference=reference,
                 customer_id=customer_id,
@@ -454,15 +592,34 @@ class TrytonErp(TrytonPolling):
         lines: list[RemoteLine],
         idempotency_key: str,
     ) -> RemoteRecord:
-        """Create the customer invoice in draft (``invoice_create`` posts it)."""
-        party_id, sale_lines = self._invoiced_sale(customer_id, sales_order_id)
+        """Create the customer invoice in draft (``invoice_create`` posts it), in the sale's
+        company (the user's current one without a sale)."""
+        party_id, sale_lines, company = self._invoiced_sale(customer_id, sales_order_id)
+        with self.in_company(company):
+            return self._invoice_draft_in_company(
+                reference=reference, party_id=party_id, sale_lines=sale_lines, currency=currency,
+                lines=lines, idempotency_key=idempotency_key, taxed=bool(sales_order_id),
+            )  # fmt: skip
+
+    def _invoice_draft_in_company(
+        self,
+        *,
+        reference: str,
+        party_id: int,
+        sale_lines: dict[str, dict[str, Any]],
+        currency: str,
+        lines: list[RemoteLine],
+        idempotency_key: str,
+        taxed: bool,
+    ) -> RemoteRecord:
         party = self.rpc(
             "customer_read",
             "model.party.party.read",
             [[party_id], ["addresses", "account_receivable"]],
         )[0]
         invoice_lines = [
-            self._invoice_line(line, origin=sale_lines.get(line.product_ref)) for line in lines
+            self._invoice_line(line, origin=sale_lines.get(line.product_ref), taxed=taxed)
+            for line in lines
         ]
         values = self._invoice_values(
             reference=reference, party_id=party_id, party=party, currency=currency,
@@ -481,18 +638,19 @@ class TrytonErp(TrytonPolling):
 
     def _invoiced_sale(
         self, customer_id: str, sales_order_id: str
-    ) -> tuple[int, dict[str, dict[str, Any]]]:
-        """The party to invoice and the sale's lines by product code (none without a sale).
+    ) -> tuple[int, dict[str, dict[str, Any]], int | None]:
+        """The party to invoice, the sale's lines by product code (none without a sale) and
+        the sale's company (without a sale, the party's latest sale's: ``_party_company``).
 
         With a sale, its party is invoiced (whatever ``customer_id`` says) and the first
         line of each product is the one an invoice line of that product invoices.
         """
         if not sales_order_id:
-            return int(customer_id), {}
+            return int(customer_id), {}, self._party_company(customer_id)
         sale = self.rpc(
             "sales_order_read",
             "model.sale.sale.read",
-            [[int(sales_order_id)], ["party", "lines", "invoice_address"]],
+            [[int(sales_order_id)], ["party", "lines", "invoice_address", "company"]],
         )[0]
         sale_lines: dict[str, dict[str, Any]] = {}
         for row in self.rpc(
@@ -501,10 +659,24 @@ class TrytonErp(TrytonPolling):
             [sale["lines"], ["id", "product.code", "taxes", "unit"]],
         ):
             sale_lines.setdefault(str((row.get("product.") or {}).get("code") or ""), row)
-        return int(sale["party"]), sale_lines
+        return int(sale["party"]), sale_lines, int(sale["company"])
 
-    def _invoice_line(self, line: RemoteLine, *, origin: dict[str, Any] | None) -> dict[str, Any]:
-        """An invoice line's values; with ``origin`` (a sale line) Tryton counts it as invoiced."""
+    def _party_company(self, customer_id: str) -> int | None:
+        """The company of the party's latest accepted sale: where billing's invoices of that
+        customer are posted (parties are shared by Tryton's companies); None (the user's
+        current company) for a party with no sale."""
+        rows = self.search_read(
+            "sale.sale",
+            [["party", "=", int(customer_id)], ["state", "in", list(ACCEPTED_STATES)]],
+            ["company"], operation="party_company_find", limit=1, order=[["id", "DESC"]],
+        )  # fmt: skip
+        return int(rows[0]["company"]) if rows else None
+
+    def _invoice_line(
+        self, line: RemoteLine, *, origin: dict[str, Any] | None, taxed: bool = True
+    ) -> dict[str, Any]:
+        """An invoice line's values; with ``origin`` (a sale line) Tryton counts it as invoiced.
+        Untaxed lines (``taxed`` False) are billing's invoices, whose tax is a line of its own."""
         product = self.product_ensure(
             code=line.product_ref, name=line.description, list_price=line.unit_price
         )
@@ -512,11 +684,11 @@ class TrytonErp(TrytonPolling):
             "type": "line",
             "product": product["id"],
             "quantity": float(line.quantity),
-            "unit": self._one("product.uom", [["name", "=", "Unit"]], "unit 'Unit'"),
+            "unit": self.one("product.uom", [["name", "=", "Unit"]], "unit 'Unit'"),
             "unit_price": line.unit_price,
             "description": line.description or line.product_ref,
             "account": self._revenue_account(),
-            "taxes": [["add", list(product.get("customer_taxes_used") or [])]],
+            "taxes": [["add", list(product.get("customer_taxes_used") or []) if taxed else []]],
         }
         if origin is not None:
             values["origin"] = f"sale.line,{origin['id']}"
@@ -539,19 +711,19 @@ class TrytonErp(TrytonPolling):
             "party": party_id,
             "invoice_address": party["addresses"][0],
             "account": party["account_receivable"] or self._default_receivable(),
-            "journal": self._one("account.journal", [["type", "=", "revenue"]], "revenue journal"),
-            "currency": self._one(
+            "journal": self.one("account.journal", [["type", "=", "revenue"]], "revenue journal"),
+            "currency": self.one(
                 "currency.currency",
                 [["code", "=", currency.upper()]],
                 f"currency {currency.upper()}",
             ),
-            "payment_term": self._one("account.invoice.payment_term", [], "payment term"),
+            "payment_term": self.one("account.invoice.payment_term", [], "payment term"),
             "invoice_date": dt.date.today(),
             "lines": [["create", lines]],
         }
 
     def _default_receivable(self) -> int:
-        key = "default_receivable"
+        key = self.cache_key("default_receivable")
         if key not in self._cache:
             rows = self.rpc(
                 "configuration_read",
@@ -568,7 +740,7 @@ class TrytonErp(TrytonPolling):
         return int(self._cache[key])
 
     def _revenue_account(self) -> int:
-        key = "revenue_account"
+        key = self.cache_key("revenue_account")
         if key not in self._cache:
             rows = self.search_read(
                 "product.category",
@@ -589,6 +761,14 @@ class TrytonErp(TrytonPolling):
 
 def _implements(connector: TrytonErp) -> ErpApi:
     return connector  # mypy checks that TrytonErp satisfies ErpApi
+
+
+def _keeps_receivables(connector: TrytonErp) -> ErpReceivablesApi:
+    return connector  # and ErpReceivablesApi
+
+
+def _updates_customers(connector: TrytonErp) -> CustomerUpdating:
+    return connector  # and CustomerUpdating
 
 
 def _polls(connector: TrytonErp) -> Rechecking:

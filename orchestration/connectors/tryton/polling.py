@@ -1,9 +1,15 @@
 """Reading Tryton's changes as canonical events (``orchestration.events.polling`` drives it).
 
-Tryton sends no webhooks. Each stream (accepted sales, posted invoices, paid invoices) is
-read in pages of rows written after a cursor, ``<write_date>|<id>``, oldest first; only
-records Tandem made (their reference is an enterprise id) become events, with event ids
-derived from the record, so a change read twice is absorbed as a duplicate.
+Tryton sends no webhooks. Each stream (accepted sales, posted invoices, paid invoices, credit
+notes, refunds) is read in pages of rows written after a cursor, ``<write_date>|<id>``,
+oldest first, with the same look-back window; event ids are derived from the record, so a
+change read twice is absorbed as a duplicate. Sales and invoices become events when Tandem
+made them (their reference is an order's enterprise id, or a contract version's
+``CTR-…:v<n>`` for a renewal); a return (a sale with a negative total) is no acceptance.
+Credit notes and refunds become events when they apply to what Tandem knows (a credit note
+crediting an invoice, a refund on a payment move) and Tandem did not post them itself (those
+carry its ``CRN-``/``RFD-`` reference and are Tandem's already); receivables Tandem posted
+(``INV-…``, ``CRN-…``) are not read back as invoices or payments of an order.
 """
 
 from __future__ import annotations
@@ -30,14 +36,17 @@ POSTED_STATES = ("posted", "paid")
 POLL_PAGE = 100
 RECHECK_PAGES = 10  # the look-back re-reads at most this many pages per stream and poll
 ENTERPRISE_ID = re.compile(r"^[A-Z]{2,4}-\d{6,}$")
+SALE_REFERENCE = re.compile(r"^[A-Z]{2,4}-\d{6,}(:v\d+)?$")  # an order, or a contract version
+POSTED_BY_TANDEM = ("INV-", "CRN-", "PAY-", "RFD-")  # receivables Tandem posts to Tryton
 
 
 class TrytonPolling(TrytonRpc):
     """The ``Pollable`` and ``Rechecking`` side of the Tryton connector."""
 
     def poll_streams(self) -> list[str]:
-        """``sales`` (accepted), ``invoices`` (posted) and ``payments`` (paid invoices)."""
-        return ["sales", "invoices", "payments"]
+        """``sales`` (accepted), ``invoices`` (posted), ``payments`` (paid invoices),
+        ``credit_notes`` (posted) and ``refunds`` (posted)."""
+        return ["sales", "invoices", "payments", "credit_notes", "refunds"]
 
     def poll(self, *, stream: str, cursor: str) -> PollBatch:
         """Changes after ``cursor`` in ``stream`` as canonical events, oldest first."""
@@ -70,6 +79,8 @@ class TrytonPolling(TrytonRpc):
             "sales": self._poll_sales,
             "invoices": self._poll_invoices,
             "payments": self._poll_payments,
+            "credit_notes": self._poll_credit_notes,
+            "refunds": self._poll_refunds,
         }.get(stream)
         if reader is None:
             raise PermanentError(
@@ -122,8 +133,10 @@ class TrytonPolling(TrytonRpc):
         events = []
         for row in rows:
             reference = str(row.get("reference") or "")
-            if not ENTERPRISE_ID.match(reference):
+            if not SALE_REFERENCE.match(reference):
                 continue  # not a sale Tandem made
+            if Decimal(str(row.get("total_amount") or 0)) < 0 or row.get("origin"):
+                continue  # a return: nothing waits for its acceptance
             stamp = _rfc3339(row["write_date"])
             events.append(
                 {
@@ -145,7 +158,7 @@ class TrytonPolling(TrytonRpc):
         rows, next_cursor = self._changed_since(
             "account.invoice",
             cursor,
-            [["type", "=", "out"], ["state", "in", list(POSTED_STATES)]],
+            [["type", "=", "out"], ["state", "in", list(POSTED_STATES)], ["total_amount", ">=", 0]],
             INVOICE_FIELDS,
             "poll_invoices",
             until,
@@ -235,6 +248,123 @@ class TrytonPolling(TrytonRpc):
             )
         return PollBatch(events=events, cursor=next_cursor)
 
+    def _poll_credit_notes(self, cursor: str, until: dt.datetime | None) -> PollBatch:
+        """Posted credit notes (customer invoices with a negative total) on an invoice,
+        made in Tryton (finance's Credit wizard, a return's invoicing), as
+        ``credit_note.issued`` of their amount on the credited invoice."""
+        rows, next_cursor = self._changed_since(
+            "account.invoice",
+            cursor,
+            [["type", "=", "out"], ["state", "in", list(POSTED_STATES)],
+             ["total_amount", "<", 0]],
+            [*INVOICE_FIELDS, "description", "lines.origin"],
+            "poll_credit_notes",
+            until,
+        )  # fmt: skip
+        credited = self._credited_invoices(rows)
+        events = []
+        for row in rows:
+            if str(row.get("reference") or "").startswith(POSTED_BY_TANDEM):
+                continue  # Tandem's own credit memo
+            invoice_id = credited.get(int(row["id"]))
+            if invoice_id is None:
+                continue  # credits no invoice
+            stamp = _rfc3339(row["write_date"])
+            events.append(
+                {
+                    "event_id": f"tryton-credit-note-{row['id']}-posted",
+                    "event_type": "credit_note.issued",
+                    "schema_version": 1,
+                    "occurred_at": stamp,
+                    "data": {
+                        "external_credit_note_id": str(row["id"]),
+                        "credit_note_number": str(row.get("number") or row["id"]),
+                        "external_invoice_id": str(invoice_id),
+                        "amount": money(abs(Decimal(str(row.get("total_amount") or 0)))),
+                        "currency": currency_code(row),
+                        "issued_at": stamp,
+                        "reason": str(row.get("description") or ""),
+                    },
+                }
+            )
+        return PollBatch(events=events, cursor=next_cursor)
+
+    def _credited_invoices(self, rows: list[dict[str, Any]]) -> dict[int, int]:
+        """Credit note id -> the invoice its lines credit (their origin's invoice)."""
+        origin_of: dict[int, int] = {}
+        for row in rows:
+            for line in row.get("lines.") or []:
+                origin = str(line.get("origin") or "")
+                if origin.startswith("account.invoice.line,"):
+                    origin_of[int(row["id"])] = int(origin.split(",")[1])
+                    break
+        if not origin_of:
+            return {}
+        invoice_of = {
+            int(line["id"]): int(line["invoice"])
+            for line in self.rpc(
+                "invoice_lines_read",
+                "model.account.invoice.line.read",
+                [sorted(set(origin_of.values())), ["id", "invoice"]],
+            )
+        }
+        return {note: invoice_of[line] for note, line in origin_of.items() if line in invoice_of}
+
+    def _poll_refunds(self, cursor: str, until: dt.datetime | None) -> PollBatch:
+        """Posted moves giving money back on a payment move (their origin), made in Tryton,
+        as ``payment.refunded`` of the receivable line's amount."""
+        rows, next_cursor = self._changed_since(
+            "account.move",
+            cursor,
+            [["state", "=", "posted"], ["origin", "like", "account.move,%"]],
+            ["id", "number", "description", "origin", "date", "lines"],
+            "poll_refunds",
+            until,
+        )
+        rows = [r for r in rows if not str(r.get("description") or "").startswith(POSTED_BY_TANDEM)]
+        line_ids = [line_id for row in rows for line_id in row.get("lines") or []]
+        lines: dict[int, dict[str, Any]] = {}
+        if line_ids:
+            for line in self.rpc(
+                "move_lines_read",
+                "model.account.move.line.read",
+                [line_ids, ["id", "party", "debit", "amount_second_currency",
+                            "second_currency.code", "move.company.currency.code"]],
+            ):  # fmt: skip
+                lines[int(line["id"])] = line
+        events = []
+        for row in rows:
+            receivable = next(
+                (lines[i] for i in row.get("lines") or [] if i in lines and lines[i]["party"]),
+                None,
+            )
+            if receivable is None or not receivable["debit"]:
+                continue  # not money given back to a customer
+            second = receivable.get("amount_second_currency")
+            currency = str((receivable.get("second_currency.") or {}).get("code") or "")
+            if second is None:
+                company = (receivable.get("move.") or {}).get("company.") or {}
+                currency = str((company.get("currency.") or {}).get("code") or "")
+            amount = abs(Decimal(str(second if second is not None else receivable["debit"])))
+            stamp = _rfc3339(row["write_date"])
+            events.append(
+                {
+                    "event_id": f"tryton-refund-{row['id']}-posted",
+                    "event_type": "payment.refunded",
+                    "schema_version": 1,
+                    "occurred_at": stamp,
+                    "data": {
+                        "external_refund_id": str(row["id"]),
+                        "external_payment_id": str(row["origin"]).split(",")[1],
+                        "amount": money(amount),
+                        "currency": currency.upper(),
+                        "refunded_at": stamp,
+                        "reason": str(row.get("description") or ""),
+                    },
+                }
+            )
+        return PollBatch(events=events, cursor=next_cursor)
+
 
 def cursor_format(write_date: dt.datetime, record_id: int) -> str:
     """The cursor after a row: its write date (naive UTC) and id, ``<iso>|<id>``."""
@@ -254,6 +384,9 @@ def _rfc3339(value: dt.datetime) -> str:
 
 
 def _order_reference(reference: str) -> str | None:
-    """The order's enterprise id from an invoice reference (``ORD-…`` or ``ORD-…-OT``)."""
+    """The order's enterprise id from an invoice reference (``ORD-…`` or ``ORD-…-OT``); None
+    for what Tandem posted to the receivables (it has those already)."""
     base = reference.removesuffix("-OT")
+    if reference.startswith(POSTED_BY_TANDEM):
+        return None
     return base if ENTERPRISE_ID.match(base) else None

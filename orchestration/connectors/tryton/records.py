@@ -9,6 +9,8 @@ from orchestration.connectors.interfaces import RemoteRecord
 
 SALE_FIELDS = [
     "id",
+    "company",
+    "origin",
     "number",
     "reference",
     "state",
@@ -21,6 +23,7 @@ SALE_FIELDS = [
 ]
 INVOICE_FIELDS = [
     "id",
+    "company",
     "number",
     "reference",
     "state",
@@ -66,14 +69,18 @@ def _document_record(row: dict[str, Any], **extra: str) -> RemoteRecord:
             "currency": currency_code(row),
             "total": money(row.get("total_amount")),
             "tax_total": money(row.get("tax_amount")),
+            "company_id": str(row.get("company") or ""),
             **extra,
         },
     )
 
 
 def sale_record(row: dict[str, Any]) -> RemoteRecord:
-    """A ``sale.sale`` row as a ``RemoteRecord``, with its invoice state."""
-    return _document_record(row, invoice_state=row.get("invoice_state") or "")
+    """A ``sale.sale`` row as a ``RemoteRecord``, with its invoice state and origin (a
+    return's original sale, ``sale.sale,<id>``)."""
+    return _document_record(
+        row, invoice_state=row.get("invoice_state") or "", origin=str(row.get("origin") or "")
+    )
 
 
 def invoice_record(row: dict[str, Any]) -> RemoteRecord:

@@ -11,17 +11,27 @@ limit, ``OutboundCall`` rows) with ``rpc_error`` classing Tryton's errors.
 from __future__ import annotations
 
 import base64
+import contextlib
+import datetime as dt
+import math
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+from django.utils import timezone
+
 from core.env import envstr
-from orchestration.connectors.errors import PermanentError
+from orchestration.connectors.errors import PermanentError, RetryableError
 from orchestration.connectors.transport import Transport
 from orchestration.connectors.tryton.codec import WARNING_NAME, rpc_decode, rpc_encode, rpc_error
+from orchestration.models import OutboundCall
 
 SYSTEM = "erp"
 RPC_PATH = "rpc/"  # relative to the database URL
+# Transport error classes of a request that was sent but got no answer: it may still commit.
+UNANSWERED = ("timeout", "connection_error")
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,71 @@ class TrytonRpc:
     def __init__(self, transport: Transport | None = None) -> None:
         self.transport = transport or Transport.for_system(SYSTEM)
         self._cache: dict[str, Any] = {}
+        self._company: int | None = None  # None: the connector user's current company
+
+    @contextlib.contextmanager
+    def in_company(self, company_id: int | None) -> Iterator[None]:
+        """Calls made inside run in Tryton company ``company_id`` (its defaults, accounts and
+        taxes); None keeps the user's current company."""
+        before = self._company
+        self._company = int(company_id) if company_id else before
+        try:
+            yield
+        finally:
+            self._company = before
+
+    def cache_key(self, name: str) -> str:
+        """``name`` for the company calls run in now (accounts and taxes are per company)."""
+        return f"{self._company or 0}:{name}"
+
+    def settled(self, operation: str, idempotency_key: str) -> None:
+        """Raise a waiting ``RetryableError`` while an earlier ``operation`` with this key that
+        got no answer may still commit in Tryton.
+
+        A search cannot see a create that is still running (its answer timed out, its
+        transaction has not committed), and Tryton has no unique constraint on references:
+        so after a create with the same idempotency key got no answer, no second one is sent
+        until ``settings.TRYTON_SETTLE_SECONDS`` have passed."""
+        settle = float(settings.TRYTON_SETTLE_SECONDS)
+        if not idempotency_key or settle <= 0:
+            return
+        now = timezone.now()
+        sent = (
+            OutboundCall.objects.filter(
+                system=SYSTEM,
+                operation=operation,
+                idempotency_key=idempotency_key,
+                error_class__in=UNANSWERED,
+                created_at__gte=now - dt.timedelta(seconds=settle),
+            )
+            .order_by("-created_at")
+            .values_list("created_at", flat=True)
+            .first()
+        )
+        if sent is None:
+            return
+        wait = max(1, math.ceil((sent + dt.timedelta(seconds=settle) - now).total_seconds()))
+        raise RetryableError(
+            f"an earlier {operation} sent at {sent.astimezone(dt.UTC):%H:%M:%S} UTC got no "
+            f"answer and may still commit in Tryton; looking again in {wait} s",
+            system=SYSTEM,
+            kind="outcome_unknown",
+            retry_after=wait,
+            waiting=True,
+        )
+
+    def one(self, model: str, domain: list[Any], what: str) -> int:
+        """The id of the first ``model`` record matching ``domain`` (cached per company);
+        ``PermanentError`` (``not_found``) when there is none."""
+        key = self.cache_key(f"{model}:{domain!r}")
+        if key not in self._cache:
+            found = self.rpc(
+                f"{model.split('.')[-1]}_lookup", f"model.{model}.search", [domain, 0, 1, None]
+            )
+            if not found:
+                raise PermanentError(f"Tryton has no {what}", system=SYSTEM, kind="not_found")
+            self._cache[key] = int(found[0])
+        return int(self._cache[key])
 
     @property
     def login(self) -> str:
@@ -131,8 +206,11 @@ class TrytonRpc:
         idempotency_key: str = "",
         context: dict[str, Any] | None = None,
     ) -> Any:
-        """Call ``method`` with the session's context last; a 401 renews the session once."""
+        """Call ``method`` with the session's context last (in the company of ``in_company``);
+        a 401 renews the session once."""
         session = self.session()
+        if self._company is not None:
+            context = {"company": self._company, **(context or {})}
         try:
             return self._call(
                 operation,

@@ -16,6 +16,7 @@ import pytest
 from core.money import Money
 from exceptions.models import OperationalException
 from masterdata.models import ExternalId
+from masterdata.services import records as md_services
 from orchestration.events.catalog import SCHEMA_DIR
 from orchestration.events.errors import EventNotReady
 from orchestration.events.services import inbound_event_receive
@@ -267,6 +268,29 @@ def test_a_refund_before_its_payment_waits():
     receipt.event.refresh_from_db()
     assert (receipt.event.status, receipt.event.rejection_reason) == ("received", "")
     assert Refund.objects.count() == 0
+
+
+def test_an_erp_refund_of_a_payment_tandem_posted_there_refunds_that_payment():
+    # given: billing's payment, posted to the ERP's receivables as customer payment 812
+    order, contract = _deal()
+    invoice = _invoice(order, contract)
+    _paid("in_1QxYz", "ch_1", "1080.00", "evt_pay_1")
+    payment = Payment.objects.get()
+    md_services.external_id_link(
+        record=payment, system="erp", object_type="customer_payment", external_id="812",
+        actor=factories.actor(), reason="posted to the ERP's receivables",
+    )  # fmt: skip
+    # when: finance refunds part of it in the ERP, and polling brings the refund back
+    event = _deliver("erp", _payload("payment.refunded", "tryton-refund-901-posted",
+                                     external_refund_id="901", external_payment_id="812",
+                                     amount="80.00"))  # fmt: skip
+    # then
+    payment.refresh_from_db()
+    assert (event.status, event.rejection_reason) == ("processed", "")
+    assert payment.amount_refunded == Decimal("80.00")
+    refund = Refund.objects.get()
+    assert (refund.amount, refund.invoice) == (Decimal("80.00"), invoice)
+    assert ExternalId.objects.get(enterprise_id=refund.enterprise_id).external_id == "901"
 
 
 def test_a_credit_note_is_mirrored_issued_once_and_posted():
