@@ -12,6 +12,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from core.audit import Actor
+from core.errors import Refused
+from orchestration.events.services import dead_letter_act
 from orchestration.models import InboundEvent, InboundStatus, OutboundCall, RetentionPurge
 from orchestration.retention import retention_purge
 from orchestration.tasks import retention_purge as retention_purge_task
@@ -136,3 +138,21 @@ def test_the_beat_job_runs_the_registered_purge_task(settings):
     assert entry["task"] == retention_purge_task.name == "orchestration.retention_purge"
     assert emptied == 2
     assert RetentionPurge.objects.get().history.get().history_user.username == "scheduler"
+
+
+@pytest.mark.django_db
+def test_a_purged_dead_letter_can_be_discarded_but_not_reprocessed(settings, make_user):
+    # given
+    settings.TANDEM_RETENTION_DAYS = 30
+    purged = _event(days_old=31, status=InboundStatus.REJECTED)
+    other = _event(days_old=31, status=InboundStatus.REJECTED)
+    retention_purge(actor=Actor.system("scheduler"))
+    support = Actor.person(make_user("support", role="integration_support"))
+    # when
+    with pytest.raises(Refused, match="its body was not kept"):
+        dead_letter_act(inbound_event_id=purged.pk, action="reprocess", actor=support,
+                        reason="try again")  # fmt: skip
+    dead_letter_act(inbound_event_id=other.pk, action="discard", actor=support, reason="old")
+    # then
+    statuses = dict(InboundEvent.objects.values_list("pk", "status"))
+    assert statuses == {purged.pk: "rejected", other.pk: "discarded"}
