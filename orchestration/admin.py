@@ -18,7 +18,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from core.redaction import body_for_storage
 from orchestration.connectors.selectors import connector_settings
-from orchestration.models import InboundEvent, OutboundCall, PollCursor
+from orchestration.models import InboundEvent, OutboundCall, PollCursor, RetentionPurge
 from orchestration.reconciliation.models import DriftItem, ReconciliationRun
 from orchestration.workflows.models import (
     CircuitBreaker,
@@ -67,6 +67,13 @@ class InboundEventAdmin(ReadOnlyAdmin):
             return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
         except ValueError:
             return text
+
+
+@admin.register(RetentionPurge)
+class RetentionPurgeAdmin(ReadOnlyAdmin, SimpleHistoryAdmin):
+    list_display = ("started_at", "cutoff", "retention_days", "inbound_bodies",
+                    "outbound_bodies", "batches", "triggered_by")  # fmt: skip
+    date_hierarchy = "started_at"
 
 
 class StepRunInline(admin.TabularInline):

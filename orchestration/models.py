@@ -46,6 +46,9 @@ class OutboundCall(models.Model):
     )
     request_body = models.TextField(blank=True)
     response_body = models.TextField(blank=True)
+    body_purged_at = models.DateTimeField(
+        null=True, blank=True, help_text="When retention emptied the bodies (metadata is kept)"
+    )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
@@ -98,6 +101,9 @@ class InboundEvent(ConcurrentTransitions, models.Model):
         default=0, help_text="Processing attempts that ended in an unexpected error"
     )
     last_error = models.TextField(blank=True, help_text="The traceback of the last such error")
+    body_purged_at = models.DateTimeField(
+        null=True, blank=True, help_text="When retention emptied the body (metadata is kept)"
+    )
 
     class Meta:
         ordering = ["-received_at", "-pk"]
@@ -172,6 +178,29 @@ class DeadLetterAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} event {self.event_id}"
+
+
+class RetentionPurge(models.Model):
+    """One run of the retention purge: how many stored bodies it emptied, older than what.
+
+    Written by a system actor with a history row, so the audit trail shows that personal
+    data went away, when, and by which rule; the rows it emptied keep their metadata."""
+
+    cutoff = models.DateTimeField(help_text="Bodies of rows older than this were emptied")
+    retention_days = models.PositiveIntegerField()
+    inbound_bodies = models.PositiveIntegerField(default=0)
+    outbound_bodies = models.PositiveIntegerField(default=0)
+    batches = models.PositiveIntegerField(default=0)
+    triggered_by = models.CharField(max_length=150)
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    history = AuditedHistory()
+
+    class Meta:
+        ordering = ["-started_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"retention purge {self.started_at:%Y-%m-%d %H:%M} (before {self.cutoff:%Y-%m-%d})"
 
 
 class PollCursor(models.Model):

@@ -115,3 +115,13 @@ def usage_reports_send(report_ids: list[int]) -> int:
 @shared_task(name="orchestration.usage_reports_sweep")
 def usage_reports_sweep() -> int:
     return usage_report_service.usage_reports_sweep()
+
+
+@shared_task(name="orchestration.retention_purge")
+def retention_purge() -> int:
+    """Empty the inbound and outbound bodies past retention; returns how many were emptied."""
+    from core.audit import Actor
+    from orchestration.retention import retention_purge as purge
+
+    run = purge(actor=Actor.system("scheduler"))
+    return run.inbound_bodies + run.outbound_bodies

@@ -335,6 +335,12 @@ CELERY_BEAT_SCHEDULE = {
         "kwargs": {"system": "all", "full": True},
         "options": {"queue": "default"},
     },
+    # Empties inbound and outbound bodies older than TANDEM_RETENTION_DAYS.
+    "retention-purge": {
+        "task": "orchestration.retention_purge",
+        "schedule": crontab(minute=45, hour=3),
+        "options": {"queue": "default"},
+    },
     # Duplicate-account candidates for the data stewards' queue.
     "detect-duplicates": {
         "task": "masterdata.detect_duplicates",
@@ -517,6 +523,11 @@ CIRCUIT_OPEN_SECONDS = envfloat("CIRCUIT_OPEN_SECONDS", 30.0)
 if CIRCUIT_OPEN_SECONDS <= 0:
     raise ImproperlyConfigured("CIRCUIT_OPEN_SECONDS must be positive")
 OUTBOUND_BODY_MAX_BYTES = envint("OUTBOUND_BODY_MAX_BYTES", 16 * 1024, minimum=256)
+# Retention: the stored bodies of inbound deliveries and outbound calls (which may carry
+# personal data) are emptied this many days after they were received or sent; their metadata
+# stays. Rows per transaction of the purge, so it never holds a long lock.
+TANDEM_RETENTION_DAYS = envint("TANDEM_RETENTION_DAYS", 30, minimum=1)
+TANDEM_RETENTION_BATCH = envint("TANDEM_RETENTION_BATCH", 1000, minimum=1)
 # Webhook secrets are read per request from WEBHOOK_SECRET_<SYSTEM> and, during a rotation,
 # WEBHOOK_SECRET_<SYSTEM>_PREVIOUS.
 WEBHOOK_TOLERANCE_SECONDS = envint("WEBHOOK_TOLERANCE_SECONDS", 300, minimum=1)

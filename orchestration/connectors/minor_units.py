@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, DecimalException
 
 from core.money import ISO_4217
 from orchestration.connectors.errors import PermanentError
@@ -24,8 +24,12 @@ def minor_units_from(amount: Decimal, currency: str, *, system: str) -> int:
         raise PermanentError(
             f"{currency!r} is not an ISO 4217 currency code", system=system, kind="validation"
         )
-    scaled = Decimal(amount).scaleb(places)
-    if not scaled.is_finite() or scaled != scaled.to_integral_value():
+    try:
+        scaled = Decimal(amount).scaleb(places)
+        whole = scaled.is_finite() and scaled == scaled.to_integral_value()
+    except DecimalException:  # a signalling NaN, an exponent beyond the context's range
+        whole = False
+    if not whole:
         raise PermanentError(
             f"{amount} {code} has more decimals than {code}'s {places} minor units",
             system=system,

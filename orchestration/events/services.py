@@ -65,19 +65,25 @@ class Receipt:
 Rejection = tuple[int, str]
 
 
+def _storable(text: str) -> str:
+    """``text`` as PostgreSQL can store it: text and JSON columns refuse NUL characters, which
+    anyone can send (a raw byte, a ``\\u0000`` escape, a header)."""
+    return text.replace("\x00", "\ufffd")
+
+
 def _headers_kept(headers: Mapping[str, str]) -> dict[str, str]:
-    kept = {name: headers[name][:255] for name in KEPT_HEADERS if headers.get(name)}
+    kept = {name: _storable(headers[name][:255]) for name in KEPT_HEADERS if headers.get(name)}
     for header in (SIGNATURE_HEADER, STRIPE_SIGNATURE_HEADER):
         signature = headers.get(header, "")
         if signature:
             # The timestamp helps explain a rejection; the MAC itself is of no use to a reader.
             stamps = [p.strip() for p in signature.split(",") if p.strip().startswith("t=")]
-            kept[header] = ",".join([*stamps[:1], "v1=…"])
+            kept[header] = _storable(",".join([*stamps[:1], "v1=…"]))
     return kept
 
 
 def _text(value: Any, limit: int) -> str:
-    return value[:limit] if isinstance(value, str) else ""
+    return _storable(value[:limit]) if isinstance(value, str) else ""
 
 
 # An event still ``received`` this long after it arrived has lost its processing message
@@ -144,7 +150,7 @@ def inbound_event_receive(
     rejection, payload = _delivery_check(row, raw_body=raw_body, headers=headers, now=now)
     # Only an authenticated delivery is kept whole; of any other, a prefix to recognise it.
     kept = raw_body if row.signature_valid else raw_body[:UNAUTHENTICATED_BODY_KEPT]
-    row.raw_body = kept.decode("utf-8", errors="replace")
+    row.raw_body = _storable(kept.decode("utf-8", errors="replace"))
     if is_stripe_event(payload) and signature_scheme(system) == "stripe":
         rejection = _stripe_envelope_read(row, payload, rejection)
     elif isinstance(payload, dict):
@@ -155,7 +161,11 @@ def inbound_event_receive(
     if rejection is not None:
         status, reason = rejection
         row.mark_rejected(reason=reason)
-        row.save()
+        try:
+            with transaction.atomic():
+                row.save()
+        except IntegrityError:  # signed, and repeating a stored (system, event id)
+            return _duplicate_absorbed(row)
         logger.warning("webhook from %s rejected: %s", system, reason, extra={"system": system})
         return Receipt(http_status=status, body={"status": "rejected", "reason": reason}, event=row)
     return _accepted_or_duplicate(row)
@@ -227,7 +237,7 @@ def _envelope_read(
     row.event_id = _text(payload.get("event_id"), 255)
     row.event_type = _text(payload.get("event_type"), 100)
     version = payload.get("schema_version")
-    row.schema_version = str(version)[:20] if isinstance(version, int | str) else ""
+    row.schema_version = _storable(str(version)[:20]) if isinstance(version, int | str) else ""
     row.correlation_id = _text(payload.get("correlation_id"), 64) or row.correlation_id
     if rejection is None and not row.event_id:
         rejection = (400, "the payload has no event_id (a non-empty string)")
@@ -239,27 +249,29 @@ def _envelope_read(
 def _accepted_or_duplicate(row: InboundEvent) -> Receipt:
     """Store an accepted delivery and send it to processing on commit; a repeat of a stored
     (system, event id) is counted on the first row and answered as a duplicate."""
-    system = row.system
     try:
         with transaction.atomic():
             row.save()
             pk = row.pk
             transaction.on_commit(lambda: inbound_event_enqueue(pk))
     except IntegrityError:
-        InboundEvent.objects.filter(
-            system=system, event_id=row.event_id, signature_valid=True
-        ).update(
-            duplicate_deliveries=F("duplicate_deliveries") + 1, last_delivered_at=timezone.now()
-        )
-        original = InboundEvent.objects.get(
-            system=system, event_id=row.event_id, signature_valid=True
-        )
-        logger.info("webhook %s:%s absorbed as a duplicate", system, row.event_id)
-        return Receipt(
-            http_status=200, body={"status": "duplicate", "event_id": row.event_id}, event=original
-        )
+        return _duplicate_absorbed(row)
     return Receipt(
         http_status=202, body={"status": "accepted", "event_id": row.event_id}, event=row
+    )
+
+
+def _duplicate_absorbed(row: InboundEvent) -> Receipt:
+    """A signed delivery repeating a stored (system, event id), whatever its content: counted
+    on the first row and answered as a duplicate."""
+    system = row.system
+    InboundEvent.objects.filter(system=system, event_id=row.event_id, signature_valid=True).update(
+        duplicate_deliveries=F("duplicate_deliveries") + 1, last_delivered_at=timezone.now()
+    )
+    original = InboundEvent.objects.get(system=system, event_id=row.event_id, signature_valid=True)
+    logger.info("webhook %s:%s absorbed as a duplicate", system, row.event_id)
+    return Receipt(
+        http_status=200, body={"status": "duplicate", "event_id": row.event_id}, event=original
     )
 
 

@@ -25,7 +25,7 @@ Stripe ids name Tandem's records through the metadata Tandem put on them (``tand
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from masterdata.models import ExternalId
@@ -73,10 +73,17 @@ def _envelope(event: dict[str, Any], canonical: str, data: dict[str, Any]) -> di
     return envelope
 
 
+def _reference(value: Any) -> str | None:
+    """An id to look up: a non-empty string without NUL (which no stored id contains and
+    PostgreSQL refuses in a query), else None."""
+    return value if isinstance(value, str) and value and "\x00" not in value else None
+
+
 def _references(subscription_id: str, metadata: dict[str, Any]) -> tuple[str | None, str | None]:
     """(order id, contract id) of a subscription: its metadata, else Tandem's crosswalk."""
-    order_id = metadata.get(ORDER_KEY) or None
-    contract_id = metadata.get(CONTRACT_KEY) or None
+    order_id = _reference(metadata.get(ORDER_KEY))
+    contract_id = _reference(metadata.get(CONTRACT_KEY))
+    subscription_id = _reference(subscription_id) or ""
     if contract_id is None and subscription_id:
         link = ExternalId.objects.filter(
             system="billing", object_type="subscription", external_id=subscription_id
@@ -284,12 +291,33 @@ def _subscription_deleted(event: dict[str, Any], sub: dict[str, Any]) -> dict[st
     return _envelope(event, "cancellation.processed", data)
 
 
+# What reading a Stripe object of the wrong shape raises: a field missing (KeyError), of the
+# wrong type (TypeError, AttributeError), not a number or an impossible one (ValueError,
+# OverflowError, decimal's InvalidOperation, a ValueError), an empty list (IndexError).
+MALFORMED = (
+    KeyError, TypeError, AttributeError, ValueError, OverflowError, IndexError, InvalidOperation,
+)  # fmt: skip
+
+
 def stripe_event_canonical(payload: dict[str, Any]) -> dict[str, Any]:
-    """The canonical envelope for a Stripe event, or ``EventRejected`` with the reason."""
-    event_type = str(payload.get("type") or "")
-    obj = (payload.get("data") or {}).get("object")
+    """The canonical envelope for a Stripe event, or ``EventRejected`` with the reason (an
+    object of the wrong shape included: the reason names the error, never a value)."""
+    data = payload.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
     if not isinstance(obj, dict):
-        raise EventRejected(f"Stripe event {payload.get('id')} carries no object")
+        raise EventRejected(f"Stripe event {str(payload.get('id'))[:100]} carries no object")
+    try:
+        return _mapped(payload, obj)
+    except MALFORMED as exc:
+        field = f" {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else ""
+        raise EventRejected(
+            f"Stripe event {str(payload.get('id'))[:100]}: malformed "
+            f"{str(payload.get('type'))[:100]} object ({type(exc).__name__}{field})"
+        ) from exc
+
+
+def _mapped(payload: dict[str, Any], obj: dict[str, Any]) -> dict[str, Any]:
+    event_type = str(payload.get("type") or "")
     if event_type in SUBSCRIPTION_EVENTS:
         return _subscription_activated(payload, obj)
     if event_type in INVOICE_POSTED_EVENTS:

@@ -26,6 +26,7 @@ from django.db import connection
 from tandem.celery import app
 from tandem.models import WorkerHeartbeat
 from tandem.tasks import worker_heartbeat
+from tests.logscan import watch_file
 
 READY_DEADLINE_S = 60.0
 STOP_DEADLINE_S = 20.0
@@ -167,4 +168,5 @@ def worker_start(
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
+    watch_file(log_path)  # its log output goes through the personal-data detector too
     return WorkerHandle(hostname=host_format(name), process=process, log_path=log_path)
