@@ -74,7 +74,8 @@ class InboundEvent(ConcurrentTransitions, models.Model):
     """One webhook delivery, stored raw before anything else happens to it.
 
     Only authenticated deliveries with an event id claim their (system, event id): a forged
-    or garbled delivery is kept for inspection but can never block the genuine event.
+    or garbled delivery is kept for inspection but can never block the genuine event. A
+    rejected delivery gives its event id up, so the sender can send the event again, fixed.
     """
 
     system = models.CharField(max_length=20, choices=SYSTEM_CHOICES)
@@ -105,7 +106,9 @@ class InboundEvent(ConcurrentTransitions, models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["system", "event_id"],
-                condition=Q(signature_valid=True) & ~Q(event_id=""),
+                condition=Q(signature_valid=True)
+                & ~Q(event_id="")
+                & ~Q(status=InboundStatus.REJECTED),
                 name="inboundevent_unique_system_event",
             )
         ]

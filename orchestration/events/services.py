@@ -149,12 +149,14 @@ def inbound_event_receive(
         rejection = _stripe_envelope_read(row, payload, rejection)
     elif isinstance(payload, dict):
         rejection = _envelope_read(row, payload, rejection)
+        if rejection is None:
+            rejection = _schema_check(row, payload)
     elif rejection is None:
         rejection = (400, "the payload is not a JSON object")
 
     if rejection is not None:
         status, reason = rejection
-        row.mark_rejected(reason=reason)
+        row.mark_rejected(reason=reason, canonical_type=row.canonical_type)
         row.save()
         logger.warning("webhook from %s rejected: %s", system, reason, extra={"system": system})
         return Receipt(http_status=status, body={"status": "rejected", "reason": reason}, event=row)
@@ -236,6 +238,21 @@ def _envelope_read(
     return rejection
 
 
+def _schema_check(row: InboundEvent, payload: dict[str, Any]) -> Rejection | None:
+    """Validate an authenticated Tandem envelope against its canonical schema at the door, so
+    the sender learns at once (a 400 with the reason) instead of from a later rejection.
+
+    Stripe events are not checked here: their canonical form is built in processing from
+    what Tandem already stored, and Stripe cannot fix what it sends anyway.
+    """
+    try:
+        event_validate(system=row.system, payload=payload)
+    except EventRejected as exc:
+        row.canonical_type = exc.canonical_type
+        return (400, exc.reason)
+    return None
+
+
 def _accepted_or_duplicate(row: InboundEvent) -> Receipt:
     """Store an accepted delivery and send it to processing on commit; a repeat of a stored
     (system, event id) is counted on the first row and answered as a duplicate."""
@@ -246,14 +263,13 @@ def _accepted_or_duplicate(row: InboundEvent) -> Receipt:
             pk = row.pk
             transaction.on_commit(lambda: inbound_event_enqueue(pk))
     except IntegrityError:
-        InboundEvent.objects.filter(
+        claimed = InboundEvent.objects.filter(
             system=system, event_id=row.event_id, signature_valid=True
-        ).update(
+        ).exclude(status=InboundStatus.REJECTED)
+        claimed.update(
             duplicate_deliveries=F("duplicate_deliveries") + 1, last_delivered_at=timezone.now()
         )
-        original = InboundEvent.objects.get(
-            system=system, event_id=row.event_id, signature_valid=True
-        )
+        original = claimed.get()
         logger.info("webhook %s:%s absorbed as a duplicate", system, row.event_id)
         return Receipt(
             http_status=200, body={"status": "duplicate", "event_id": row.event_id}, event=original
@@ -424,7 +440,16 @@ def dead_letter_act(
             transaction.on_commit(lambda: inbound_event_enqueue(pk))
         else:
             event.discard()
-        event.save(update_fields=["status", "rejection_reason", "attempts", "processed_at"])
+        try:
+            with transaction.atomic():
+                event.save(update_fields=["status", "rejection_reason", "attempts", "processed_at"])
+        except IntegrityError:
+            # A rejected event gives up its event id: a later delivery of it was accepted.
+            raise Refused(
+                f"inbound event {event.pk}: a later delivery of {event.event_id} was accepted; "
+                "discard this one",
+                kind=Refused.Kind.STATE,
+            ) from None
         DeadLetterAction.objects.create(
             event=event, action=action, from_status=from_status, reason=reason, actor=actor.user
         )
