@@ -92,7 +92,14 @@ class InboundEvent(ConcurrentTransitions, models.Model):
     raw_body = models.TextField(blank=True)
     headers = models.JSONField(default=dict, blank=True)
     correlation_id = models.CharField(max_length=64, blank=True, db_index=True)
-    duplicate_deliveries = models.PositiveIntegerField(default=0)
+    client_address = models.CharField(
+        max_length=45, blank=True, help_text="The address the delivery came from"
+    )
+    duplicate_deliveries = models.PositiveIntegerField(
+        default=0,
+        help_text="Repeats counted on this row: of an authenticated event, its duplicates; of "
+        "an unauthenticated delivery, the same refusal from the same address within the hour",
+    )
     last_delivered_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(
