@@ -40,7 +40,6 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "django_htmx",
     "template_partials",
@@ -177,7 +176,7 @@ CACHES = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "core.tokens.HashedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -517,4 +516,4 @@ WEBHOOK_MAX_BODY_BYTES = envint("WEBHOOK_MAX_BODY_BYTES", 1024 * 1024, minimum=1
 WEBHOOK_MAX_JSON_DEPTH = envint("WEBHOOK_MAX_JSON_DEPTH", 32, minimum=4)
 # Deliveries per system and client address (core.ratelimit); past it a 429 with Retry-After,
 # nothing stored, only counted. A genuine sender retries; a flood costs one cache increment.
-WEBHOOK_RATE_LIMIT = envrate("WEBHOOK_RATE_LIMIT", "600/min")
+WEBHOOK_RATE_LIMIT = envrate("WEBHOOK_RATE_LIMIT", "3000/min")

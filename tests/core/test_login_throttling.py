@@ -5,7 +5,8 @@ address before authentication), so one client's flood takes nothing from another
 from __future__ import annotations
 
 import pytest
-from rest_framework.authtoken.models import Token
+
+from core.tokens import api_token_issue
 
 
 def _sign_in(client, username: str, password: str, address: str = "10.0.0.1"):  # type: ignore[no-untyped-def]
@@ -63,8 +64,7 @@ def test_the_api_answers_429_with_retry_after_past_its_rate(client, make_user, s
     # given: a rate of 3 a minute per token
     settings.API_THROTTLE_USER = "3/min"
     user = make_user("ivan", role="integration_support")
-    token = Token.objects.create(user=user)
-    headers = {"HTTP_AUTHORIZATION": f"Token {token.key}"}
+    headers = {"HTTP_AUTHORIZATION": f"Token {api_token_issue(user=user)}"}
     # when
     statuses = [client.get("/api/v1/orders/", **headers).status_code for _ in range(4)]
     last = client.get("/api/v1/orders/", **headers)
@@ -80,14 +80,14 @@ def test_one_token_past_its_rate_takes_nothing_from_another_or_from_the_console(
 ):
     # given: token A has used up its rate, from the same address as B
     settings.API_THROTTLE_USER = "3/min"
-    token_a = Token.objects.create(user=make_user("ann", role="integration_support"))
-    token_b = Token.objects.create(user=make_user("bob", role="integration_support"))
+    token_a = api_token_issue(user=make_user("ann", role="integration_support"))
+    token_b = api_token_issue(user=make_user("bob", role="integration_support"))
     a_statuses = [
-        client.get("/api/v1/orders/", HTTP_AUTHORIZATION=f"Token {token_a.key}").status_code
+        client.get("/api/v1/orders/", HTTP_AUTHORIZATION=f"Token {token_a}").status_code
         for _ in range(5)
     ]
     # when
-    b = client.get("/api/v1/orders/", HTTP_AUTHORIZATION=f"Token {token_b.key}")
+    b = client.get("/api/v1/orders/", HTTP_AUTHORIZATION=f"Token {token_b}")
     client.force_login(make_user("sue", role="sales_ops"))
     console = client.get("/")
     # then
