@@ -429,6 +429,9 @@ TANDEM_SURVIVORSHIP: dict[str, list[str]] = {
 # (or <NAME>_FILE) at call time, so they never sit in settings.
 CONNECTOR_SYSTEMS = ["crm", "cpq", "billing", "erp", "tax", "payments"]
 CONNECTOR_SANDBOX_URL = envstr("CONNECTOR_SANDBOX_URL", "http://127.0.0.1:8100").rstrip("/")
+# The sandbox's control API (faults, state, reset) asks for this shared secret; the demo's
+# default matches the sandbox's own.
+SANDBOX_CONTROL_TOKEN = envstr("SANDBOX_CONTROL_TOKEN", "ctl_sandbox_local")
 CONNECTOR_ALLOWED_HOSTS = envlist("CONNECTOR_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 TANDEM_CONNECTORS: dict[str, dict[str, object]] = {
     _system: {
