@@ -11,7 +11,7 @@ import hashlib
 import secrets
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions
@@ -27,7 +27,7 @@ def token_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def api_token_issue(*, user: AbstractBaseUser, rotate: bool = False) -> str:
+def api_token_issue(*, user: User, rotate: bool = False) -> str:
     """Issue ``user``'s API token and return it: the only time it exists in clear.
 
     Refused when the user already has one (it cannot be shown again) unless ``rotate``, which
