@@ -89,6 +89,32 @@ def envlist(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+# A rate as "<requests>/<period>": 600/min, 20/s, 5000/hour, 100000/day.
+RATE_PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60,
+                "h": 3600, "hour": 3600, "d": 86400, "day": 86400}  # fmt: skip
+
+
+def rate_parse(text: str) -> tuple[int, int]:
+    """``"600/min"`` -> ``(600, 60)``: requests allowed per window of seconds. ``ValueError``
+    for anything else (a count below 1, an unknown period)."""
+    count, _, period = text.strip().partition("/")
+    if not count.isascii() or not count.isdigit() or int(count) < 1:
+        raise ValueError(f"{text!r}: expected <requests>/<period>, e.g. 600/min")
+    if period not in RATE_PERIODS:
+        raise ValueError(f"{text!r}: the period is one of {', '.join(RATE_PERIODS)}")
+    return int(count), RATE_PERIODS[period]
+
+
+def envrate(name: str, default: str) -> str:
+    """``name`` as a rate (``rate_parse``), refused loudly when it is not one."""
+    value = envstr(name, default)
+    try:
+        rate_parse(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from exc
+    return value
+
+
 def envminutes(name: str, defaults: dict[str, int], *, keys: list[str]) -> dict[str, int]:
     """``defaults`` (key -> minutes) overridden by ``NAME=key=minutes,key=minutes``.
 

@@ -123,7 +123,13 @@ class Sandbox:
         """Call the sandbox's control API (faults, state); the answer's JSON, or None when empty.
         Any answer but a 2xx raises ``SimulationError``.
         """
-        response = self.http.request(method, f"{self.url}/_control{path}", json=body, timeout=30)
+        response = self.http.request(
+            method,
+            f"{self.url}/_control{path}",
+            json=body,
+            headers={"X-Sandbox-Control-Token": settings.SANDBOX_CONTROL_TOKEN},
+            timeout=30,
+        )
         if response.status_code >= 300:
             raise SimulationError(f"control {path}: {response.status_code} {response.text[:300]}")
         return response.json() if response.content else None

@@ -77,7 +77,8 @@ class InboundEvent(ConcurrentTransitions, models.Model):
     """One webhook delivery, stored raw before anything else happens to it.
 
     Only authenticated deliveries with an event id claim their (system, event id): a forged
-    or garbled delivery is kept for inspection but can never block the genuine event.
+    or garbled delivery is kept for inspection but can never block the genuine event. A
+    rejected delivery gives its event id up, so the sender can send the event again, fixed.
     """
 
     system = models.CharField(max_length=20, choices=SYSTEM_CHOICES)
@@ -94,7 +95,14 @@ class InboundEvent(ConcurrentTransitions, models.Model):
     raw_body = models.TextField(blank=True)
     headers = models.JSONField(default=dict, blank=True)
     correlation_id = models.CharField(max_length=64, blank=True, db_index=True)
-    duplicate_deliveries = models.PositiveIntegerField(default=0)
+    client_address = models.CharField(
+        max_length=45, blank=True, help_text="The address the delivery came from"
+    )
+    duplicate_deliveries = models.PositiveIntegerField(
+        default=0,
+        help_text="Repeats counted on this row: of an authenticated event, its duplicates; of "
+        "an unauthenticated delivery, the same refusal from the same address within the hour",
+    )
     last_delivered_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(
@@ -111,7 +119,9 @@ class InboundEvent(ConcurrentTransitions, models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["system", "event_id"],
-                condition=Q(signature_valid=True) & ~Q(event_id=""),
+                condition=Q(signature_valid=True)
+                & ~Q(event_id="")
+                & ~Q(status=InboundStatus.REJECTED),
                 name="inboundevent_unique_system_event",
             )
         ]

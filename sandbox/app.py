@@ -25,7 +25,7 @@ from email.message import Message
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from sandbox.config import SYSTEMS, FaultSettings, SandboxConfig
+from sandbox.config import CONTROL_TOKEN_HEADER, SYSTEMS, FaultSettings, SandboxConfig
 from sandbox.errors import ApiError, generic_error, render
 from sandbox.ids import stripe_id
 from sandbox.state import SandboxState, state_load, state_save
@@ -169,6 +169,11 @@ class Sandbox:
         if path == "/_control" or path.startswith("/_control/"):
             from sandbox.control import control_handle
 
+            if not (request.method == "GET" and path == "/_control/health"):
+                presented = request.headers.get(CONTROL_TOKEN_HEADER) or ""
+                if not hmac.compare_digest(presented.encode(), self.config.control_token.encode()):
+                    reason = f"the control API needs the {CONTROL_TOKEN_HEADER} header"
+                    return json_outcome(401, {"error": reason})
             return control_handle(self, request.method, path, query, request.body)
         name, _, rest = path.lstrip("/").partition("/")
         system = self.systems.get(name)

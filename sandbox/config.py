@@ -21,6 +21,14 @@ def default_webhook_secret(system: str) -> str:
     return f"whsec_sandbox_{system}"
 
 
+# The header that carries the control token on every ``/_control/`` call but the health check.
+CONTROL_TOKEN_HEADER = "X-Sandbox-Control-Token"  # noqa: S105 (a header name)
+
+
+def default_control_token() -> str:
+    return "ctl_sandbox_local"
+
+
 class ConfigError(ValueError):
     """A setting has a value the sandbox cannot use."""
 
@@ -44,6 +52,9 @@ class SandboxConfig:
     webhook_secrets: dict[str, str] = field(
         default_factory=lambda: {system: default_webhook_secret(system) for system in SYSTEMS}
     )
+    # The shared secret the control API asks for (CONTROL_TOKEN_HEADER): it can reset state,
+    # inject faults and approve orders, so it is no more open than the systems' APIs.
+    control_token: str = field(default_factory=default_control_token)
     # Events go to f"{webhook_url}{system}/"; None keeps them in the outbox undelivered.
     webhook_url: str | None = "http://127.0.0.1:8000/webhooks/"
     webhook_timeout_s: float = 5.0
@@ -62,6 +73,8 @@ class SandboxConfig:
             missing = [system for system in SYSTEMS if not mapping.get(system)]
             if missing:
                 raise ConfigError(f"no {name} for {', '.join(missing)}")
+        if not self.control_token:
+            raise ConfigError("no control token")
         if self.erp_approval_delay_s is not None and self.erp_approval_delay_s < 0:
             raise ConfigError("erp_approval_delay_s must be >= 0 or None")
         if self.webhook_max_attempts < 1:

@@ -1,5 +1,9 @@
 """``/_control/``: the operator's and the tests' handle on a running sandbox.
 
+Every call but the health check carries the control token (``X-Sandbox-Control-Token``,
+``SandboxConfig.control_token``; ``SANDBOX_CONTROL_TOKEN`` for ``manage.py sandbox``);
+without it the answer is a 401.
+
 GET  /_control/health                       liveness
 GET  /_control/faults                       fault settings of every system
 GET  /_control/faults/<system>              one system's fault settings

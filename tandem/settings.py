@@ -14,7 +14,7 @@ from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
-from core.env import envbool, envfloat, envint, envlist, envminutes, envstr
+from core.env import envbool, envfloat, envint, envlist, envminutes, envrate, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(envstr("TANDEM_VAR_DIR", str(BASE_DIR / "var")))
@@ -40,7 +40,6 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "django_htmx",
     "template_partials",
@@ -178,7 +177,7 @@ CACHES = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "core.tokens.HashedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -192,16 +191,12 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PAGINATION_CLASS": "core.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
-    # Per token (per address before authentication): a 429 with Retry-After beyond these.
-    "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
-    ],
-    "DEFAULT_THROTTLE_RATES": {
-        "anon": envstr("API_THROTTLE_ANON", "60/min"),
-        "user": envstr("API_THROTTLE_USER", "1200/min"),
-    },
+    # Per user (a token is a user's) or per address before authentication: a 429 with
+    # Retry-After beyond API_THROTTLE_USER / API_THROTTLE_ANON (core.ratelimit).
+    "DEFAULT_THROTTLE_CLASSES": ["core.throttling.ClientRateThrottle"],
 }
+API_THROTTLE_USER = envrate("API_THROTTLE_USER", "1200/min")
+API_THROTTLE_ANON = envrate("API_THROTTLE_ANON", "60/min")
 SPECTACULAR_SETTINGS = {
     "TITLE": "Tandem API",
     "DESCRIPTION": "Canonical quote-to-cash records and operator actions.",
@@ -444,6 +439,9 @@ TANDEM_SURVIVORSHIP: dict[str, list[str]] = {
 # (or <NAME>_FILE) at call time, so they never sit in settings.
 CONNECTOR_SYSTEMS = ["crm", "cpq", "billing", "erp", "tax", "payments"]
 CONNECTOR_SANDBOX_URL = envstr("CONNECTOR_SANDBOX_URL", "http://127.0.0.1:8100").rstrip("/")
+# The sandbox's control API (faults, state, reset) asks for this shared secret; the demo's
+# default matches the sandbox's own.
+SANDBOX_CONTROL_TOKEN = envstr("SANDBOX_CONTROL_TOKEN", "ctl_sandbox_local")
 CONNECTOR_ALLOWED_HOSTS = envlist("CONNECTOR_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 TANDEM_CONNECTORS: dict[str, dict[str, object]] = {
     _system: {
@@ -534,3 +532,6 @@ WEBHOOK_TOLERANCE_SECONDS = envint("WEBHOOK_TOLERANCE_SECONDS", 300, minimum=1)
 WEBHOOK_MAX_BODY_BYTES = envint("WEBHOOK_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 # Deeper JSON is refused before it is parsed (a hostile body must not exhaust the parser).
 WEBHOOK_MAX_JSON_DEPTH = envint("WEBHOOK_MAX_JSON_DEPTH", 32, minimum=4)
+# Deliveries per system and client address (core.ratelimit); past it a 429 with Retry-After,
+# nothing stored, only counted. A genuine sender retries; a flood costs one cache increment.
+WEBHOOK_RATE_LIMIT = envrate("WEBHOOK_RATE_LIMIT", "3000/min")

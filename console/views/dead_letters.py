@@ -16,7 +16,7 @@ from core.errors import Refused
 from core.pagination import BoundedPaginator
 from core.records import SYSTEM_CHOICES
 from core.web import PAGE_SIZE, HtmxHttpRequest, page_permission
-from orchestration.events.selectors import dead_letters
+from orchestration.events.selectors import dead_letters, webhook_throttled_today
 from orchestration.events.services import dead_letter_act
 from orchestration.models import DEAD_LETTER_STATUSES, DeadLetterAction, InboundEvent
 
@@ -39,7 +39,12 @@ def dead_letter_list(request: HtmxHttpRequest) -> HttpResponse:
     chosen: dict[str, Any] = form.cleaned_data if form.is_valid() else {}
     rows = dead_letters(status=chosen.get("status") or "", system=chosen.get("system") or "")
     page = BoundedPaginator(rows, PAGE_SIZE).get_page(chosen.get("page") or 1)
-    context = {"page": page, "form": form, "chosen": chosen}
+    context = {
+        "page": page,
+        "form": form,
+        "chosen": chosen,
+        "throttled": webhook_throttled_today(),
+    }
     status = 200 if form.is_valid() else 400
     return render(request, "console/dead_letter_list.html", context, status=status)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import F
@@ -30,6 +31,7 @@ from core.problems import Category, Problem, Severity, Team, problem_raise
 from orchestration.events.catalog import event_validate
 from orchestration.events.errors import EventRejected, SignatureRejected
 from orchestration.events.handlers import event_workflow_trigger
+from orchestration.events.selectors import throttled_key
 from orchestration.events.signatures import (
     SIGNATURE_HEADER,
     STRIPE_SIGNATURE_HEADER,
@@ -86,6 +88,26 @@ def _text(value: Any, limit: int) -> str:
     return _storable(value[:limit]) if isinstance(value, str) else ""
 
 
+def webhook_throttled_count(*, system: str) -> int:
+    """Count a delivery refused by the rate limit (not stored: the point of the limit) for
+    ``system`` today (UTC), kept two days in the cache; the dead-letter view shows the count.
+    Logged on the first of the day and every thousandth, so a flood does not flood the log."""
+    key = throttled_key(system, timezone.now().date())
+    if cache.add(key, 1, timeout=2 * 86400):
+        count = 1
+    else:
+        try:
+            count = cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.add(key, 1, timeout=2 * 86400)
+            count = 1
+    if count == 1 or count % 1000 == 0:
+        logger.warning(
+            "webhook deliveries to %s refused by the rate limit today: %s", system, count
+        )
+    return count
+
+
 # An event still ``received`` this long after it arrived has lost its processing message
 # (broker restart, killed worker) or is waiting for what it refers to: try it again.
 RECEIVED_GRACE = dt.timedelta(minutes=2)
@@ -132,13 +154,21 @@ def inbound_events_sweep(*, now: dt.datetime | None = None) -> int:
 
 
 def inbound_event_receive(
-    *, system: str, raw_body: bytes, headers: Mapping[str, str], now: float | None = None
+    *,
+    system: str,
+    raw_body: bytes,
+    headers: Mapping[str, str],
+    client: str = "",
+    now: float | None = None,
 ) -> Receipt:
-    """Store one webhook delivery and decide the answer. Never raises for a bad delivery.
+    """Store one webhook delivery (from address ``client``) and decide the answer. Never
+    raises for a bad delivery.
 
     Authentic deliveries with an event id are unique per (system, event id): a repeat is
     absorbed (counted on the first row) and answered as a duplicate. Anything else that is
-    wrong is stored as ``rejected`` with the reason, and answered 4xx with that reason.
+    wrong is stored as ``rejected`` with the reason, and answered 4xx with that reason; an
+    unauthenticated delivery refused like one stored in the last hour from the same address
+    is only counted on that row (``UNAUTHENTICATED_GROUPED_FOR``).
     """
     row = InboundEvent(
         system=system,
@@ -146,6 +176,7 @@ def inbound_event_receive(
         raw_body="",
         headers=_headers_kept(headers),
         correlation_id=_text(headers.get("X-Correlation-Id"), 64),
+        client_address=client[:45],
     )
     rejection, payload = _delivery_check(row, raw_body=raw_body, headers=headers, now=now)
     # Only an authenticated delivery is kept whole; of any other, a prefix to recognise it.
@@ -155,24 +186,61 @@ def inbound_event_receive(
         rejection = _stripe_envelope_read(row, payload, rejection)
     elif isinstance(payload, dict):
         rejection = _envelope_read(row, payload, rejection)
+        if rejection is None:
+            rejection = _schema_check(row, payload)
     elif rejection is None:
         rejection = (400, "the payload is not a JSON object")
 
     if rejection is not None:
         status, reason = rejection
-        row.mark_rejected(reason=reason)
+        row.mark_rejected(reason=reason, canonical_type=row.canonical_type)
+        answer = {"status": "rejected", "reason": reason}
+        if not row.signature_valid:
+            counted_on = _unauthenticated_repeat_count(row)
+            if counted_on is not None:
+                return Receipt(http_status=status, body=answer, event=counted_on)
         try:
             with transaction.atomic():
                 row.save()
         except IntegrityError:  # signed, and repeating a stored (system, event id)
             return _duplicate_absorbed(row)
         logger.warning("webhook from %s rejected: %s", system, reason, extra={"system": system})
-        return Receipt(http_status=status, body={"status": "rejected", "reason": reason}, event=row)
+        return Receipt(http_status=status, body=answer, event=row)
     return _accepted_or_duplicate(row)
 
 
 # How much of an unauthenticated delivery's body is stored (the rest is dropped unread).
 UNAUTHENTICATED_BODY_KEPT = 256
+# An unauthenticated delivery refused for the same reason as one stored from the same address
+# within this window is counted on that row instead of stored: an unsigned flood grows a
+# counter, not the table.
+UNAUTHENTICATED_GROUPED_FOR = dt.timedelta(hours=1)
+
+
+def _unauthenticated_repeat_count(row: InboundEvent) -> InboundEvent | None:
+    """Count ``row`` (unauthenticated, rejected, unsaved) on the latest stored row of the same
+    system, address and reason within ``UNAUTHENTICATED_GROUPED_FOR``; that row, or None."""
+    now = timezone.now()
+    latest = (
+        InboundEvent.objects.filter(
+            system=row.system,
+            signature_valid=False,
+            status=InboundStatus.REJECTED,
+            client_address=row.client_address,
+            rejection_reason=row.rejection_reason,
+            received_at__gte=now - UNAUTHENTICATED_GROUPED_FOR,
+        )
+        .order_by("-received_at", "-pk")
+        .first()
+    )
+    if latest is None:
+        return None
+    InboundEvent.objects.filter(pk=latest.pk).update(
+        duplicate_deliveries=F("duplicate_deliveries") + 1, last_delivered_at=now
+    )
+    latest.duplicate_deliveries += 1
+    latest.last_delivered_at = now
+    return latest
 
 
 def _delivery_check(
@@ -246,6 +314,21 @@ def _envelope_read(
     return rejection
 
 
+def _schema_check(row: InboundEvent, payload: dict[str, Any]) -> Rejection | None:
+    """Validate an authenticated Tandem envelope against its canonical schema at the door, so
+    the sender learns at once (a 400 with the reason) instead of from a later rejection.
+
+    Stripe events are not checked here: their canonical form is built in processing from
+    what Tandem already stored, and Stripe cannot fix what it sends anyway.
+    """
+    try:
+        event_validate(system=row.system, payload=payload)
+    except EventRejected as exc:
+        row.canonical_type = exc.canonical_type
+        return (400, exc.reason)
+    return None
+
+
 def _accepted_or_duplicate(row: InboundEvent) -> Receipt:
     """Store an accepted delivery and send it to processing on commit; a repeat of a stored
     (system, event id) is counted on the first row and answered as a duplicate."""
@@ -265,10 +348,13 @@ def _duplicate_absorbed(row: InboundEvent) -> Receipt:
     """A signed delivery repeating a stored (system, event id), whatever its content: counted
     on the first row and answered as a duplicate."""
     system = row.system
-    InboundEvent.objects.filter(system=system, event_id=row.event_id, signature_valid=True).update(
+    claimed = InboundEvent.objects.filter(
+        system=system, event_id=row.event_id, signature_valid=True
+    ).exclude(status=InboundStatus.REJECTED)  # a rejected delivery gave its event id up
+    claimed.update(
         duplicate_deliveries=F("duplicate_deliveries") + 1, last_delivered_at=timezone.now()
     )
-    original = InboundEvent.objects.get(system=system, event_id=row.event_id, signature_valid=True)
+    original = claimed.get()
     logger.info("webhook %s:%s absorbed as a duplicate", system, row.event_id)
     return Receipt(
         http_status=200, body={"status": "duplicate", "event_id": row.event_id}, event=original
@@ -436,7 +522,16 @@ def dead_letter_act(
             transaction.on_commit(lambda: inbound_event_enqueue(pk))
         else:
             event.discard()
-        event.save(update_fields=["status", "rejection_reason", "attempts", "processed_at"])
+        try:
+            with transaction.atomic():
+                event.save(update_fields=["status", "rejection_reason", "attempts", "processed_at"])
+        except IntegrityError:
+            # A rejected event gives up its event id: a later delivery of it was accepted.
+            raise Refused(
+                f"inbound event {event.pk}: a later delivery of {event.event_id} was accepted; "
+                "discard this one",
+                kind=Refused.Kind.STATE,
+            ) from None
         DeadLetterAction.objects.create(
             event=event, action=action, from_status=from_status, reason=reason, actor=actor.user
         )

@@ -8,11 +8,11 @@ import pytest
 from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser, Group
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from core.money import Money
 from core.roles import roles_sync
+from core.tokens import api_token_issue
 from masterdata.services import records as md
 from q2c import services
 from tests import factories
@@ -44,8 +44,8 @@ def token_client(user: Any) -> APIClient:
     """A client that authenticates with the user's API token, as an integration would."""
     client = APIClient()
     if user.is_authenticated:
-        token, _ = Token.objects.get_or_create(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        key = api_token_issue(user=user, rotate=True)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     return client
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 from io import StringIO
 from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
+from core.models import ApiToken
 from masterdata.services import records as md
 from q2c import services
 from tests import factories
@@ -248,21 +250,26 @@ def test_list_query_count_does_not_grow_with_the_rows(records, django_assert_num
 
 
 @pytest.mark.django_db
-def test_api_token_command_issues_one_token_and_rotates_it(make_user):
+def test_api_token_command_shows_a_token_once_and_rotates_it(make_user):
     # given
     user = make_user("integration-bot", "integration_support")
     out = StringIO()
-    # when
     call_command("api_token", "integration-bot", stdout=out)
-    call_command("api_token", "integration-bot", stdout=out)
+    first = out.getvalue().strip()
+    # when: asked again, it cannot show the token (only its digest is kept)
+    with pytest.raises(CommandError, match=r"already has a token .* rotate it"):
+        call_command("api_token", "integration-bot", stdout=out)
     call_command("api_token", "integration-bot", "--rotate", stdout=out)
     # then
-    first, again, rotated = out.getvalue().split()
-    assert first == again != rotated
-    assert list(Token.objects.filter(user=user).values_list("key", flat=True)) == [rotated]
-    response = token_client(user)
-    response.credentials(HTTP_AUTHORIZATION=f"Token {rotated}")
-    assert response.get(reverse("api-order-list")).status_code == 200
+    rotated = out.getvalue().split()[1]
+    assert first != rotated
+    stored = list(ApiToken.objects.filter(user=user).values_list("digest", "prefix"))
+    assert stored == [(hashlib.sha256(rotated.encode()).hexdigest(), rotated[:8])]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {first}")
+    assert client.get(reverse("api-order-list")).status_code == 401
+    client.credentials(HTTP_AUTHORIZATION=f"Token {rotated}")
+    assert client.get(reverse("api-order-list")).status_code == 200
 
 
 @pytest.mark.django_db
@@ -274,7 +281,7 @@ def test_api_token_command_refuses_unknown_and_inactive_users(make_user):
         call_command("api_token", "nobody")
     with pytest.raises(CommandError, match="'gone' is not active"):
         call_command("api_token", "gone")
-    assert Token.objects.count() == 0
+    assert ApiToken.objects.count() == 0
 
 
 @pytest.mark.django_db

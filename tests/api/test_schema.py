@@ -14,8 +14,8 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
-from rest_framework.authtoken.models import Token
 
+from core.tokens import api_token_issue
 from tandem.wsgi import application
 from tests.api.conftest import token_client, user_for
 
@@ -24,7 +24,7 @@ from tests.api.conftest import token_client, user_for
 def auditor_token(records: dict[str, Any], settings: Any) -> str:
     settings.ALLOWED_HOSTS = ["*"]  # schemathesis' WSGI client calls itself "localhost"
     user = user_for("auditor")
-    return str(Token.objects.get_or_create(user=user)[0].key)
+    return api_token_issue(user=user, rotate=True)
 
 
 @pytest.fixture

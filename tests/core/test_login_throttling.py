@@ -1,11 +1,12 @@
 """Sign-in lockout and API throttling: 30 wrong passwords and then the right one are no
-longer all accepted; the API answers 429 with Retry-After past its rate."""
+longer all accepted; the API answers 429 with Retry-After past its rate, per token (per
+address before authentication), so one client's flood takes nothing from another."""
 
 from __future__ import annotations
 
 import pytest
-from rest_framework.authtoken.models import Token
-from rest_framework.throttling import SimpleRateThrottle
+
+from core.tokens import api_token_issue
 
 
 def _sign_in(client, username: str, password: str, address: str = "10.0.0.1"):  # type: ignore[no-untyped-def]
@@ -59,12 +60,11 @@ def test_fewer_failures_than_the_limit_then_the_right_password_signs_in(
 
 
 @pytest.mark.django_db
-def test_the_api_answers_429_with_retry_after_past_its_rate(client, make_user, monkeypatch):
+def test_the_api_answers_429_with_retry_after_past_its_rate(client, make_user, settings):
     # given: a rate of 3 a minute per token
-    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {"user": "3/min", "anon": "3/min"})
+    settings.API_THROTTLE_USER = "3/min"
     user = make_user("ivan", role="integration_support")
-    token = Token.objects.create(user=user)
-    headers = {"HTTP_AUTHORIZATION": f"Token {token.key}"}
+    headers = {"HTTP_AUTHORIZATION": f"Token {api_token_issue(user=user)}"}
     # when
     statuses = [client.get("/api/v1/orders/", **headers).status_code for _ in range(4)]
     last = client.get("/api/v1/orders/", **headers)
@@ -72,3 +72,24 @@ def test_the_api_answers_429_with_retry_after_past_its_rate(client, make_user, m
     assert statuses == [200, 200, 200, 429]
     assert last.status_code == 429
     assert 1 <= int(last["Retry-After"]) <= 60
+
+
+@pytest.mark.django_db
+def test_one_token_past_its_rate_takes_nothing_from_another_or_from_the_console(
+    client, make_user, settings
+):
+    # given: token A has used up its rate, from the same address as B
+    settings.API_THROTTLE_USER = "3/min"
+    token_a = api_token_issue(user=make_user("ann", role="integration_support"))
+    token_b = api_token_issue(user=make_user("bob", role="integration_support"))
+    a_statuses = [
+        client.get("/api/v1/orders/", HTTP_AUTHORIZATION=f"Token {token_a}").status_code
+        for _ in range(5)
+    ]
+    # when
+    b = client.get("/api/v1/orders/", HTTP_AUTHORIZATION=f"Token {token_b}")
+    client.force_login(make_user("sue", role="sales_ops"))
+    console = client.get("/")
+    # then
+    assert a_statuses == [200, 200, 200, 429, 429]
+    assert (b.status_code, console.status_code) == (200, 200)

@@ -11,10 +11,10 @@ import pytest
 import requests
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from rest_framework.authtoken.models import Token
 
 from core.audit import Actor
 from core.records import BillingPeriod, LineKind
+from core.tokens import api_token_issue
 from masterdata.services import records as md
 from q2c.models import Contract, DeliveryState, UsageReport, UsageReportState
 from tests.integration.q2c_env import Rig, wait_run_completed, wait_until
@@ -45,7 +45,7 @@ def _usage_product() -> None:
 def _token() -> str:
     user = get_user_model().objects.create_user(username="metering", password="pw")
     user.groups.add(Group.objects.get(name="integration_support"))
-    return Token.objects.create(user=user).key
+    return api_token_issue(user=user)
 
 
 def _post_usage(url: str, token: str, records: list[dict[str, str]]) -> dict[str, Any]:

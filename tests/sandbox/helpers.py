@@ -12,7 +12,7 @@ from typing import Any
 import requests
 
 from sandbox import Sandbox, SandboxConfig, SandboxServer
-from sandbox.config import default_api_key
+from sandbox.config import CONTROL_TOKEN_HEADER, default_api_key
 
 
 @dataclass
@@ -90,6 +90,7 @@ class SandboxClient:
     def __init__(self, server: SandboxServer) -> None:
         self.server = server
         self.url = server.url
+        self.control_token = server.sandbox.config.control_token
         self.http = requests.Session()
         self.http.trust_env = False
 
@@ -124,7 +125,13 @@ class SandboxClient:
         return self.call("POST", system, path, json=body, **kwargs)
 
     def control(self, method: str, path: str, body: Any = None) -> requests.Response:
-        return self.http.request(method, f"{self.url}/_control{path}", json=body, timeout=10)
+        return self.http.request(
+            method,
+            f"{self.url}/_control{path}",
+            json=body,
+            headers={CONTROL_TOKEN_HEADER: self.control_token},
+            timeout=10,
+        )
 
     def state(self, system: str) -> dict[str, Any]:
         return self.control("GET", f"/state/{system}").json()

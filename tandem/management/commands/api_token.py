@@ -1,4 +1,4 @@
-"""Issue (or rotate) the API token of a user and print it once."""
+"""Issue (or rotate) the API token of a user and print it: the only time it is shown."""
 
 from __future__ import annotations
 
@@ -6,12 +6,16 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import transaction
-from rest_framework.authtoken.models import Token
+
+from core.errors import Refused
+from core.tokens import api_token_issue
 
 
 class Command(BaseCommand):
-    help = "Print a user's API token, creating it if needed; --rotate replaces it."
+    help = (
+        "Issue a user's API token and print it once (only its digest is stored); "
+        "--rotate revokes the current token and issues a new one."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("username")
@@ -23,10 +27,8 @@ class Command(BaseCommand):
         user = get_user_model().objects.filter(username=username).first()
         if user is None:
             raise CommandError(f"no user named {username!r}")
-        if not user.is_active:
-            raise CommandError(f"{username!r} is not active; an inactive user cannot use the API")
-        with transaction.atomic():
-            if rotate:
-                Token.objects.filter(user=user).delete()
-            token, _ = Token.objects.get_or_create(user=user)
-        self.stdout.write(token.key)
+        try:
+            key = api_token_issue(user=user, rotate=rotate)
+        except Refused as refused:
+            raise CommandError(refused.message) from None
+        self.stdout.write(key)

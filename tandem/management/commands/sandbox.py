@@ -7,6 +7,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.env import envfloat, envint, envstr
@@ -99,6 +100,7 @@ class Command(BaseCommand):
                 seed=options["seed"],
                 api_keys=api_keys,
                 webhook_secrets=secrets,
+                control_token=settings.SANDBOX_CONTROL_TOKEN,
                 webhook_url=options["webhook_url"] or None,
                 erp_approval_delay_s=None if delay < 0 else delay,
                 state_file=Path(options["state_file"]) if options["state_file"] else None,

@@ -8,10 +8,12 @@ import time
 
 import pytest
 
+from core.audit import Actor
+from core.errors import Refused
 from orchestration.events.catalog import event_validate
 from orchestration.events.errors import EventRejected
-from orchestration.events.services import UNAUTHENTICATED_BODY_KEPT
-from orchestration.models import InboundEvent
+from orchestration.events.services import UNAUTHENTICATED_BODY_KEPT, dead_letter_act
+from orchestration.models import DeadLetterAction, InboundEvent
 from tests.orchestration.events.test_webhooks import body_of, post, quote_approved
 
 
@@ -122,3 +124,73 @@ def test_a_stale_signed_delivery_is_still_refused_after_the_signature_check(
     # then
     assert response.status_code == 401
     assert InboundEvent.objects.get().event_id == ""
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        (_with_data(valid_until="2026-13-45"),
+         "quote.approved v1 schema: is not a real date or time (at $.data.valid_until)"),
+        (_with_account(country="GB\n"),
+         "quote.approved v1 schema: does not match '^[A-Z]{2}$' (at $.data.account.country)"),
+        ({**quote_approved(), "event_type": "order.accepted"},
+         "cpq does not send order.accepted events (expected from erp)"),
+    ],
+)  # fmt: skip
+def test_a_signed_delivery_failing_the_schema_is_answered_400_with_the_reason(
+    client, webhook_secrets, django_capture_on_commit_callbacks, payload, reason
+):
+    # given
+    body = body_of(payload)
+    # when
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = post(client, body, secret=webhook_secrets["current"])
+    # then: the sender learns why at once; the row keeps the body and the reason, no work queued
+    assert (response.status_code, response.json()) == (
+        400, {"status": "rejected", "reason": reason},
+    )  # fmt: skip
+    event = InboundEvent.objects.get()
+    assert (event.status, event.signature_valid, event.event_id, event.rejection_reason,
+            event.raw_body) == (
+        "rejected", True, "evt_cpq_0001", reason, body.decode(),
+    )  # fmt: skip
+    assert callbacks == []
+
+
+@pytest.mark.django_db
+def test_a_fixed_delivery_of_an_event_refused_at_the_door_is_accepted(client, webhook_secrets):
+    # given: the sender was told the event is invalid
+    bad = post(
+        client, body_of(_with_data(valid_until="2026-13-45")), secret=webhook_secrets["current"]
+    )
+    # when: it sends the same event id again, fixed
+    fixed = post(client, body_of(quote_approved()), secret=webhook_secrets["current"])
+    again = post(client, body_of(quote_approved()), secret=webhook_secrets["current"])
+    # then
+    assert [bad.status_code, fixed.status_code, again.status_code] == [400, 202, 200]
+    rows = InboundEvent.objects.order_by("pk").values_list("status", "duplicate_deliveries")
+    assert list(rows) == [("rejected", 0), ("received", 1)]
+
+
+@pytest.mark.django_db
+def test_a_rejected_event_whose_fixed_delivery_was_accepted_cannot_be_reprocessed(
+    client, webhook_secrets, make_user
+):
+    # given
+    post(client, body_of(_with_data(valid_until="2026-13-45")), secret=webhook_secrets["current"])
+    post(client, body_of(quote_approved()), secret=webhook_secrets["current"])
+    rejected = InboundEvent.objects.get(status="rejected")
+    ivan = Actor.person(make_user("ivan", role="integration_support"))
+    # when
+    with pytest.raises(Refused) as refused:
+        dead_letter_act(inbound_event_id=rejected.pk, action="reprocess", actor=ivan, reason="x")
+    # then
+    assert str(refused.value) == (
+        f"inbound event {rejected.pk}: a later delivery of evt_cpq_0001 was accepted; "
+        "discard this one"
+    )
+    assert sorted(InboundEvent.objects.values_list("status", flat=True)) == [
+        "received", "rejected",
+    ]  # fmt: skip
+    assert DeadLetterAction.objects.count() == 0

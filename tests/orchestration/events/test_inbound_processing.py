@@ -160,17 +160,21 @@ def _without(payload: dict, *path: str) -> dict:
          "cpq does not send order.accepted events (expected from erp)"),
     ],
 )  # fmt: skip
-def test_invalid_unknown_and_unmappable_events_are_kept_as_rejected(
+def test_invalid_unknown_and_unmappable_events_are_refused_at_the_door_and_kept_as_rejected(
     webhook_secrets, payload, canonical_type, reason
 ):
     # given
-    event = received("cpq", payload, webhook_secrets["current"])
+    body = json.dumps(payload).encode()
+    headers = {"X-Tandem-Signature": signature_header(secret=webhook_secrets["current"], body=body)}
     # when
-    process_inbound_event(event.pk)
-    # then
-    event.refresh_from_db()
-    assert (event.status, event.canonical_type, event.rejection_reason, event.raw_body) == (
-        "rejected", canonical_type, reason, json.dumps(payload),
+    receipt = inbound_event_receive(system="cpq", raw_body=body, headers=headers, now=time.time())
+    process_inbound_event(receipt.event.pk)
+    # then: the sender is told why at once; processing the stored row changes nothing
+    assert (receipt.http_status, receipt.body) == (400, {"status": "rejected", "reason": reason})
+    event = InboundEvent.objects.get()
+    assert (event.status, event.canonical_type, event.rejection_reason, event.raw_body,
+            event.signature_valid, event.event_id) == (
+        "rejected", canonical_type, reason, body.decode(), True, payload["event_id"],
     )  # fmt: skip
     assert list(inbound_events_rejected(system="cpq")) == [event]
     assert list(inbound_events_rejected(system="erp")) == []

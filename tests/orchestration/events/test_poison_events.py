@@ -46,8 +46,7 @@ def _fails_with(monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
 @pytest.mark.parametrize(
     "changes",
     [
-        {"valid_until": "2026-13-45"},
-        {"approved_at": "2026-02-30T10:00:00Z"},
+        # (impossible dates are refused at the door: test_hostile_webhooks.py)
         {"lines": [{**example("quote.approved")["data"]["lines"][1],
                     "quantity": "999999999999999", "unit_price": "999999999999999.999999"}]},
     ],

@@ -236,8 +236,9 @@ def test_a_forged_delivery_cannot_block_the_genuine_event(client, webhook_secret
 @pytest.mark.django_db
 def test_the_same_event_id_from_another_system_is_a_different_event(client, webhook_secrets):
     # given
-    body = body_of({**quote_approved(), "event_type": "invoice.finalized"})
-    post(client, body, secret=webhook_secrets["current"])
+    post(client, body_of(quote_approved()), secret=webhook_secrets["current"])
+    invoice = json.loads(Path(SCHEMA_DIR, "invoice.posted", "v1.json").read_text())["examples"][0]
+    body = body_of({**invoice, "event_id": quote_approved()["event_id"]})
     # when
     response = post(client, body, secret="whsec_billing", url="/webhooks/billing/")
     # then
