@@ -8,6 +8,7 @@ console's page for those records checks (core.roles).
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -96,6 +97,16 @@ class Cursor(CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 200
     ordering: Any = ("-created_at", "-id")
+
+    def get_page_size(self, request: Any) -> int | None:
+        """``page_size`` as the schema says, an integer (ASCII digits): anything else is a 400
+        instead of silently the default; a size out of 1 to 200 is brought within it."""
+        value = request.query_params.get(self.page_size_query_param) or None  # "": absent
+        if value is not None and not re.fullmatch(r"-?[0-9]{1,18}", value):
+            raise ValidationError({self.page_size_query_param: ["must be an integer"]})
+        if value is not None and int(value) < 1:
+            return self.page_size
+        return super().get_page_size(request)
 
 
 def cursor_ordered(*ordering: str) -> type[CursorPagination]:

@@ -184,6 +184,27 @@ def test_an_unknown_state_is_a_400_naming_the_allowed_ones(records):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("page_size", "status", "shown"),
+    [("2", 200, 2), ("-1", 200, 3), ("0", 200, 3), ("100000", 200, 3), ("1.5", 400, 0),
+     ("-1.9e-28", 400, 0), ("٢", 400, 0), ("2\n", 400, 0), ("", 200, 3)],
+)  # fmt: skip
+def test_a_page_size_that_is_not_an_integer_is_refused(records, page_size, status, shown):
+    # given: three orders
+    factories.order(account=records["account"])
+    factories.order(account=records["account"])
+    client = token_client(user_for("sales_ops"))
+    # when
+    response = client.get(reverse("api-order-list"), {"page_size": page_size})
+    # then
+    assert response.status_code == status
+    if status == 400:
+        assert response.json() == {"page_size": ["must be an integer"]}
+    else:
+        assert len(response.json()["results"]) == shown
+
+
+@pytest.mark.django_db
 def test_lists_are_cursor_paginated_newest_first(records):
     # given
     newer = [factories.order(account=records["account"]) for _ in range(2)]
