@@ -19,6 +19,7 @@ CPQ, CRM, tax and payments; use ``--chaos none`` (the faults are the sandbox's).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -52,6 +53,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--systems", choices=["sandbox", "tryton-stripe"], default="sandbox")
+    parser.add_argument("--scenario", choices=["quote-to-cash", "lifecycle"],
+                        default="quote-to-cash")  # fmt: skip
+    parser.add_argument("--contracts", type=int, default=50, help="lifecycle: contracts to change")
     args = parser.parse_args()
 
     step(f"machine: {machine_summary()}")
@@ -125,12 +129,35 @@ def _rehearse(
         step(f"sandbox on {sandbox_url}, gunicorn {' '.join(GUNICORN_ARGS)} on port "
              f"{tandem_port}, {WORKERS} workers x {WORKER_CONCURRENCY} threads, beat")  # fmt: skip
         started = time.monotonic()
-        command = [sys.executable, "manage.py", "simulate", "--quotes", str(args.quotes),
+        command = [sys.executable, "manage.py", "simulate", "--scenario", args.scenario,
+                   "--quotes", str(args.quotes), "--contracts", str(args.contracts),
                    "--chaos", args.chaos, "--seed", str(args.seed), "--sandbox-url", sandbox_url,
                    "--timeout", str(args.timeout)]  # fmt: skip
         result = subprocess.run(command, env={**os.environ, **env}, check=False)  # noqa: S603
         step(f"simulate exited {result.returncode} after {time.monotonic() - started:.0f} s")
+    if args.scenario == "lifecycle" and real_systems:
+        return _real_books_check(result.returncode)
     return result.returncode
+
+
+def _real_books_check(code: int) -> int:
+    """Count, per contract of the benchmark database (all made by this run), what Tryton and
+    Stripe hold against Tandem's versions; print the JSON; non-zero on any disagreement or
+    duplicate (or when simulate failed)."""
+    from django.db import connections
+
+    from demo.real_books import real_books
+    from q2c.models import Contract
+
+    connections.close_all()
+    started = time.monotonic()
+    contracts = list(
+        Contract.objects.order_by("enterprise_id").values_list("enterprise_id", flat=True)
+    )
+    books = real_books(contracts)
+    print(json.dumps({name: system.as_dict() for name, system in books.items()}, indent=2))
+    step(f"books of {len(contracts)} contracts counted in {time.monotonic() - started:.0f} s")
+    return code or (0 if all(system.ok for system in books.values()) else 1)
 
 
 if __name__ == "__main__":
