@@ -14,6 +14,12 @@ at the end; Tandem confirms the sales it creates (``CONNECTOR_ERP_TRYTON_CONFIRM
 polls Tryton every 2 s, Tryton's answers are awaited 30 s, and every Stripe customer gets the
 test card. The sandbox still plays
 CPQ, CRM, tax and payments; use ``--chaos none`` (the faults are the sandbox's).
+
+``--scenario lifecycle --contracts N`` runs ``simulate --scenario lifecycle`` instead (the
+first orders, then upgrades, downgrades, renewals, cancellations and stale changes); with
+``--systems tryton-stripe`` it then counts, per contract of the benchmark database, what
+Tryton and Stripe hold against Tandem's contract versions (``demo/real_books.py``), prints
+a JSON summary per system and exits non-zero on any disagreement or duplicate.
 """
 
 from __future__ import annotations
