@@ -144,7 +144,7 @@ def tryton_expected(
         if version.order is None:
             continue
         order = version.order.enterprise_id
-        sale, given_back = True, False
+        sale, given_back = version.kind == VersionKind.INITIAL, False
         if version.kind == VersionKind.AMENDMENT:
             sale, given_back = _amendment_sale_and_return(version)
         facts[f"sale.sale {order}"] = int(live and sale)
