@@ -14,11 +14,18 @@ at the end; Tandem confirms the sales it creates (``CONNECTOR_ERP_TRYTON_CONFIRM
 polls Tryton every 2 s, Tryton's answers are awaited 30 s, and every Stripe customer gets the
 test card. The sandbox still plays
 CPQ, CRM, tax and payments; use ``--chaos none`` (the faults are the sandbox's).
+
+``--scenario lifecycle --contracts N`` runs ``simulate --scenario lifecycle`` instead (the
+first orders, then upgrades, downgrades, renewals, cancellations and stale changes); with
+``--systems tryton-stripe`` it then counts, per contract of the benchmark database, what
+Tryton and Stripe hold against Tandem's contract versions (``demo/real_books.py``), prints
+a JSON summary per system and exits non-zero on any disagreement or duplicate.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -52,7 +59,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--systems", choices=["sandbox", "tryton-stripe"], default="sandbox")
+    parser.add_argument("--scenario", choices=["quote-to-cash", "lifecycle"],
+                        default="quote-to-cash")  # fmt: skip
+    parser.add_argument("--contracts", type=int, default=50, help="lifecycle: contracts to change")
+    parser.add_argument("--books-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.books_only:  # in a child given the systems' environment (see _rehearse)
+        import django
+
+        django.setup()
+        raise SystemExit(_real_books_check())
 
     step(f"machine: {machine_summary()}")
     tandem_port = free_port()
@@ -125,12 +141,35 @@ def _rehearse(
         step(f"sandbox on {sandbox_url}, gunicorn {' '.join(GUNICORN_ARGS)} on port "
              f"{tandem_port}, {WORKERS} workers x {WORKER_CONCURRENCY} threads, beat")  # fmt: skip
         started = time.monotonic()
-        command = [sys.executable, "manage.py", "simulate", "--quotes", str(args.quotes),
+        command = [sys.executable, "manage.py", "simulate", "--scenario", args.scenario,
+                   "--quotes", str(args.quotes), "--contracts", str(args.contracts),
                    "--chaos", args.chaos, "--seed", str(args.seed), "--sandbox-url", sandbox_url,
                    "--timeout", str(args.timeout)]  # fmt: skip
         result = subprocess.run(command, env={**os.environ, **env}, check=False)  # noqa: S603
         step(f"simulate exited {result.returncode} after {time.monotonic() - started:.0f} s")
+    if args.scenario == "lifecycle" and real_systems:
+        # a child process: this one's settings were read before the systems' were known
+        books = subprocess.run([sys.executable, __file__, "--books-only"],  # noqa: S603
+                               env={**os.environ, **env}, check=False)  # fmt: skip
+        return result.returncode or books.returncode
     return result.returncode
+
+
+def _real_books_check() -> int:
+    """Count, per contract of the benchmark database (all made by this run), what Tryton and
+    Stripe hold against Tandem's versions; print the JSON; non-zero on any disagreement or
+    duplicate."""
+    from demo.real_books import real_books
+    from q2c.models import Contract
+
+    started = time.monotonic()
+    contracts = list(
+        Contract.objects.order_by("enterprise_id").values_list("enterprise_id", flat=True)
+    )
+    books = real_books(contracts)
+    print(json.dumps({name: system.as_dict() for name, system in books.items()}, indent=2))
+    step(f"books of {len(contracts)} contracts counted in {time.monotonic() - started:.0f} s")
+    return 0 if all(system.ok for system in books.values()) else 1
 
 
 if __name__ == "__main__":

@@ -288,6 +288,18 @@ def test_subscriptions_are_counted_per_order_reference_for_a_rehearsals_books(lo
     assert counts == {"ORD-000001": 1, "ORD-000002": 0}
 
 
+def test_subscriptions_are_listed_per_contract_reference_with_their_items(localstripe):
+    # given
+    billing = StripeBilling()
+    made = _subscribed(localstripe, billing, quantity=4)
+    # when
+    found = billing.subscriptions_of_contracts(references=["CTR-000001", "CTR-000002"])
+    # then
+    assert [row["id"] for row in found["CTR-000001"]] == [made]
+    assert [item["quantity"] for item in found["CTR-000001"][0]["items"]["data"]] == [4]
+    assert found["CTR-000002"] == []
+
+
 def _through_lossy_proxy(localstripe: LocalStripe, settings: Any) -> LossyProxy:
     proxy = LossyProxy(upstream=localstripe.url).start()
     connectors = {name: dict(config) for name, config in settings.TANDEM_CONNECTORS.items()}

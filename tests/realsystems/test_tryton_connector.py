@@ -240,6 +240,10 @@ def test_one_time_lines_are_invoiced_against_the_sale_posted_and_read_back(
         "posted", "1800.00", "300.00",
     )  # fmt: skip
     assert tryton_erp.invoice_find(reference=f"{reference}-OT") == invoice
+    never = unique("CRN")
+    assert tryton_erp.invoices_count(references=[f"{reference}-OT", never]) == {
+        f"{reference}-OT": 1, never: 0,
+    }  # fmt: skip
     sale_invoices = tryton_erp.rpc("test_read", "model.sale.sale.read", [[int(sale.id)],
                                                                          ["invoices"]])  # fmt: skip
     assert sale_invoices[0]["invoices"] == [int(invoice.id)]

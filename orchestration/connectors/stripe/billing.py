@@ -476,6 +476,26 @@ class StripeBilling:
                 params["starting_after"] = page.data[-1].id
         return counts
 
+    def subscriptions_of_contracts(
+        self, *, references: list[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Every subscription (any status, as Stripe returns it) naming each contract reference
+        in its metadata (a rehearsal's books check)."""
+        found: dict[str, list[dict[str, Any]]] = {reference: [] for reference in references}
+        params: Any = {"limit": LIST_PAGE, "status": "all"}
+        with self._operation("subscription_count"):
+            while True:
+                page = self.client.v1.subscriptions.list(params=params)
+                for obj in page.data:
+                    body = obj.to_dict()
+                    reference = (body.get("metadata") or {}).get(CONTRACT_KEY)
+                    if reference in found:
+                        found[reference].append(body)
+                if not page.has_more or not page.data:
+                    break
+                params["starting_after"] = page.data[-1].id
+        return found
+
     def subscription_create(
         self,
         *,

@@ -478,14 +478,25 @@ class TrytonErp(TrytonReceivables):
         }
 
     def sales_orders_count(self, *, references: list[str]) -> dict[str, int]:
-        """How many sales Tryton holds for each reference (a rehearsal's books check)."""
+        """How many sales (returns included) Tryton holds for each reference (a rehearsal's
+        books check)."""
+        return self._count_by_reference("sale.sale", [], references, "sales_order_count")
+
+    def invoices_count(self, *, references: list[str]) -> dict[str, int]:
+        """How many customer invoices and credit notes Tryton holds for each reference."""
+        return self._count_by_reference(
+            "account.invoice", [["type", "=", "out"]], references, "invoice_count"
+        )
+
+    def _count_by_reference(
+        self, model: str, domain: list[Any], references: list[str], operation: str
+    ) -> dict[str, int]:
         counts = dict.fromkeys(references, 0)
         for start in range(0, len(references), POLL_PAGE):
             chunk = references[start : start + POLL_PAGE]
             for row in self.search_read(
-                "sale.sale", [["reference", "in", chunk]], ["reference"],
-                operation="sales_order_count",
-            ):  # fmt: skip
+                model, [["reference", "in", chunk], *domain], ["reference"], operation=operation
+            ):
                 counts[str(row["reference"])] += 1
         return counts
 
