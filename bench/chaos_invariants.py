@@ -162,11 +162,13 @@ def observe(sandbox: Any) -> Observed:
         orders_by_quote=orders_by_quote,
         erp_sales_orders=Counter(r.get("externalId") for r in erp.get("salesorders", [])),
         billing_subscriptions=Counter(
-            (r.get("metadata") or {}).get("tandem_order") for r in billing.get("subscriptions", [])
+            str((r.get("metadata") or {}).get("tandem_order"))
+            for r in billing.get("subscriptions", [])
         ),
         erp_customers=Counter(r.get("externalId") for r in erp.get("customers", [])),
         billing_customers=Counter(
-            (r.get("metadata") or {}).get("tandem_account") for r in billing.get("customers", [])
+            str((r.get("metadata") or {}).get("tandem_account"))
+            for r in billing.get("customers", [])
         ),
     )
     for model, label in ((Order, "order"), (WorkflowRun, "run")):
