@@ -313,12 +313,14 @@ def _soak(args: argparse.Namespace, redis: OwnRedis, started: float) -> int:
                    "--timeout", str(args.timeout)]  # fmt: skip
         simulate_log = Path("var") / "bench" / "chaos-simulate.log"  # its summary, its progress
         chaos.start()
-        with simulate_log.open("wb") as out:
-            simulated = subprocess.run(  # noqa: S603 (our own command)
-                command, env={**os.environ, **env}, stdout=out, stderr=out, check=False
-            )
-        done.set()
-        chaos.join()
+        try:
+            with simulate_log.open("wb") as out:
+                simulated = subprocess.run(  # noqa: S603 (our own command)
+                    command, env={**os.environ, **env}, stdout=out, stderr=out, check=False
+                )
+        finally:  # no worker is started behind the children's stop
+            done.set()
+            chaos.join()
         step(f"simulate exited {simulated.returncode}; the killing stopped "
              f"({workers.killed} workers killed); settling")  # fmt: skip
         settled = settle(args.settle)
