@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.lock | cksum | cut -d' ' -f1)
 
-.PHONY: help install browser demo test screenshots lint format typecheck migrations-check deploy-check lock clean tryton-db
+.PHONY: help install browser demo test chaos-short screenshots lint format typecheck migrations-check deploy-check lock clean tryton-db
 
 
 help:  ## list the targets
@@ -30,6 +30,9 @@ TEST_WORKERS ?= 2
 
 test: install browser  ## run the whole suite in TEST_WORKERS processes (PostgreSQL/Redis when they answer, else SQLite/filesystem)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+
+chaos-short: install  ## the chaos soak's CI form: 300 quotes under faults while workers are killed, Redis restarts, connections are cut
+	$(BIN)/python bench/chaos.py --quotes $(or $(CHAOS_QUOTES),300)
 
 screenshots: install browser  ## run the browser tests, saving their screenshots into docs/screenshots
 	TANDEM_SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest tests/browser $(PYTEST_ARGS)

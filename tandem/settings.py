@@ -260,6 +260,14 @@ CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# A running workflow step holds a lease its worker renews every third of it; the step-sweep
+# beat job runs again a step whose lease lapsed (its worker died), so a killed worker's step
+# is re-driven within about STEP_LEASE_SECONDS + STEP_SWEEP_SECONDS. A queued step whose
+# message was lost (a broker restart) is re-sent after STEP_QUEUED_GRACE_SECONDS.
+STEP_LEASE_SECONDS = envint("STEP_LEASE_SECONDS", 15, minimum=2)
+STEP_QUEUED_GRACE_SECONDS = envint("STEP_QUEUED_GRACE_SECONDS", 120, minimum=5)
+# An inbound event still unprocessed this long after it arrived is sent to a worker again.
+INBOUND_RECEIVED_GRACE_SECONDS = envint("INBOUND_RECEIVED_GRACE_SECONDS", 120, minimum=5)
 # Days before its term ends that an auto-renewing contract's renewal is recorded and sent.
 CONTRACT_RENEWAL_LEAD_DAYS = envint("CONTRACT_RENEWAL_LEAD_DAYS", 0)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
@@ -289,7 +297,7 @@ CELERY_BEAT_SCHEDULE = {
     # Re-sends workflow steps whose broker message was lost or whose worker died.
     "sweep-steps": {
         "task": "orchestration.sweep_steps",
-        "schedule": 60.0,
+        "schedule": envfloat("STEP_SWEEP_SECONDS", 5.0),
         "options": {"queue": "default"},
     },
     # Closes ended usage months and re-sends the usage reports billing has not confirmed.
@@ -301,7 +309,7 @@ CELERY_BEAT_SCHEDULE = {
     # Re-sends inbound events whose processing message was lost.
     "sweep-inbound-events": {
         "task": "orchestration.sweep_inbound_events",
-        "schedule": 60.0,
+        "schedule": envfloat("INBOUND_SWEEP_SECONDS", 60.0),
         "options": {"queue": "default"},
     },
     # Reads the changes of systems without webhooks (e.g. Tryton) from their poll cursors.

@@ -3,8 +3,11 @@
 Used by ``manage.py demo`` for the web server and the Celery worker (and whatever else the
 demo needs). Each child runs in its own session, so a Ctrl-C in the terminal reaches only
 the supervisor, which then stops the children in order: SIGTERM to each child's process
-group (grandchildren such as an embedded beat included), a grace period, then SIGKILL. If
-one child exits on its own, the others are stopped too and the exit is reported.
+group (grandchildren such as an embedded beat included), a grace period, then SIGKILL. A
+child marked ``restart`` (the Celery worker) that dies is started again, what it left in its
+process group killed first, up to ``RESTARTS_ALLOWED`` times within ``RESTART_WINDOW_SECONDS``
+(a crash loop stops the demo instead). If any other child exits on its own, the others are
+stopped too and the exit is reported.
 """
 
 from __future__ import annotations
@@ -15,18 +18,24 @@ import signal
 import subprocess
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import FrameType
 from typing import IO, Protocol
 
+RESTARTS_ALLOWED = 5
+RESTART_WINDOW_SECONDS = 60.0
+
 
 @dataclass(frozen=True)
 class ChildSpec:
-    """A child process: a short name for its output prefix and the command line."""
+    """A child process: a short name for its output prefix and the command line; ``restart``:
+    started again when it dies instead of stopping the others."""
 
     name: str
     argv: list[str]
+    restart: bool = False
 
 
 class _Writer(Protocol):
@@ -69,6 +78,9 @@ class Supervisor:
         self._stop_requested = threading.Event()
         self._signal_name: str | None = None
         self._width = max(len(spec.name) for spec in specs)
+        self._restarts: dict[str, deque[float]] = {spec.name: deque() for spec in specs}
+        self.restart_count: dict[str, int] = {spec.name: 0 for spec in specs}
+        self._restart_lock = threading.Lock()
 
     # --- output ---------------------------------------------------------------------------
 
@@ -109,35 +121,67 @@ class Supervisor:
 
     def start(self) -> None:
         for spec in self.specs:
-            process = subprocess.Popen(  # noqa: S603 (our own fixed command lines)
-                spec.argv,
-                cwd=self.cwd,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            self.processes[spec.name] = process
-            assert process.stdout is not None
-            pump = threading.Thread(
-                target=self._pump, args=(spec.name, process.stdout), daemon=True
-            )
-            pump.start()
-            self._pumps.append(pump)
+            self._spawn(spec)
+
+    def _spawn(self, spec: ChildSpec) -> None:
+        process = subprocess.Popen(  # noqa: S603 (our own fixed command lines)
+            spec.argv,
+            cwd=self.cwd,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes[spec.name] = process
+        assert process.stdout is not None
+        pump = threading.Thread(target=self._pump, args=(spec.name, process.stdout), daemon=True)
+        pump.start()
+        self._pumps.append(pump)
+
+    def _may_restart(self, spec: ChildSpec) -> bool:
+        """Whether ``spec`` is restartable and has not used up its restarts in the window."""
+        if not spec.restart or self._stop_requested.is_set():
+            return False
+        recent = self._restarts[spec.name]
+        while recent and recent[0] < time.monotonic() - RESTART_WINDOW_SECONDS:
+            recent.popleft()
+        return len(recent) < RESTARTS_ALLOWED
+
+    def restart_crashed(self) -> list[str]:
+        """Start again every restartable child that died (within its budget); their names."""
+        restarted = []
+        with self._restart_lock:
+            for spec in self.specs:
+                process = self.processes.get(spec.name)
+                if process is None or process.poll() is None or not self._may_restart(spec):
+                    continue
+                # What it left in its group (an embedded beat, pool processes) goes with it.
+                _signal_group(process, signal.SIGKILL)
+                self._restarts[spec.name].append(time.monotonic())
+                self.restart_count[spec.name] += 1
+                self.say(
+                    f"exited with code {process.returncode}; starting it again", name=spec.name
+                )
+                self._spawn(spec)
+                restarted.append(spec.name)
+        return restarted
 
     def exited(self) -> tuple[str, int] | None:
-        """The first child (in start order) that has exited, with its code, or None."""
-        for name, process in self.processes.items():
-            code = process.poll()
-            if code is not None:
-                return name, code
+        """The first child (in start order) that has exited and will not be started again,
+        with its code, or None."""
+        for spec in self.specs:
+            process = self.processes.get(spec.name)
+            code = process.poll() if process is not None else None
+            if code is not None and not self._may_restart(spec):
+                return spec.name, code
         return None
 
     def wait_until(self, ready: Callable[[], bool], *, timeout: float, poll: float = 0.25) -> bool:
         """Wait for ``ready()``; False on timeout, a stop request, or a child exiting."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            self.restart_crashed()
             if self._stop_requested.is_set() or self.exited() is not None:
                 return False
             if ready():
@@ -146,10 +190,12 @@ class Supervisor:
         return False
 
     def wait(self, *, poll: float = 0.25) -> Outcome:
-        """Block until a signal asks us to stop or a child exits on its own."""
+        """Block until a signal asks us to stop or a child that is not restarted exits on its
+        own; a restartable child that dies is started again meanwhile."""
         while True:
             if self._stop_requested.is_set():
                 return Outcome(signal_name=self._signal_name or "stop requested")
+            self.restart_crashed()
             died = self.exited()
             if died is not None:
                 return Outcome(exited_child=died[0], exit_code=died[1])

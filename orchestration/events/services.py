@@ -108,9 +108,11 @@ def webhook_throttled_count(*, system: str) -> int:
     return count
 
 
-# An event still ``received`` this long after it arrived has lost its processing message
-# (broker restart, killed worker) or is waiting for what it refers to: try it again.
-RECEIVED_GRACE = dt.timedelta(minutes=2)
+def received_grace() -> dt.timedelta:
+    """How long after it arrived an event still ``received`` is deemed to have lost its
+    processing message (broker restart, killed worker) or to be waiting for what it refers
+    to, and is tried again (``INBOUND_RECEIVED_GRACE_SECONDS``, 2 minutes by default)."""
+    return dt.timedelta(seconds=settings.INBOUND_RECEIVED_GRACE_SECONDS)
 
 
 def inbound_event_enqueue(inbound_event_id: int, *, swept: bool = False) -> None:
@@ -133,7 +135,7 @@ SWEEP_BATCH = 1000
 
 
 def inbound_events_sweep(*, now: dt.datetime | None = None) -> int:
-    """Send events still ``received`` after ``RECEIVED_GRACE`` to processing again.
+    """Send events still ``received`` after ``received_grace()`` to processing again.
 
     The row, not the broker message, is the truth: this recovers an event whose message was
     lost. Events that failed fewer times go first, so events that keep failing (until they
@@ -143,7 +145,7 @@ def inbound_events_sweep(*, now: dt.datetime | None = None) -> int:
     now = now or timezone.now()
     stale = list(
         InboundEvent.objects.filter(
-            status=InboundStatus.RECEIVED, received_at__lt=now - RECEIVED_GRACE
+            status=InboundStatus.RECEIVED, received_at__lt=now - received_grace()
         )
         .order_by("attempts", "pk")
         .values_list("pk", flat=True)[:SWEEP_BATCH]

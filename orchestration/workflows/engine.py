@@ -23,12 +23,21 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
+from django.conf import settings
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    transaction,
+)
 from django.db.models import Q
 from django.utils import timezone
 
@@ -50,10 +59,65 @@ from orchestration.workflows.resilience import backoff_delay, circuit_allow, cir
 
 logger = logging.getLogger(__name__)
 
-# A step found ``running`` for longer than this lost its worker (SIGKILL, OOM): run it again.
+# A running step holds a lease (``StepRun.lease_expires_at``, ``STEP_LEASE_SECONDS`` long) that
+# its worker renews while the handler runs; a lapsed lease means the worker died (SIGKILL, OOM)
+# and the sweeper runs the step again. A ``running`` row from before leases existed (no
+# ``lease_expires_at``) is judged by this fixed age instead.
 RUNNING_LEASE = dt.timedelta(minutes=5)
-# A ``queued`` step whose message has not been picked up for this long lost its message.
-QUEUED_GRACE = dt.timedelta(minutes=2)
+
+
+def step_lease() -> dt.timedelta:
+    """How long a claimed step is held without its worker renewing the lease."""
+    return dt.timedelta(seconds=settings.STEP_LEASE_SECONDS)
+
+
+def queued_grace() -> dt.timedelta:
+    """How long a ``queued`` step may wait for its message before the sweeper re-sends it."""
+    return dt.timedelta(seconds=settings.STEP_QUEUED_GRACE_SECONDS)
+
+
+class _LeaseKept:
+    """Renews a running step's lease from a thread every third of the lease while the step's
+    handler runs, so only a dead worker's step lapses, however long a live one takes.
+
+    The renewal is one guarded UPDATE of the step's row (still ``running``, same attempt), on
+    the thread's own connection; it stops as soon as the step is no longer ours (finished, or
+    swept and claimed again). A renewal that fails (the database blinked, the connection was
+    cut) is tried again on a new connection at the next beat: the lease is three beats long."""
+
+    def __init__(self, step: StepRun) -> None:
+        self.step_id = step.pk
+        self.attempt = step.attempts
+        self.lease = step_lease()
+        self.every = self.lease.total_seconds() / 3
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._beat, name=f"lease-step-{step.pk}", daemon=True
+        )
+
+    def __enter__(self) -> _LeaseKept:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.every + 5)
+
+    def _beat(self) -> None:
+        try:
+            while not self._stop.wait(self.every):
+                try:
+                    renewed = StepRun.objects.filter(
+                        pk=self.step_id, state=StepState.RUNNING, attempts=self.attempt
+                    ).update(lease_expires_at=timezone.now() + self.lease)
+                except DatabaseError as exc:
+                    logger.warning("step %s: lease not renewed: %s", self.step_id, exc)
+                    connection.close()  # a lost connection is opened afresh at the next beat
+                    continue
+                if not renewed:
+                    return
+        finally:
+            connection.close()  # this thread's own connection
 
 
 # Errors that may pass on their own; any other unexpected error fails the step at once.
@@ -286,7 +350,8 @@ def _claim(step_id: int, now: dt.datetime) -> StepRun | None:
         step.state = StepState.RUNNING
         step.attempts += 1
         step.started_at = now
-        step.save(update_fields=["state", "attempts", "started_at"])
+        step.lease_expires_at = now + step_lease()
+        step.save(update_fields=["state", "attempts", "started_at", "lease_expires_at"])
         return step
 
 
@@ -295,7 +360,8 @@ def step_execute(*, step_id: int) -> str:
 
     The step is claimed (``running``) in its own transaction and its handler runs outside
     any transaction or lock; the outcome (succeeded, retry scheduled, failed, waiting) is
-    recorded in another. A step that is not runnable now returns "nothing to do"."""
+    recorded in another. While the handler runs, the step's lease is renewed (``_LeaseKept``).
+    A step that is not runnable now returns "nothing to do"."""
     now = timezone.now()
     step = _claim(step_id, now)
     if step is None:
@@ -304,7 +370,7 @@ def step_execute(*, step_id: int) -> str:
     definition = _definition(run)
     step_def = _step_def(definition, step.name)
     assert step_def is not None  # a run's steps are made from its definition
-    with correlation(run.subject_id):
+    with correlation(run.subject_id), _LeaseKept(step):
         return _run_handler(run=run, step=step, definition=definition, step_def=step_def)
 
 
@@ -624,14 +690,30 @@ def workflow_replay(
     return steps
 
 
+def _lease_lapsed(step: StepRun, now: dt.datetime) -> bool:
+    """Whether a ``running`` step's worker is gone: its lease ran out unrenewed."""
+    if step.state != StepState.RUNNING:
+        return False
+    if step.lease_expires_at is not None:
+        return step.lease_expires_at < now
+    return step.started_at is not None and step.started_at < now - RUNNING_LEASE
+
+
 def steps_sweep(*, now: dt.datetime | None = None) -> int:
-    """Re-send steps whose message was lost or whose worker died (each locked in its own
-    transaction, in pk order; sent after commit). Refuses nothing. Returns how many."""
+    """Re-send steps whose message was lost or whose worker died (their lease lapsed unrenewed),
+    each locked in its own transaction, in pk order; sent after commit. Refuses nothing.
+    Returns how many."""
     now = now or timezone.now()
+    grace = queued_grace()
     stale = (
-        Q(state=StepState.QUEUED, enqueued_at__lt=now - QUEUED_GRACE)
-        | Q(state=StepState.RETRY_SCHEDULED, next_attempt_at__lt=now - QUEUED_GRACE)
-        | Q(state=StepState.RUNNING, started_at__lt=now - RUNNING_LEASE)
+        Q(state=StepState.QUEUED, enqueued_at__lt=now - grace)
+        | Q(state=StepState.RETRY_SCHEDULED, next_attempt_at__lt=now - grace)
+        | Q(state=StepState.RUNNING, lease_expires_at__lt=now)
+        | Q(
+            state=StepState.RUNNING,
+            lease_expires_at__isnull=True,
+            started_at__lt=now - RUNNING_LEASE,
+        )
     )
     candidates = list(StepRun.objects.filter(stale).values_list("pk", flat=True))
     resent = 0
@@ -640,11 +722,7 @@ def steps_sweep(*, now: dt.datetime | None = None) -> int:
             step = StepRun.objects.select_for_update().filter(pk=pk).first()
             if step is None:
                 continue
-            stale_running = (
-                step.state == StepState.RUNNING
-                and step.started_at
-                and (step.started_at < now - RUNNING_LEASE)
-            )
+            stale_running = _lease_lapsed(step, now)
             if stale_running and step.attempts >= step.max_attempts:
                 # Its worker died on each of its attempts (the step kills it, or never ends):
                 # running it again would do the same; a person looks at it instead.
@@ -657,6 +735,13 @@ def steps_sweep(*, now: dt.datetime | None = None) -> int:
                 )
                 _fail(step=step, definition=_definition(step.run), error=lost)
             elif stale_running or step.state in (StepState.QUEUED, StepState.RETRY_SCHEDULED):
+                if stale_running:
+                    logger.warning(
+                        "step %s (%s) lost its worker (lease lapsed at %s): running it again",
+                        step.pk,
+                        step.name,
+                        step.lease_expires_at,
+                    )
                 _queue(step, now=now)
                 resent += 1
     return resent

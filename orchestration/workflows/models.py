@@ -107,6 +107,11 @@ class StepRun(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     enqueued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="while running: the worker renews this; once past, the worker is deemed lost",
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
     waiting_for = models.CharField(max_length=60, blank=True)
     external_id = models.CharField(max_length=255, blank=True)

@@ -43,6 +43,13 @@ def _open_seconds() -> float:
     return float(getattr(settings, "CIRCUIT_OPEN_SECONDS", 30))
 
 
+def _trial_seconds() -> float:
+    """How long a half-open breaker waits for its trial call's outcome before it lets another
+    caller try: a step lease (the trial's worker renews nothing here, but a live step reports
+    its outcome within one unless the system is that slow, and then a second trial is harmless)."""
+    return float(getattr(settings, "STEP_LEASE_SECONDS", 15))
+
+
 def _closed_and_clean(system: str) -> bool:
     return CircuitBreaker.objects.filter(
         system=system, state=CircuitState.CLOSED, consecutive_failures=0
@@ -63,13 +70,18 @@ def circuit_allow(*, system: str, now: dt.datetime | None = None) -> float | Non
         breaker = CircuitBreaker.objects.select_for_update().get(system=system)
         if breaker.state == CircuitState.CLOSED:
             return None
-        if breaker.state == CircuitState.OPEN and breaker.open_until and breaker.open_until <= now:
+        overdue = breaker.open_until is None or breaker.open_until <= now
+        if breaker.state in (CircuitState.OPEN, CircuitState.HALF_OPEN) and overdue:
+            # Open and its wait is over, or half-open with a trial whose caller never reported
+            # within a step lease (its worker was killed, or its step ended without a call
+            # outcome): this caller makes the one trial call, and has a step lease to report.
             breaker.state = CircuitState.HALF_OPEN
-            breaker.save(update_fields=["state", "updated_at"])
-            return None  # this caller makes the one trial call
+            breaker.open_until = now + dt.timedelta(seconds=_trial_seconds())
+            breaker.save(update_fields=["state", "open_until", "updated_at"])
+            return None
         if breaker.open_until and breaker.open_until > now:
             return (breaker.open_until - now).total_seconds()
-        return _open_seconds()  # half-open: a trial is already under way
+        return _open_seconds()
 
 
 def circuit_record(

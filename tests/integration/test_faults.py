@@ -14,6 +14,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -476,6 +477,89 @@ def test_every_order_completes_exactly_once_after_the_worker_is_killed(rig_facto
     assert_each_order_once_downstream(rig, quote_ids)
     assert Order.objects.count() == 5
     assert OperationalException.objects.count() == 0
+
+
+# A lease of a few seconds, renewed by the running step's worker three times per lease.
+SHORT_LEASE_ENV = {"STEP_LEASE_SECONDS": "3"}
+
+
+def _sweeping_until_active(quote_ids: list[str], *, timeout: float = ORDERS_DEADLINE_S) -> None:
+    """Run the step sweeper every second, as the beat job would, until every order is active."""
+    deadline = time.monotonic() + timeout
+    while Order.objects.filter(
+        quote__cpq_quote_id__in=quote_ids, state=OrderState.ACTIVE
+    ).count() < len(quote_ids):
+        assert time.monotonic() < deadline, _progress()
+        engine.steps_sweep()
+        time.sleep(1.0)
+
+
+def test_a_step_whose_worker_is_killed_is_run_again_once_its_short_lease_lapses(
+    rig_factory, start_worker, settings
+):
+    # given: the messages the killed worker had taken but not started come back after 5 s
+    settings.STEP_QUEUED_GRACE_SECONDS = 5
+    rig = rig_factory(worker=False)
+    worker_env = {**rig.env, **FAST_RECOVERY_ENV, **SHORT_LEASE_ENV}
+    first = start_worker(extra_env=worker_env, concurrency=4)
+    rig_faults(rig, "erp", latency_ms=2500)  # ERP calls are slow: the kill lands mid-call
+    quote_ids = approve_quotes(rig, 3)
+    running = wait_until(
+        lambda: StepRun.objects.filter(system="erp", state=StepState.RUNNING).first(),
+        what="an ERP step to be running",
+    )
+    # when
+    killed_at = timezone.now()
+    first.kill()
+    rig_faults_clear(rig, "erp")
+    # The killed worker's messages stay unacked for the visibility timeout (an hour): only the
+    # sweep, judging the lease, can bring its steps back.
+    start_worker(extra_env=worker_env, concurrency=4)
+    lost = StepRun.objects.get(pk=running.pk)
+    engine.steps_sweep(now=lost.lease_expires_at - dt.timedelta(milliseconds=100))
+    still_leased = StepRun.objects.get(pk=running.pk)
+    wait_until(lambda: timezone.now() > lost.lease_expires_at, what="the lease to lapse")
+    engine.steps_sweep()
+    redriven = StepRun.objects.get(pk=running.pk)
+    # then
+    assert lost.state == StepState.RUNNING
+    assert lost.lease_expires_at <= killed_at + dt.timedelta(seconds=3)  # not 5 minutes
+    assert (still_leased.state, still_leased.attempts) == (StepState.RUNNING, lost.attempts)
+    assert redriven.state != StepState.RUNNING or redriven.attempts == lost.attempts + 1
+    _sweeping_until_active(quote_ids)
+    assert StepRun.objects.get(pk=running.pk).attempts == lost.attempts + 1
+    assert_each_order_once_downstream(rig, quote_ids)
+    assert Order.objects.count() == 3
+    assert OperationalException.objects.count() == 0
+
+
+def test_a_live_step_slower_than_its_lease_keeps_it_and_is_never_run_twice(rig_factory):
+    # given: every ERP call takes longer than the whole lease
+    rig = rig_factory(worker_env={"STEP_LEASE_SECONDS": "2"})
+    rig_faults(rig, "erp", latency_ms=3000)
+    quote_ids = approve_quotes(rig, 2)
+    # when: the sweeper runs all along, as often as it can
+    resent, leases = [], defaultdict(set)
+    while Order.objects.filter(
+        quote__cpq_quote_id__in=quote_ids, state=OrderState.ACTIVE
+    ).count() < len(quote_ids):
+        resent.append(engine.steps_sweep())
+        for step in StepRun.objects.filter(system="erp", state=StepState.RUNNING):
+            leases[(step.pk, step.attempts)].add(step.lease_expires_at - step.started_at)
+        assert len(resent) < 2000, _progress()
+        time.sleep(0.2)
+    # then
+    assert set(resent) == {0}
+    renewed = [lengths for lengths in leases.values() if max(lengths) > dt.timedelta(seconds=2)]
+    assert renewed, leases  # a lease reached past its first two seconds: it was renewed
+    run_twice = (
+        StepRun.objects.filter(waiting_for="")  # a waiting step is claimed again on its event
+        .exclude(attempts=1)
+        .exclude(state=StepState.PENDING)
+        .values_list("run__subject_id", "name", "attempts")
+    )
+    assert list(run_twice) == []
+    assert_each_order_once_downstream(rig, quote_ids)
 
 
 # --- 9. the broker restarts mid-run -------------------------------------------------------

@@ -4,8 +4,9 @@ the sandbox of every system.
 The children share this process's environment (so the same SQLite file and filesystem
 broker) plus the sandbox's demo credentials, so Tandem's connectors and webhook endpoint and
 the sandbox agree on keys and signing secrets. Their output is forwarded with a name prefix,
-and Ctrl-C or SIGTERM stops them all and exits 0. If one child dies, the others are stopped
-and the command exits non-zero.
+and Ctrl-C or SIGTERM stops them all and exits 0. A worker that dies is started again (see
+``tandem.supervisor``); if another child dies, the others are stopped and the command exits
+non-zero.
 """
 
 from __future__ import annotations
@@ -44,7 +45,13 @@ def demo_children(*, port: int, sandbox_port: int) -> list[ChildSpec]:
         # Kept across restarts, so the systems' ids never repeat ones Tandem already holds.
         "--state-file", str(settings.VAR_DIR / "sandbox-state.json"),
     ]  # fmt: skip
-    return [ChildSpec("web", web), ChildSpec("worker", worker), ChildSpec("sandbox", sandbox)]
+    # A worker that crashes (killed, out of memory) is started again; the steps it was running
+    # are run again by the sweeper once their lease lapses.
+    return [
+        ChildSpec("web", web),
+        ChildSpec("worker", worker, restart=True),
+        ChildSpec("sandbox", sandbox),
+    ]
 
 
 def demo_environment(base: Mapping[str, str], *, sandbox_port: int) -> dict[str, str]:

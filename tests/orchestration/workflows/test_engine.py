@@ -473,6 +473,25 @@ def test_an_unexpected_error_fails_the_step_once_with_its_traceback_for_support(
 
 
 @pytest.mark.django_db
+def test_a_running_step_is_swept_once_its_lease_lapses_and_not_before(settings):
+    # given: a step claimed by a worker that then died (nothing renews its lease)
+    settings.STEP_LEASE_SECONDS = 7
+    run = start()
+    step = run.steps.get(name="create_customer")
+    claimed = engine._claim(step.pk, timezone.now())
+    assert claimed is not None
+    # when
+    before = engine.steps_sweep(now=claimed.lease_expires_at - dt.timedelta(seconds=1))
+    after = engine.steps_sweep(now=claimed.lease_expires_at + dt.timedelta(seconds=1))
+    # then
+    assert claimed.lease_expires_at - claimed.started_at == dt.timedelta(seconds=7)
+    assert (before, after) == (0, 1)
+    step.refresh_from_db()
+    assert (step.state, step.attempts) == (StepState.QUEUED, 1)
+    assert calls["create_customer"] == 0
+
+
+@pytest.mark.django_db
 def test_a_step_whose_worker_dies_on_every_attempt_fails_instead_of_running_forever():
     # given: the step was claimed as often as it may be, and its worker died each time
     run = start()

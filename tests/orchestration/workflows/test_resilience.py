@@ -53,6 +53,7 @@ def test_an_open_breaker_lets_exactly_one_trial_through_once_it_is_due(settings)
     # given
     settings.CIRCUIT_FAILURE_THRESHOLD = 1
     settings.CIRCUIT_OPEN_SECONDS = 30
+    settings.STEP_LEASE_SECONDS = 15
     now = timezone.now()
     circuit_record(system="tax", ok=False, error="timeout", now=now)
     # when
@@ -62,5 +63,28 @@ def test_an_open_breaker_lets_exactly_one_trial_through_once_it_is_due(settings)
     # then
     assert early == pytest.approx(20.0)
     assert trial is None
-    assert second == 30.0  # half-open: the trial is under way, nobody else goes
+    assert second == pytest.approx(15.0)  # half-open: the trial has a lease to report
     assert CircuitBreaker.objects.get(system="tax").state == CircuitState.HALF_OPEN
+
+
+@pytest.mark.django_db
+def test_a_half_open_breaker_whose_trial_never_reports_lets_another_trial_through(settings):
+    # given: the trial's worker was killed mid-call, so no outcome is ever recorded
+    settings.CIRCUIT_FAILURE_THRESHOLD = 1
+    settings.CIRCUIT_OPEN_SECONDS = 1
+    settings.STEP_LEASE_SECONDS = 15
+    now = timezone.now()
+    circuit_record(system="billing", ok=False, error="429", now=now)
+    lost_trial = circuit_allow(system="billing", now=now + dt.timedelta(seconds=2))
+    # when
+    within_lease = circuit_allow(system="billing", now=now + dt.timedelta(seconds=16))
+    next_trial = circuit_allow(system="billing", now=now + dt.timedelta(seconds=18))
+    after_it = circuit_allow(system="billing", now=now + dt.timedelta(seconds=18))
+    circuit_record(system="billing", ok=True, now=now + dt.timedelta(seconds=19))
+    # then
+    assert lost_trial is None
+    assert within_lease == pytest.approx(1.0)
+    assert next_trial is None
+    assert after_it == pytest.approx(15.0)
+    breaker = CircuitBreaker.objects.get(system="billing")
+    assert (breaker.state, breaker.consecutive_failures) == (CircuitState.CLOSED, 0)
