@@ -31,7 +31,7 @@ TEST_WORKERS ?= 2
 test: install browser  ## run the whole suite in TEST_WORKERS processes (PostgreSQL/Redis when they answer, else SQLite/filesystem)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
-chaos-short: install  ## the chaos soak's CI form: 300 quotes under faults while workers are killed, Redis restarts, connections are cut
+chaos-short: install  ## the chaos soak's short form (by hand): 300 quotes under faults while workers are killed, Redis restarts, connections are cut
 	$(BIN)/python bench/chaos.py --quotes $(or $(CHAOS_QUOTES),300)
 
 screenshots: install browser  ## run the browser tests, saving their screenshots into docs/screenshots
