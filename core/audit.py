@@ -12,13 +12,14 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import re
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.http import HttpRequest, HttpResponse
 from simple_history.models import HistoricalRecords
 
@@ -54,20 +55,42 @@ class Actor:
         return self.is_system or bool(self.user.has_perm(perm))
 
 
-_system_users: dict[str, int] = {}
+# name -> the system actor's user, once its row is known committed. A system user is never
+# deleted; only a test database flush removes them all (``post_migrate`` follows it).
+_system_users: dict[str, Any] = {}
+_system_users_lock = threading.Lock()
+
+
+def system_users_forget(**_: Any) -> None:
+    """Forget the cached system users (connected to ``post_migrate``, which a flush sends)."""
+    with _system_users_lock:
+        _system_users.clear()
+
+
+def _remember_committed(name: str, user: Any) -> None:
+    """Cache ``user`` once its row is committed: at once outside a transaction, else after the
+    outermost commit (a rolled-back row is never cached). A callback run while a transaction
+    is still open (a test capturing them) caches nothing."""
+
+    def remember() -> None:
+        if not connection.in_atomic_block:
+            with _system_users_lock:
+                _system_users[name] = user
+
+    transaction.on_commit(remember)  # runs now when no transaction is open
 
 
 def system_user(name: str) -> Any:
-    """Return (creating once) the inactive user that stands for a system actor."""
+    """Return (creating once) the inactive user that stands for a system actor.
+
+    Cached per process once its row is committed, so building a system actor costs no query
+    after the first time."""
     if not SYSTEM_ACTOR_PATTERN.match(name):
         raise ValueError(f"{name!r} is not a system actor name")
+    cached = _system_users.get(name)
+    if cached is not None:
+        return cached
     user_model = get_user_model()
-    pk = _system_users.get(name)
-    if pk is not None:
-        # The cached pk may be stale (its row rolled back, then reused by another user).
-        user = user_model.objects.filter(pk=pk, username=name).first()
-        if user is not None:
-            return user
     try:
         with transaction.atomic():
             user, _ = user_model.objects.get_or_create(
@@ -78,7 +101,7 @@ def system_user(name: str) -> Any:
     if user.has_usable_password():
         user.set_unusable_password()
         user.save(update_fields=["password"])
-    _system_users[name] = user.pk
+    _remember_committed(name, user)
     return user
 
 
