@@ -103,7 +103,7 @@ def _constraints_validate(record: models.Model, *, exclude: set[str]) -> None:
         for constraint in constraints:
             try:
                 if isinstance(constraint, models.CheckConstraint):
-                    against = record._get_field_expression_map(
+                    against = record._get_field_expression_map(  # type: ignore[attr-defined]
                         meta=model_class._meta, exclude=exclude
                     )
                     holds = constraint_holds(constraint.condition, against)
@@ -116,7 +116,7 @@ def _constraints_validate(record: models.Model, *, exclude: set[str]) -> None:
                         continue
                 constraint.validate(model_class, record, exclude=exclude, using=using)
             except ValidationError as exc:
-                fields = getattr(constraint, "fields", ())
+                fields: tuple[str, ...] = tuple(getattr(constraint, "fields", ()))
                 if getattr(exc, "code", None) == "unique" and len(fields) == 1:
                     errors.setdefault(fields[0], []).append(exc)
                 else:
@@ -139,12 +139,14 @@ _COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
 _ORDERED = (int, Decimal, dt.date, dt.datetime)  # compared in Python as the database would
 
 
-def constraint_holds(condition: Q, against: dict[str, Any]) -> bool | None:
+def constraint_holds(condition: Any, against: dict[str, Any]) -> bool | None:
     """Whether a check constraint's ``condition`` holds for the field values ``against``
     (``Model._get_field_expression_map``), evaluated in Python: True or False, or None when
     only the database can tell (a lookup, a join or a value this does not compare), and the
     caller asks it. A condition naming a field left out of validation holds, as in Django.
     SQL's NULL logic is kept: a comparison with NULL is unknown, and unknown passes."""
+    if not isinstance(condition, Q):
+        return None  # an expression: the database evaluates it
     try:
         return _evaluate(condition, against) is not False
     except _Missing:
@@ -159,9 +161,10 @@ class _Missing(Exception):
 
 def _operand(against: dict[str, Any], ref: Any) -> Any:
     if isinstance(ref, F):
-        if ref.name not in against:
+        name = ref.name  # type: ignore[attr-defined]
+        if name not in against:
             raise _Missing
-        ref = against[ref.name]
+        ref = against[name]
         if not isinstance(ref, Value):
             raise _NotHere
         return ref.value
