@@ -55,8 +55,9 @@ class Actor:
         return self.is_system or bool(self.user.has_perm(perm))
 
 
-# name -> the system actor's user, once its row is known committed. A system user is never
-# deleted; only a test database flush removes them all (``post_migrate`` follows it).
+# name -> the system actor's user, read outside a transaction (so its row is committed).
+# A system user is never deleted; only a test database flush removes them all
+# (``post_migrate`` follows it).
 _system_users: dict[str, Any] = {}
 _system_users_lock = threading.Lock()
 
@@ -67,24 +68,12 @@ def system_users_forget(**_: Any) -> None:
         _system_users.clear()
 
 
-def _remember_committed(name: str, user: Any) -> None:
-    """Cache ``user`` once its row is committed: at once outside a transaction, else after the
-    outermost commit (a rolled-back row is never cached). A callback run while a transaction
-    is still open (a test capturing them) caches nothing."""
-
-    def remember() -> None:
-        if not connection.in_atomic_block:
-            with _system_users_lock:
-                _system_users[name] = user
-
-    transaction.on_commit(remember)  # runs now when no transaction is open
-
-
 def system_user(name: str) -> Any:
     """Return (creating once) the inactive user that stands for a system actor.
 
-    Cached per process once its row is committed, so building a system actor costs no query
-    after the first time."""
+    Cached per process when read outside any transaction (its row is then committed: one
+    created or found inside a transaction may yet roll back), so building a system actor
+    costs no query after that."""
     if not SYSTEM_ACTOR_PATTERN.match(name):
         raise ValueError(f"{name!r} is not a system actor name")
     cached = _system_users.get(name)
@@ -101,7 +90,9 @@ def system_user(name: str) -> Any:
     if user.has_usable_password():
         user.set_unusable_password()
         user.save(update_fields=["password"])
-    _remember_committed(name, user)
+    if not connection.in_atomic_block:
+        with _system_users_lock:
+            _system_users[name] = user
     return user
 
 

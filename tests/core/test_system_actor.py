@@ -43,20 +43,23 @@ def test_a_committed_system_actor_costs_no_query_the_next_time(django_assert_num
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_system_actor_created_inside_a_transaction_is_cached_only_once_it_commits(
+def test_a_system_actor_made_inside_a_transaction_is_cached_only_once_read_outside(
     django_assert_num_queries,
 ):
     # given
     with transaction.atomic():
         created = system_user("connector:erp")
-        with CaptureQueriesContext(connection) as read:  # not committed yet: read again
-            inside = system_user("connector:erp")
+        with CaptureQueriesContext(connection) as inside:  # not committed yet: read again
+            system_user("connector:erp")
+    with CaptureQueriesContext(connection) as outside:  # committed now: read, and kept
+        system_user("connector:erp")
     # when
     with django_assert_num_queries(0):
         after = system_user("connector:erp")
     # then
-    assert created.pk == inside.pk == after.pk
-    assert any('FROM "auth_user"' in q["sql"] for q in read.captured_queries)
+    assert created.pk == after.pk
+    assert any('FROM "auth_user"' in q["sql"] for q in inside.captured_queries)
+    assert any('FROM "auth_user"' in q["sql"] for q in outside.captured_queries)
 
 
 @pytest.mark.django_db(transaction=True)
