@@ -12,7 +12,10 @@ pool, concurrency 8, every queue) on PostgreSQL and Redis, connector rate limits
 3. waits until every order is active, or stopped by an exception;
 4. prints orders/s, cycle time p50/p95 (order created -> activated) and, per workflow step,
    the mean queue wait (enqueued -> started), run time (started -> finished), time inside
-   the outbound calls it made, and the orchestration overhead (run time - outbound time).
+   the outbound calls it made, the orchestration overhead (run time - outbound time), and
+   the SQL statements and transactions each execution of the step ran (counted inside the
+   workers by ``bench/step_probe.py``); then the statements and transactions of one order's
+   steps, and PostgreSQL's commits per order (steps, inbound events and web requests).
 
 Before all that it measures the ceiling in the same run (``bench/ceiling_chain.py``): as many
 bare Celery chains as quotes, each as many steps long as the quote-to-cash workflow, each
@@ -87,7 +90,8 @@ def workers_start(kids: Children, env: dict[str, str], *, pool: str, profile: st
         name = f"bench{n}-{os.getpid()}@127.0.0.1"
         queues = ",".join(settings.TANDEM_QUEUES)
         argv = [str(BIN / "celery"), "-A", "tandem", "worker", "-Q", queues, "--hostname", name,
-                "--loglevel", "INFO", "--without-gossip", "--without-mingle"]  # fmt: skip
+                "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+                "--include", "bench.step_probe"]  # fmt: skip
         if profile:
             argv = [sys.executable, "-m", "cProfile", "-o", profile, *argv, "--pool", "solo"]
         else:
@@ -270,6 +274,25 @@ def step_figures() -> list[tuple[str, int, float, float, float, float, float]]:
     return rows
 
 
+def sql_figures(probed: list[tuple[int, str, int, int]]) -> dict[str, tuple[float, float, int]]:
+    """Per step name: mean SQL statements and transactions per execution, and executions
+    (re-deliveries and "nothing to do" included: they cost the database too)."""
+    from orchestration.workflows.models import StepRun
+
+    names = dict(StepRun.objects.filter(pk__in={p[0] for p in probed}).values_list("pk", "name"))
+    by_name: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for step_id, _, statements, transactions in probed:
+        by_name[names.get(step_id, "?")].append((statements, transactions))
+    return {
+        name: (
+            statistics.fmean(s for s, _ in samples),
+            statistics.fmean(t for _, t in samples),
+            len(samples),
+        )
+        for name, samples in by_name.items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quotes", type=int, default=200, help="quotes to approve (200)")
@@ -344,6 +367,9 @@ def main() -> None:
         waited_s = time.monotonic() - started
         cpu_text = cpu_report(cpu_before, cpu_snapshot(kids), waited_s)
         db_after = database_work()
+        from bench.step_probe import step_costs
+
+        probed = step_costs(REDIS_URL)
     redis_flush()
 
     from exceptions.models import OperationalException
@@ -386,11 +412,14 @@ def main() -> None:
           f"p95 {percentile(cycles, 95):6.2f} s   max {max(cycles):6.2f} s")  # fmt: skip
     print()
     print(f"{'step':<28}{'runs':>6}{'queue wait':>12}{'run time':>10}{'calls':>7}"
-          f"{'in calls':>10}{'overhead':>10}   (means, ms)")  # fmt: skip
+          f"{'in calls':>10}{'overhead':>10}{'SQL':>6}{'txns':>6}   (means; times in ms,"
+          " SQL and transactions per execution)")  # fmt: skip
     rows = step_figures()
+    sql = sql_figures(probed)
     for name, n, wait, run_ms, count, outbound, overhead in rows:
+        statements, transactions, _ = sql.get(name, (0.0, 0.0, 0))
         print(f"{name:<28}{n:>6}{wait:>12.1f}{run_ms:>10.1f}{count:>7.1f}{outbound:>10.1f}"
-              f"{overhead:>10.1f}")  # fmt: skip
+              f"{overhead:>10.1f}{statements:>6.1f}{transactions:>6.1f}")  # fmt: skip
     total_runs = sum(r[1] for r in rows)
     if total_runs:
 
@@ -399,6 +428,14 @@ def main() -> None:
 
         print(f"{'all steps':<28}{total_runs:>6}{weighted(2):>12.1f}{weighted(3):>10.1f}"
               f"{weighted(4):>7.1f}{weighted(5):>10.1f}{weighted(6):>10.1f}")  # fmt: skip
+    if probed:
+        executions = len(probed)
+        statements = sum(p[2] for p in probed)
+        transactions = sum(p[3] for p in probed)
+        print(f"step executions {executions} ({executions / finished:.1f} per active order): "
+              f"{statements / executions:.1f} SQL statements and {transactions / executions:.1f}"
+              f" transactions each; per active order {statements / finished:.0f} statements and"
+              f" {transactions / finished:.0f} transactions in steps")  # fmt: skip
     rate = len(done) / span_s
     ratio = f"{100 * rate / ceiling:.0f}%" if ceiling else "n/a (the ceiling did not finish)"
     print()

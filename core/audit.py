@@ -12,13 +12,14 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import re
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.http import HttpRequest, HttpResponse
 from simple_history.models import HistoricalRecords
 
@@ -54,20 +55,31 @@ class Actor:
         return self.is_system or bool(self.user.has_perm(perm))
 
 
-_system_users: dict[str, int] = {}
+# name -> the system actor's user, read outside a transaction (so its row is committed).
+# A system user is never deleted; only a test database flush removes them all
+# (``post_migrate`` follows it).
+_system_users: dict[str, Any] = {}
+_system_users_lock = threading.Lock()
+
+
+def system_users_forget(**_: Any) -> None:
+    """Forget the cached system users (connected to ``post_migrate``, which a flush sends)."""
+    with _system_users_lock:
+        _system_users.clear()
 
 
 def system_user(name: str) -> Any:
-    """Return (creating once) the inactive user that stands for a system actor."""
+    """Return (creating once) the inactive user that stands for a system actor.
+
+    Cached per process when read outside any transaction (its row is then committed: one
+    created or found inside a transaction may yet roll back), so building a system actor
+    costs no query after that."""
     if not SYSTEM_ACTOR_PATTERN.match(name):
         raise ValueError(f"{name!r} is not a system actor name")
+    cached = _system_users.get(name)
+    if cached is not None:
+        return cached
     user_model = get_user_model()
-    pk = _system_users.get(name)
-    if pk is not None:
-        # The cached pk may be stale (its row rolled back, then reused by another user).
-        user = user_model.objects.filter(pk=pk, username=name).first()
-        if user is not None:
-            return user
     try:
         with transaction.atomic():
             user, _ = user_model.objects.get_or_create(
@@ -78,7 +90,9 @@ def system_user(name: str) -> Any:
     if user.has_usable_password():
         user.set_unusable_password()
         user.save(update_fields=["password"])
-    _system_users[name] = user.pk
+    if not connection.in_atomic_block:
+        with _system_users_lock:
+            _system_users[name] = user
     return user
 
 

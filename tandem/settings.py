@@ -528,6 +528,10 @@ CIRCUIT_FAILURE_THRESHOLD = envint("CIRCUIT_FAILURE_THRESHOLD", 5, minimum=1)
 CIRCUIT_OPEN_SECONDS = envfloat("CIRCUIT_OPEN_SECONDS", 30.0)
 if CIRCUIT_OPEN_SECONDS <= 0:
     raise ImproperlyConfigured("CIRCUIT_OPEN_SECONDS must be positive")
+# How long a worker trusts a clean breaker it read (0: read the row every time).
+CIRCUIT_CLEAN_CACHE_SECONDS = envfloat("CIRCUIT_CLEAN_CACHE_SECONDS", 1.0)
+if CIRCUIT_CLEAN_CACHE_SECONDS < 0:
+    raise ImproperlyConfigured("CIRCUIT_CLEAN_CACHE_SECONDS must not be negative")
 OUTBOUND_BODY_MAX_BYTES = envint("OUTBOUND_BODY_MAX_BYTES", 16 * 1024, minimum=256)
 # Retention: the stored bodies of inbound deliveries and outbound calls (which may carry
 # personal data) are emptied this many days after they were received or sent; their metadata

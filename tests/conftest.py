@@ -40,10 +40,15 @@ def _role_groups(request: pytest.FixtureRequest) -> None:
 @pytest.fixture(autouse=True)
 def _cache_cleared() -> None:
     """Sign-in failures and API throttling count in the cache: each test starts from none
-    (every test client comes from 127.0.0.1, one address for the lockout)."""
+    (every test client comes from 127.0.0.1, one address for the lockout); so do the
+    circuit breakers' states a worker remembers for a second."""
     from django.core.cache import cache
 
+    from orchestration.workflows.resilience import circuit_cache_clear
+
     cache.clear()
+    # what this process remembers of the breakers' rows, which the last test rolled back
+    circuit_cache_clear()
 
 
 @pytest.fixture

@@ -384,11 +384,12 @@ def _run_handler(
             return _mark_waiting(step)
         signal = found.payload
 
-    existing = StepEffect.objects.filter(idempotency_key=step.idempotency_key).first()
-    if existing is not None and step_def.has_effect:
-        return _succeed(
-            step=step, outcome=Done(existing.external_id, existing.result), skipped=True
-        )
+    if step_def.has_effect:  # a check has no recorded effect to find: it runs again
+        existing = StepEffect.objects.filter(idempotency_key=step.idempotency_key).first()
+        if existing is not None:
+            return _succeed(
+                step=step, outcome=Done(existing.external_id, existing.result), skipped=True
+            )
 
     blocked_for = None if step.system == "default" else circuit_allow(system=step.system)
     if blocked_for is not None:
@@ -398,7 +399,8 @@ def _run_handler(
             error=StepRetryable(f"circuit open for {step.system}", retry_after=blocked_for),
             count_attempt=False,
         )
-    correction = observers.correction_for(step=step)
+    # Only a step that declares its input can take a correction: the others ask nobody.
+    correction = observers.correction_for(step=step) if step_def.payload is not None else None
     context = StepContext(
         run=run,
         step=step,
@@ -460,18 +462,24 @@ def _mark_waiting(step: StepRun) -> str:
 
 def _succeed(*, step: StepRun, outcome: Done, skipped: bool, record_effect: bool = True) -> str:
     now = timezone.now()
+    actor = Actor.system("worker")
     with (
         transaction.atomic(),
-        audit_context(actor=Actor.system("worker"), reason=f"step {step.name} succeeded"),
+        audit_context(actor=actor, reason=f"step {step.name} succeeded"),
     ):
         if record_effect and not skipped:
-            StepEffect.objects.get_or_create(
-                idempotency_key=step.idempotency_key,
-                defaults={
-                    "system": step.system,
-                    "external_id": outcome.external_id,
-                    "result": outcome.data,
-                },
+            # One INSERT; an effect already recorded under the key (a redelivery that raced
+            # this one) keeps the first, as get_or_create would, without its extra round trips.
+            StepEffect.objects.bulk_create(
+                [
+                    StepEffect(
+                        idempotency_key=step.idempotency_key,
+                        system=step.system,
+                        external_id=outcome.external_id,
+                        result=outcome.data,
+                    )
+                ],
+                ignore_conflicts=True,
             )
         locked = StepRun.objects.select_for_update().get(pk=step.pk)
         if locked.state != StepState.RUNNING:
@@ -483,7 +491,7 @@ def _succeed(*, step: StepRun, outcome: Done, skipped: bool, record_effect: bool
         locked.skipped_effect = skipped
         locked.last_error = ""
         locked.save()
-        observers.step_succeeded(step=locked, actor=Actor.system("worker"))
+        observers.step_succeeded(step=locked, actor=actor)
         run = WorkflowRun.objects.select_for_update().get(pk=locked.run_id)
         following = run.steps.filter(position__gt=locked.position).order_by("position").first()
         if following is None:

@@ -2,12 +2,19 @@
 
 The breaker's state is a row per system, changed under a short row lock (never around an
 HTTP call): ``circuit_allow`` before a call, ``circuit_record`` after it.
+
+A process remembers for ``CIRCUIT_CLEAN_CACHE_SECONDS`` (1 s) that a system's breaker was
+closed with no failure counted, so the hot path of an external step (allowed, then a success)
+reads no row at all. A failure this process records forgets it at once; a breaker another
+process opens is seen here within that time, the price of not reading the row twice a step.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import random
+import threading
+import time
 
 from django.conf import settings
 from django.db import transaction
@@ -50,10 +57,39 @@ def _trial_seconds() -> float:
     return float(getattr(settings, "STEP_LEASE_SECONDS", 15))
 
 
+def _clean_cache_seconds() -> float:
+    return float(getattr(settings, "CIRCUIT_CLEAN_CACHE_SECONDS", 1.0))
+
+
+# system -> time.monotonic() until which its breaker is known closed with no failure counted
+_known_clean: dict[str, float] = {}
+_known_clean_lock = threading.Lock()
+
+
+def circuit_cache_clear() -> None:
+    """Forget what this process remembers of the breakers (the next check reads the rows)."""
+    with _known_clean_lock:
+        _known_clean.clear()
+
+
+def _forget(system: str) -> None:
+    with _known_clean_lock:
+        _known_clean.pop(system, None)
+
+
 def _closed_and_clean(system: str) -> bool:
-    return CircuitBreaker.objects.filter(
+    if _known_clean.get(system, 0.0) > time.monotonic():
+        return True
+    clean = CircuitBreaker.objects.filter(
         system=system, state=CircuitState.CLOSED, consecutive_failures=0
     ).exists()
+    ttl = _clean_cache_seconds()
+    with _known_clean_lock:
+        if clean and ttl > 0:
+            _known_clean[system] = time.monotonic() + ttl
+        else:
+            _known_clean.pop(system, None)
+    return clean
 
 
 def circuit_allow(*, system: str, now: dt.datetime | None = None) -> float | None:
@@ -95,6 +131,7 @@ def circuit_record(
     now = now or timezone.now()
     if ok and _closed_and_clean(system):
         return CircuitState.CLOSED
+    _forget(system)
     with transaction.atomic():
         CircuitBreaker.objects.get_or_create(system=system)
         breaker = CircuitBreaker.objects.select_for_update().get(system=system)
@@ -113,4 +150,5 @@ def circuit_record(
                 breaker.opened_at = now
                 breaker.open_until = now + dt.timedelta(seconds=_open_seconds())
         breaker.save()
-        return breaker.state
+    _forget(system)  # a thread that read the row before this write must not be believed
+    return breaker.state

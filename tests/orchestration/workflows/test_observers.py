@@ -100,6 +100,35 @@ def test_a_correction_an_observer_gives_reaches_the_step(recorder, system_actor)
     # given
     recorder.correction = observers.Correction(payload={"city": "Leeds"}, reason="RPL-1 ok")
     seen: list[Any] = []
+    applied: list[Any] = []
+
+    def handler(ctx: engine.StepContext) -> engine.Done:
+        seen.append((ctx.corrected, ctx.correction_reason))
+        return engine.Done("X")
+
+    address = engine.StepInput(
+        describe="the customer's address",
+        read=lambda run: {},
+        check=lambda run, payload: payload,
+        apply=lambda ctx, payload: applied.append(payload),
+    )
+    engine.REGISTRY[KIND] = engine.WorkflowDef(
+        kind=KIND,
+        steps=[engine.StepDef("create_customer", handler, system="erp", payload=address)],
+    )
+    run = engine.workflow_start(kind=KIND, subject_id="ORD-000779", actor=system_actor)
+    # when
+    drain(run)
+    # then
+    assert seen == [({"city": "Leeds"}, "RPL-1 ok")]
+    assert applied == [{"city": "Leeds"}]
+
+
+@pytest.mark.django_db
+def test_a_step_that_declares_no_input_is_offered_no_correction(recorder, system_actor):
+    # given: a correction a replay could never have approved for this step
+    recorder.correction = observers.Correction(payload={"city": "Leeds"}, reason="RPL-1 ok")
+    seen: list[Any] = []
 
     def handler(ctx: engine.StepContext) -> engine.Done:
         seen.append((ctx.corrected, ctx.correction_reason))
@@ -108,8 +137,8 @@ def test_a_correction_an_observer_gives_reaches_the_step(recorder, system_actor)
     engine.REGISTRY[KIND] = engine.WorkflowDef(
         kind=KIND, steps=[engine.StepDef("create_customer", handler, system="erp")]
     )
-    run = engine.workflow_start(kind=KIND, subject_id="ORD-000779", actor=system_actor)
+    run = engine.workflow_start(kind=KIND, subject_id="ORD-000780", actor=system_actor)
     # when
     drain(run)
     # then
-    assert seen == [({"city": "Leeds"}, "RPL-1 ok")]
+    assert seen == [(None, "")]

@@ -1,5 +1,6 @@
 """The circuit breaker: its hot path (a closed breaker, a successful call) takes no lock and
-writes nothing; every other path still goes through the locked row."""
+writes nothing, and within a second of reading a clean row reads none; every other path still
+goes through the locked row."""
 
 from __future__ import annotations
 
@@ -26,8 +27,56 @@ def test_a_success_on_a_closed_breaker_reads_one_row_and_writes_nothing():
     assert allowed is None
     assert state == CircuitState.CLOSED
     statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
-    assert statements == ["SELECT", "SELECT"]
+    assert statements == ["SELECT"]  # the success remembers what the check just read
     assert not any("FOR UPDATE" in q["sql"] for q in queries.captured_queries)
+
+
+@pytest.mark.django_db
+def test_a_clean_breaker_read_within_its_time_is_not_read_again(settings):
+    # given
+    settings.CIRCUIT_CLEAN_CACHE_SECONDS = 60
+    CircuitBreaker.objects.create(system="erp")
+    circuit_allow(system="erp")
+    # when
+    with CaptureQueriesContext(connection) as queries:
+        allowed = [circuit_allow(system="erp"), circuit_allow(system="erp")]
+        state = circuit_record(system="erp", ok=True)
+    # then
+    assert (allowed, state) == ([None, None], CircuitState.CLOSED)
+    assert queries.captured_queries == []
+
+
+@pytest.mark.django_db
+def test_a_failure_this_process_records_is_seen_by_its_next_check_at_once(settings):
+    # given
+    settings.CIRCUIT_CLEAN_CACHE_SECONDS = 60
+    settings.CIRCUIT_FAILURE_THRESHOLD = 1
+    settings.CIRCUIT_OPEN_SECONDS = 30
+    CircuitBreaker.objects.create(system="billing")
+    circuit_allow(system="billing")  # remembered clean
+    now = timezone.now()
+    # when
+    circuit_record(system="billing", ok=False, error="503", now=now)
+    blocked_for = circuit_allow(system="billing", now=now + dt.timedelta(seconds=5))
+    # then
+    assert blocked_for == pytest.approx(25.0)
+    assert CircuitBreaker.objects.get(system="billing").state == CircuitState.OPEN
+
+
+@pytest.mark.django_db
+def test_a_breaker_opened_elsewhere_is_seen_once_the_remembered_time_is_over(settings):
+    # given
+    settings.CIRCUIT_CLEAN_CACHE_SECONDS = 0  # nothing remembered: every check reads the row
+    CircuitBreaker.objects.create(system="tax")
+    circuit_allow(system="tax")
+    now = timezone.now()
+    CircuitBreaker.objects.filter(system="tax").update(  # another worker opened it
+        state=CircuitState.OPEN, consecutive_failures=5, open_until=now + dt.timedelta(seconds=30)
+    )
+    # when
+    blocked_for = circuit_allow(system="tax", now=now)
+    # then
+    assert blocked_for == pytest.approx(30.0)
 
 
 @pytest.mark.django_db
