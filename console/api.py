@@ -64,16 +64,24 @@ class RecordAsOfSerializer(serializers.Serializer):
 
 
 class HistoryQuery(serializers.Serializer):
-    model = serializers.ChoiceField(choices=[], required=False, help_text="app_label.model_name")
-    record = serializers.CharField(required=False, max_length=64)
-    actor = serializers.CharField(required=False, max_length=150)
-    actor_kind = serializers.ChoiceField(choices=list(audit.ACTOR_KINDS), required=False)
+    # A blank parameter is no filter, as the schema says (allow_blank: no minLength).
+    model = serializers.ChoiceField(
+        choices=[], required=False, allow_blank=True, help_text="app_label.model_name"
+    )
+    record = serializers.CharField(required=False, max_length=64, allow_blank=True)
+    actor = serializers.CharField(required=False, max_length=150, allow_blank=True)
+    actor_kind = serializers.ChoiceField(
+        choices=list(audit.ACTOR_KINDS), required=False, allow_blank=True
+    )
     since = serializers.DateTimeField(required=False, help_text="inclusive")
     until = serializers.DateTimeField(required=False, help_text="exclusive")
     field = serializers.CharField(
-        required=False, max_length=64, help_text="only rows that changed this field"
+        required=False,
+        max_length=64,
+        allow_blank=True,
+        help_text="only rows that changed this field",
     )
-    cursor = serializers.CharField(required=False, max_length=200)
+    cursor = serializers.CharField(required=False, max_length=200, allow_blank=True)
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -141,12 +141,19 @@ class ExceptionListApi(APIView):
     required = (EXC_VIEW,)
 
     class ExceptionFilterInput(serializers.Serializer):
-        state = serializers.ChoiceField(choices=ExceptionState.choices, required=False)
-        category = serializers.ChoiceField(choices=Category.choices, required=False)
-        severity = serializers.ChoiceField(choices=Severity.choices, required=False)
-        owner_team = serializers.ChoiceField(choices=Team.choices, required=False)
-        system = serializers.CharField(required=False, max_length=20)
-        fingerprint = serializers.RegexField(r"^[0-9a-f]{1,64}$", required=False)
+        # A blank parameter is no filter, as the schema says (allow_blank: no minLength).
+        state = serializers.ChoiceField(
+            choices=ExceptionState.choices, required=False, allow_blank=True
+        )
+        category = serializers.ChoiceField(
+            choices=Category.choices, required=False, allow_blank=True
+        )
+        severity = serializers.ChoiceField(
+            choices=Severity.choices, required=False, allow_blank=True
+        )
+        owner_team = serializers.ChoiceField(choices=Team.choices, required=False, allow_blank=True)
+        system = serializers.CharField(required=False, max_length=20, allow_blank=True)
+        fingerprint = serializers.RegexField(r"^[0-9a-f]{0,64}$", required=False, allow_blank=True)
         assignee = serializers.IntegerField(required=False, min_value=0, max_value=2**31 - 1)
 
     @extend_schema(

@@ -82,9 +82,9 @@ def test_order_search_finds_by_enterprise_id():
     assert list(qs.values_list("enterprise_id", flat=True)) == [ids["other"]]
 
 
-# The list page's 8 (session, user, groups, permissions x2, count, rows, legal entities) + the
-# search's 3 (crosswalk ids, account ids, the union of matching order ids).
-SEARCH_QUERIES = 11
+# The list page's 9 (session, user, groups, permissions x2, count, rows, legal entities, saved
+# views) + the search's 3 (crosswalk ids, account ids, the union of matching order ids).
+SEARCH_QUERIES = 12
 
 
 @pytest.mark.django_db

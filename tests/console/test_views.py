@@ -274,8 +274,9 @@ def add_accounts(account: Account, n: int) -> None:
         factories.account(legal_entity=account.legal_entity)
 
 
-# Session, user, the user's groups (role), user and group permissions, count, rows.
-LIST_QUERIES = 7
+# Session, user, the user's groups (role), user and group permissions, count, rows, the
+# person's saved views of the list.
+LIST_QUERIES = 8
 # ... and the legal entities of the order and contract lists' filter.
 RECORD_LIST_QUERIES = LIST_QUERIES + 1
 

@@ -113,4 +113,8 @@ def rpc_error(body: Any) -> tuple[str, str, str] | None:
         )
         kind = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()  # UserError -> user_error
         return outcome, kind, (" — ".join(texts[:2]) or name)[:500]
-    return OutboundOutcome.RETRYABLE, "server_error", name.splitlines()[0][:200]
+    return (
+        OutboundOutcome.RETRYABLE,
+        "server_error",
+        name.partition("\n")[0][:200] or "server error",
+    )

@@ -222,6 +222,7 @@ def test_every_history_model_is_tracked():
         "orchestration.deadletteraction",
         "orchestration.driftitem",
         "orchestration.reconciliationrun",
+        "orchestration.retentionpurge",
         "orchestration.workflowrun",
         "q2c.contract",
         "q2c.contractchangerequest",
