@@ -114,6 +114,13 @@ def cursor_ordered(*ordering: str) -> type[CursorPagination]:
     return type("Cursor", (Cursor,), {"ordering": ordering})
 
 
+def _blank_allowed(choices: list[str] | None) -> list[str] | None:
+    """A filter's values as the schema states them: blank is no filter, so it is one of them."""
+    if choices is None or "" in choices:
+        return choices
+    return [*choices, ""]
+
+
 class RecordFilters:
     """Exact-match query filters: ``filters`` maps a parameter to a lookup, ``choices``
     limits a parameter's values (anything else is a 400)."""
@@ -145,9 +152,10 @@ class RecordFilters:
     @classmethod
     def schema_parameters(cls) -> list[OpenApiParameter]:
         return [
-            OpenApiParameter(name, OpenApiTypes.STR, enum=cls.choices.get(name), required=False)
+            OpenApiParameter(name, OpenApiTypes.STR, enum=_blank_allowed(cls.choices.get(name)),
+                             required=False)
             for name in cls.filters
-        ]
+        ]  # fmt: skip
 
 
 def choice_values(choices: Any) -> list[str]:
