@@ -74,12 +74,14 @@ def saved_view_save(*, user: Any, name: str, url: str) -> SavedView:
     return view
 
 
-def saved_view_delete(*, user: Any, pk: int) -> None:
-    """Delete one of ``user``'s saved views (NOT_FOUND for anyone else's)."""
+def saved_view_delete(*, user: Any, pk: int) -> SavedView:
+    """Delete one of ``user``'s saved views and return it (NOT_FOUND for anyone else's)."""
     with transaction.atomic():
-        deleted, _ = SavedView.objects.filter(user=user, pk=pk).delete()
-    if not deleted:
-        raise Refused("no such saved view of yours", kind=Refused.Kind.NOT_FOUND)
+        view = SavedView.objects.select_for_update().filter(user=user, pk=pk).first()
+        if view is None:
+            raise Refused("no such saved view of yours", kind=Refused.Kind.NOT_FOUND)
+        view.delete()
+    return view
 
 
 def saved_views_for(*, user: Any, path: str) -> list[SavedView]:

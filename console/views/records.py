@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from console import preferences, saved_views
-from console.models import NotificationPreference, SavedView
+from console.models import NotificationPreference
 from console.notifications import notification_preference_set
 from console.selectors import dashboard as dashboard_selectors
 from console.selectors import my_work as my_work_selectors
@@ -172,13 +172,12 @@ def saved_view_save(request: HttpRequest) -> HttpResponse:
 @login_required
 def saved_view_delete(request: HttpRequest, pk: int) -> HttpResponse:
     """Delete one of my saved views, back to the list it was on."""
-    view = SavedView.objects.filter(user_id=int(request.user.pk or 0), pk=pk).first()
     try:
-        saved_views.saved_view_delete(user=request.user, pk=pk)
+        view = saved_views.saved_view_delete(user=request.user, pk=pk)
     except Refused as exc:
         raise Http404(exc.message) from exc
-    messages.success(request, f"saved view “{view.name if view else pk}” deleted")
-    return redirect(view.path if view else "home")
+    messages.success(request, f"saved view “{view.name}” deleted")
+    return redirect(view.path)
 
 
 @login_required
